@@ -1,0 +1,49 @@
+//! PLACEHOLDER: being implemented.
+
+use async_trait::async_trait;
+
+use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
+use crate::credential::{Credential, CredentialName};
+use crate::error::{Error, Result};
+
+/// PLACEHOLDER.
+#[derive(Debug)]
+pub struct FileBackend;
+
+impl FileBackend {
+    /// PLACEHOLDER.
+    pub fn open(
+        _settings: &crate::FileSettings,
+        _prompter: std::sync::Arc<dyn crate::Prompter>,
+    ) -> Result<Self> {
+        Ok(Self)
+    }
+}
+
+#[async_trait]
+impl CredentialBackend for FileBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::File
+    }
+    fn describe(&self) -> String {
+        "File backend".into()
+    }
+    fn is_writable(&self) -> bool {
+        false
+    }
+    async fn get(&self, _name: &CredentialName) -> Result<Credential> {
+        Err(Error::unsupported(self.describe(), "get"))
+    }
+    async fn store(&self, _cred: &Credential, _mode: StoreMode) -> Result<()> {
+        Err(Error::unsupported(self.describe(), "store"))
+    }
+    async fn delete(&self, _name: &CredentialName) -> Result<()> {
+        Err(Error::unsupported(self.describe(), "delete"))
+    }
+    async fn list(&self) -> Result<Vec<CredentialInfo>> {
+        Err(Error::unsupported(self.describe(), "list"))
+    }
+    async fn check(&self) -> Result<Health> {
+        Err(Error::unsupported(self.describe(), "check"))
+    }
+}

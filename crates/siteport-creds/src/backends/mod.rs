@@ -1,0 +1,5 @@
+//! The built-in backends. Remote ones are compiled only with their cargo feature.
+
+pub mod dir;
+pub mod env;
+pub mod file;

@@ -1,0 +1,30 @@
+//! Credential store for siteport: validated FTP credentials behind pluggable backends.
+//!
+//! A [`Credential`] is a name, a username, a password (a [`secrecy::SecretString`]) and an
+//! optional host and port. Backends implement [`CredentialBackend`]; [`open_backend`] builds one
+//! (or a [`ChainBackend`]) from a [`BackendSpec`] and [`BackendSettings`]. The library never
+//! touches the terminal: anything interactive comes in through [`Prompter`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backend;
+pub mod backends;
+mod chain;
+mod credential;
+mod error;
+pub mod reference;
+mod select;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
+pub use chain::ChainBackend;
+pub use credential::{
+    Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use select::{
+    BackendSettings, BackendSpec, DirSettings, FileSettings, NoPrompter, Prompter, open_backend,
+};
+
+pub use secrecy::{ExposeSecret, SecretString};

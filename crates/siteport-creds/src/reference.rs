@@ -1,0 +1,1 @@
+//! PLACEHOLDER: `${VAR}`, `${VAR:-default}`, `${cred:NAME#field}` and `$$` in config strings.

@@ -1,0 +1,5 @@
+//! The siteport CLI: a thin layer over `siteport-creds` (and, later, the FTP and sync crates).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;

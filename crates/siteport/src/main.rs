@@ -1,0 +1,5 @@
+//! The siteport command-line tool.
+
+fn main() -> std::process::ExitCode {
+    siteport::cli::main()
+}
