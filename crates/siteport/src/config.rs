@@ -232,7 +232,6 @@ impl fmt::Display for TlsMode {
 
 /// A loaded config file. Sites keep their references unexpanded until
 /// [`resolve_site`](Self::resolve_site).
-#[derive(Debug)]
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
@@ -241,6 +240,17 @@ pub struct Config {
     /// The `[[site]]` entries, in file order.
     pub sites: Vec<SiteConfig>,
     source: String,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the source text: a legacy config may hold literal passwords.
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("credentials", &self.credentials)
+            .field("sites", &self.sites)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[credentials]`: which backend, and each backend's settings.
@@ -457,7 +467,9 @@ struct RawSite {
     tls: Option<Spanned<String>>,
     #[serde(alias = "username")]
     user: Option<Spanned<String>>,
-    password: Option<Spanned<String>>,
+    // Any TOML type, so that a mistyped password (`password = 1234`) is reported by us,
+    // without the value, rather than by serde's "invalid type: integer `1234`".
+    password: Option<Spanned<toml::Value>>,
     credential: Option<Spanned<String>>,
     local: Option<Spanned<String>>,
     remote: Option<Spanned<String>>,
@@ -749,7 +761,25 @@ impl Config {
         };
         let host = text("host", &r.host)?;
         let username = text("username", &r.user)?;
-        let password = text("password", &r.password)?;
+        let password = match &r.password {
+            None => None,
+            Some(p) => match p.get_ref() {
+                toml::Value::String(v) => {
+                    text("password", &Some(Spanned::new(p.span(), v.clone())))?
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        ConfigErrorKind::Syntax,
+                        format!(
+                            "site '{name}': password must be a string, not {} (value not shown)",
+                            other.type_str()
+                        ),
+                    )
+                    .at(at(p.span()))
+                    .hint("quote it, or better, move it into the credential store with `siteport migrate`"));
+                }
+            },
+        };
         let local = text("local", &r.local)?;
         let remote = text("remote", &r.remote)?;
         let ca_file = text("ca_file", &r.ca_file)?;

@@ -399,6 +399,14 @@ fn structural_errors_have_locations() {
         "{e}"
     );
     assert!(!format!("{e:?}").contains("literal-secret-pw"));
+
+    let e = load_err("[[site]]\nname = \"a\"\nlocal = \"l\"\npassword = 987654321\n");
+    assert_eq!(at(&e), (4, 12), "{e}");
+    assert!(
+        e.to_string().contains("must be a string, not integer"),
+        "{e}"
+    );
+    assert!(!format!("{e:?}").contains("987654321"), "{e:?}");
 }
 
 #[test]
@@ -446,6 +454,7 @@ async fn literal_passwords_and_missing_pieces() {
     let cfg = Config::load_with_env(&path, &env_of(&[])).unwrap();
     assert!(cfg.site("lit").unwrap().has_literal_password());
     assert!(!format!("{:?}", cfg.site("lit").unwrap()).contains("pa$$word"));
+    assert!(!format!("{cfg:?}").contains("pa$$word"), "{cfg:?}");
     let b = memory_with(&[cred("c", "u", "c-pw")]).await;
     let env = env_of(&[]);
     let r = cfg.resolve_site("lit", &b, &env).await.unwrap();
@@ -467,4 +476,21 @@ async fn literal_passwords_and_missing_pieces() {
     let e = cfg.resolve_site("noport", &b, &env).await.unwrap_err();
     assert!(e.to_string().contains("credential 'c' has no port"), "{e}");
     assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+}
+
+#[tokio::test]
+async fn resolution_can_run_on_a_spawned_task() {
+    let t = tempfile::tempdir().unwrap();
+    let path = write(t.path(), "siteport.toml", FULL);
+    let cfg =
+        std::sync::Arc::new(Config::load_with_env(&path, &env_of(&[("KEYS", "/k")])).unwrap());
+    let b = std::sync::Arc::new(memory_with(&[cred("acme", "u", "spawned-pw")]).await);
+    // The CLI resolves sites concurrently on tokio tasks: the future must be Send.
+    let task = tokio::spawn(async move {
+        let env = env_of(&[]);
+        cfg.resolve_site("acme", b.as_ref(), &env)
+            .await
+            .map(|r| r.username)
+    });
+    assert_eq!(task.await.unwrap().unwrap(), "u");
 }
