@@ -4,6 +4,7 @@ use std::ffi::OsString;
 
 use siteport_creds::backends::dir::DirBackend;
 use siteport_creds::backends::env::EnvBackend;
+use siteport_creds::backends::file::FileBackend;
 use siteport_creds::testkit::{
     self, K8sLayout, MemoryBackend, fixture_vars, fixtures, write_dir_tree, write_k8s_tree,
 };
@@ -221,4 +222,64 @@ async fn read_only_chain_explains_how_to_provide() {
     let c = fixtures().remove(0);
     let e = chain.store(&c, StoreMode::Replace).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
+}
+
+/// A fresh, initialised file store in a temp dir; nothing touches the real HOME or process env.
+fn file_backend(
+    dir: &std::path::Path,
+    mode: siteport_creds::backends::file::KeyMode,
+) -> FileBackend {
+    use siteport_creds::backends::file::{FileEnv, InitOptions};
+    let settings = siteport_creds::FileSettings {
+        path: Some(dir.join("data/credentials.age")),
+        identity: Some(dir.join("config/identity.txt")),
+        passphrase_command: None,
+    };
+    let env = FileEnv::empty().var("HOME", dir.join("home")).passphrase(
+        siteport_creds::SecretString::from("conformance passphrase".to_owned()),
+    );
+    FileBackend::builder(&settings)
+        .env(env.clone())
+        .init(InitOptions {
+            mode,
+            ..Default::default()
+        })
+        .expect("init file store");
+    FileBackend::builder(&settings)
+        .env(env)
+        .open()
+        .expect("open file store")
+}
+
+#[tokio::test]
+async fn file_backend_identity_mode_is_conformant() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = file_backend(
+        dir.path(),
+        siteport_creds::backends::file::KeyMode::Identity,
+    );
+    testkit::writable_suite(&b).await;
+}
+
+#[tokio::test]
+async fn file_backend_passphrase_mode_is_conformant() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = file_backend(
+        dir.path(),
+        siteport_creds::backends::file::KeyMode::Passphrase,
+    );
+    testkit::writable_suite(&b).await;
+}
+
+#[tokio::test]
+async fn chain_of_env_and_file_is_conformant() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = ChainBackend::new(vec![
+        Box::new(EnvBackend::from_vars(Vec::<(OsString, OsString)>::new())),
+        Box::new(file_backend(
+            dir.path(),
+            siteport_creds::backends::file::KeyMode::Identity,
+        )),
+    ]);
+    testkit::writable_suite(&chain).await;
 }
