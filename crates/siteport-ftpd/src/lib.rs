@@ -173,6 +173,12 @@ impl EmbeddedServer {
                 .map_err(|e| FtpdError::Start(format!("no free port on 127.0.0.1: {e}")))?
                 .port();
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let shim_std = TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| FtpdError::Start(format!("no free port on 127.0.0.1: {e}")))?;
+            let shim_addr = shim_std
+                .local_addr()
+                .map_err(|e| FtpdError::Start(format!("no free port on 127.0.0.1: {e}")))?;
+            drop(shim_std);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
             let fs_root = root.clone();
@@ -230,6 +236,14 @@ impl EmbeddedServer {
                                 return;
                             }
                         };
+                        let shim = match tokio::net::TcpListener::bind(shim_addr).await {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = done_tx.send(format!("binding {shim_addr} failed: {e}"));
+                                return;
+                            }
+                        };
+                        tokio::spawn(auth_tls_shim(shim, addr));
                         if let Err(e) = server.listen(addr.to_string()).await {
                             let _ = done_tx.send(format!("listening on {addr} failed: {e}"));
                         }
@@ -244,9 +258,11 @@ impl EmbeddedServer {
                     let _ = thread.join();
                     break;
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                    && TcpStream::connect_timeout(&shim_addr, Duration::from_millis(200)).is_ok()
+                {
                     return Ok(EmbeddedServer {
-                        addr,
+                        addr: shim_addr,
                         root,
                         stop: Some(stop_tx),
                         thread: Some(thread),
@@ -299,6 +315,71 @@ impl EmbeddedServer {
 impl Drop for EmbeddedServer {
     fn drop(&mut self) {
         self.stop_now();
+    }
+}
+
+/// Forwards control connections from the public port to libunftp.
+///
+/// libunftp 0.24 sends `234` to `AUTH TLS` and only then swaps its command decoder for a TLS
+/// acceptor, dropping whatever the decoder had already read: a client that sends its
+/// ClientHello right after `234` (as it should) sometimes loses it and the handshake fails.
+/// The shim holds the client's next bytes for a moment after a `234`, which closes that race.
+/// Data connections go straight to libunftp's passive ports.
+async fn auth_tls_shim(listener: tokio::net::TcpListener, upstream: SocketAddr) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let upgraded = Arc::new(AtomicBool::new(false));
+            let seen = upgraded.clone();
+            let down = tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut scanning = true;
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &buf[..n];
+                    if scanning
+                        && (chunk.starts_with(b"234 ") || chunk.windows(5).any(|w| w == b"\n234 "))
+                    {
+                        // Set before the client can see the 234 and answer it.
+                        seen.store(true, Ordering::SeqCst);
+                        scanning = false;
+                    }
+                    if cw.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = cw.shutdown().await;
+            });
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut held = false;
+            while let Ok(n) = cr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if !held && upgraded.load(Ordering::SeqCst) {
+                    held = true;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sw.shutdown().await;
+            let _ = down.await;
+        });
     }
 }
 
