@@ -1,0 +1,31 @@
+//! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd and
+//! pure-ftpd on loopback with temp roots and real users, TLS certificates made with `rcgen`,
+//! and a [`FaultyProxy`] that cuts connections at random.
+//!
+//! vsftpd and pure-ftpd come from `scripts/install-test-deps`; the fixtures find them at the
+//! paths that script prints (overridable with `SITEPORT_VSFTPD`, `SITEPORT_PUREFTPD`,
+//! `SITEPORT_PUREPW`, `SITEPORT_TOOLS`) and panic with that hint when they are missing.
+#![warn(missing_docs)]
+
+mod certs;
+mod proxy;
+mod server;
+
+pub use certs::TestCerts;
+pub use proxy::FaultyProxy;
+pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
+
+/// Writes a file with mode 0600 (panics on failure: fixture code).
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    f.write_all(bytes)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
