@@ -387,9 +387,7 @@ impl Engine {
             }
             Direction::Import => {
                 if !self.stopped() {
-                    if let Err(e) = create_local_root(&self.opts.local_root) {
-                        return Err(e);
-                    }
+                    create_local_root(&self.opts.local_root)?;
                 }
                 for a in by(Op::Mkdir) {
                     self.local_op(&a);

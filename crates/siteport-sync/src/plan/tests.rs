@@ -33,7 +33,7 @@ fn rec(size: u64, local: u64, remote: Option<u64>, hash: &str) -> JournalRecord 
         size,
         local_mtime_ns: t(local).map(to_ns),
         remote_size: size,
-        remote_mtime_ns: remote.and_then(|s| t(s)).map(to_ns),
+        remote_mtime_ns: remote.and_then(t).map(to_ns),
         hash: hash.into(),
     }
 }
