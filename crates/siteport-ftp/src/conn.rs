@@ -1,0 +1,881 @@
+//! One logged-in control connection and its data transfers.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use secrecy::ExposeSecret;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{FtpError, FtpErrorKind};
+use crate::list::{RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
+use crate::options::{ConnectOptions, TlsMode};
+use crate::stream::{Control, Reply, Stream};
+use crate::tls;
+
+/// Copy buffer for transfers: large enough that a TLS record and a TCP segment are full,
+/// small enough that memory stays flat whatever the file size.
+const COPY_BUF: usize = 64 * 1024;
+/// A directory listing larger than this is refused (millions of entries in one directory).
+const MAX_LISTING: usize = 256 * 1024 * 1024;
+
+/// What the server offers, from `FEAT` (and what we learned by trying).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// `MLST`/`MLSD` (RFC 3659): machine-readable listings with exact UTC times.
+    pub mlsd: bool,
+    /// `MFMT`: set a file's modification time.
+    pub mfmt: bool,
+    /// `MDTM`: read a file's modification time.
+    pub mdtm: bool,
+    /// `SIZE`.
+    pub size: bool,
+    /// `UTF8` file names.
+    pub utf8: bool,
+    /// `REST STREAM`: resume transfers.
+    pub rest: bool,
+    /// `EPSV` (extended passive mode); tried first even when not advertised.
+    pub epsv: bool,
+    /// `TVFS`: Unix-like `/` paths.
+    pub tvfs: bool,
+    /// `AUTH TLS`.
+    pub auth_tls: bool,
+    /// The raw `FEAT` lines, trimmed.
+    pub raw: Vec<String>,
+}
+
+impl Features {
+    fn parse(text: &str) -> Self {
+        let mut f = Features::default();
+        // The first and last lines are the reply's own text ("Features:", "End").
+        for line in text.lines().filter(|l| l.starts_with(' ')) {
+            let line = line.trim();
+            let upper = line.to_ascii_uppercase();
+            let word = upper.split_whitespace().next().unwrap_or("");
+            match word {
+                "MLST" | "MLSD" => f.mlsd = true,
+                "MFMT" => f.mfmt = true,
+                "MDTM" => f.mdtm = true,
+                "SIZE" => f.size = true,
+                "UTF8" => f.utf8 = true,
+                "REST" if upper.contains("STREAM") => f.rest = true,
+                "EPSV" => f.epsv = true,
+                "TVFS" => f.tvfs = true,
+                "AUTH" if upper.contains("TLS") => f.auth_tls = true,
+                _ => {}
+            }
+            f.raw.push(line.to_string());
+        }
+        f
+    }
+}
+
+struct TlsCtx {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+/// A data connection (plain or TLS).
+type Data = Stream;
+
+/// One logged-in control connection: binary type, passive mode (EPSV, falling back to PASV).
+/// Paths may be absolute or relative to the login directory; they are always sent absolute, so
+/// the `CWD` that listings use never changes what a path means.
+pub struct FtpConnection {
+    ctrl: Control,
+    features: Features,
+    tls: Option<TlsCtx>,
+    peer: IpAddr,
+    home: String,
+    epsv: bool,
+    list_all: bool,
+}
+
+impl std::fmt::Debug for FtpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpConnection")
+            .field("server", &self.ctrl.server)
+            .field("tls", &self.tls.is_some())
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_path(server: &str, op: &str, path: &str) -> Result<(), FtpError> {
+    if path.is_empty() || path.contains(['\r', '\n', '\0']) {
+        return Err(FtpError::new(
+            FtpErrorKind::Invalid,
+            server,
+            format!(
+                "{op}: path {:?} is empty or contains CR, LF or NUL",
+                path.replace(['\r', '\n', '\0'], "?")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses the port of `229 Entering Extended Passive Mode (|||PORT|)`.
+fn parse_epsv(text: &str) -> Option<u16> {
+    let start = text.find('(')?;
+    let end = text[start..].find(')')? + start;
+    let inner = &text[start + 1..end];
+    let delim = inner.chars().next()?;
+    inner.split(delim).nth(3)?.parse().ok()
+}
+
+/// Parses the port of `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`. The address part is
+/// ignored: we connect to the control connection's peer (no PASV redirection to other hosts,
+/// and NAT-ed servers that announce private addresses still work).
+fn parse_pasv(text: &str) -> Option<u16> {
+    let digits: Vec<u16> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // The reply code is stripped; take the last six numbers (some servers omit the parens).
+    if digits.len() < 6 {
+        return None;
+    }
+    let p = &digits[digits.len() - 6..];
+    if p[..4].iter().any(|&x| x > 255) || p[4] > 255 || p[5] > 255 {
+        return None;
+    }
+    Some(p[4] * 256 + p[5])
+}
+
+/// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).
+fn parse_pwd(text: &str) -> Option<String> {
+    let start = text.find('"')? + 1;
+    let mut out = String::new();
+    let mut chars = text[start..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+async fn connect_tcp(opts: &ConnectOptions) -> Result<TcpStream, FtpError> {
+    let server = opts.server();
+    let host = opts.host.trim_start_matches('[').trim_end_matches(']');
+    let connect = async {
+        // Resolve separately: resolver failures are not connection failures and have no
+        // stable io::ErrorKind of their own.
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, opts.port))
+            .await
+            .map_err(|e| {
+                FtpError::new(
+                    FtpErrorKind::Network,
+                    &server,
+                    format!("cannot resolve host '{host}'"),
+                )
+                .with_source(e)
+                .with_hint("check the host name in the site's config")
+            })?
+            .collect();
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
+        Err(FtpError::from_io(&server, None, e)
+            .with_hint("check the host and port in the site's config and that the server runs"))
+    };
+    let tcp = match tokio::time::timeout(opts.timeout, connect).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(FtpError::new(
+                FtpErrorKind::Network,
+                &server,
+                format!(
+                    "connecting timed out after {} s",
+                    opts.timeout.as_secs_f32()
+                ),
+            ));
+        }
+    };
+    // Without it FTPS pays Nagle + delayed ACK on every small command and every file.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+async fn tls_handshake(
+    tls: &TlsCtx,
+    tcp: TcpStream,
+    timeout: Duration,
+    server: &str,
+    what: &str,
+) -> Result<Stream, FtpError> {
+    match tokio::time::timeout(timeout, tls.connector.connect(tls.name.clone(), tcp)).await {
+        Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            let is_rustls = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
+            let kind = if is_rustls {
+                FtpErrorKind::Tls
+            } else {
+                FtpErrorKind::Transient
+            };
+            Err(FtpError::new(kind, server, format!("TLS handshake failed on {what}"))
+                .with_source(e)
+                .with_hint(
+                    "for a self-signed server certificate set `ca_file` or `fingerprint` in the site's config",
+                ))
+        }
+        Err(_) => Err(FtpError::new(
+            FtpErrorKind::Transient,
+            server,
+            format!("TLS handshake on {what} timed out"),
+        )),
+    }
+}
+
+impl FtpConnection {
+    /// Connects, negotiates TLS as asked, logs in, switches to binary type, reads `FEAT`.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, FtpError> {
+        let server = opts.server();
+        let tls = match opts.tls {
+            TlsMode::None => {
+                tracing::warn!(server = %server, "plain FTP: the password and files travel unencrypted (tls = \"none\")");
+                None
+            }
+            _ => {
+                let config: Arc<ClientConfig> = tls::client_config(opts)?;
+                Some(TlsCtx {
+                    connector: TlsConnector::from(config),
+                    name: tls::server_name(opts)?,
+                })
+            }
+        };
+        let tcp = connect_tcp(opts).await?;
+        let peer = tcp
+            .peer_addr()
+            .map_err(|e| FtpError::from_io(&server, None, e))?
+            .ip();
+        let stream = match (&tls, opts.tls) {
+            (Some(t), TlsMode::Implicit) => {
+                tls_handshake(t, tcp, opts.timeout, &server, "the control connection").await?
+            }
+            _ => Stream::Plain(tcp),
+        };
+        let mut ctrl = Control::new(stream, server.clone(), opts.timeout);
+        let banner = ctrl.read_reply("(greeting)").await?;
+        if banner.code != 220 {
+            return Err(FtpError::from_reply(
+                &server,
+                "(greeting)",
+                banner.code,
+                &banner.text,
+            ));
+        }
+
+        if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
+            let r = ctrl.cmd("AUTH TLS").await?;
+            if r.code != 234 {
+                // Never fall back to plain text: the password would go out in clear.
+                return Err(FtpError::new(
+                    FtpErrorKind::Tls,
+                    &server,
+                    format!("server refused AUTH TLS: {} {}", r.code, r.text.trim()),
+                )
+                .with_command("AUTH TLS")
+                .with_hint(
+                    "the server does not offer explicit FTPS; use tls = \"implicit\" if it \
+                     listens for FTPS on port 990, or tls = \"none\" only on a trusted network",
+                ));
+            }
+            let tcp = ctrl.take_plain()?;
+            let s = tls_handshake(t, tcp, opts.timeout, &server, "the control connection").await?;
+            ctrl.put(s);
+        }
+
+        let user_cmd = format!("USER {}", opts.username);
+        let r = ctrl.cmd(&user_cmd).await?;
+        match r.code {
+            230 => {}
+            331 => {
+                let pass_cmd = format!("PASS {}", opts.password.expose_secret());
+                let r = ctrl.cmd(&pass_cmd).await;
+                drop(pass_cmd);
+                let r = r?;
+                if r.code != 230 && r.code != 202 {
+                    let mut e = FtpError::from_reply(&server, "PASS ****", r.code, &r.text);
+                    if r.code / 100 == 5 && e.kind() == FtpErrorKind::Protocol {
+                        e = FtpError::new(FtpErrorKind::Login, &server, e.message().to_string())
+                            .with_command("PASS ****");
+                    }
+                    return Err(e);
+                }
+            }
+            c => {
+                let mut e = FtpError::from_reply(&server, &user_cmd, c, &r.text);
+                if c == 530 || c == 332 {
+                    e = e.with_hint("check the username: `siteport credential show NAME`");
+                }
+                return Err(e);
+            }
+        }
+
+        if tls.is_some() {
+            ctrl.expect("PBSZ 0", &[200]).await?;
+            ctrl.expect("PROT P", &[200]).await?;
+        }
+        ctrl.expect("TYPE I", &[200]).await?;
+        let feat = ctrl.cmd("FEAT").await?;
+        let features = if feat.code == 211 {
+            Features::parse(&feat.text)
+        } else {
+            Features::default()
+        };
+        if features.utf8 {
+            // Some servers only send UTF-8 names after this; failure is harmless.
+            let _ = ctrl.cmd("OPTS UTF8 ON").await?;
+        }
+        let pwd = ctrl.cmd("PWD").await?;
+        let home = if pwd.code == 257 {
+            parse_pwd(&pwd.text).unwrap_or_else(|| "/".to_string())
+        } else {
+            "/".to_string()
+        };
+        tracing::debug!(server = %server, tls = %opts.tls, mlsd = features.mlsd, mfmt = features.mfmt, "logged in");
+        Ok(Self {
+            ctrl,
+            features,
+            tls,
+            peer,
+            home,
+            epsv: true,
+            list_all: true,
+        })
+    }
+
+    /// What the server offers.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// `host:port` of the server.
+    pub fn server(&self) -> &str {
+        &self.ctrl.server
+    }
+
+    /// False once the control connection broke (I/O error, timeout); a pool drops such a
+    /// connection instead of reusing it.
+    pub fn is_open(&self) -> bool {
+        self.ctrl.is_open()
+    }
+
+    /// Whether the control connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.ctrl.is_tls()
+    }
+
+    fn abs(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_string()
+        } else if self.home.ends_with('/') {
+            format!("{}{}", self.home, path)
+        } else {
+            format!("{}/{}", self.home, path)
+        }
+    }
+
+    async fn passive_addr(&mut self) -> Result<SocketAddr, FtpError> {
+        if self.epsv {
+            let r = self.ctrl.cmd("EPSV").await?;
+            if r.code == 229 {
+                let port = parse_epsv(&r.text).ok_or_else(|| {
+                    FtpError::new(
+                        FtpErrorKind::Protocol,
+                        self.server(),
+                        format!("cannot parse EPSV reply {:?}", r.text),
+                    )
+                    .with_command("EPSV")
+                })?;
+                return Ok(SocketAddr::new(self.peer, port));
+            }
+            if r.code / 100 == 4 {
+                return Err(FtpError::from_reply(self.server(), "EPSV", r.code, &r.text));
+            }
+            // 500/502 and friends: not supported, use PASV from now on.
+            self.epsv = false;
+        }
+        let r = self.ctrl.expect("PASV", &[227]).await?;
+        let port = parse_pasv(&r.text).ok_or_else(|| {
+            FtpError::new(
+                FtpErrorKind::Protocol,
+                self.server(),
+                format!("cannot parse PASV reply {:?}", r.text),
+            )
+            .with_command("PASV")
+        })?;
+        Ok(SocketAddr::new(self.peer, port))
+    }
+
+    /// Opens a data connection and starts `command` on it. `Ok(None)` when the server answered
+    /// the command with a final 2xx right away (an empty listing on some servers).
+    async fn start_transfer(&mut self, command: &str) -> Result<Option<Data>, FtpError> {
+        let addr = self.passive_addr().await?;
+        let server = self.server().to_string();
+        let timeout = self.ctrl.timeout;
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(FtpError::new(
+                    FtpErrorKind::Transient,
+                    &server,
+                    format!("cannot open the data connection to {addr}"),
+                )
+                .with_command(command)
+                .with_source(e));
+            }
+            Err(_) => {
+                return Err(FtpError::new(
+                    FtpErrorKind::Transient,
+                    &server,
+                    format!("opening the data connection to {addr} timed out"),
+                )
+                .with_command(command));
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        self.ctrl.send(command).await?;
+
+        let Some(tls) = &self.tls else {
+            let r = self.ctrl.read_reply(command).await?;
+            return self
+                .check_preliminary(command, r)
+                .map(|ok| ok.then_some(Stream::Plain(tcp)));
+        };
+        // Run the handshake and the wait for `150` side by side: some servers (libunftp) finish
+        // the data-channel handshake before they send `150`, others (vsftpd) after.
+        let handshake = tls_handshake(tls, tcp, timeout, &server, "the data connection");
+        tokio::pin!(handshake);
+        let mut data: Option<Stream> = None;
+        let mut handshake_err: Option<FtpError> = None;
+        let reply = {
+            // One reply future for the whole wait: dropping a half-read multi-line reply would
+            // desynchronise the control channel.
+            let reply_fut = self.ctrl.read_reply(command);
+            tokio::pin!(reply_fut);
+            loop {
+                tokio::select! {
+                    r = &mut reply_fut => break r?,
+                    h = &mut handshake, if data.is_none() && handshake_err.is_none() => match h {
+                        Ok(s) => data = Some(s),
+                        Err(e) => handshake_err = Some(e),
+                    },
+                }
+            }
+        };
+        if !self.check_preliminary(command, reply)? {
+            return Ok(None);
+        }
+        if let Some(e) = handshake_err {
+            return Err(e.with_command(command));
+        }
+        match data {
+            Some(s) => Ok(Some(s)),
+            None => Ok(Some(handshake.await.map_err(|e| e.with_command(command))?)),
+        }
+    }
+
+    /// `Ok(true)`: transfer starting; `Ok(false)`: already complete.
+    fn check_preliminary(&self, command: &str, r: Reply) -> Result<bool, FtpError> {
+        match r.code {
+            125 | 150 => Ok(true),
+            226 | 250 => Ok(false),
+            c => Err(FtpError::from_reply(self.server(), command, c, &r.text)),
+        }
+    }
+
+    async fn finish_transfer(&mut self, command: &str) -> Result<(), FtpError> {
+        let r = self.ctrl.read_reply(command).await?;
+        if r.code == 226 || r.code == 250 {
+            Ok(())
+        } else {
+            Err(FtpError::from_reply(
+                self.server(),
+                command,
+                r.code,
+                &r.text,
+            ))
+        }
+    }
+
+    fn data_err(&self, command: &str, e: io::Error) -> FtpError {
+        FtpError::new(
+            FtpErrorKind::Transient,
+            self.server(),
+            "data connection failed",
+        )
+        .with_command(command)
+        .with_source(e)
+    }
+
+    /// Reads a whole data connection into memory (listings).
+    async fn read_all(&mut self, command: &str) -> Result<Vec<u8>, FtpError> {
+        let Some(mut data) = self.start_transfer(command).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; COPY_BUF];
+        let timeout = self.ctrl.timeout;
+        loop {
+            match tokio::time::timeout(timeout, data.read(&mut chunk)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => {
+                    out.extend_from_slice(&chunk[..n]);
+                    if out.len() > MAX_LISTING {
+                        return Err(FtpError::new(
+                            FtpErrorKind::Protocol,
+                            self.server(),
+                            "directory listing larger than 256 MiB",
+                        )
+                        .with_command(command));
+                    }
+                }
+                // A server that closes a TLS data channel without close_notify: the final
+                // reply below says whether the transfer was complete.
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Ok(Err(e)) => return Err(self.data_err(command, e)),
+                Err(_) => return Err(self.ctrl.timed_out(command)),
+            }
+        }
+        drop(data);
+        self.finish_transfer(command).await?;
+        Ok(out)
+    }
+
+    /// Lists a directory: MLSD when the server offers it, else `LIST -a` (then plain `LIST`)
+    /// parsed as Unix or DOS format. Never includes `.` and `..`.
+    pub async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>, FtpError> {
+        check_path(self.server(), "list", path)?;
+        let dir = self.abs(path);
+        // CWD, then list without an argument: a name starting with '-' would otherwise be read
+        // as `ls` options by vsftpd and pure-ftpd.
+        let cwd = format!("CWD {dir}");
+        self.ctrl.expect(&cwd, &[250, 200]).await?;
+        let entries = if self.features.mlsd {
+            let raw = self.read_all("MLSD").await?;
+            String::from_utf8_lossy(&raw)
+                .split('\n')
+                .filter_map(parse_mlsd_line)
+                .collect()
+        } else {
+            let raw = if self.list_all {
+                match self.read_all("LIST -a").await {
+                    Ok(raw) => raw,
+                    Err(e) if e.code().is_some_and(|c| c / 100 == 5) => {
+                        self.list_all = false;
+                        self.read_all("LIST").await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else {
+                self.read_all("LIST").await?
+            };
+            let now = SystemTime::now();
+            String::from_utf8_lossy(&raw)
+                .split('\n')
+                .filter_map(|l| parse_list_line(l, now))
+                .collect()
+        };
+        Ok(entries)
+    }
+
+    /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
+    pub async fn put_file(&mut self, local: &Path, remote_path: &str) -> Result<u64, FtpError> {
+        check_path(self.server(), "upload", remote_path)?;
+        let file = tokio::fs::File::open(local).await.map_err(|e| {
+            FtpError::new(
+                FtpErrorKind::Invalid,
+                self.server(),
+                format!("cannot read local file {}", local.display()),
+            )
+            .with_source(e)
+        })?;
+        let command = format!("STOR {}", self.abs(remote_path));
+        let Some(mut data) = self.start_transfer(&command).await? else {
+            return Ok(0);
+        };
+        let mut reader = BufReader::with_capacity(COPY_BUF, file);
+        let timeout = self.ctrl.timeout;
+        let mut sent = 0u64;
+        loop {
+            let buf = match reader.fill_buf().await {
+                Ok(b) => b,
+                Err(e) => {
+                    // The server would keep a truncated file: drop the data connection without
+                    // a clean close, so it sees an aborted transfer.
+                    drop(data);
+                    let _ = self.ctrl.read_reply(&command).await;
+                    return Err(FtpError::new(
+                        FtpErrorKind::Invalid,
+                        self.server(),
+                        format!("reading local file {} failed", local.display()),
+                    )
+                    .with_source(e));
+                }
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len();
+            match tokio::time::timeout(timeout, data.write_all(buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    drop(data);
+                    // The server's reply (426, 552…) says more than the broken pipe.
+                    if let Ok(r) = self.ctrl.read_reply(&command).await
+                        && r.code >= 400
+                    {
+                        return Err(FtpError::from_reply(
+                            self.server(),
+                            &command,
+                            r.code,
+                            &r.text,
+                        ));
+                    }
+                    return Err(self.data_err(&command, e));
+                }
+                Err(_) => return Err(self.ctrl.timed_out(&command)),
+            }
+            reader.consume(n);
+            sent += n as u64;
+        }
+        // close_notify, then FIN; then wait for the server to close its side so that nothing is
+        // reset under it.
+        match tokio::time::timeout(timeout, data.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(self.data_err(&command, e)),
+            Err(_) => return Err(self.ctrl.timed_out(&command)),
+        }
+        let mut sink = [0u8; 512];
+        let _ = tokio::time::timeout(timeout, async {
+            while let Ok(n) = data.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+        drop(data);
+        self.finish_transfer(&command).await?;
+        Ok(sent)
+    }
+
+    /// Uploads to `.<name>.siteport-tmp` in the target directory, then renames it over
+    /// `remote_path`, so nobody ever sees a half-written file under the final name. Sets the
+    /// modification time with `MFMT` when the server offers it and `mtime` is given.
+    pub async fn put_atomic(
+        &mut self,
+        local: &Path,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64, FtpError> {
+        check_path(self.server(), "upload", remote_path)?;
+        let target = self.abs(remote_path);
+        let (dir, name) = match target.rfind('/') {
+            Some(i) => (&target[..=i], &target[i + 1..]),
+            None => ("", target.as_str()),
+        };
+        if name.is_empty() {
+            return Err(FtpError::new(
+                FtpErrorKind::Invalid,
+                self.server(),
+                format!("upload: {target:?} names a directory, not a file"),
+            ));
+        }
+        let tmp = format!("{dir}.{name}.siteport-tmp");
+        let sent = self.put_file(local, &tmp).await?;
+        if let Err(e) = self.rename(&tmp, &target).await {
+            // Do not leave the temp file behind; the rename error is what matters.
+            if self.is_open() {
+                let _ = self.delete_file(&tmp).await;
+            }
+            return Err(e);
+        }
+        if let (Some(t), true) = (mtime, self.features.mfmt) {
+            let cmd = format!("MFMT {} {}", format_mdtm(t), target);
+            let r = self.ctrl.cmd(&cmd).await?;
+            if r.code != 213 {
+                tracing::warn!(server = %self.server(), path = %target, code = r.code, "MFMT failed; the remote time stays the upload time");
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Downloads `remote_path` into `local` (created or truncated), streaming. The caller
+    /// handles the temp name, `fsync` and rename. Returns the bytes received.
+    pub async fn get_file(&mut self, remote_path: &str, local: &Path) -> Result<u64, FtpError> {
+        check_path(self.server(), "download", remote_path)?;
+        let command = format!("RETR {}", self.abs(remote_path));
+        let local_err = |server: &str, e: io::Error| {
+            FtpError::new(
+                FtpErrorKind::Invalid,
+                server,
+                format!("cannot write local file {}", local.display()),
+            )
+            .with_source(e)
+        };
+        let mut file = tokio::fs::File::create(local)
+            .await
+            .map_err(|e| local_err(self.server(), e))?;
+        let Some(mut data) = self.start_transfer(&command).await? else {
+            return Ok(0);
+        };
+        let timeout = self.ctrl.timeout;
+        let mut chunk = vec![0u8; COPY_BUF];
+        let mut got = 0u64;
+        loop {
+            match tokio::time::timeout(timeout, data.read(&mut chunk)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => {
+                    if let Err(e) = file.write_all(&chunk[..n]).await {
+                        drop(data);
+                        let _ = self.ctrl.read_reply(&command).await;
+                        return Err(local_err(self.server(), e));
+                    }
+                    got += n as u64;
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Ok(Err(e)) => return Err(self.data_err(&command, e)),
+                Err(_) => return Err(self.ctrl.timed_out(&command)),
+            }
+        }
+        if data.is_tls() {
+            let _ = tokio::time::timeout(timeout, data.shutdown()).await;
+        }
+        drop(data);
+        file.flush()
+            .await
+            .map_err(|e| local_err(self.server(), e))?;
+        self.finish_transfer(&command).await?;
+        Ok(got)
+    }
+
+    /// Creates a directory; succeeds if it already exists. The parent must exist.
+    pub async fn mkdir(&mut self, path: &str) -> Result<(), FtpError> {
+        check_path(self.server(), "mkdir", path)?;
+        let dir = self.abs(path);
+        let cmd = format!("MKD {dir}");
+        let r = self.ctrl.cmd(&cmd).await?;
+        if r.code == 257 || r.code == 250 {
+            return Ok(());
+        }
+        let err = FtpError::from_reply(self.server(), &cmd, r.code, &r.text);
+        if r.code / 100 == 5 {
+            let cwd = self.ctrl.cmd(&format!("CWD {dir}")).await?;
+            if cwd.code == 250 || cwd.code == 200 {
+                return Ok(());
+            }
+        }
+        Err(err)
+    }
+
+    /// Deletes a file.
+    pub async fn delete_file(&mut self, path: &str) -> Result<(), FtpError> {
+        check_path(self.server(), "delete", path)?;
+        let cmd = format!("DELE {}", self.abs(path));
+        self.ctrl.expect(&cmd, &[250, 200]).await.map(drop)
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&mut self, path: &str) -> Result<(), FtpError> {
+        check_path(self.server(), "rmdir", path)?;
+        let cmd = format!("RMD {}", self.abs(path));
+        self.ctrl.expect(&cmd, &[250, 200]).await.map(drop)
+    }
+
+    /// Renames (moves) `from` to `to`; on the servers we test it replaces an existing `to`.
+    pub async fn rename(&mut self, from: &str, to: &str) -> Result<(), FtpError> {
+        check_path(self.server(), "rename", from)?;
+        check_path(self.server(), "rename", to)?;
+        let rnfr = format!("RNFR {}", self.abs(from));
+        self.ctrl.expect(&rnfr, &[350]).await?;
+        let rnto = format!("RNTO {}", self.abs(to));
+        self.ctrl.expect(&rnto, &[250, 200]).await.map(drop)
+    }
+
+    /// The modification time by `MDTM`; `None` when the server does not support it.
+    pub async fn mdtm(&mut self, path: &str) -> Result<Option<SystemTime>, FtpError> {
+        check_path(self.server(), "mdtm", path)?;
+        let cmd = format!("MDTM {}", self.abs(path));
+        let r = self.ctrl.cmd(&cmd).await?;
+        match r.code {
+            213 => Ok(parse_mdtm(r.text.trim())),
+            500 | 502 | 504 => Ok(None),
+            c => Err(FtpError::from_reply(self.server(), &cmd, c, &r.text)),
+        }
+    }
+
+    /// `NOOP`: checks that the connection is alive (and keeps it so).
+    pub async fn noop(&mut self) -> Result<(), FtpError> {
+        self.ctrl.expect("NOOP", &[200]).await.map(drop)
+    }
+
+    /// `QUIT`, then closes the connection (with `close_notify` under TLS).
+    pub async fn quit(mut self) -> Result<(), FtpError> {
+        let res = self.ctrl.expect("QUIT", &[221]).await.map(drop);
+        self.ctrl.close().await;
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_replies() {
+        assert_eq!(
+            parse_epsv("Entering Extended Passive Mode (|||40123|)"),
+            Some(40123)
+        );
+        assert_eq!(
+            parse_epsv("Entering Extended Passive Mode (!!!21!)"),
+            Some(21)
+        );
+        assert_eq!(parse_epsv("nonsense"), None);
+        assert_eq!(
+            parse_pasv("Entering Passive Mode (127,0,0,1,156,64)."),
+            Some(156 * 256 + 64)
+        );
+        assert_eq!(parse_pasv("Entering Passive Mode 10,0,0,1,1,2"), Some(258));
+        assert_eq!(parse_pasv("Entering Passive Mode (1,2,3)"), None);
+    }
+
+    #[test]
+    fn pwd_and_features() {
+        assert_eq!(
+            parse_pwd("\"/home/a \"\"q\"\"\" is the current directory"),
+            Some("/home/a \"q\"".to_string())
+        );
+        let f = Features::parse(
+            "Features:\n EPRT\n EPSV\n MDTM\n PASV\n REST STREAM\n SIZE\n TVFS\n UTF8\nEnd",
+        );
+        assert!(f.epsv && f.mdtm && f.rest && f.size && f.tvfs && f.utf8);
+        assert!(!f.mlsd && !f.mfmt);
+        let g = Features::parse("Extensions:\n MLST type*;size*;modify*;\n MFMT\n AUTH TLS\nEnd");
+        assert!(g.mlsd && g.mfmt && g.auth_tls);
+    }
+}

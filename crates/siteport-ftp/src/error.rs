@@ -1,0 +1,281 @@
+//! One error type for every FTP operation, with a kind that decides retries and exit codes.
+
+use std::fmt;
+use std::io;
+
+/// What kind of failure, independent of the server software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FtpErrorKind {
+    /// The server refused the username or password (`530`, `332`).
+    Login,
+    /// The file or directory does not exist (`550`, and `450` for a missing file on some servers).
+    NotFound,
+    /// The server refused the operation on an existing path or name (`553`, `550 Permission denied`).
+    Permission,
+    /// Worth retrying, usually after reconnecting: `421`, `425`, `426`, `450`, other `4xx`,
+    /// timeouts, connection resets in the middle of a command.
+    Transient,
+    /// TLS failed: handshake, certificate verification, fingerprint mismatch, `AUTH TLS` refused.
+    Tls,
+    /// The server cannot be reached at all: DNS failure, connection refused, unreachable.
+    Network,
+    /// The server answered something we did not expect, or a permanent `5xx`.
+    Protocol,
+    /// The request itself is unusable (e.g. a path containing CR or LF); nothing was sent.
+    Invalid,
+}
+
+impl FtpErrorKind {
+    /// Short lowercase label, for `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FtpErrorKind::Login => "login",
+            FtpErrorKind::NotFound => "not_found",
+            FtpErrorKind::Permission => "permission",
+            FtpErrorKind::Transient => "transient",
+            FtpErrorKind::Tls => "tls",
+            FtpErrorKind::Network => "network",
+            FtpErrorKind::Protocol => "protocol",
+            FtpErrorKind::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for FtpErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An FTP error. `Display` reads `ftp HOST:PORT: COMMAND: what happened`, e.g.
+/// `ftp 127.0.0.1:2121: STOR /site/a.html: 553 Could not create file`. The password is never part
+/// of it: a `PASS` command is always shown as `PASS ****`.
+#[derive(Debug)]
+pub struct FtpError {
+    kind: FtpErrorKind,
+    code: Option<u16>,
+    server: String,
+    command: Option<String>,
+    message: String,
+    hint: Option<String>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl fmt::Display for FtpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ftp {}", self.server)?;
+        if let Some(c) = &self.command {
+            write!(f, ": {c}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(s) = &self.source {
+            write!(f, ": {s}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FtpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl FtpError {
+    /// A new error of `kind` for `server` (`host:port`).
+    pub fn new(kind: FtpErrorKind, server: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: None,
+            server: server.into(),
+            command: None,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
+    }
+
+    /// An error from a server reply `code text` to `command`, with the kind the code maps to.
+    pub fn from_reply(server: &str, command: &str, code: u16, text: &str) -> Self {
+        let kind = kind_for_reply(code, text);
+        let mut e = Self::new(kind, server, format!("{code} {}", text.trim()));
+        e.code = Some(code);
+        e.command = Some(redact_command(command));
+        e.hint = match kind {
+            FtpErrorKind::Login => Some(
+                "check the username and password: `siteport credential test NAME`; \
+                 replace them with `siteport credential add NAME --force`"
+                    .into(),
+            ),
+            _ => None,
+        };
+        e
+    }
+
+    /// An I/O failure while running `command` (None: while connecting).
+    pub fn from_io(server: &str, command: Option<&str>, err: io::Error) -> Self {
+        let kind = kind_for_io(&err);
+        let what = match command {
+            None => "connection failed",
+            Some(_) => "connection lost",
+        };
+        let mut e = Self::new(kind, server, what).with_source(err);
+        e.command = command.map(redact_command);
+        e
+    }
+
+    /// Adds the command this error belongs to (redacted if it is `PASS`).
+    pub fn with_command(mut self, command: &str) -> Self {
+        self.command = Some(redact_command(command));
+        self
+    }
+
+    /// Adds the fix: a command to run or a setting to change.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds the underlying cause. It must not carry secret values.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> FtpErrorKind {
+        self.kind
+    }
+
+    /// The server's reply code, when the error comes from a reply.
+    pub fn code(&self) -> Option<u16> {
+        self.code
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The command that failed (a `PASS` shows as `PASS ****`).
+    pub fn command(&self) -> Option<&str> {
+        self.command.as_deref()
+    }
+
+    /// What happened (the reply text, or a description).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The fix, when known.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Whether trying again (usually on a fresh connection) may succeed.
+    pub fn retryable(&self) -> bool {
+        self.kind == FtpErrorKind::Transient
+    }
+}
+
+/// Maps a negative reply to a kind. Text is only consulted to tell "permission denied" from
+/// "not found" inside the overloaded `550`.
+pub fn kind_for_reply(code: u16, text: &str) -> FtpErrorKind {
+    let lower = text.to_ascii_lowercase();
+    match code {
+        530 | 332 | 532 => FtpErrorKind::Login,
+        550 if lower.contains("permission") || lower.contains("denied") => FtpErrorKind::Permission,
+        550 => FtpErrorKind::NotFound,
+        553 => FtpErrorKind::Permission,
+        // TLS negotiation refused or failed.
+        431 | 522 | 533 | 534 => FtpErrorKind::Tls,
+        400..=499 => FtpErrorKind::Transient,
+        _ => FtpErrorKind::Protocol,
+    }
+}
+
+fn kind_for_io(err: &io::Error) -> FtpErrorKind {
+    use io::ErrorKind as K;
+    match err.kind() {
+        K::ConnectionRefused
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::AddrNotAvailable
+        | K::NotFound => FtpErrorKind::Network,
+        K::InvalidData
+            if err
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
+            FtpErrorKind::Tls
+        }
+        _ => FtpErrorKind::Transient,
+    }
+}
+
+/// `PASS secret` → `PASS ****`; other commands unchanged.
+pub(crate) fn redact_command(command: &str) -> String {
+    let upper: String = command
+        .chars()
+        .take(5)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if upper.starts_with("PASS") {
+        "PASS ****".to_string()
+    } else {
+        command.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes_map_to_kinds() {
+        assert_eq!(kind_for_reply(530, "Login incorrect."), FtpErrorKind::Login);
+        assert_eq!(
+            kind_for_reply(550, "No such file or directory"),
+            FtpErrorKind::NotFound
+        );
+        assert_eq!(
+            kind_for_reply(550, "Permission denied."),
+            FtpErrorKind::Permission
+        );
+        assert_eq!(
+            kind_for_reply(553, "Could not create file."),
+            FtpErrorKind::Permission
+        );
+        for c in [421, 425, 426, 450, 451] {
+            assert_eq!(kind_for_reply(c, "x"), FtpErrorKind::Transient, "{c}");
+        }
+        assert_eq!(kind_for_reply(534, "x"), FtpErrorKind::Tls);
+        assert_eq!(kind_for_reply(500, "x"), FtpErrorKind::Protocol);
+    }
+
+    #[test]
+    fn display_names_server_and_command_never_the_password() {
+        let e = FtpError::from_reply("127.0.0.1:21", "PASS hunter2", 530, "Login incorrect.");
+        let s = e.to_string();
+        assert_eq!(s, "ftp 127.0.0.1:21: PASS ****: 530 Login incorrect.");
+        assert!(!format!("{e:?}").contains("hunter2"));
+        assert_eq!(e.kind(), FtpErrorKind::Login);
+        assert!(!e.retryable());
+        assert!(e.hint().is_some());
+        let t = FtpError::from_reply("h:21", "STOR /a", 426, "Failure writing network stream.");
+        assert!(t.retryable());
+        assert_eq!(t.code(), Some(426));
+    }
+
+    #[test]
+    fn io_errors_map_to_network_or_transient() {
+        let refused = FtpError::from_io("h:1", None, io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(refused.kind(), FtpErrorKind::Network);
+        let reset = FtpError::from_io("h:1", Some("LIST"), io::ErrorKind::ConnectionReset.into());
+        assert_eq!(reset.kind(), FtpErrorKind::Transient);
+        assert!(reset.retryable());
+    }
+}

@@ -1,0 +1,32 @@
+//! FTP/FTPS client for siteport, on tokio and rustls.
+//!
+//! [`FtpConnection`] is one logged-in control connection (binary type, passive mode: `EPSV`,
+//! falling back to `PASV`); [`Pool`] bounds and reuses them. TLS modes are [`TlsMode::None`]
+//! (warns), [`TlsMode::Explicit`] (`AUTH TLS`, never a silent fallback to plain text) and
+//! [`TlsMode::Implicit`]. Certificates are verified against the web PKI roots by default, or
+//! against a `ca_file`, or pinned by SHA-256 `fingerprint`, or not at all with `insecure`.
+//!
+//! Why not `suppaftp`: its async data connections do not set `TCP_NODELAY` and give no control
+//! over which TLS session a data connection resumes. Both decide FTPS speed (and whether vsftpd
+//! with `require_ssl_reuse=YES` accepts the data connection at all), so this crate speaks the
+//! protocol itself; the command set a mirror needs is small.
+//!
+//! The protocol is traced at `trace` level (target `siteport_ftp::proto`), with `PASS ****`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod conn;
+mod error;
+mod list;
+mod options;
+mod pool;
+mod stream;
+mod tls;
+
+pub use conn::{Features, FtpConnection};
+pub use error::{FtpError, FtpErrorKind, kind_for_reply};
+pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
+pub use options::{ConnectOptions, TlsMode};
+pub use pool::{Pool, PooledConnection};
+pub use secrecy::SecretString;
+pub use tls::fingerprint_sha256;
