@@ -208,6 +208,13 @@ impl Engine {
         self.shared.progress.scanned(true, local.entries.len());
         let remote = self.scan_remote(direction).await?;
         self.shared.progress.scanned(false, remote.entries.len());
+        let (mut local, mut remote) = (local, remote);
+        // Our own temporary files (a crashed run's leftovers) are never a source; on the
+        // target side they are extras, which `delete` cleans up.
+        match direction {
+            Direction::Export => set_aside_temp_files(&mut local),
+            Direction::Import => set_aside_temp_files(&mut remote),
+        }
         let caps = lock(&self.shared.caps).unwrap_or_default();
         let popts = PlanOptions {
             delete: self.opts.delete,
@@ -485,6 +492,29 @@ impl Engine {
         let o = outcome(a, r.map(|()| 0), 1);
         self.shared.progress.finished(0, &o);
         lock(&self.shared.results).outcomes.push((0, o));
+    }
+}
+
+/// Whether a name is one of siteport's temporary files: `.siteport-*.part` (downloads, and
+/// `LocalDirRemote` uploads) or `.NAME.siteport-tmp` (FTP uploads).
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && ((name.starts_with(".siteport-") && name.ends_with(".part"))
+            || name.ends_with(".siteport-tmp"))
+}
+
+fn set_aside_temp_files(tree: &mut Tree) {
+    let temps: Vec<String> = tree
+        .entries
+        .iter()
+        .filter(|(p, e)| {
+            e.kind == EntryKind::File && is_temp_name(p.rsplit('/').next().unwrap_or(p))
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in temps {
+        tree.entries.remove(&p);
+        tree.kept.insert(p);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The mirror engine of siteport: scan both sides, plan, execute in parallel, journal.
 //!
-//! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (FTP in the `ftp` module, a local
+//! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (FTP in [`ftp`], a local
 //!   directory in [`LocalDirRemote`]). Each worker owns one connection and reuses it.
 //! - [`scan_local`] and the engine's parallel remote listing produce [`Tree`]s;
 //!   [`plan_export`] / [`plan_import`] (pure) turn them and the [`Journal`] into a [`Plan`].
@@ -12,6 +12,8 @@
 
 mod engine;
 mod error;
+#[cfg(feature = "ftp")]
+pub mod ftp;
 mod journal;
 mod local_remote;
 mod path;
