@@ -1,0 +1,234 @@
+//! [`FtpRemote`]: the engine's [`Remote`] over one `siteport-ftp` control connection, and
+//! [`FtpRemoteFactory`], which opens one per worker.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+
+/// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
+/// server has too many connections (the engine then lowers its count); later it is an
+/// ordinary transient failure.
+pub fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
+    let kind = match e.kind() {
+        FtpErrorKind::Login => ErrorKind::Login,
+        FtpErrorKind::NotFound => ErrorKind::NotFound,
+        FtpErrorKind::Permission => ErrorKind::Permission,
+        FtpErrorKind::Tls => ErrorKind::Tls,
+        FtpErrorKind::Network => ErrorKind::Network,
+        FtpErrorKind::Transient if connecting && e.code() == Some(421) => {
+            ErrorKind::TooManyConnections
+        }
+        FtpErrorKind::Transient if e.code().is_none() => ErrorKind::Network,
+        FtpErrorKind::Invalid if e.message().contains("local file") => ErrorKind::LocalIo,
+        _ => ErrorKind::Transfer,
+    };
+    let place = format!("ftp {}", e.server());
+    let detail = match e.command() {
+        Some(c) => format!("{c}: {}", e.message()),
+        None => e.message().to_string(),
+    };
+    let hint = e.hint().map(str::to_string);
+    let retryable = e.retryable() || kind == ErrorKind::TooManyConnections;
+    let mut out = Error::new(kind, place, detail).retryable(retryable);
+    if let Some(h) = hint {
+        out = out.with_hint(h);
+    }
+    out.with_source(e)
+}
+
+/// One logged-in FTP connection, rooted at the site's remote directory.
+pub struct FtpRemote {
+    conn: Option<FtpConnection>,
+    root: String,
+    server: String,
+}
+
+impl std::fmt::Debug for FtpRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpRemote")
+            .field("server", &self.server)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FtpRemote {
+    /// Wraps a connection; `root` is the site's remote directory (absolute, or relative to the
+    /// login directory; empty for the login directory itself).
+    pub fn new(conn: FtpConnection, root: &str) -> Self {
+        let server = conn.server().to_string();
+        Self {
+            conn: Some(conn),
+            root: root.trim_end_matches('/').to_string(),
+            server,
+        }
+    }
+
+    fn full(&self, rel: &str) -> String {
+        match (self.root.is_empty(), rel.is_empty()) {
+            (true, true) => ".".to_string(),
+            (true, false) => rel.to_string(),
+            (false, true) => self.root.clone(),
+            (false, false) => format!("{}/{rel}", self.root),
+        }
+    }
+
+    fn conn(&mut self) -> Result<&mut FtpConnection> {
+        match self.conn.as_mut() {
+            Some(c) if c.is_open() => Ok(c),
+            _ => Err(Error::new(
+                ErrorKind::Network,
+                format!("ftp {}", self.server),
+                "the connection is closed",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for FtpRemote {
+    fn describe(&self) -> String {
+        format!(
+            "ftp://{}/{}",
+            self.server,
+            self.root.trim_start_matches('/')
+        )
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match &self.conn {
+            Some(c) => Capabilities {
+                precise_mtime: c.features().mlsd,
+                set_mtime: c.features().mfmt,
+            },
+            None => Capabilities::default(),
+        }
+    }
+
+    async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let p = self.full(path);
+        let entries = self
+            .conn()?
+            .list_dir(&p)
+            .await
+            .map_err(|e| map_ftp_error(e, false))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| RemoteEntry {
+                kind: match e.kind {
+                    siteport_ftp::EntryKind::File => EntryKind::File,
+                    siteport_ftp::EntryKind::Dir => EntryKind::Dir,
+                    siteport_ftp::EntryKind::Symlink => EntryKind::Symlink,
+                    _ => EntryKind::Other,
+                },
+                name: e.name,
+                size: e.size,
+                mtime: e.mtime,
+                mtime_precise: e.mtime_precise,
+            })
+            .collect())
+    }
+
+    async fn put_atomic(
+        &mut self,
+        local: &Path,
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let p = self.full(path);
+        self.conn()?
+            .put_atomic(local, &p, mtime)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+        let p = self.full(path);
+        self.conn()?
+            .get_file(&p, local)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn mkdir(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .mkdir(&p)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn delete_file(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .delete_file(&p)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn remove_dir(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .remove_dir(&p)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        match self.conn.take() {
+            Some(c) => c.quit().await.map_err(|e| map_ftp_error(e, false)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens [`FtpRemote`]s with the same options (the password stays inside `ConnectOptions`,
+/// a `SecretString`).
+pub struct FtpRemoteFactory {
+    opts: ConnectOptions,
+    root: String,
+}
+
+impl std::fmt::Debug for FtpRemoteFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // ConnectOptions' own Debug prints `password: "****"`.
+        f.debug_struct("FtpRemoteFactory")
+            .field("opts", &self.opts)
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl FtpRemoteFactory {
+    /// Connections with `opts` to the site directory `root` on the server.
+    pub fn new(opts: ConnectOptions, root: impl Into<String>) -> Self {
+        Self {
+            opts,
+            root: root.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteFactory for FtpRemoteFactory {
+    fn describe(&self) -> String {
+        format!(
+            "ftp://{}@{}/{}",
+            self.opts.username,
+            self.opts.server(),
+            self.root.trim_start_matches('/')
+        )
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Remote>> {
+        let conn = FtpConnection::connect(&self.opts)
+            .await
+            .map_err(|e| map_ftp_error(e, true))?;
+        Ok(Box::new(FtpRemote::new(conn, &self.root)))
+    }
+}

@@ -1,0 +1,410 @@
+//! The per-site journal: what was last transferred, so reruns send only what changed.
+//!
+//! On disk it is two files: `<path>` (a JSON snapshot, replaced atomically: temp file, fsync,
+//! rename, fsync dir) and `<path>.log` (one JSON line appended after every completed file).
+//! Opening replays the log over the snapshot and compacts it. A run killed at any instant
+//! loses at most the line being written, which the replay ignores: the next run resumes
+//! where it stopped. Log lines are not fsynced one by one (that would cost a disk flush per
+//! file); they survive the death of the process, and a power cut only costs re-sending the
+//! last files. A lock file (`<path>.lock`) keeps two runs off one journal.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// What the journal knows about one path after a completed transfer: both sides' state at
+/// that moment and the content hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    /// Local size in bytes.
+    pub size: u64,
+    /// Local modification time, nanoseconds since the Unix epoch.
+    pub local_mtime_ns: Option<i64>,
+    /// Remote size in bytes.
+    pub remote_size: u64,
+    /// Remote modification time as listed, nanoseconds since the epoch. `None` right after
+    /// an upload (the engine never lists a file just to learn it); filled in from the next
+    /// listing.
+    pub remote_mtime_ns: Option<i64>,
+    /// BLAKE3 hash of the content, lowercase hex.
+    pub hash: String,
+}
+
+impl JournalRecord {
+    /// Whether the remote side is still as this record left it.
+    pub fn remote_matches(&self, size: u64, mtime: Option<SystemTime>) -> bool {
+        self.remote_size == size
+            && match self.remote_mtime_ns {
+                None => true,
+                Some(ns) => mtime.map(to_ns) == Some(ns),
+            }
+    }
+
+    /// Whether the local side is still as this record left it (size and exact mtime).
+    pub fn local_matches(&self, size: u64, mtime: Option<SystemTime>) -> bool {
+        self.size == size
+            && self.local_mtime_ns.is_some()
+            && mtime.map(to_ns) == self.local_mtime_ns
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    records: BTreeMap<String, JournalRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogLine {
+    p: String,
+    r: Option<JournalRecord>,
+}
+
+/// The journal of one site.
+#[derive(Debug)]
+pub struct Journal {
+    path: Option<PathBuf>,
+    records: BTreeMap<String, JournalRecord>,
+    log: Option<File>,
+    _lock: Option<File>,
+}
+
+const VERSION: u32 = 1;
+
+impl Journal {
+    /// A journal that lives only in memory (dry runs, tests, `--no-journal`).
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            records: BTreeMap::new(),
+            log: None,
+            _lock: None,
+        }
+    }
+
+    /// Opens (or creates) the journal at `path`, e.g.
+    /// `$XDG_STATE_HOME/siteport/journal/<site>.json`. Missing parent directories are created
+    /// (0700). A corrupt snapshot is an [`ErrorKind::Journal`] error with the fix.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::local_io("create journal directory", dir, e))?;
+        }
+        let lock_path = with_suffix(path, ".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| Error::local_io("open journal lock", &lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(Error::new(
+                ErrorKind::Journal,
+                path.display().to_string(),
+                "another siteport run is using this site's journal",
+            )
+            .with_hint("wait for the other run to finish"));
+        }
+        let mut records = match std::fs::read(path) {
+            Ok(bytes) => {
+                let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Journal,
+                        path.display().to_string(),
+                        format!("journal is corrupt: {e}"),
+                    )
+                    .with_hint(format!(
+                        "delete {} (the next run compares sizes and times only)",
+                        path.display()
+                    ))
+                })?;
+                if snap.version != VERSION {
+                    return Err(Error::new(
+                        ErrorKind::Journal,
+                        path.display().to_string(),
+                        format!("journal version {} is not supported", snap.version),
+                    )
+                    .with_hint(format!("delete {}", path.display())));
+                }
+                snap.records
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(Error::local_io("read journal", path, e)),
+        };
+        let log_path = with_suffix(path, ".log");
+        let had_log = match File::open(&log_path) {
+            Ok(f) => {
+                replay(BufReader::new(f), &mut records);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::local_io("read journal log", &log_path, e)),
+        };
+        let mut j = Self {
+            path: Some(path.to_path_buf()),
+            records,
+            log: None,
+            _lock: Some(lock),
+        };
+        if had_log {
+            // Folding the log in now also drops a torn last line, so appends start clean.
+            j.compact()?;
+        }
+        Ok(j)
+    }
+
+    /// The record for `path`, if any.
+    pub fn get(&self, path: &str) -> Option<&JournalRecord> {
+        self.records.get(path)
+    }
+
+    /// Every record, by path.
+    pub fn records(&self) -> &BTreeMap<String, JournalRecord> {
+        &self.records
+    }
+
+    /// Records a completed transfer (or a refreshed record), appending it to the log at once.
+    pub fn record(&mut self, path: &str, rec: JournalRecord) -> Result<()> {
+        self.append(&LogLine {
+            p: path.to_string(),
+            r: Some(rec.clone()),
+        })?;
+        self.records.insert(path.to_string(), rec);
+        Ok(())
+    }
+
+    /// Forgets `path` (deleted on both sides).
+    pub fn remove(&mut self, path: &str) -> Result<()> {
+        if self.records.remove(path).is_some() {
+            self.append(&LogLine {
+                p: path.to_string(),
+                r: None,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, line: &LogLine) -> Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if self.log.is_none() {
+            let log_path = with_suffix(path, ".log");
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&log_path)
+                .map_err(|e| Error::local_io("open journal log", &log_path, e))?;
+            self.log = Some(f);
+        }
+        let mut buf = serde_json::to_vec(line).map_err(|e| {
+            Error::new(
+                ErrorKind::Journal,
+                path.display().to_string(),
+                e.to_string(),
+            )
+        })?;
+        buf.push(b'\n');
+        if let Some(f) = self.log.as_mut() {
+            // One write per line: with O_APPEND a line is never interleaved or split by us.
+            f.write_all(&buf)
+                .map_err(|e| Error::local_io("append to journal log", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the snapshot atomically and removes the log. The engine calls it at the end of
+    /// every run.
+    pub fn compact(&mut self) -> Result<()> {
+        let Some(path) = self.path.clone() else {
+            return Ok(());
+        };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let snap = Snapshot {
+            version: VERSION,
+            records: std::mem::take(&mut self.records),
+        };
+        let bytes = serde_json::to_vec(&snap);
+        self.records = snap.records;
+        let bytes = bytes.map_err(|e| {
+            Error::new(
+                ErrorKind::Journal,
+                path.display().to_string(),
+                e.to_string(),
+            )
+        })?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".journal-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::local_io("create journal temp file", dir, e))?;
+        tmp.write_all(&bytes)
+            .and_then(|()| tmp.as_file().sync_all())
+            .map_err(|e| Error::local_io("write journal", tmp.path(), e))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::local_io("chmod journal", tmp.path(), e))?;
+        tmp.persist(&path)
+            .map_err(|e| Error::local_io("replace journal", &path, e.error))?;
+        if let Ok(d) = File::open(dir) {
+            // Makes the rename durable; failure only weakens crash safety, never correctness.
+            let _ = d.sync_all();
+        }
+        self.log = None;
+        let log_path = with_suffix(&path, ".log");
+        match std::fs::remove_file(&log_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::local_io("remove journal log", &log_path, e)),
+        }
+    }
+}
+
+fn replay(r: impl BufRead, records: &mut BTreeMap<String, JournalRecord>) {
+    for line in r.split(b'\n') {
+        let Ok(line) = line else { break };
+        // A torn or garbled line (the run was killed mid-write) ends the usable log.
+        let Ok(l) = serde_json::from_slice::<LogLine>(&line) else {
+            break;
+        };
+        match l.r {
+            Some(rec) => {
+                records.insert(l.p, rec);
+            }
+            None => {
+                records.remove(&l.p);
+            }
+        }
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Nanoseconds since the Unix epoch (negative before it), saturating.
+pub fn to_ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The inverse of [`to_ns`].
+pub fn from_ns(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// BLAKE3 of a local file, streamed (bounded memory), lowercase hex. Blocking.
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?)
+        .map_err(|e| Error::local_io("read for hashing", path, e))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(size: u64, hash: &str) -> JournalRecord {
+        JournalRecord {
+            size,
+            local_mtime_ns: Some(5),
+            remote_size: size,
+            remote_mtime_ns: None,
+            hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn log_survives_without_compaction_and_torn_line_is_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("j/site.json");
+        {
+            let mut j = Journal::open(&p).unwrap();
+            j.record("a", rec(1, "aa")).unwrap();
+            j.record("b", rec(2, "bb")).unwrap();
+            j.remove("a").unwrap();
+            // Dropped without compaction: as if the process was killed.
+        }
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(with_suffix(&p, ".log"))
+            .unwrap();
+        log.write_all(b"{\"p\":\"c\",\"r\":{\"si").unwrap();
+        drop(log);
+        let mut j = Journal::open(&p).unwrap();
+        assert!(j.get("a").is_none());
+        assert_eq!(j.get("b").unwrap().hash, "bb");
+        assert!(j.get("c").is_none());
+        assert!(!with_suffix(&p, ".log").exists(), "open compacts the log");
+        j.record("d", rec(4, "dd")).unwrap();
+        drop(j);
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.records().len(), 2);
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = std::fs::metadata(p.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dmode, 0o700);
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        let _j = Journal::open(&p).unwrap();
+        let e = Journal::open(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Journal);
+    }
+
+    #[test]
+    fn corrupt_snapshot_is_a_journal_error_with_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        std::fs::write(&p, b"{not json").unwrap();
+        let e = Journal::open(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Journal);
+        assert!(e.hint().unwrap().contains("delete"));
+    }
+
+    #[test]
+    fn ns_round_trip_and_matching() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        assert_eq!(from_ns(to_ns(t)), t);
+        let t0 = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(from_ns(to_ns(t0)), t0);
+        let mut r = rec(3, "x");
+        assert!(r.remote_matches(3, None));
+        assert!(!r.remote_matches(4, None));
+        r.remote_mtime_ns = Some(to_ns(t));
+        assert!(r.remote_matches(3, Some(t)));
+        assert!(!r.remote_matches(3, Some(t0)));
+        assert!(r.local_matches(3, Some(from_ns(5))));
+        assert!(!r.local_matches(3, Some(t)));
+    }
+}

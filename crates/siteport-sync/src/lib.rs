@@ -1,0 +1,35 @@
+//! The mirror engine of siteport: scan both sides, plan, execute in parallel, journal.
+//!
+//! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (FTP in [`ftp`], a local
+//!   directory in [`LocalDirRemote`]). Each worker owns one connection and reuses it.
+//! - [`scan_local`] and the engine's parallel remote listing produce [`Tree`]s;
+//!   [`plan_export`] / [`plan_import`] (pure) turn them and the [`Journal`] into a [`Plan`].
+//! - [`Engine`] executes a plan: directories first, transfers over N connections with
+//!   retries and reconnects, deletes last; every completed file is journaled at once.
+//! - [`Report`] says what happened; [`Progress`] reports it as it happens.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+#[cfg(feature = "ftp")]
+pub mod ftp;
+mod journal;
+mod local_remote;
+mod path;
+mod plan;
+mod remote;
+mod report;
+mod tree;
+
+pub use engine::{Engine, RetryPolicy, SyncOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};
+pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
+pub use path::{check_name, check_rel_path};
+pub use plan::{
+    Action, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export, plan_import,
+};
+pub use remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
+pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};

@@ -1,0 +1,199 @@
+//! [`LocalDirRemote`]: a "remote" that is a local directory, like rclone's local backend.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::path::{check_rel_path, local_path};
+use crate::remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+
+/// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
+/// the target directory, fsync, rename) and keep modification times, so listings are
+/// precise. Links inside it are listed as links and never followed.
+#[derive(Debug, Clone)]
+pub struct LocalDirRemote {
+    root: PathBuf,
+}
+
+impl LocalDirRemote {
+    /// A remote rooted at `root` (which must exist for listings to work).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn resolve(&self, path: &str) -> Result<PathBuf> {
+        if path.is_empty() {
+            return Ok(self.root.clone());
+        }
+        check_rel_path(path)
+            .map_err(|why| Error::unsafe_name(format!("{}: {path:?}", self.describe()), why))?;
+        Ok(local_path(&self.root, path))
+    }
+
+    fn err(&self, op: &str, path: &str, e: std::io::Error) -> Error {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::Permission,
+            _ => ErrorKind::Transfer,
+        };
+        Error::new(
+            kind,
+            format!("{}/{path}", self.root.display()),
+            format!("{op}: {e}"),
+        )
+        .with_source(e)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+#[async_trait]
+impl Remote for LocalDirRemote {
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            precise_mtime: true,
+            set_mtime: true,
+        }
+    }
+
+    async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let dir = self.resolve(path)?;
+        blocking(move || {
+            let mut out = Vec::new();
+            for ent in std::fs::read_dir(&dir)? {
+                let ent = ent?;
+                let m = std::fs::symlink_metadata(ent.path())?;
+                let ft = m.file_type();
+                let kind = if ft.is_symlink() {
+                    EntryKind::Symlink
+                } else if ft.is_dir() {
+                    EntryKind::Dir
+                } else if ft.is_file() {
+                    EntryKind::File
+                } else {
+                    EntryKind::Other
+                };
+                out.push(RemoteEntry {
+                    // A non-UTF-8 name cannot be addressed again; the lossy form (with U+FFFD)
+                    // fails later lookups loudly instead of touching another file.
+                    name: ent.file_name().to_string_lossy().into_owned(),
+                    kind,
+                    size: if kind == EntryKind::File { m.len() } else { 0 },
+                    mtime: m.modified().ok(),
+                    mtime_precise: true,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| self.err("list", path, e))
+    }
+
+    async fn put_atomic(
+        &mut self,
+        local: &Path,
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let dst = self.resolve(path)?;
+        let src = local.to_path_buf();
+        blocking(move || {
+            let dir = dst.parent().unwrap_or(Path::new("."));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".siteport-")
+                .suffix(".part")
+                .tempfile_in(dir)?;
+            let mut input = std::fs::File::open(&src)?;
+            let n = std::io::copy(&mut input, tmp.as_file_mut())?;
+            tmp.as_file_mut().flush()?;
+            if let Some(t) = mtime {
+                filetime::set_file_handle_times(
+                    tmp.as_file(),
+                    None,
+                    Some(filetime::FileTime::from_system_time(t)),
+                )?;
+            }
+            tmp.as_file().sync_all()?;
+            tmp.persist(&dst).map_err(|e| e.error)?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| self.err("upload", path, e))
+    }
+
+    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+        let src = self.resolve(path)?;
+        let dst = local.to_path_buf();
+        blocking(move || {
+            let mut input = std::fs::File::open(&src)?;
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&dst)?;
+            std::io::copy(&mut input, &mut out)
+        })
+        .await
+        .map_err(|e| self.err("download", path, e))
+    }
+
+    async fn mkdir(&mut self, path: &str) -> Result<()> {
+        let p = self.resolve(path)?;
+        blocking(move || match std::fs::create_dir(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(()),
+            r => r,
+        })
+        .await
+        .map_err(|e| self.err("mkdir", path, e))
+    }
+
+    async fn delete_file(&mut self, path: &str) -> Result<()> {
+        let p = self.resolve(path)?;
+        blocking(move || std::fs::remove_file(p))
+            .await
+            .map_err(|e| self.err("delete", path, e))
+    }
+
+    async fn remove_dir(&mut self, path: &str) -> Result<()> {
+        let p = self.resolve(path)?;
+        blocking(move || std::fs::remove_dir(p))
+            .await
+            .map_err(|e| self.err("rmdir", path, e))
+    }
+}
+
+/// Opens [`LocalDirRemote`]s on one directory.
+#[derive(Debug, Clone)]
+pub struct LocalDirRemoteFactory {
+    root: PathBuf,
+}
+
+impl LocalDirRemoteFactory {
+    /// Connections to the directory `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+#[async_trait]
+impl RemoteFactory for LocalDirRemoteFactory {
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Remote>> {
+        Ok(Box::new(LocalDirRemote::new(self.root.clone())))
+    }
+}

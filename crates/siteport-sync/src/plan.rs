@@ -1,0 +1,545 @@
+//! The planner: a pure function from two scanned trees and the journal to a list of actions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::journal::{JournalRecord, to_ns};
+use crate::path::{depth, parent};
+use crate::remote::{Capabilities, EntryKind};
+use crate::tree::{ScanProblem, Tree, TreeEntry};
+
+/// Which way files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Local → remote (`siteport export`).
+    Export,
+    /// Remote → local (`siteport import`).
+    Import,
+}
+
+/// What to do with one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Create a directory on the target side.
+    Mkdir,
+    /// Send a file to the remote.
+    Upload,
+    /// Fetch a file from the remote.
+    Download,
+    /// Delete a file on the target side (extra: gone from the source).
+    Delete,
+    /// Remove an emptied directory on the target side.
+    RemoveDir,
+    /// Nothing to do.
+    Skip,
+    /// A file on one side and a directory on the other, or a link or unsafe entry in the
+    /// way: reported as failed, nothing is changed.
+    Conflict,
+}
+
+impl Op {
+    /// Lowercase label for tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Mkdir => "mkdir",
+            Op::Upload => "upload",
+            Op::Download => "download",
+            Op::Delete => "delete",
+            Op::RemoveDir => "rmdir",
+            Op::Skip => "skip",
+            Op::Conflict => "conflict",
+        }
+    }
+}
+
+/// Why an action was planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Absent on the target side.
+    New,
+    /// Sizes differ.
+    SizeDiffers,
+    /// The source is newer (exact times, or times the engine set itself).
+    MtimeNewer,
+    /// Same size, but the content hash differs from the journal's.
+    HashDiffers,
+    /// `--checksum`: the content hash differs from (or is missing in) the journal.
+    Checksum,
+    /// The local file could not be hashed; sent to be safe.
+    Unverified,
+    /// Present on the target side only, and deleting was asked for.
+    Extra,
+    /// Up to date.
+    Unchanged,
+    /// File on one side, directory on the other.
+    KindConflict,
+    /// A link, special file or unsafe name on the target side is in the way.
+    Blocked,
+}
+
+impl Reason {
+    /// Human label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::SizeDiffers => "size differs",
+            Reason::MtimeNewer => "newer",
+            Reason::HashDiffers => "content differs (hash)",
+            Reason::Checksum => "checksum differs",
+            Reason::Unverified => "could not hash, sending",
+            Reason::Extra => "not in source",
+            Reason::Unchanged => "unchanged",
+            Reason::KindConflict => "file on one side, directory on the other",
+            Reason::Blocked => "link or unsafe entry in the way",
+        }
+    }
+}
+
+/// One planned action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// What to do.
+    pub op: Op,
+    /// Relative path, `/`-separated.
+    pub path: String,
+    /// Bytes to transfer (the source size), 0 for directory operations and deletes.
+    pub size: u64,
+    /// Why.
+    pub reason: Reason,
+    /// The source's modification time (set on the downloaded file by import).
+    #[serde(skip)]
+    pub source_mtime: Option<SystemTime>,
+}
+
+/// Options that shape a plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Remove target entries that are gone from the source.
+    pub delete: bool,
+    /// Compare content hashes (against the journal) for every file.
+    pub checksum: bool,
+    /// What the remote can do.
+    pub capabilities: Capabilities,
+}
+
+/// Counts per action, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanSummary {
+    /// Directories to create.
+    pub mkdir: usize,
+    /// Files to transfer.
+    pub transfer: usize,
+    /// Bytes to transfer.
+    pub bytes: u64,
+    /// Files to delete.
+    pub delete: usize,
+    /// Directories to remove.
+    pub rmdir: usize,
+    /// Files already up to date.
+    pub skip: usize,
+    /// Conflicts.
+    pub conflict: usize,
+}
+
+/// A plan: ordered so that directories come before what goes in them, transfers next, and
+/// deletes last (files before their directories, deepest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Which way.
+    pub direction: Direction,
+    /// The actions, in execution order (skips included, for `--dry-run --verbose`).
+    pub actions: Vec<Action>,
+    /// Entries left out of the local scan (links, unsafe or non-UTF-8 names).
+    pub local_problems: Vec<ScanProblem>,
+    /// Entries left out of the remote scan (unsafe names, links).
+    pub remote_problems: Vec<ScanProblem>,
+    /// Journal records to refresh without transferring (e.g. a remote time learnt from this
+    /// listing, or a touched but identical file).
+    #[serde(skip)]
+    pub journal_updates: Vec<(String, JournalRecord)>,
+}
+
+impl Plan {
+    /// Counts per action.
+    pub fn summary(&self) -> PlanSummary {
+        let mut s = PlanSummary::default();
+        for a in &self.actions {
+            match a.op {
+                Op::Mkdir => s.mkdir += 1,
+                Op::Upload | Op::Download => {
+                    s.transfer += 1;
+                    s.bytes += a.size;
+                }
+                Op::Delete => s.delete += 1,
+                Op::RemoveDir => s.rmdir += 1,
+                Op::Skip => s.skip += 1,
+                Op::Conflict => s.conflict += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(|a| a.op == Op::Skip)
+    }
+}
+
+impl fmt::Display for Plan {
+    /// The `--dry-run` table: one line per action except skips, then a summary line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for a in self.actions.iter().filter(|a| a.op != Op::Skip) {
+            writeln!(
+                f,
+                "{:<9} {:>12}  {}  ({})",
+                a.op.as_str(),
+                a.size,
+                a.path,
+                a.reason.as_str()
+            )?;
+        }
+        for p in self.local_problems.iter().chain(&self.remote_problems) {
+            writeln!(
+                f,
+                "{:<9} {:>12}  {}  ({})",
+                "ignored", "-", p.path, p.detail
+            )?;
+        }
+        let s = self.summary();
+        write!(
+            f,
+            "{} to {}: {} files ({} bytes), {} dirs to create, {} files and {} dirs to delete, {} unchanged, {} conflicts",
+            match self.direction {
+                Direction::Export => "export",
+                Direction::Import => "import",
+            },
+            match self.direction {
+                Direction::Export => "send",
+                Direction::Import => "fetch",
+            },
+            s.transfer,
+            s.bytes,
+            s.mkdir,
+            s.delete,
+            s.rmdir,
+            s.skip,
+            s.conflict
+        )
+    }
+}
+
+/// Modification times within this window count as equal (MFMT and MLSD keep whole seconds).
+const MTIME_WINDOW: Duration = Duration::from_secs(1);
+
+fn newer(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a > b + MTIME_WINDOW,
+        _ => false,
+    }
+}
+
+/// Plans an export (local → remote). `hasher` returns the BLAKE3 hex of a local file by
+/// relative path; it is called only when sizes and times cannot decide (same size, file
+/// touched since the journal's record) or with `--checksum`.
+pub fn plan_export(
+    local: &Tree,
+    remote: &Tree,
+    journal: &BTreeMap<String, JournalRecord>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+) -> Plan {
+    plan(Direction::Export, local, remote, journal, opts, hasher)
+}
+
+/// Plans an import (remote → local). `hasher` hashes local files, as for [`plan_export`]; it
+/// is needed only when the remote is as the journal left it but the local file was touched.
+pub fn plan_import(
+    local: &Tree,
+    remote: &Tree,
+    journal: &BTreeMap<String, JournalRecord>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+) -> Plan {
+    plan(Direction::Import, local, remote, journal, opts, hasher)
+}
+
+fn plan(
+    direction: Direction,
+    local: &Tree,
+    remote: &Tree,
+    journal: &BTreeMap<String, JournalRecord>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+) -> Plan {
+    let (source, target) = match direction {
+        Direction::Export => (local, remote),
+        Direction::Import => (remote, local),
+    };
+    let transfer = match direction {
+        Direction::Export => Op::Upload,
+        Direction::Import => Op::Download,
+    };
+    let mut mkdirs = Vec::new();
+    let mut transfers = Vec::new();
+    let mut skips = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut updates = Vec::new();
+    // Source directories whose target is unusable: nothing below them is attempted.
+    let mut blocked: BTreeSet<&str> = BTreeSet::new();
+
+    for (path, src) in &source.entries {
+        let conflict = |reason| Action {
+            op: Op::Conflict,
+            path: path.clone(),
+            size: src.size,
+            reason,
+            source_mtime: None,
+        };
+        if ancestors(path).any(|a| blocked.contains(a)) {
+            if src.kind == EntryKind::Dir {
+                blocked.insert(path);
+            }
+            conflicts.push(conflict(Reason::Blocked));
+            continue;
+        }
+        if target.kept.contains(path) {
+            if src.kind == EntryKind::Dir {
+                blocked.insert(path);
+            }
+            conflicts.push(conflict(Reason::Blocked));
+            continue;
+        }
+        let tgt = target.entries.get(path);
+        match (src.kind, tgt.map(|t| t.kind)) {
+            (EntryKind::Dir, Some(EntryKind::Dir)) => {}
+            (EntryKind::Dir, None) => mkdirs.push(Action {
+                op: Op::Mkdir,
+                path: path.clone(),
+                size: 0,
+                reason: Reason::New,
+                source_mtime: None,
+            }),
+            (EntryKind::Dir, Some(_)) => {
+                blocked.insert(path);
+                conflicts.push(conflict(Reason::KindConflict));
+            }
+            (_, Some(EntryKind::Dir)) => conflicts.push(conflict(Reason::KindConflict)),
+            (_, None) => transfers.push(Action {
+                op: transfer,
+                path: path.clone(),
+                size: src.size,
+                reason: Reason::New,
+                source_mtime: src.mtime,
+            }),
+            (_, Some(_)) => {
+                let tgt = tgt.cloned().unwrap_or_else(TreeEntry::dir);
+                let (l, r) = match direction {
+                    Direction::Export => (src, &tgt),
+                    Direction::Import => (&tgt, src),
+                };
+                let decision = decide_file(
+                    direction,
+                    path,
+                    l,
+                    r,
+                    journal.get(path),
+                    opts,
+                    hasher,
+                    &mut updates,
+                );
+                let action = Action {
+                    op: if decision == Reason::Unchanged {
+                        Op::Skip
+                    } else {
+                        transfer
+                    },
+                    path: path.clone(),
+                    size: src.size,
+                    reason: decision,
+                    source_mtime: src.mtime,
+                };
+                if action.op == Op::Skip {
+                    skips.push(action);
+                } else {
+                    transfers.push(action);
+                }
+            }
+        }
+    }
+    mkdirs.sort_by(|a, b| (depth(&a.path), &a.path).cmp(&(depth(&b.path), &b.path)));
+
+    let mut actions = mkdirs;
+    actions.append(&mut transfers);
+    actions.append(&mut conflicts);
+    actions.append(&mut skips);
+    if opts.delete {
+        actions.extend(plan_deletes(source, target));
+    }
+    Plan {
+        direction,
+        actions,
+        local_problems: local.problems.clone(),
+        remote_problems: remote.problems.clone(),
+        journal_updates: updates,
+    }
+}
+
+/// Decides whether a file present on both sides needs a transfer; returns
+/// [`Reason::Unchanged`] when not. `l` is the local entry, `r` the remote one.
+#[allow(clippy::too_many_arguments)]
+fn decide_file(
+    direction: Direction,
+    path: &str,
+    l: &TreeEntry,
+    r: &TreeEntry,
+    j: Option<&JournalRecord>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+    updates: &mut Vec<(String, JournalRecord)>,
+) -> Reason {
+    let remote_as_left = j.filter(|j| j.remote_matches(r.size, r.mtime));
+    // Fills in what this listing taught us (the remote time after an upload, a new local
+    // time of identical content) so the next run decides without hashing.
+    let mut refresh = |j: &JournalRecord| {
+        let mut n = j.clone();
+        n.size = l.size;
+        n.local_mtime_ns = l.mtime.map(to_ns);
+        n.remote_mtime_ns = r.mtime.map(to_ns);
+        if &n != j {
+            updates.push((path.to_string(), n));
+        }
+    };
+    if opts.checksum {
+        if l.size != r.size {
+            return Reason::SizeDiffers;
+        }
+        let Some(j) = remote_as_left else {
+            return Reason::Checksum;
+        };
+        return match hasher(path) {
+            Some(h) if h == j.hash && j.size == l.size => {
+                refresh(j);
+                Reason::Unchanged
+            }
+            Some(_) => Reason::Checksum,
+            None => Reason::Unverified,
+        };
+    }
+    if l.size != r.size {
+        return Reason::SizeDiffers;
+    }
+    if let Some(j) = remote_as_left {
+        // The remote is as we left it: trust the journal over the server's clock.
+        if j.local_matches(l.size, l.mtime) {
+            refresh(j);
+            return Reason::Unchanged;
+        }
+        return match hasher(path) {
+            Some(h) if h == j.hash => {
+                refresh(j);
+                Reason::Unchanged
+            }
+            Some(_) => Reason::HashDiffers,
+            None => Reason::Unverified,
+        };
+    }
+    match direction {
+        Direction::Export => {
+            if opts.capabilities.precise_mtime && r.mtime_precise && newer(l.mtime, r.mtime) {
+                Reason::MtimeNewer
+            } else {
+                Reason::Unchanged
+            }
+        }
+        // Import sets each local file's time to the listed remote time, so even LIST times
+        // compare consistently from one run to the next.
+        Direction::Import => {
+            if newer(r.mtime, l.mtime) {
+                Reason::MtimeNewer
+            } else {
+                Reason::Unchanged
+            }
+        }
+    }
+}
+
+/// Deletes on the target side: files first, then emptied directories deepest first. Never
+/// deletes what the source keeps aside (excluded, links, unsafe names) nor anything under
+/// it, and never removes a directory that still holds something kept.
+fn plan_deletes(source: &Tree, target: &Tree) -> Vec<Action> {
+    let protected = |p: &str| {
+        source.kept.contains(p)
+            || ancestors(p).any(|a| {
+                source.kept.contains(a)
+                    || source
+                        .entries
+                        .get(a)
+                        .is_some_and(|e| e.kind != EntryKind::Dir)
+            })
+    };
+    let doomed: BTreeSet<&str> = target
+        .entries
+        .keys()
+        .filter(|p| !source.entries.contains_key(p.as_str()) && !protected(p))
+        .map(String::as_str)
+        .collect();
+    // A directory stays if anything below it stays.
+    let mut stays: BTreeSet<&str> = BTreeSet::new();
+    for p in target
+        .entries
+        .keys()
+        .map(String::as_str)
+        .filter(|p| !doomed.contains(p))
+        .chain(target.kept.iter().map(String::as_str))
+    {
+        stays.extend(ancestors(p));
+    }
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for p in doomed {
+        let e = &target.entries[p];
+        if e.kind == EntryKind::Dir {
+            if !stays.contains(p) {
+                dirs.push(Action {
+                    op: Op::RemoveDir,
+                    path: p.to_string(),
+                    size: 0,
+                    reason: Reason::Extra,
+                    source_mtime: None,
+                });
+            }
+        } else {
+            files.push(Action {
+                op: Op::Delete,
+                path: p.to_string(),
+                size: 0,
+                reason: Reason::Extra,
+                source_mtime: None,
+            });
+        }
+    }
+    dirs.sort_by(|a, b| (depth(&b.path), &a.path).cmp(&(depth(&a.path), &b.path)));
+    files.extend(dirs);
+    files
+}
+
+/// Proper ancestors of a relative path, nearest first (`a/b/c` → `a/b`, `a`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut cur = path;
+    std::iter::from_fn(move || {
+        if cur.is_empty() {
+            return None;
+        }
+        cur = parent(cur);
+        if cur.is_empty() { None } else { Some(cur) }
+    })
+}
+
+#[cfg(test)]
+mod tests;

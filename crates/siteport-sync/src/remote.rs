@@ -1,0 +1,106 @@
+//! The seam between the engine and a transport: [`Remote`] (one connection) and
+//! [`RemoteFactory`] (opens connections, one per worker).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// What a listed remote entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link: never followed, never overwritten, never deleted.
+    Symlink,
+    /// Anything else the server lists (devices, unknown LIST lines).
+    Other,
+}
+
+/// One entry of a remote directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The bare name as the server listed it (not yet checked: see [`check_name`](crate::check_name)).
+    pub name: String,
+    /// File, directory, link or other.
+    pub kind: EntryKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Modification time, if the listing gives one.
+    pub mtime: Option<SystemTime>,
+    /// Whether `mtime` is exact to the second and in UTC (MLSD, or a local directory) rather
+    /// than a LIST time (minute or year resolution, server timezone).
+    pub mtime_precise: bool,
+}
+
+/// What a transport can do, so the planner knows which comparisons it can trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Capabilities {
+    /// Listings carry exact UTC modification times (MLSD, a local directory).
+    pub precise_mtime: bool,
+    /// `put_atomic` can set the remote modification time (MFMT, a local directory).
+    pub set_mtime: bool,
+}
+
+/// One open connection to a remote tree. Paths are relative to the remote root of the site,
+/// `/`-separated, without a leading slash; `""` is the root itself. A worker owns its
+/// `Remote` and reuses it for many operations.
+///
+/// Errors must carry a kind and, for transient failures (timeouts, resets, FTP 421/425/426/450),
+/// [`Error::is_retryable`](crate::Error::is_retryable) set: the engine then drops the
+/// connection, backs off, reconnects and tries again.
+#[async_trait]
+pub trait Remote: Send {
+    /// Where this connection points, for messages (e.g. `ftp://user@host:21/htdocs`).
+    fn describe(&self) -> String;
+
+    /// What this transport can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Lists the directory `path` (one round trip). Does not include `.` and `..`.
+    async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>>;
+
+    /// Uploads the local file to `path` so that nobody ever sees it half-written under its
+    /// final name (temporary name, then rename), and sets its modification time to `mtime`
+    /// when the transport can. Returns the number of bytes sent.
+    async fn put_atomic(
+        &mut self,
+        local: &Path,
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64>;
+
+    /// Downloads `path` into the already created local file `local` (a temporary file the
+    /// engine renames into place). Returns the number of bytes received.
+    async fn get(&mut self, path: &str, local: &Path) -> Result<u64>;
+
+    /// Creates the directory `path`; its parent exists. An existing directory is not an error.
+    async fn mkdir(&mut self, path: &str) -> Result<()>;
+
+    /// Deletes the file `path`.
+    async fn delete_file(&mut self, path: &str) -> Result<()>;
+
+    /// Removes the empty directory `path`.
+    async fn remove_dir(&mut self, path: &str) -> Result<()>;
+
+    /// Ends the session politely (FTP `QUIT`). Errors are ignored by the engine.
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Opens connections. The engine calls [`connect`](RemoteFactory::connect) once per worker,
+/// and again after a transient error dropped a connection.
+#[async_trait]
+pub trait RemoteFactory: Send + Sync {
+    /// Where connections go, for messages.
+    fn describe(&self) -> String;
+
+    /// Opens and logs in one new connection.
+    async fn connect(&self) -> Result<Box<dyn Remote>>;
+}

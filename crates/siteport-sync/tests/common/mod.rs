@@ -1,0 +1,288 @@
+//! Test doubles around the real `LocalDirRemote`: they inject failures, hostile names and
+//! connection limits that a real server produces but a local directory cannot.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use siteport_sync::*;
+
+/// Knobs shared by every connection of a [`Wrap`] factory.
+#[derive(Default)]
+pub struct Knobs {
+    /// Extra entries listed in a directory (by dir path).
+    pub inject: Mutex<BTreeMap<String, Vec<RemoteEntry>>>,
+    /// Puts per path (counts every try).
+    pub puts: Mutex<BTreeMap<String, usize>>,
+    /// Gets per path.
+    pub gets: Mutex<BTreeMap<String, usize>>,
+    /// Paths whose first put fails with a retryable error.
+    pub flaky_once: Mutex<Vec<String>>,
+    /// Paths whose put always fails with a permission error.
+    pub forbidden: Mutex<Vec<String>>,
+    /// Connections opened in all.
+    pub connects: AtomicUsize,
+    /// Connections alive now.
+    pub live: AtomicUsize,
+    /// Most connections alive at once.
+    pub peak: AtomicUsize,
+    /// Refuse connections beyond this many alive (421), 0 = no limit.
+    pub limit: AtomicUsize,
+    /// Refuse every login.
+    pub refuse_login: std::sync::atomic::AtomicBool,
+    /// Pretend to be a LIST-only server: imprecise times, shifted by this many seconds.
+    pub list_times_skew: Mutex<Option<i64>>,
+}
+
+pub struct WrapFactory {
+    pub root: PathBuf,
+    pub knobs: Arc<Knobs>,
+}
+
+impl WrapFactory {
+    pub fn new(root: &Path) -> (Arc<Self>, Arc<Knobs>) {
+        let knobs = Arc::new(Knobs::default());
+        (
+            Arc::new(Self {
+                root: root.to_path_buf(),
+                knobs: knobs.clone(),
+            }),
+            knobs,
+        )
+    }
+}
+
+struct Wrap {
+    inner: LocalDirRemote,
+    knobs: Arc<Knobs>,
+}
+
+impl Drop for Wrap {
+    fn drop(&mut self) {
+        self.knobs.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl RemoteFactory for WrapFactory {
+    fn describe(&self) -> String {
+        format!("wrap:{}", self.root.display())
+    }
+    async fn connect(&self) -> Result<Box<dyn Remote>> {
+        if self.knobs.refuse_login.load(Ordering::SeqCst) {
+            return Err(Error::new(
+                ErrorKind::Login,
+                self.describe(),
+                "530 Login incorrect",
+            ));
+        }
+        let live = self.knobs.live.fetch_add(1, Ordering::SeqCst) + 1;
+        let limit = self.knobs.limit.load(Ordering::SeqCst);
+        if limit > 0 && live > limit {
+            self.knobs.live.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::new(
+                ErrorKind::TooManyConnections,
+                self.describe(),
+                "421 Too many connections",
+            ));
+        }
+        self.knobs.peak.fetch_max(live, Ordering::SeqCst);
+        self.knobs.connects.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(Wrap {
+            inner: LocalDirRemote::new(self.root.clone()),
+            knobs: self.knobs.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl Remote for Wrap {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> Capabilities {
+        if self.knobs.list_times_skew.lock().unwrap().is_some() {
+            Capabilities::default()
+        } else {
+            self.inner.capabilities()
+        }
+    }
+    async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let mut v = self.inner.list_dir(path).await?;
+        if let Some(skew) = *self.knobs.list_times_skew.lock().unwrap() {
+            for e in &mut v {
+                e.mtime_precise = false;
+                e.mtime = e.mtime.map(|t| {
+                    let s = t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+                    let s = (s / 60) * 60 + skew;
+                    UNIX_EPOCH + Duration::from_secs(s as u64)
+                });
+            }
+        }
+        if let Some(extra) = self.knobs.inject.lock().unwrap().get(path) {
+            v.extend(extra.iter().cloned());
+        }
+        Ok(v)
+    }
+    async fn put_atomic(
+        &mut self,
+        local: &Path,
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let n = {
+            let mut puts = self.knobs.puts.lock().unwrap();
+            let c = puts.entry(path.to_string()).or_default();
+            *c += 1;
+            *c
+        };
+        if self
+            .knobs
+            .forbidden
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p == path)
+        {
+            return Err(Error::new(
+                ErrorKind::Permission,
+                path,
+                "553 Permission denied",
+            ));
+        }
+        if n == 1
+            && self
+                .knobs
+                .flaky_once
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|p| p == path)
+        {
+            return Err(Error::new(
+                ErrorKind::Transfer,
+                path,
+                "426 Connection closed; transfer aborted",
+            )
+            .retryable(true));
+        }
+        // Slow enough that parallel workers overlap.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.inner.put_atomic(local, path, mtime).await
+    }
+    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+        *self
+            .knobs
+            .gets
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default() += 1;
+        self.inner.get(path, local).await
+    }
+    async fn mkdir(&mut self, path: &str) -> Result<()> {
+        self.inner.mkdir(path).await
+    }
+    async fn delete_file(&mut self, path: &str) -> Result<()> {
+        self.inner.delete_file(path).await
+    }
+    async fn remove_dir(&mut self, path: &str) -> Result<()> {
+        self.inner.remove_dir(path).await
+    }
+}
+
+/// Writes `content` at `root/rel`, creating parents.
+pub fn write(root: &Path, rel: &str, content: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// A generated site: nested dirs, empty files, awkward names, an empty dir.
+pub fn generate_site(root: &Path) -> usize {
+    let names = [
+        "index.html",
+        "empty.txt",
+        "with space.html",
+        "-leading-dash.css",
+        "#hash#.js",
+        "ünïcödé ñame.txt",
+        "a..b.txt",
+        "assets/img/logo.svg",
+        "assets/img/deep/er/still/file.bin",
+        "assets/css/site.css",
+        "docs/ä ö/readme.md",
+        "docs/-dash dir/#x",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let content: Vec<u8> = if n.contains("empty") {
+            Vec::new()
+        } else {
+            (0..(i * 997 % 5000)).map(|b| (b * 31 + i) as u8).collect()
+        };
+        write(root, n, &content);
+    }
+    std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    names.len()
+}
+
+/// Every file and dir under `root` with its content (None for dirs), for comparisons.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir(root) {
+        let rel = e.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if e.is_dir() {
+            out.insert(rel, None);
+        } else {
+            out.insert(rel, Some(std::fs::read(&e).unwrap()));
+        }
+    }
+    out
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p.clone());
+            }
+            v.push(p);
+        }
+    }
+    v
+}
+
+/// Sets a file's mtime to `secs` after the epoch.
+pub fn set_mtime(p: &Path, secs: i64) {
+    filetime::set_file_mtime(p, filetime::FileTime::from_unix_time(secs, 0)).unwrap();
+}
+
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+    }
+}
+
+/// Runs one direction with a fresh engine; returns the report and the plan.
+pub async fn run(
+    factory: Arc<dyn RemoteFactory>,
+    opts: SyncOptions,
+    journal: &Path,
+    direction: Direction,
+) -> (Plan, Report) {
+    let j = Journal::open(journal).unwrap();
+    let mut e = Engine::new(factory, opts, j, Arc::new(NoProgress));
+    let plan = e.plan(direction).await.unwrap();
+    let report = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+    (plan, report)
+}
