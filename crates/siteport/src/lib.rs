@@ -3,3 +3,10 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod commands;
+pub mod context;
+pub mod error;
+pub mod exit;
+pub mod logging;
+pub mod output;
+pub mod prompt;
