@@ -2,6 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use siteport_creds::backends::env::env_var_names;
 use siteport_creds::{
     BackendKind, Credential, CredentialBackend, CredentialName, Error, StoreMode,
 };
@@ -99,13 +100,16 @@ fn build(
 
 /// `add` on a read-only backend: say how that backend is fed instead of pretending to persist.
 fn read_only(backend: &dyn CredentialBackend, name: &CredentialName) -> Error {
-    let var = name.as_str().to_ascii_uppercase().replace(['-', '.'], "_");
     let hint = match backend.kind() {
-        BackendKind::Env => format!(
-            "the env backend reads the process environment: set SITEPORT_CRED_{var}_USERNAME and \
-             SITEPORT_CRED_{var}_PASSWORD (or SITEPORT_CRED_{var}_PASSWORD_FILE), or store it in \
-             the file backend with `siteport --credential-backend file credential add {name}`"
-        ),
+        BackendKind::Env => {
+            let v = env_var_names(name);
+            format!(
+                "the env backend only reads the process environment: export {} and {} (or {}_FILE \
+                 naming a secret file) where siteport runs, or store it in the file backend with \
+                 `siteport --credential-backend file credential add {name}`",
+                v.username, v.password, v.password
+            )
+        }
         BackendKind::Dir => format!(
             "the dir backend reads a mounted secrets directory: create <root>/{name}/username and \
              <root>/{name}/password, or store it in the file backend with \
