@@ -1,0 +1,285 @@
+//! age encryption and decryption of the store, identity files and recipients.
+
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use age::{DecryptError, Decryptor, Encryptor, x25519};
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// scrypt work factor (log2 N) for passphrase mode: what the reference `age` CLI uses.
+pub const PASSPHRASE_WORK_FACTOR: u8 = 18;
+/// Highest work factor accepted when decrypting: 2^22 × 1 KiB = 4 GiB of memory at most, so a
+/// hostile file cannot make us allocate without bound.
+const MAX_WORK_FACTOR: u8 = 22;
+
+/// The secret material that opens the store.
+pub(crate) enum Key {
+    /// Identity mode: every X25519 identity found in the identity file.
+    Identity(Vec<x25519::Identity>),
+    /// Passphrase mode.
+    Passphrase(SecretString),
+}
+
+impl Key {
+    pub fn is_passphrase(&self) -> bool {
+        matches!(self, Key::Passphrase(_))
+    }
+
+    /// Public keys of the identities (identity mode), as `age1…` strings.
+    pub fn public_keys(&self) -> Vec<String> {
+        match self {
+            Key::Identity(ids) => ids.iter().map(|i| i.to_public().to_string()).collect(),
+            Key::Passphrase(_) => Vec::new(),
+        }
+    }
+}
+
+/// A recipient string, parsed and normalised: `age1…` or an SSH public key (`ssh-ed25519 …`,
+/// `ssh-rsa …`). The SSH comment is dropped by normalisation.
+pub(crate) fn parse_recipient(text: &str) -> std::result::Result<String, String> {
+    let t = text.trim();
+    if t.starts_with("age1") {
+        t.parse::<x25519::Recipient>()
+            .map(|r| r.to_string())
+            .map_err(|e| format!("'{t}' is not a valid age recipient: {e}"))
+    } else if t.starts_with("ssh-") {
+        t.parse::<age::ssh::Recipient>()
+            .map(|r| r.to_string())
+            .map_err(|_| {
+                format!(
+                    "'{}' is not a supported SSH public key (use ssh-ed25519 or ssh-rsa)",
+                    t.split_whitespace().next().unwrap_or(t)
+                )
+            })
+    } else {
+        Err(format!(
+            "'{}' is neither an age recipient (age1…) nor an SSH public key (ssh-ed25519 …, ssh-rsa …)",
+            t.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+fn boxed_recipient(text: &str) -> std::result::Result<Box<dyn age::Recipient + Send>, String> {
+    let t = text.trim();
+    if t.starts_with("age1") {
+        t.parse::<x25519::Recipient>()
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|e| format!("'{t}' is not a valid age recipient: {e}"))
+    } else {
+        t.parse::<age::ssh::Recipient>()
+            .map(|r| Box::new(r) as Box<dyn age::Recipient + Send>)
+            .map_err(|_| format!("'{t}' is not a supported recipient"))
+    }
+}
+
+/// A fresh X25519 identity and the identity file text, in `age-keygen`'s format.
+pub(crate) fn generate_identity() -> (x25519::Identity, Zeroizing<String>) {
+    let id = x25519::Identity::generate();
+    let created = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let text = Zeroizing::new(format!(
+        "# created: {created}\n# public key: {}\n{}\n",
+        id.to_public(),
+        id.to_string().expose_secret()
+    ));
+    (id, text)
+}
+
+/// Parses an identity file's contents: `AGE-SECRET-KEY-1…` lines, `#` comments, blank lines.
+pub(crate) fn parse_identity_file(
+    text: &str,
+    backend: &str,
+    path: &Path,
+) -> Result<Vec<x25519::Identity>> {
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.parse::<x25519::Identity>() {
+            Ok(id) => ids.push(id),
+            Err(_) => {
+                // Never quote the line: it may be a secret key with a typo.
+                let what = if line.starts_with("-----BEGIN") {
+                    "holds an SSH or PEM private key; siteport needs an age identity (AGE-SECRET-KEY-1…)"
+                        .to_owned()
+                } else {
+                    format!("line {} is not an age identity (AGE-SECRET-KEY-1…)", n + 1)
+                };
+                return Err(Error::new(
+                    ErrorKind::BadKey,
+                    backend,
+                    format!("identity file {} {what}", path.display()),
+                )
+                .with_hint(
+                    "point SITEPORT_IDENTITY_FILE (or `[credentials.file] identity`) at an age \
+                     identity file, or create one with `siteport credential init`",
+                ));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::new(
+            ErrorKind::BadKey,
+            backend,
+            format!("identity file {} contains no age identity", path.display()),
+        )
+        .with_hint("create one with `siteport credential init`"));
+    }
+    Ok(ids)
+}
+
+/// Whether the ciphertext is a passphrase (scrypt) file; `Err` with a Corrupt error if it is not
+/// an age file at all.
+pub(crate) fn header_is_passphrase(ciphertext: &[u8], backend: &str, path: &Path) -> Result<bool> {
+    Decryptor::new_buffered(ArmoredReader::new(ciphertext))
+        .map(|d| d.is_scrypt())
+        .map_err(|e| corrupt(backend, path, &e))
+}
+
+fn corrupt(backend: &str, path: &Path, e: &DecryptError) -> Error {
+    let why = match e {
+        DecryptError::InvalidHeader | DecryptError::UnknownFormat => {
+            "is not a valid age file (bad or unknown header)".to_owned()
+        }
+        DecryptError::InvalidMac => "has a damaged header (MAC check failed)".to_owned(),
+        DecryptError::ExcessiveWork { required, .. } => format!(
+            "asks for an scrypt work factor of {required}, above the limit of {MAX_WORK_FACTOR}"
+        ),
+        DecryptError::Io(io) => format!("is damaged or truncated ({io})"),
+        _ => "is damaged or truncated".to_owned(),
+    };
+    Error::new(
+        ErrorKind::Corrupt,
+        backend,
+        format!("store {} {why}; nothing was changed", path.display()),
+    )
+    .with_hint(format!(
+        "restore it from a backup (e.g. {}.bak-*) or from version control",
+        path.display()
+    ))
+}
+
+/// Decrypts the whole store. Wrong keys are `BadKey`, damage is `Corrupt`.
+pub(crate) fn decrypt(
+    ciphertext: &[u8],
+    key: &Key,
+    backend: &str,
+    path: &Path,
+    identity_path: &Path,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let decryptor = Decryptor::new_buffered(ArmoredReader::new(ciphertext))
+        .map_err(|e| corrupt(backend, path, &e))?;
+    let reader = match key {
+        Key::Identity(ids) => decryptor.decrypt(ids.iter().map(|i| i as &dyn age::Identity)),
+        Key::Passphrase(p) => {
+            let mut id = age::scrypt::Identity::new(p.clone());
+            id.set_max_work_factor(MAX_WORK_FACTOR);
+            decryptor.decrypt(std::iter::once(&id as &dyn age::Identity))
+        }
+    };
+    let mut reader = reader.map_err(|e| match (&e, key) {
+        (DecryptError::NoMatchingKeys, Key::Identity(_)) => Error::new(
+            ErrorKind::BadKey,
+            backend,
+            format!(
+                "store {} is not encrypted to the identity in {}; nothing was changed",
+                path.display(),
+                identity_path.display()
+            ),
+        )
+        .with_hint(format!(
+            "use the identity this store was created with (SITEPORT_IDENTITY_FILE), or ask someone \
+             who can open it to add you with `siteport credential rekey --recipient {}`",
+            "<your age1… public key>"
+        )),
+        (
+            DecryptError::DecryptionFailed
+            | DecryptError::KeyDecryptionFailed
+            | DecryptError::NoMatchingKeys,
+            Key::Passphrase(_),
+        ) => Error::new(
+            ErrorKind::BadKey,
+            backend,
+            format!(
+                "wrong passphrase for store {}; nothing was changed",
+                path.display()
+            ),
+        )
+        .with_hint(
+            "check SITEPORT_PASSPHRASE, `[credentials.file] passphrase_command` or what you typed",
+        ),
+        _ => corrupt(backend, path, &e),
+    })?;
+    let mut out = Zeroizing::new(Vec::new());
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(backend, path, &DecryptError::Io(e)))?;
+    Ok(out)
+}
+
+/// Encrypts `plaintext` (armored) to `recipients` (identity mode) or a passphrase.
+pub(crate) fn encrypt(
+    plaintext: &[u8],
+    key: &Key,
+    recipients: &[String],
+    backend: &str,
+) -> Result<Vec<u8>> {
+    let encryptor = match key {
+        Key::Identity(_) => {
+            let parsed = recipients
+                .iter()
+                .map(|r| boxed_recipient(r))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Invalid,
+                        backend,
+                        format!("stored recipient list: {e}"),
+                    )
+                })?;
+            Encryptor::with_recipients(parsed.iter().map(|r| r.as_ref() as &dyn age::Recipient))
+                .map_err(|e| {
+                    Error::new(ErrorKind::Invalid, backend, format!("cannot encrypt: {e}"))
+                })?
+        }
+        Key::Passphrase(p) => {
+            let mut r = age::scrypt::Recipient::new(p.clone());
+            r.set_work_factor(PASSPHRASE_WORK_FACTOR);
+            Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).map_err(|e| {
+                Error::new(ErrorKind::Invalid, backend, format!("cannot encrypt: {e}"))
+            })?
+        }
+    };
+    let io_err = |e: std::io::Error| {
+        Error::new(
+            ErrorKind::Unavailable,
+            backend,
+            format!("encryption failed: {e}"),
+        )
+    };
+    let mut out = Vec::with_capacity(plaintext.len() * 2 + 512);
+    let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(io_err)?;
+    let mut w = encryptor.wrap_output(armor).map_err(io_err)?;
+    w.write_all(plaintext).map_err(io_err)?;
+    w.finish().and_then(|a| a.finish()).map_err(io_err)?;
+    Ok(out)
+}
+
+/// Reads a whole small file into memory (store or identity).
+pub(crate) fn read_all(file: std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::new());
+    BufReader::new(file).read_to_end(&mut out)?;
+    Ok(out)
+}
