@@ -60,6 +60,9 @@ pub enum Command {
 /// `siteport credential …`.
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
+    /// Create the encrypted credential store (file backend), generating an age identity unless
+    /// --passphrase is given.
+    Init(InitArgs),
     /// Store a credential. The password is read from a hidden prompt or --password-stdin, never
     /// from the command line.
     Add(AddArgs),
@@ -78,6 +81,45 @@ pub enum CredentialCommand {
         #[arg(long)]
         reveal: bool,
     },
+    /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
+    /// recipients. The old store is kept as a backup.
+    Rekey(RekeyArgs),
+}
+
+/// `siteport credential init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt with a passphrase (age scrypt) instead of an identity file. The passphrase comes
+    /// from SITEPORT_PASSPHRASE, `passphrase_command` in the config, or a hidden prompt.
+    #[arg(long)]
+    pub passphrase: bool,
+    /// Also encrypt to this recipient (`age1…` or an SSH public key); repeatable.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Replace an existing store (it is kept as a backup).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `siteport credential rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Switch to (or stay in) passphrase mode; asks for the new passphrase.
+    #[arg(long, conflicts_with = "identity")]
+    pub passphrase: bool,
+    /// Switch to (or stay in) identity mode.
+    #[arg(long)]
+    pub identity: bool,
+    /// Generate a new identity; the old identity file is backed up.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub new_identity: bool,
+    /// The new set of extra recipients (`age1…` or SSH public keys); repeatable. Without it
+    /// the current extra recipients are kept.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Drop every extra recipient: encrypt to the own identity only.
+    #[arg(long, conflicts_with_all = ["passphrase", "recipient"])]
+    pub clear_recipients: bool,
 }
 
 /// `siteport credential add`.

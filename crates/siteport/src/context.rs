@@ -52,6 +52,11 @@ impl Context {
         Ok(open_backend(&spec, &settings, self.prompter())?)
     }
 
+    /// Whether the selection is a chain of several backends.
+    pub fn is_chain(&self) -> CliResult<bool> {
+        Ok(self.credentials()?.0.kinds().len() > 1)
+    }
+
     /// The prompter handed to backends (passphrase prompts).
     pub fn prompter(&self) -> Arc<dyn Prompter> {
         Arc::new(TerminalPrompter)

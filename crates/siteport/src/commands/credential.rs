@@ -3,11 +3,12 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use siteport_creds::backends::env::env_var_names;
+use siteport_creds::backends::file::{FileBackend, InitOptions, KeyMode, RekeyOptions};
 use siteport_creds::{
     BackendKind, Credential, CredentialBackend, CredentialName, Error, StoreMode,
 };
 
-use crate::cli::{AddArgs, CredentialCommand};
+use crate::cli::{AddArgs, CredentialCommand, InitArgs, RekeyArgs};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;
@@ -21,7 +22,135 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Remove { name } => remove(ctx, &name).await,
         CredentialCommand::List => list(ctx).await,
         CredentialCommand::Show { name, reveal } => show(ctx, &name, reveal).await,
+        CredentialCommand::Init(args) => init(ctx, args),
+        CredentialCommand::Rekey(args) => rekey(ctx, args).await,
     }
+}
+
+/// `init` and `rekey` manage the file backend's keys; they make no sense for a selection without it.
+fn file_settings(ctx: &Context, command: &str) -> CliResult<siteport_creds::FileSettings> {
+    let (spec, settings) = ctx.credentials()?;
+    if !spec.kinds().contains(&BackendKind::File) {
+        return Err(CliError::usage(format!(
+            "`credential {command}` manages the encrypted file store, but the selected credential \
+             backend is `{spec}`"
+        ))
+        .with_hint(format!(
+            "run `siteport --credential-backend file credential {command}`"
+        )));
+    }
+    Ok(settings.file)
+}
+
+fn init(ctx: &Context, args: InitArgs) -> CliResult {
+    let settings = file_settings(ctx, "init")?;
+    let opts = InitOptions {
+        mode: if args.passphrase {
+            KeyMode::Passphrase
+        } else {
+            KeyMode::Identity
+        },
+        recipients: args.recipient,
+        force: args.force,
+    };
+    let report = FileBackend::init(&settings, opts, ctx.prompter())?;
+    let mut human = format!(
+        "created credential store {} ({} mode)",
+        report.store.display(),
+        report.mode
+    );
+    if let Some(id) = &report.identity {
+        let how = if report.identity_created {
+            "generated"
+        } else {
+            "re-used"
+        };
+        human.push_str(&format!(
+            "\nidentity:   {} ({how}; keep it safe, it opens the store)",
+            id.display()
+        ));
+    }
+    if let Some(pk) = &report.public_key {
+        human.push_str(&format!("\npublic key: {pk}"));
+    }
+    for b in &report.backups {
+        human.push_str(&format!("\nbackup of the previous store: {}", b.display()));
+    }
+    ctx.output.result(
+        &human,
+        &json!({
+            "store": report.store,
+            "mode": report.mode,
+            "identity": report.identity,
+            "identity_created": report.identity_created,
+            "public_key": report.public_key,
+            "backups": report.backups,
+        }),
+    )
+}
+
+async fn rekey(ctx: &Context, args: RekeyArgs) -> CliResult {
+    let settings = file_settings(ctx, "rekey")?;
+    let backend = FileBackend::open(&settings, ctx.prompter())?;
+    let mode = if args.passphrase {
+        KeyMode::Passphrase
+    } else if args.identity
+        || args.new_identity
+        || !args.recipient.is_empty()
+        || args.clear_recipients
+    {
+        KeyMode::Identity
+    } else {
+        // No mode asked for: re-encrypt in the store's current mode.
+        backend.detect_mode()?.ok_or_else(|| {
+            Error::new(
+                siteport_creds::ErrorKind::NotFound,
+                backend.describe(),
+                "there is no credential store to rekey",
+            )
+            .with_hint("create one with `siteport credential init`")
+        })?
+    };
+    let recipients = if args.clear_recipients {
+        Some(Vec::new())
+    } else if args.recipient.is_empty() {
+        None
+    } else {
+        Some(args.recipient)
+    };
+    let report = backend
+        .rekey(RekeyOptions {
+            mode,
+            new_identity: args.new_identity,
+            recipients,
+        })
+        .await?;
+    let mut human = format!(
+        "re-encrypted {} ({} mode)\nbackup of the old store: {}",
+        report.store.display(),
+        report.mode,
+        report.backup.display()
+    );
+    if let Some(pk) = &report.public_key {
+        human.push_str(&format!("\npublic key: {pk}"));
+    }
+    if let Some(b) = &report.identity_backup {
+        human.push_str(&format!("\nbackup of the old identity: {}", b.display()));
+    }
+    if report.recipients.len() > 1 {
+        human.push_str(&format!("\nrecipients: {}", report.recipients.join(", ")));
+    }
+    ctx.output.result(
+        &human,
+        &json!({
+            "store": report.store,
+            "mode": report.mode,
+            "backup": report.backup,
+            "public_key": report.public_key,
+            "identity_backup": report.identity_backup,
+            "recipients": report.recipients,
+        }),
+    )
 }
 
 fn parse_name(name: &str) -> CliResult<CredentialName> {
@@ -42,6 +171,15 @@ async fn add(ctx: &Context, args: AddArgs) -> CliResult {
         None => prompt::username(name.as_str())?,
     };
     precheck(&name, &username, args.host.as_deref(), args.port)?;
+    if !args.force && !ctx.is_chain()? {
+        // Say "already exists" (or "wrong key") before the user types a password for nothing.
+        // `store` checks again under the lock; in a chain, `get` may hit another member.
+        match backend.get(&name).await {
+            Ok(_) => return Err(Error::already_exists(backend.describe(), &name).into()),
+            Err(e) if e.kind() == siteport_creds::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 
     let password = if args.password_stdin {
         prompt::password_from_stdin()?
