@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
+use secrecy::SecretString;
+use siteport_creds::backends::env::ENV_PREFIX;
+use siteport_creds::backends::file::PASSPHRASE_ENV;
 
 use crate::commands::credential;
 use crate::context::Context;
@@ -157,6 +160,7 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
+    register_env_secrets();
     let output = Output { json: cli.json };
     match run(cli) {
         Ok(()) => ExitCode::from(exit::OK),
@@ -164,6 +168,19 @@ pub fn main() -> ExitCode {
             tracing::debug!(code = e.code, kind = e.kind, "command failed");
             output.error(&e);
             ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Secrets that reach the process through its environment (the store passphrase, env-backend
+/// passwords) are masked in stderr output from the start, before any backend reads them.
+fn register_env_secrets() {
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let secret =
+            key == PASSPHRASE_ENV || (key.starts_with(ENV_PREFIX) && key.ends_with("_PASSWORD"));
+        if let (true, Some(v)) = (secret, value.to_str()) {
+            logging::register_secret(&SecretString::from(v));
         }
     }
 }
