@@ -56,21 +56,29 @@ impl CredentialBackend for ChainBackend {
     }
 
     async fn get(&self, name: &CredentialName) -> Result<Credential> {
+        let mut hints = Vec::new();
         for m in &self.members {
             match m.get(name).await {
                 Ok(c) => return Ok(c),
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(h) = e.hint() {
+                        hints.push(format!("{}: {h}", m.kind()));
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
-        let mut e = Error::not_found(self.describe(), name);
-        if let Ok(w) = self.first_writable("store") {
-            e = e.with_hint(format!(
+        let e = Error::not_found(self.describe(), name);
+        Err(match self.first_writable("store") {
+            Ok(w) => e.with_hint(format!(
                 "add it with `siteport credential add {name}` (stores into the {})",
                 w.describe()
-            ));
-        }
-        Err(e)
+            )),
+            // No member can store it: `credential add` would fail, so relay how each member
+            // can be given the credential instead.
+            Err(_) if !hints.is_empty() => e.with_hint(hints.join("; or ")),
+            Err(_) => e,
+        })
     }
 
     async fn store(&self, cred: &Credential, mode: StoreMode) -> Result<()> {
