@@ -15,8 +15,8 @@ use crate::credential::{Credential, CredentialName};
 pub(crate) const FORMAT_VERSION: u32 = 1;
 
 /// `{"version":1,"recipients":[...],"credentials":{"name":{...}}}`.
+// Unknown top-level fields are tolerated so that the version check below gives the message.
 #[derive(Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct Document {
     pub version: u32,
     /// Everyone the store is encrypted to in identity mode (`age1…` and SSH public keys),

@@ -360,6 +360,18 @@ impl Inner {
             .to_owned()
     }
 
+    fn no_store_no_identity(&self) -> Error {
+        self.err(
+            ErrorKind::NotFound,
+            format!(
+                "store {} does not exist and there is no identity at {}",
+                self.store.display(),
+                self.identity.display()
+            ),
+        )
+        .with_hint(self.init_hint())
+    }
+
     fn read_store(&self) -> Result<Option<Vec<u8>>> {
         match fsio::open_private(&self.store, "store", &self.describe)? {
             None => Ok(None),
@@ -560,6 +572,13 @@ impl Inner {
     /// Read-modify-write under the store lock. `f` works on a copy, so a failure anywhere
     /// leaves both the file and the cache as they were.
     fn modify<T>(&self, f: impl FnOnce(&mut Document) -> Result<T>) -> Result<T> {
+        if !self.store.exists() && !self.identity.exists() {
+            // Fail before creating any directory or lock file for a store that cannot exist.
+            return Err(self.no_store_no_identity());
+        }
+        if let Some(parent) = self.store.parent() {
+            fsio::ensure_dir(parent, &self.describe)?;
+        }
         let mut state = self.lock_state();
         let _lock = fsio::StoreLock::acquire(&self.store, self.lock_timeout, &self.describe)?;
         fsio::remove_stale_temps(&self.store);
@@ -570,17 +589,9 @@ impl Inner {
             }
         } else {
             // No store yet: create it in identity mode, which needs an identity.
-            let ids = self.load_identity()?.ok_or_else(|| {
-                self.err(
-                    ErrorKind::NotFound,
-                    format!(
-                        "store {} does not exist and there is no identity at {}",
-                        self.store.display(),
-                        self.identity.display()
-                    ),
-                )
-                .with_hint(self.init_hint())
-            })?;
+            let ids = self
+                .load_identity()?
+                .ok_or_else(|| self.no_store_no_identity())?;
             let key = Key::Identity(ids);
             let doc = Document::new(key.public_keys());
             state.key = Some(key);
