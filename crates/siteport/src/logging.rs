@@ -94,15 +94,24 @@ impl Verbosity {
     }
 }
 
-/// A stderr writer for one log event: it buffers the formatted event and writes it, redacted, when
-/// dropped. The fmt layer asks for a fresh writer per event, so each event is redacted whole and a
-/// secret cannot straddle two `write` calls unseen.
-#[derive(Default)]
-struct RedactingStderr {
+/// A writer for one log event: it buffers the formatted event and writes it, redacted, to `out`
+/// when dropped. The fmt layer asks for a fresh writer per event, so each event is redacted whole
+/// and a secret cannot straddle two `write` calls unseen.
+struct RedactingWriter<W: Write> {
     buf: Zeroizing<Vec<u8>>,
+    out: W,
 }
 
-impl Write for RedactingStderr {
+impl<W: Write> RedactingWriter<W> {
+    fn new(out: W) -> Self {
+        Self {
+            buf: Zeroizing::new(Vec::new()),
+            out,
+        }
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -112,10 +121,12 @@ impl Write for RedactingStderr {
     }
 }
 
-impl Drop for RedactingStderr {
+impl<W: Write> Drop for RedactingWriter<W> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
-        eprint_redacted(&text);
+        // Nothing useful can be done if the log stream is gone.
+        let _ = self.out.write_all(redact(&text).as_bytes());
+        let _ = self.out.flush();
     }
 }
 
@@ -123,7 +134,7 @@ impl Drop for RedactingStderr {
 pub fn init(verbosity: Verbosity) {
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(verbosity.level())
-        .with_writer(RedactingStderr::default)
+        .with_writer(|| RedactingWriter::new(io::stderr()))
         .with_ansi(false)
         .with_target(matches!(verbosity, Verbosity::Verbose(n) if n >= 2))
         .without_time()
@@ -145,6 +156,22 @@ mod tests {
             "USER u / PASS **** / **** / ok"
         );
         assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn log_events_are_redacted_on_their_way_out() {
+        register_secret(&SecretString::from("w-Secret-42"));
+        let mut sink = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut sink);
+            // The fmt layer may write an event in pieces; the secret spans two of them here.
+            w.write_all(b"DEBUG login PASS w-Sec").unwrap();
+            w.write_all(b"ret-42 ok\n").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(sink).unwrap(),
+            "DEBUG login PASS **** ok\n"
+        );
     }
 
     #[test]

@@ -325,3 +325,88 @@ fn completions_are_generated() {
     }
     assert_code(&sb.run(&["completions", "tcsh"], "", &[]), 2);
 }
+
+#[test]
+fn dir_backend_reads_a_mounted_secrets_directory() {
+    let sb = Sandbox::new();
+    let root = sb.path("secrets");
+    std::fs::create_dir_all(root.join("acme")).unwrap();
+    std::fs::write(root.join("acme/username"), "u-dir\n").unwrap();
+    std::fs::write(root.join("acme/password"), "dir-Secret-pw\n").unwrap();
+    std::fs::write(root.join("acme/port"), "2121\n").unwrap();
+    let env = [("SITEPORT_SECRETS_DIR", root.to_str().unwrap())];
+
+    let o = sb.run(
+        &[
+            "--json",
+            "--credential-backend",
+            "dir",
+            "credential",
+            "list",
+        ],
+        "",
+        &env,
+    );
+    assert_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["credentials"][0]["name"], "acme");
+    assert_eq!(v["credentials"][0]["port"], 2121);
+    assert_eq!(v["credentials"][0]["source"], "dir");
+    assert!(!stdout(&o).contains("dir-Secret-pw"));
+
+    // Rotation is picked up: the file is re-read on every run.
+    std::fs::write(root.join("acme/password"), "rotated-pw\n").unwrap();
+    let o = sb.run(
+        &[
+            "--json",
+            "--credential-backend",
+            "dir",
+            "credential",
+            "show",
+            "acme",
+            "--reveal",
+        ],
+        "",
+        &env,
+    );
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["password"], "rotated-pw");
+
+    // The root can also come from the config, relative to the config file.
+    std::fs::write(
+        sb.path("cfg.toml"),
+        "[credentials]\nbackend = \"dir\"\n[credentials.dir]\nroot = \"secrets\"\n",
+    )
+    .unwrap();
+    let cfg = sb.path("cfg.toml");
+    let o = sb.run(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "credential",
+            "show",
+            "acme",
+        ],
+        "",
+        &[],
+    );
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("username: u-dir"), "{}", stdout(&o));
+
+    let o = sb.run(
+        &[
+            "--credential-backend",
+            "dir",
+            "credential",
+            "add",
+            "x",
+            "-u",
+            "u",
+            "--password-stdin",
+        ],
+        "p\n",
+        &env,
+    );
+    assert_code(&o, 3);
+    assert!(stderr(&o).contains("x/password"), "{}", stderr(&o));
+}
