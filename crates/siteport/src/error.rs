@@ -4,6 +4,7 @@ use std::fmt;
 
 use siteport_creds::ValidationError;
 
+use crate::config::ConfigError;
 use crate::exit;
 
 /// A failure a command reports to the user. It never carries a secret: it is built from
@@ -78,6 +79,24 @@ impl From<siteport_creds::Error> for CliError {
             kind: e.kind().as_str(),
             message,
             hint: e.hint().map(str::to_owned),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    /// Config errors keep their own exit code (2, or 3 when a credential could not be had) and
+    /// carry `file:line:column` in the message.
+    fn from(e: ConfigError) -> Self {
+        let code = e.exit_code();
+        Self {
+            code,
+            kind: if code == exit::CREDENTIAL {
+                "credential"
+            } else {
+                "config"
+            },
+            message: e.to_string(),
+            hint: e.hint_text().map(str::to_owned),
         }
     }
 }
