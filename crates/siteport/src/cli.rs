@@ -1,7 +1,228 @@
-//! PLACEHOLDER: argument parsing and dispatch.
+//! Argument parsing (clap derive) and dispatch.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Runs the CLI.
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use secrecy::SecretString;
+use siteport_creds::backends::env::ENV_PREFIX;
+use siteport_creds::backends::file::PASSPHRASE_ENV;
+
+use crate::commands::credential;
+use crate::context::Context;
+use crate::error::{CliError, CliResult};
+use crate::exit;
+use crate::logging::{self, Verbosity};
+use crate::output::Output;
+
+/// Publish websites to FTP/FTPS servers and pull them back, with passwords kept in a credential
+/// store instead of the config file.
+#[derive(Debug, Parser)]
+#[command(name = "siteport", version, after_help = exit::HELP_TABLE)]
+pub struct Cli {
+    /// Config file [default: $SITEPORT_CONFIG, ./siteport.toml, $XDG_CONFIG_HOME/siteport/config.toml]
+    #[arg(long, global = true, value_name = "F")]
+    pub config: Option<PathBuf>,
+
+    /// Credential backend: file, env, dir, … or a chain such as `env,file`
+    /// [default: $SITEPORT_CREDENTIAL_BACKEND, then config, then file]
+    #[arg(long, global = true, value_name = "KIND")]
+    pub credential_backend: Option<String>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). Secrets are always masked.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Machine-readable JSON on stdout (and JSON error objects on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage stored FTP credentials.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+}
+
+/// `siteport credential …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create the encrypted credential store (file backend), generating an age identity unless
+    /// --passphrase is given.
+    Init(InitArgs),
+    /// Store a credential. The password is read from a hidden prompt or --password-stdin, never
+    /// from the command line.
+    Add(AddArgs),
+    /// Delete a credential.
+    Remove {
+        /// Credential name.
+        name: String,
+    },
+    /// List credentials (never their passwords).
+    List,
+    /// Show one credential; the password is masked unless --reveal.
+    Show {
+        /// Credential name.
+        name: String,
+        /// Print the password too.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
+    /// recipients. The old store is kept as a backup.
+    Rekey(RekeyArgs),
+}
+
+/// `siteport credential init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt with a passphrase (age scrypt) instead of an identity file. The passphrase comes
+    /// from SITEPORT_PASSPHRASE, `passphrase_command` in the config, or a hidden prompt.
+    #[arg(long)]
+    pub passphrase: bool,
+    /// Also encrypt to this recipient (`age1…` or an SSH public key); repeatable.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Replace an existing store (it is kept as a backup).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `siteport credential rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Switch to (or stay in) passphrase mode; asks for the new passphrase.
+    #[arg(long, conflicts_with = "identity")]
+    pub passphrase: bool,
+    /// Switch to (or stay in) identity mode.
+    #[arg(long)]
+    pub identity: bool,
+    /// Generate a new identity; the old identity file is backed up.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub new_identity: bool,
+    /// The new set of extra recipients (`age1…` or SSH public keys); repeatable. Without it
+    /// the current extra recipients are kept.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Drop every extra recipient: encrypt to the own identity only.
+    #[arg(long, conflicts_with_all = ["passphrase", "recipient"])]
+    pub clear_recipients: bool,
+}
+
+/// `siteport credential add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Credential name: 1-64 characters of a-z, 0-9, '.', '_', '-' (lowercased).
+    pub name: String,
+    /// FTP username (prompted on a terminal when missing).
+    #[arg(long, short = 'u', value_name = "U")]
+    pub username: Option<String>,
+    /// FTP host the credential belongs to.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// FTP port.
+    #[arg(long, short = 'p', value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Read the password from the first line of stdin (only the trailing newline is removed).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Replace an existing credential of that name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs the CLI: parses arguments, sets up logging, runs the command and maps the outcome to
+/// an exit code from [`crate::exit`].
 pub fn main() -> ExitCode {
-    ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 0 for --help/--version and 2 for usage errors, as documented.
+            let code = e.exit_code();
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE));
+        }
+    };
+    logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
+    register_env_secrets();
+    let output = Output { json: cli.json };
+    match run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            tracing::debug!(code = e.code, kind = e.kind, "command failed");
+            output.error(&e);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Secrets that reach the process through its environment (the store passphrase, env-backend
+/// passwords) are masked in stderr output from the start, before any backend reads them.
+fn register_env_secrets() {
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let secret =
+            key == PASSPHRASE_ENV || (key.starts_with(ENV_PREFIX) && key.ends_with("_PASSWORD"));
+        if let (true, Some(v)) = (secret, value.to_str()) {
+            logging::register_secret(&SecretString::from(v));
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult {
+    let ctx = Context {
+        output: Output { json: cli.json },
+        backend_flag: cli.credential_backend,
+        config_path: cli.config,
+    };
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "siteport", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Credential(c) => block_on(credential::run(&ctx, c)),
+    }
+}
+
+/// Backends are async; the CLI runs one command at a time on a single-threaded runtime.
+fn block_on<F: std::future::Future<Output = CliResult>>(f: F) -> CliResult {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::internal(format!("cannot start the async runtime: {e}")))?
+        .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("3  credential store error"), "{help}");
+    }
 }

@@ -3,4 +3,11 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod context;
+pub mod error;
+pub mod exit;
+pub mod logging;
+pub mod output;
+pub mod prompt;

@@ -1,0 +1,136 @@
+//! The CLI's one error type: what failed, where, the fix, and the exit code it maps to.
+
+use std::fmt;
+
+use siteport_creds::ValidationError;
+
+use crate::config::ConfigError;
+use crate::exit;
+
+/// A failure a command reports to the user. It never carries a secret: it is built from
+/// names, paths and library errors, which by contract hold none (and output is redacted anyway).
+#[derive(Debug)]
+pub struct CliError {
+    /// Process exit code (see [`crate::exit`]).
+    pub code: u8,
+    /// Short machine-readable label for `--json` (`usage`, `not_found`, `bad_key`, …).
+    pub kind: &'static str,
+    /// What failed and where.
+    pub message: String,
+    /// The command or change that fixes it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::USAGE,
+            kind: "usage",
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// An unexpected internal failure (exit 1).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::INTERNAL,
+            kind: "internal",
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds or replaces the hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A validation failure of input the user gave (a flag, stdin, a prompt): exit 2. The
+    /// message names the field, never the value.
+    pub fn input(e: ValidationError) -> Self {
+        Self {
+            code: exit::USAGE,
+            kind: "invalid_input",
+            message: e.to_string(),
+            hint: None,
+        }
+    }
+}
+
+impl From<siteport_creds::Error> for CliError {
+    /// Every error a credential backend reports exits 3, whatever its kind (including the
+    /// backend's own `Invalid`, e.g. conflicting environment variables): the store, not the
+    /// command line, is what needs fixing.
+    fn from(e: siteport_creds::Error) -> Self {
+        let mut message = e.to_string();
+        // Library errors promise not to carry secrets in their sources either; include the
+        // chain so that "permission denied (os error 13)" and the like reach the user.
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Self {
+            code: exit::CREDENTIAL,
+            kind: e.kind().as_str(),
+            message,
+            hint: e.hint().map(str::to_owned),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    /// Config errors keep their own exit code (2, or 3 when a credential could not be had) and
+    /// carry `file:line:column` in the message.
+    fn from(e: ConfigError) -> Self {
+        let code = e.exit_code();
+        Self {
+            code,
+            kind: if code == exit::CREDENTIAL {
+                "credential"
+            } else {
+                "config"
+            },
+            message: e.to_string(),
+            hint: e.hint_text().map(str::to_owned),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Result alias for commands.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use siteport_creds::{CredentialName, Error};
+
+    #[test]
+    fn backend_errors_exit_3_with_hint() {
+        let n = CredentialName::new("acme").unwrap();
+        let e: CliError = Error::not_found("file backend (/x)", &n).into();
+        assert_eq!(e.code, exit::CREDENTIAL);
+        assert_eq!(e.kind, "not_found");
+        assert!(e.message.contains("/x"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("siteport credential add acme"));
+    }
+
+    #[test]
+    fn input_errors_exit_2() {
+        let e = CliError::input(CredentialName::new("a b").unwrap_err());
+        assert_eq!(e.code, exit::USAGE);
+        assert!(e.message.contains("name"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Logging to stderr with `tracing`, and the redactor that keeps secrets out of it.
+//!
+//! Every secret value the process handles (a password read from stdin or a prompt, one fetched
+//! from a backend, a passphrase) is registered with [`register_secret`]. Everything written to
+//! stderr, log events and error messages alike, passes through [`redact`], which replaces each
+//! registered value with `****`. Code never logs a secret on purpose; this is the safety net for
+//! the day a dependency or a `Debug` impl does.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+use std::sync::{Mutex, OnceLock};
+
+use secrecy::{ExposeSecret, SecretString};
+use tracing::level_filters::LevelFilter;
+use zeroize::Zeroizing;
+
+/// What replaces a secret in output.
+pub const MASK: &str = "****";
+
+fn secrets() -> &'static Mutex<Vec<SecretString>> {
+    static SECRETS: OnceLock<Mutex<Vec<SecretString>>> = OnceLock::new();
+    SECRETS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Remembers `secret` so that [`redact`] masks it in all later stderr output. Kept (zeroized on
+/// exit) for the life of the process: a value once seen may show up in any later message.
+pub fn register_secret(secret: &SecretString) {
+    if secret.expose_secret().is_empty() {
+        return;
+    }
+    // A poisoned lock only means another thread panicked mid-push; the list is still usable.
+    let mut list = secrets().lock().unwrap_or_else(|p| p.into_inner());
+    if !list
+        .iter()
+        .any(|s| s.expose_secret() == secret.expose_secret())
+    {
+        list.push(secret.clone());
+        // Longest first, so that a secret containing another is masked whole.
+        list.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
+    }
+}
+
+/// `text` with every registered secret replaced by [`MASK`].
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let list = secrets().lock().unwrap_or_else(|p| p.into_inner());
+    let mut out = Cow::Borrowed(text);
+    for s in list.iter() {
+        let v = s.expose_secret();
+        if out.contains(v) {
+            out = Cow::Owned(out.replace(v, MASK));
+        }
+    }
+    out
+}
+
+/// Writes `text` to stderr after redaction. All human-facing stderr output goes through here.
+pub fn eprint_redacted(text: &str) {
+    let clean = redact(text);
+    let mut err = io::stderr().lock();
+    // Nothing useful can be done if stderr is gone.
+    let _ = err.write_all(clean.as_bytes());
+    let _ = err.flush();
+}
+
+/// How chatty the log is, from `-q` and `-v…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// `-q`: errors only.
+    Quiet,
+    /// Default: warnings and errors.
+    Normal,
+    /// `-v` info, `-vv` debug, `-vvv` (or more) trace.
+    Verbose(u8),
+}
+
+impl Verbosity {
+    /// From the parsed flags.
+    pub fn from_flags(verbose: u8, quiet: bool) -> Self {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            (false, n) => Verbosity::Verbose(n),
+        }
+    }
+
+    fn level(self) -> LevelFilter {
+        match self {
+            Verbosity::Quiet => LevelFilter::ERROR,
+            Verbosity::Normal => LevelFilter::WARN,
+            Verbosity::Verbose(1) => LevelFilter::INFO,
+            Verbosity::Verbose(2) => LevelFilter::DEBUG,
+            Verbosity::Verbose(_) => LevelFilter::TRACE,
+        }
+    }
+}
+
+/// A writer for one log event: it buffers the formatted event and writes it, redacted, to `out`
+/// when dropped. The fmt layer asks for a fresh writer per event, so each event is redacted whole
+/// and a secret cannot straddle two `write` calls unseen.
+struct RedactingWriter<W: Write> {
+    buf: Zeroizing<Vec<u8>>,
+    out: W,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    fn new(out: W) -> Self {
+        Self {
+            buf: Zeroizing::new(Vec::new()),
+            out,
+        }
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buf);
+        // Nothing useful can be done if the log stream is gone.
+        let _ = self.out.write_all(redact(&text).as_bytes());
+        let _ = self.out.flush();
+    }
+}
+
+/// Installs the stderr subscriber. Call once, before any command runs.
+pub fn init(verbosity: Verbosity) {
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(verbosity.level())
+        .with_writer(|| RedactingWriter::new(io::stderr()))
+        .with_ansi(false)
+        .with_target(matches!(verbosity, Verbosity::Verbose(n) if n >= 2))
+        .without_time()
+        .finish();
+    // Already set only happens when embedded in a process that installed its own: keep that one.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_masked_longest_first() {
+        register_secret(&SecretString::from("pa55"));
+        register_secret(&SecretString::from("pa55word-longer"));
+        assert_eq!(
+            redact("USER u / PASS pa55word-longer / pa55 / ok"),
+            "USER u / PASS **** / **** / ok"
+        );
+        assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn log_events_are_redacted_on_their_way_out() {
+        register_secret(&SecretString::from("w-Secret-42"));
+        let mut sink = Vec::new();
+        {
+            let mut w = RedactingWriter::new(&mut sink);
+            // The fmt layer may write an event in pieces; the secret spans two of them here.
+            w.write_all(b"DEBUG login PASS w-Sec").unwrap();
+            w.write_all(b"ret-42 ok\n").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(sink).unwrap(),
+            "DEBUG login PASS **** ok\n"
+        );
+    }
+
+    #[test]
+    fn verbosity_levels() {
+        assert_eq!(Verbosity::from_flags(0, true).level(), LevelFilter::ERROR);
+        assert_eq!(Verbosity::from_flags(0, false).level(), LevelFilter::WARN);
+        assert_eq!(Verbosity::from_flags(1, false).level(), LevelFilter::INFO);
+        assert_eq!(Verbosity::from_flags(2, false).level(), LevelFilter::DEBUG);
+        assert_eq!(Verbosity::from_flags(5, false).level(), LevelFilter::TRACE);
+    }
+}
