@@ -322,7 +322,7 @@ fn bad_config_exits_2_with_location() {
 #[test]
 fn unknown_site_and_no_site_are_usage_errors() {
     let sb = Sandbox::new();
-    write_config(&sb, "[[site]]\nname = \"web\"\nhost = \"h\"\n");
+    write_config(&sb, "[[site]]\nname = \"web\"\nhost = \"h\"\nlocal = \"x\"\n");
     let o = sb.run(&["export", "nope"], "", &[]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("known sites: web"), "{}", stderr(&o));
@@ -337,7 +337,7 @@ fn plan_and_config_check() {
     write_config(
         &sb,
         &(site_toml("web", &server, "web", "public", "/")
-            + "[[site]]\nname = \"broken\"\nhost = \"h\"\ncredential = \"ghost\"\n"),
+            + "[[site]]\nname = \"broken\"\nhost = \"h\"\ncredential = \"ghost\"\nlocal = \"x\"\n"),
     );
     let env = env_cred("web", &server.user, &pw(&server));
     let o = run_env(&sb, &["--credential-backend", "env", "plan", "web"], &env);
