@@ -1,3 +1,8 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+pub mod check;
 pub mod credential;
+pub mod demo;
+pub mod login_test;
+pub mod site;
+pub mod sync;
