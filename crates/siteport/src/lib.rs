@@ -9,5 +9,6 @@ pub mod context;
 pub mod error;
 pub mod exit;
 pub mod logging;
+pub mod migrate;
 pub mod output;
 pub mod prompt;
