@@ -303,7 +303,7 @@ pub async fn migrate_config(
             Finding::EnvReference if options.from_env => Some(Rewrite::Password),
             Finding::EnvReference => {
                 entry.note = Some(format!(
-                    "reads {}; left alone (--from-env copies the current value into the store)",
+                    "reads {}; --from-env would copy its current value into the store",
                     env_vars.join(", ")
                 ));
                 None
@@ -360,6 +360,7 @@ pub async fn migrate_config(
     choose_names(backend, &mut pending, &taken).await?;
     for &(i, rw, p) in &rewrites {
         let name = pending[p].name.clone().ok_or_else(unnamed)?;
+        report.sites[pending[p].report].credential = Some(name.clone());
         rewrite_site(site_table_mut(&mut doc, i, path)?, rw, &name);
         rewrite_site(site_table_mut(&mut masked, i, path)?, rw, &name);
     }
