@@ -11,4 +11,5 @@ pub mod exit;
 pub mod logging;
 pub mod migrate;
 pub mod output;
+pub mod progress;
 pub mod prompt;

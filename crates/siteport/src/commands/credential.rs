@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Show { name, reveal } => show(ctx, &name, reveal).await,
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
+        CredentialCommand::Test(args) => crate::commands::login_test::run(ctx, args).await,
     }
 }
 
