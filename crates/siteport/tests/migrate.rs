@@ -431,3 +431,65 @@ fn netrc_logins_become_credentials() {
     assert_code(&o, 0);
     assert_eq!(json(&o)["stored"], serde_json::json!([]));
 }
+
+/// A hard-coded password and a url with userinfo, migrated, then a real export/import cycle
+/// against the in-process FTP server with the rewritten config.
+#[test]
+fn export_import_cycle_on_a_migrated_config() {
+    use siteport_testsupport::{FtpServer, ServerKind};
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
+    let pw = server.password.expose_secret().to_owned();
+    let enc: String = pw
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let toml_pw = pw
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "$$");
+    let text = format!(
+        "# cycle\n[[site]]\nname = \"web\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+         user = \"{user}\"\npassword = \"{toml_pw}\"\nlocal = \"public\"\nremote = \"/htdocs\"\n\n\
+         [[site]]\nname = \"copy\"\nurl = \"ftp://{user}:{enc}@127.0.0.1:{port}/htdocs\"\n\
+         tls = \"none\"\nlocal = \"copy\"\n",
+        port = server.port,
+        user = server.user,
+    );
+    let cfg = sb.workdir().join("siteport.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let o = sb.run(&["migrate", "--yes"], "", &[]);
+    assert_code(&o, 0);
+    let migrated = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        !migrated.contains(&toml_pw) && !migrated.contains(&enc),
+        "{migrated}"
+    );
+    assert!(migrated.contains("credential = \"web\""), "{migrated}");
+
+    let local = sb.workdir().join("public");
+    std::fs::create_dir_all(local.join("css")).unwrap();
+    std::fs::write(local.join("index.html"), "<h1>migrated</h1>\n").unwrap();
+    std::fs::write(local.join("css/site.css"), "body{}\n").unwrap();
+    let o = sb.run(&["export", "web"], "", &[]);
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read(server.root().join("htdocs/css/site.css")).unwrap(),
+        b"body{}\n"
+    );
+    let o = sb.run(&["import", "copy"], "", &[]);
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read(sb.workdir().join("copy/index.html")).unwrap(),
+        b"<h1>migrated</h1>\n"
+    );
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!all.contains(&pw), "{all}");
+}
