@@ -2,8 +2,8 @@
 
 pub mod check;
 pub mod credential;
-pub mod migrate;
 pub mod demo;
 pub mod login_test;
+pub mod migrate;
 pub mod site;
 pub mod sync;
