@@ -53,6 +53,10 @@ pub enum Command {
     /// Manage stored FTP credentials.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Move hard-coded passwords from the config into the credential store and rewrite the
+    /// config to `credential = "NAME"` (a 0600 backup of the old file is kept). Also imports
+    /// FileZilla sites (--from-filezilla) and netrc logins (--from-netrc).
+    Migrate(MigrateArgs),
     /// Publish sites: send what changed locally to the FTP server.
     Export(ExportArgs),
     /// Pull sites back: fetch what changed on the FTP server into the local directory.
@@ -73,6 +77,32 @@ pub enum Command {
         /// The shell.
         shell: Shell,
     },
+}
+
+/// `siteport migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The config file to migrate [default: --config, then the usual search].
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where to store the passwords (file, dir, …) [default: as --credential-backend].
+    #[arg(long, value_name = "KIND")]
+    pub backend: Option<String>,
+    /// Show the diff (passwords masked) and the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also move `password = "${VAR}"`: copy the variable's current value into the store.
+    #[arg(long)]
+    pub from_env: bool,
+    /// Append the sites of FileZilla's sitemanager.xml to the config, passwords into the store.
+    #[arg(long, value_name = "XML", conflicts_with_all = ["from_netrc", "from_env"])]
+    pub from_filezilla: Option<PathBuf>,
+    /// Store the logins of a netrc file (machine/login/password) as credentials.
+    #[arg(long, value_name = "NETRC", conflicts_with_all = ["from_env", "config"])]
+    pub from_netrc: Option<PathBuf>,
 }
 
 /// `siteport credential …`.
@@ -284,6 +314,7 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
+        Command::Migrate(m) => block_on(crate::commands::migrate::run(&ctx, m)),
         Command::Export(a) => block_on(sync::run(&ctx, &sync::Request::export(a))),
         Command::Import(a) => block_on(sync::run(&ctx, &sync::Request::import(a))),
         Command::Plan { site } => block_on(sync::run(&ctx, &sync::Request::plan(site))),

@@ -303,6 +303,7 @@ pub struct SiteConfig {
     name_span: Range<usize>,
     credential_span: Option<Range<usize>>,
     templates: BTreeMap<&'static str, Template>,
+    url_password: bool,
 }
 
 impl fmt::Debug for SiteConfig {
@@ -331,6 +332,12 @@ impl SiteConfig {
                     .iter()
                     .all(|s| matches!(s.kind, SegmentKind::Literal(_)))
         })
+    }
+
+    /// Whether the password comes from a legacy `url = "ftp://user:pass@host"` (a hard-coded
+    /// secret `siteport migrate` moves into a backend).
+    pub fn password_in_url(&self) -> bool {
+        self.url_password
     }
 
     /// Every credential the site uses: `credential` and `${cred:…}` references, without repeats.
@@ -483,6 +490,9 @@ struct RawSite {
     #[serde(default)]
     insecure: bool,
     passive: Option<bool>,
+    /// Legacy: `ftp://user:pass@host:port/path` (or `ftps://`) instead of host/port/user/
+    /// password/remote.
+    url: Option<Spanned<String>>,
 }
 
 // ---- loading --------------------------------------------------------------------------
@@ -814,7 +824,7 @@ impl Config {
                 }
             },
         };
-        let tls = match &r.tls {
+        let mut tls = match &r.tls {
             None => TlsMode::default(),
             Some(t) => match t.get_ref().as_str() {
                 "none" => TlsMode::None,
@@ -849,6 +859,76 @@ impl Config {
             )
             .at(at(p.span()))
             .hint("remove `password`: the credential already supplies it"));
+        }
+        // Legacy `url = "ftp://user:pass@host:port/path"`: its parts fill the site's fields.
+        let mut url_password = false;
+        let (mut host, mut port, mut username, mut password, mut remote) =
+            (host, port, username, password, remote);
+        if let Some(u) = &r.url {
+            let parts = self.url_parts(&name, u)?;
+            let fields: [(&str, bool); 5] = [
+                ("host", r.host.is_some()),
+                ("port", r.port.is_some()),
+                ("user", r.user.is_some()),
+                ("password", r.password.is_some()),
+                ("remote", r.remote.is_some()),
+            ];
+            if let Some((key, _)) = fields.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!("site '{name}' has both `url` and `{key}`"),
+                )
+                .at(at(u.span()))
+                .hint(format!("remove `{key}` or take that part out of the url")));
+            }
+            if parts.implicit_tls {
+                match &r.tls {
+                    Some(t) if tls != TlsMode::Implicit => {
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::Invalid,
+                            format!("site '{name}': an ftps:// url means implicit TLS, but tls = \"{tls}\""),
+                        )
+                        .at(at(t.span()))
+                        .hint("write ftp:// in the url, or remove `tls`"));
+                    }
+                    _ => tls = TlsMode::Implicit,
+                }
+            }
+            let literal = |key: &'static str, text: String| {
+                let t = Template {
+                    segments: vec![Segment {
+                        span: 0..text.len(),
+                        kind: SegmentKind::Literal(text.clone()),
+                    }],
+                    span: u.span(),
+                    // Not the url's length: locations then point at the url's start.
+                    text_len: 0,
+                };
+                (key, t, text)
+            };
+            let mut add = |key: &'static str, text: Option<String>| {
+                text.map(|text| {
+                    let (k, t, text) = literal(key, text);
+                    templates.insert(k, t);
+                    text
+                })
+            };
+            host = add("host", Some(parts.host));
+            port = add("port", parts.port.map(|p| p.to_string()));
+            username = add("username", parts.username);
+            remote = add("remote", parts.path);
+            if let Some(pw) = parts.password {
+                if let Some(c) = &r.credential {
+                    return Err(ConfigError::new(
+                        ConfigErrorKind::Invalid,
+                        format!("site '{name}' has both `credential` and a password in `url`"),
+                    )
+                    .at(at(c.span()))
+                    .hint("take `user:password@` out of the url: the credential supplies it"));
+                }
+                url_password = true;
+                password = add("password", Some(pw.expose_secret().to_owned()));
+            }
         }
         let Some(local) = local else {
             return Err(ConfigError::new(
@@ -894,6 +974,96 @@ impl Config {
             name_span,
             credential_span: r.credential.as_ref().map(|c| c.span()),
             templates,
+            url_password,
+        })
+    }
+
+    /// Splits a legacy `ftp[s]://[user[:password]@]host[:port][/path]` url. User, password
+    /// and path are percent-decoded. Errors never show the url (it may hold a password).
+    fn url_parts(&self, site: &str, u: &Spanned<String>) -> Result<UrlParts, ConfigError> {
+        let err = |what: &str| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{site}': url: {what} (value not shown)"),
+            )
+            .at(Some(self.location(u.span().start)))
+            .hint("write it as ftp://user@host:21/path, or use host, port, user and remote keys")
+        };
+        let text = u.get_ref();
+        if reference::has_references(text) {
+            return Err(err("references (${…}) are not supported inside a url"));
+        }
+        let text = text.replace("$$", "$");
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| err("expected ftp://… or ftps://…"))?;
+        let implicit_tls = match scheme.to_ascii_lowercase().as_str() {
+            "ftp" => false,
+            "ftps" => true,
+            _ => return Err(err("the scheme must be ftp or ftps")),
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        let (userinfo, hostport) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        let decode = |s: &str, what: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    err(&format!(
+                        "the {what} is not valid UTF-8 once percent-decoded"
+                    ))
+                })
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => {
+                let (u, p) = match ui.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (ui, None),
+                };
+                let user = Some(decode(u, "user name")?).filter(|u| !u.is_empty());
+                let pass = match p {
+                    Some(p) => Some(SecretString::from(decode(p, "password")?)),
+                    None => None,
+                };
+                (user, pass)
+            }
+        };
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| err("unclosed [ in the host"))?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(err("no host"));
+        }
+        let port = match port {
+            None | Some("") => None,
+            Some(p) => Some(siteport_creds::parse_port(p).map_err(|e| err(&e.to_string()))?),
+        };
+        let path = match path {
+            None | Some("/") => None,
+            Some(p) => Some(decode(p, "path")?),
+        };
+        Ok(UrlParts {
+            host: host.to_owned(),
+            port,
+            username,
+            password,
+            path,
+            implicit_tls,
         })
     }
 
@@ -1085,6 +1255,16 @@ impl Config {
     }
 }
 
+/// The pieces of a legacy site url.
+struct UrlParts {
+    host: String,
+    port: Option<u16>,
+    username: Option<String>,
+    password: Option<SecretString>,
+    path: Option<String>,
+    implicit_tls: bool,
+}
+
 fn missing_var(var: &str, what: &str) -> ConfigError {
     ConfigError::new(
         ConfigErrorKind::Reference,
@@ -1126,7 +1306,7 @@ fn credential_error(
 }
 
 /// A credential name to suggest for a site without one.
-fn suggested_name(site: &str) -> String {
+pub(crate) fn suggested_name(site: &str) -> String {
     let s: String = site
         .to_ascii_lowercase()
         .chars()

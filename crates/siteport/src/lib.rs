@@ -9,6 +9,7 @@ pub mod context;
 pub mod error;
 pub mod exit;
 pub mod logging;
+pub mod migrate;
 pub mod output;
 pub mod progress;
 pub mod prompt;

@@ -4,5 +4,6 @@ pub mod check;
 pub mod credential;
 pub mod demo;
 pub mod login_test;
+pub mod migrate;
 pub mod site;
 pub mod sync;

@@ -494,3 +494,61 @@ async fn resolution_can_run_on_a_spawned_task() {
     });
     assert_eq!(task.await.unwrap().unwrap(), "u");
 }
+
+#[tokio::test]
+async fn legacy_url_sites() {
+    let t = tempfile::tempdir().unwrap();
+    let path = write(
+        t.path(),
+        "c.toml",
+        "[[site]]\nname = \"u\"\nurl = \"ftp://bob:p%40ss:w$$rd@ftp.example:2121/www/html\"\nlocal = \"l\"\n\n\
+         [[site]]\nname = \"s\"\nurl = \"ftps://[::1]\"\ncredential = \"c\"\nlocal = \"l\"\n",
+    );
+    let cfg = Config::load_with_env(&path, &env_of(&[])).unwrap();
+    let site = cfg.site("u").unwrap();
+    assert!(site.password_in_url());
+    assert!(!format!("{cfg:?}").contains("w$rd"), "{cfg:?}");
+    assert!(!cfg.site("s").unwrap().password_in_url());
+    let b = memory_with(&[cred("c", "cu", "c-pw")]).await;
+    let env = env_of(&[]);
+    let r = cfg.resolve_site("u", &b, &env).await.unwrap();
+    assert_eq!(
+        (
+            r.host.as_str(),
+            r.port,
+            r.username.as_str(),
+            r.remote.as_str()
+        ),
+        ("ftp.example", 2121, "bob", "/www/html")
+    );
+    assert_eq!(r.password.expose_secret(), "p@ss:w$rd");
+    assert_eq!(r.tls, TlsMode::Explicit);
+    let r = cfg.resolve_site("s", &b, &env).await.unwrap();
+    assert_eq!(
+        (r.host.as_str(), r.port, r.tls),
+        ("::1", 990, TlsMode::Implicit)
+    );
+    assert_eq!((r.username.as_str(), r.remote.as_str()), ("cu", "/"));
+
+    for (bad, needle) in [
+        (
+            "url = \"ftp://u:secretpw@h\"\nhost = \"h\"",
+            "both `url` and `host`",
+        ),
+        (
+            "url = \"ftp://u:secretpw@h\"\ncredential = \"c\"",
+            "both `credential` and a password",
+        ),
+        ("url = \"http://u:secretpw@h\"", "scheme"),
+        ("url = \"ftp://u:secretpw@h:99999\"", "port"),
+        (
+            "url = \"ftps://u:secretpw@h\"\ntls = \"none\"",
+            "implicit TLS",
+        ),
+    ] {
+        let e = load_err(&format!("[[site]]\nname = \"x\"\nlocal = \"l\"\n{bad}\n"));
+        assert!(e.to_string().contains(needle), "{bad}: {e}");
+        assert!(!format!("{e:?}").contains("secretpw"), "{e:?}");
+        assert!(e.location().is_some(), "{e}");
+    }
+}
