@@ -1,0 +1,332 @@
+//! The mirror engine's acceptance on every real server of the matrix: the in-process server
+//! (plain and explicit FTPS), vsftpd (plain, and explicit FTPS with `require_ssl_reuse`) and
+//! pure-ftpd (plain, and explicit FTPS required), through `FtpRemoteFactory` and the real
+//! `siteport-ftp` client.
+//!
+//! - one test per server config runs the whole sequence on one generated tree: export,
+//!   no-change re-export, same-size edits, a delete, excludes, import into an empty dir;
+//! - a child process running an export is SIGKILLed midway, and the rerun sends only what
+//!   was left (vsftpd and the in-process server);
+//! - a proxy that cuts control connections at random: export and import still complete;
+//! - a server whose listings carry hostile names (`../escape`, `a/b`, `back\slash`): the
+//!   import writes nothing outside the local root and reports them.
+//!
+//! The in-process server (libunftp) costs ~45 ms per file, so its configs get a smaller tree
+//! (300 files, every awkward name, a 5 MiB file); vsftpd and pure-ftpd get the full one
+//! (2,000 files, a 50 MiB file).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use secrecy::{ExposeSecret, SecretString};
+use siteport_ftp::{ConnectOptions, FtpConnection, TlsMode};
+use siteport_sync::ftp::FtpRemoteFactory;
+use siteport_sync::*;
+use siteport_testsupport::{FaultyProxy, FtpServer, ServerKind};
+
+/// The site's directory on every server.
+const REMOTE: &str = "/site";
+const EXCLUDES: &[&str] = &["*.tmp", "drafts/**"];
+
+/// The smaller tree for the in-process server (see the module docs).
+const SMALL: SiteSpec = SiteSpec {
+    files: 300,
+    big: 5 * 1024 * 1024,
+};
+
+fn spec_for(kind: ServerKind) -> SiteSpec {
+    match kind {
+        ServerKind::InProcess => SMALL,
+        _ => SiteSpec::FULL,
+    }
+}
+
+fn connect_options(server: &FtpServer, port: u16) -> ConnectOptions {
+    let mut o = ConnectOptions::new(
+        server.host.clone(),
+        port,
+        if server.tls {
+            TlsMode::Explicit
+        } else {
+            TlsMode::None
+        },
+        server.user.clone(),
+        server.password.clone(),
+    );
+    o.ca_file = server.ca_path();
+    o.timeout = Duration::from_secs(20);
+    o
+}
+
+fn factory(server: &FtpServer, port: u16) -> Arc<dyn RemoteFactory> {
+    Arc::new(FtpRemoteFactory::new(
+        connect_options(server, port),
+        REMOTE,
+    ))
+}
+
+fn sync_options(local: &Path) -> SyncOptions {
+    let mut o = SyncOptions::new(local);
+    o.delete = true;
+    o.excludes = Excludes::new(EXCLUDES).unwrap();
+    o.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
+    o
+}
+
+/// path -> None for a dir, Some(BLAKE3 of the content) for a file; siteport's temporary
+/// files left out. Hashes, not bytes, so a failing comparison prints something readable.
+fn hashes(root: &Path) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if is_temp(&rel) {
+            continue;
+        }
+        if e.file_type().is_dir() {
+            out.insert(rel, None);
+        } else {
+            out.insert(rel, Some(hash_file(e.path()).unwrap()));
+        }
+    }
+    out
+}
+
+/// `hashes(local)` without what the excludes keep out.
+fn expected(local: &Path) -> BTreeMap<String, Option<String>> {
+    let ex = Excludes::new(EXCLUDES).unwrap();
+    hashes(local)
+        .into_iter()
+        .filter(|(p, _)| !ex.is_excluded(p) && !ex.prunes_dir(p) && !p.starts_with("drafts/"))
+        .collect()
+}
+
+fn diff(a: &BTreeMap<String, Option<String>>, b: &BTreeMap<String, Option<String>>) -> String {
+    let mut out = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out.push_str(&format!("  only left: {k}\n")),
+            Some(w) if w != v => out.push_str(&format!("  differs: {k}\n")),
+            _ => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        out.push_str(&format!("  only right: {k}\n"));
+    }
+    out
+}
+
+#[track_caller]
+fn assert_same(label: &str, what: &str, a: &Path, b: &BTreeMap<String, Option<String>>) {
+    let h = hashes(a);
+    let d = diff(&h, b);
+    assert!(d.is_empty(), "{label}: {what}: trees differ:\n{d}");
+}
+
+async fn run_dir(
+    factory: Arc<dyn RemoteFactory>,
+    opts: SyncOptions,
+    journal: &Path,
+    direction: Direction,
+    label: &str,
+) -> (Plan, Report) {
+    let j = Journal::open(journal).unwrap();
+    let mut e = Engine::new(factory, opts, j, Arc::new(NoProgress));
+    let plan = e
+        .plan(direction)
+        .await
+        .unwrap_or_else(|err| panic!("{label}: plan: {err}"));
+    let report = e
+        .execute(&plan)
+        .await
+        .unwrap_or_else(|err| panic!("{label}: execute: {err}"));
+    e.finish().await.unwrap();
+    assert!(
+        report.is_success(),
+        "{label}: {direction:?} failed: {:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    (plan, report)
+}
+
+fn uploaded_paths(r: &Report) -> Vec<&str> {
+    r.outcomes
+        .iter()
+        .filter(|o| o.op == Op::Upload && !o.failed())
+        .map(|o| o.path.as_str())
+        .collect()
+}
+
+/// Edits `rel` in place keeping its size (first byte flipped).
+fn flip_first_byte(local: &Path, rel: &str) {
+    let p = local.join(rel);
+    let mut v = std::fs::read(&p).unwrap();
+    v[0] ^= 0xff;
+    std::fs::write(&p, v).unwrap();
+}
+
+async fn acceptance(kind: ServerKind, tls: bool) {
+    let started = Instant::now();
+    let server = FtpServer::start(kind, tls);
+    let label = server.label();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(&local, spec_for(kind));
+    // Excluded locally: never sent.
+    write(&local, "notes.tmp", b"scratch");
+    write(&local, "drafts/wip.html", b"not yet");
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let f = factory(&server, server.port);
+    let journal = t.path().join("state/site.json");
+    let so = sync_options(&local);
+    let mut step = Instant::now();
+    let mut lap = |what: &str| {
+        eprintln!("{label}: {what}: {:?}", step.elapsed());
+        step = Instant::now();
+    };
+
+    // 1. First export: everything but the excluded, byte-identical.
+    let (_, r) = run_dir(f.clone(), so.clone(), &journal, Direction::Export, &label).await;
+    assert_eq!(r.counts.uploaded, paths.len(), "{label}");
+    assert_same(&label, "after export", &served, &expected(&local));
+    assert!(!served.join("notes.tmp").exists() && !served.join("drafts").exists());
+    lap("export");
+
+    // Excluded on the server side: must survive a delete run.
+    {
+        let mut c = FtpConnection::connect(&connect_options(&server, server.port))
+            .await
+            .unwrap();
+        let tmp = t.path().join("upload-me");
+        std::fs::write(&tmp, b"server-only").unwrap();
+        c.put_file(&tmp, &format!("{REMOTE}/keep.tmp"))
+            .await
+            .unwrap();
+        c.mkdir(&format!("{REMOTE}/drafts")).await.unwrap();
+        c.put_file(&tmp, &format!("{REMOTE}/drafts/remote.html"))
+            .await
+            .unwrap();
+        c.quit().await.unwrap();
+    }
+
+    // 2. Nothing changed: nothing sent.
+    let (plan, r) = run_dir(f.clone(), so.clone(), &journal, Direction::Export, &label).await;
+    assert!(plan.is_noop(), "{label}: {plan}");
+    assert_eq!(r.counts.uploaded, 0, "{label}");
+    assert_eq!(r.counts.skipped, paths.len(), "{label}");
+    lap("no-change export");
+
+    // 3. Same-size edits: one with a fresh mtime, one with its mtime set far back (older than
+    //    the remote copy: only the journal's hash can tell). Exactly those two go.
+    flip_first_byte(&local, "with space.html");
+    flip_first_byte(&local, "ünïcödé ñame.txt");
+    set_mtime(&local.join("ünïcödé ñame.txt"), 1_000_000_000);
+    let (_, r) = run_dir(f.clone(), so.clone(), &journal, Direction::Export, &label).await;
+    let mut up = uploaded_paths(&r);
+    up.sort();
+    assert_eq!(up, ["with space.html", "ünïcödé ñame.txt"], "{label}");
+    assert_same(&label, "after same-size edits", &served, &{
+        let mut e = expected(&local);
+        e.insert("keep.tmp".into(), Some(hash_file(&served.join("keep.tmp")).unwrap()));
+        e.insert("drafts".into(), None);
+        e.insert(
+            "drafts/remote.html".into(),
+            Some(hash_file(&served.join("drafts/remote.html")).unwrap()),
+        );
+        e
+    });
+    // An edit that restores size AND exact mtime is invisible without hashing: --checksum.
+    let p = local.join("index.html");
+    let t0 = std::fs::metadata(&p).unwrap().modified().unwrap();
+    flip_first_byte(&local, "index.html");
+    filetime::set_file_mtime(&p, filetime::FileTime::from_system_time(t0)).unwrap();
+    let mut cs = so.clone();
+    cs.checksum = true;
+    let (_, r) = run_dir(f.clone(), cs, &journal, Direction::Export, &label).await;
+    assert_eq!(uploaded_paths(&r), ["index.html"], "{label}");
+    lap("edits");
+
+    // 4. A local delete with delete = true: removed remotely; excluded files stay.
+    std::fs::remove_file(local.join("#hash#.js")).unwrap();
+    std::fs::remove_dir_all(local.join("-dash dir")).unwrap();
+    let (_, r) = run_dir(f.clone(), so.clone(), &journal, Direction::Export, &label).await;
+    assert_eq!(r.counts.uploaded, 0, "{label}");
+    assert_eq!(r.counts.deleted, 2, "{label}: {:?}", r.outcomes);
+    assert_eq!(r.counts.dirs_removed, 2, "{label}: {:?}", r.outcomes);
+    assert!(!served.join("#hash#.js").exists(), "{label}");
+    assert!(!served.join("-dash dir").exists(), "{label}");
+    assert_eq!(std::fs::read(served.join("keep.tmp")).unwrap(), b"server-only");
+    assert!(served.join("drafts/remote.html").is_file(), "{label}");
+    assert!(!served.join("notes.tmp").exists(), "{label}");
+    lap("delete");
+
+    // 5. Import into an empty directory: byte-identical to the source (excludes apply too).
+    let back = t.path().join("back");
+    let (_, r) = run_dir(
+        f.clone(),
+        sync_options(&back),
+        &t.path().join("state/back.json"),
+        Direction::Import,
+        &label,
+    )
+    .await;
+    assert_eq!(r.counts.downloaded, paths.len() - 2, "{label}");
+    assert_same(&label, "after import", &back, &expected(&local));
+    // And a second import changes nothing.
+    let (plan, _) = run_dir(
+        f.clone(),
+        sync_options(&back),
+        &t.path().join("state/back.json"),
+        Direction::Import,
+        &label,
+    )
+    .await;
+    assert!(plan.is_noop(), "{label}: {plan}");
+    lap("import");
+    eprintln!("{label}: acceptance total {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_inprocess_plain() {
+    acceptance(ServerKind::InProcess, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_inprocess_ftps() {
+    acceptance(ServerKind::InProcess, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_vsftpd_plain() {
+    acceptance(ServerKind::Vsftpd, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_vsftpd_ftps() {
+    acceptance(ServerKind::Vsftpd, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_pureftpd_plain() {
+    acceptance(ServerKind::PureFtpd, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_pureftpd_ftps() {
+    acceptance(ServerKind::PureFtpd, true).await;
+}
