@@ -65,10 +65,7 @@ fn connect_options(server: &FtpServer, port: u16) -> ConnectOptions {
 }
 
 fn factory(server: &FtpServer, port: u16) -> Arc<dyn RemoteFactory> {
-    Arc::new(FtpRemoteFactory::new(
-        connect_options(server, port),
-        REMOTE,
-    ))
+    Arc::new(FtpRemoteFactory::new(connect_options(server, port), REMOTE))
 }
 
 fn sync_options(local: &Path) -> SyncOptions {
@@ -242,7 +239,10 @@ async fn acceptance(kind: ServerKind, tls: bool) {
     assert_eq!(up, ["with space.html", "ünïcödé ñame.txt"], "{label}");
     assert_same(&label, "after same-size edits", &served, &{
         let mut e = expected(&local);
-        e.insert("keep.tmp".into(), Some(hash_file(&served.join("keep.tmp")).unwrap()));
+        e.insert(
+            "keep.tmp".into(),
+            Some(hash_file(&served.join("keep.tmp")).unwrap()),
+        );
         e.insert("drafts".into(), None);
         e.insert(
             "drafts/remote.html".into(),
@@ -270,7 +270,10 @@ async fn acceptance(kind: ServerKind, tls: bool) {
     assert_eq!(r.counts.dirs_removed, 2, "{label}: {:?}", r.outcomes);
     assert!(!served.join("#hash#.js").exists(), "{label}");
     assert!(!served.join("-dash dir").exists(), "{label}");
-    assert_eq!(std::fs::read(served.join("keep.tmp")).unwrap(), b"server-only");
+    assert_eq!(
+        std::fs::read(served.join("keep.tmp")).unwrap(),
+        b"server-only"
+    );
     assert!(served.join("drafts/remote.html").is_file(), "{label}");
     assert!(!served.join("notes.tmp").exists(), "{label}");
     lap("delete");
