@@ -18,7 +18,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -332,4 +332,174 @@ async fn acceptance_pureftpd_plain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acceptance_pureftpd_ftps() {
     acceptance(ServerKind::PureFtpd, true).await;
+}
+
+const CHILD_ENV: &str = "SITEPORT_MATRIX_CHILD";
+
+/// Runs only when re-executed by [`kill_and_resume`] with `SITEPORT_MATRIX_CHILD` set: an
+/// export from `CHILD_LOCAL` to the server at `CHILD_PORT`, journal `CHILD_JOURNAL`; the
+/// password comes from the 0600 file `CHILD_PASSWORD_FILE` (never argv). Otherwise it has
+/// nothing to do.
+#[test]
+fn export_child() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    assert_eq!(role, "export");
+    let var = |k: &str| std::env::var(k).unwrap();
+    let password = std::fs::read_to_string(var("CHILD_PASSWORD_FILE")).unwrap();
+    let mut o = ConnectOptions::new(
+        "127.0.0.1",
+        var("CHILD_PORT").parse().unwrap(),
+        TlsMode::None,
+        var("CHILD_USER"),
+        SecretString::from(password),
+    );
+    o.timeout = Duration::from_secs(20);
+    let local = PathBuf::from(var("CHILD_LOCAL"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let f: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(o, REMOTE));
+        let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
+        let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
+        let r = e.run(Direction::Export).await.unwrap();
+        eprintln!("child finished: {:?}", r.counts);
+    });
+}
+
+fn journal_lines(log: &Path) -> usize {
+    std::fs::read(log)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// SIGKILLs an export running in a child process midway (while the large file is in flight
+/// when possible), checks that no file on the server holds partial content under its final
+/// name, then reruns: it completes and sends exactly the files that were not yet in place.
+fn kill_and_resume(kind: ServerKind) {
+    let server = FtpServer::start(kind, false);
+    let label = format!("{} kill", server.label());
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let spec = spec_for(kind);
+    let paths = generate_tree(&local, spec);
+    let pw_file = t.path().join("password");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&pw_file)
+            .unwrap();
+        f.write_all(server.password.expose_secret().as_bytes())
+            .unwrap();
+    }
+    let journal = t.path().join("state/site.json");
+    let log = t.path().join("state/site.json.log");
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let child_err = t.path().join("child.stderr");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "export_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "export")
+        .env("CHILD_PORT", server.port.to_string())
+        .env("CHILD_USER", &server.user)
+        .env("CHILD_PASSWORD_FILE", &pw_file)
+        .env("CHILD_LOCAL", &local)
+        .env("CHILD_JOURNAL", &journal)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&child_err).unwrap())
+        .spawn()
+        .unwrap();
+    let big_tmp = served.join("media/.big video.bin.siteport-tmp");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let saw_big_partial = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "{label}: the export ended ({status}) before it could be killed:\n{}",
+                std::fs::read_to_string(&child_err).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "{label}: no progress in 60 s");
+        let done = journal_lines(&log);
+        let big_partial = std::fs::metadata(&big_tmp)
+            .is_ok_and(|m| m.len() > 0 && m.len() < spec.big as u64);
+        if (done >= 20 && big_partial) || done >= paths.len() / 3 {
+            break big_partial;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The server may still be finishing commands the child had already sent.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Nothing half-written under a final name: every file there is the source's bytes.
+    let want = hashes(&local);
+    let mut present = 0usize;
+    let mut temps = 0usize;
+    for e in walkdir::WalkDir::new(&served).min_depth(1) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let rel = e.path().strip_prefix(&served).unwrap().to_string_lossy().into_owned();
+        if is_temp(&rel) {
+            temps += 1;
+            continue;
+        }
+        present += 1;
+        assert_eq!(
+            want.get(&rel),
+            Some(&Some(hash_file(e.path()).unwrap())),
+            "{label}: {rel} on the server is not the source's content"
+        );
+    }
+    let journaled = Journal::open(&journal).unwrap().records().len();
+    eprintln!(
+        "{label}: killed with {journaled} journaled, {present} in place, {temps} temp files, \
+         large file in flight: {saw_big_partial}"
+    );
+    assert!(journaled > 0 && journaled < paths.len(), "{label}");
+    assert!(journaled <= present, "{label}: journaled files must be in place");
+    assert!(present < paths.len(), "{label}: the kill came too late");
+
+    // The rerun completes and sends only what was left.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_, r) = rt.block_on(run_dir(
+        factory(&server, server.port),
+        sync_options(&local),
+        &journal,
+        Direction::Export,
+        &label,
+    ));
+    assert_eq!(r.counts.uploaded, paths.len() - present, "{label}");
+    assert!(r.counts.uploaded <= paths.len() - journaled, "{label}");
+    assert_same(&label, "after the rerun", &served, &expected(&local));
+    let left: Vec<_> = walkdir::WalkDir::new(&served)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| is_temp(&e.file_name().to_string_lossy()))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "{label}: temporary files left: {left:?}");
+}
+
+#[test]
+fn kill_and_resume_vsftpd() {
+    kill_and_resume(ServerKind::Vsftpd);
+}
+
+#[test]
+fn kill_and_resume_inprocess() {
+    kill_and_resume(ServerKind::InProcess);
 }

@@ -363,6 +363,11 @@ pub fn generate_tree(root: &Path, spec: SiteSpec) -> Vec<String> {
     write(root, &big, &file_content(usize::MAX / 3, spec.big));
     paths.push(big);
     std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    // A fixed time well in the past: a server's second-resolution upload time is then always
+    // later than the local time, whatever the clock did during the test.
+    for p in &paths {
+        set_mtime(&root.join(p), 1_700_000_000);
+    }
     paths.sort();
     paths
 }
