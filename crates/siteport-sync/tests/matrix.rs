@@ -503,3 +503,82 @@ fn kill_and_resume_vsftpd() {
 fn kill_and_resume_inprocess() {
     kill_and_resume(ServerKind::InProcess);
 }
+
+/// Export and import through a proxy that cuts 30 % of the control connections at a random
+/// point of the conversation: retries and reconnects carry both runs to a byte-identical end,
+/// in bounded time.
+async fn through_faulty_proxy(kind: ServerKind, tls: bool, seed: u64) {
+    let started = Instant::now();
+    let server = FtpServer::start(kind, tls);
+    let label = format!("{} faulty", server.label());
+    let proxy = FaultyProxy::start(server.addr(), 0.3, seed);
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 200,
+            big: 2 * 1024 * 1024,
+        },
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let f = factory(&server, proxy.port());
+    let mut so = sync_options(&local);
+    // A cut connection costs one try; ten tries make a run's failure vanishingly unlikely.
+    so.retry.max_attempts = 10;
+    let deadline = Duration::from_secs(120);
+
+    let journal = t.path().join("state/site.json");
+    let (_, r) = tokio::time::timeout(
+        deadline,
+        run_dir(f.clone(), so.clone(), &journal, Direction::Export, &label),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{label}: export did not finish in {deadline:?}"));
+    assert_eq!(r.counts.uploaded, paths.len(), "{label}");
+    assert_same(&label, "after export", &served, &expected(&local));
+
+    let back = t.path().join("back");
+    let mut bo = sync_options(&back);
+    bo.retry.max_attempts = 10;
+    let (_, r) = tokio::time::timeout(
+        deadline,
+        run_dir(
+            f,
+            bo,
+            &t.path().join("state/back.json"),
+            Direction::Import,
+            &label,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{label}: import did not finish in {deadline:?}"));
+    assert_eq!(r.counts.downloaded, paths.len(), "{label}");
+    assert_same(&label, "after import", &back, &expected(&local));
+    assert!(
+        proxy.cut() > 0,
+        "{label}: the proxy cut nothing ({} connections)",
+        proxy.connections()
+    );
+    eprintln!(
+        "{label}: {} of {} connections cut; {:?}",
+        proxy.cut(),
+        proxy.connections(),
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_network_inprocess_plain() {
+    through_faulty_proxy(ServerKind::InProcess, false, 7).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_network_vsftpd_ftps() {
+    through_faulty_proxy(ServerKind::Vsftpd, true, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faulty_network_pureftpd_plain() {
+    through_faulty_proxy(ServerKind::PureFtpd, false, 5).await;
+}
