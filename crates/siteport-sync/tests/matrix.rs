@@ -28,7 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 use siteport_ftp::{ConnectOptions, FtpConnection, TlsMode};
 use siteport_sync::ftp::FtpRemoteFactory;
 use siteport_sync::*;
-use siteport_testsupport::{FaultyProxy, FtpServer, ServerKind};
+use siteport_testsupport::{FaultyProxy, FtpServer, HOSTILE_NAMES, HostileServer, ServerKind};
 
 /// The site's directory on every server.
 const REMOTE: &str = "/site";
@@ -581,4 +581,75 @@ async fn faulty_network_vsftpd_ftps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_network_pureftpd_plain() {
     through_faulty_proxy(ServerKind::PureFtpd, false, 5).await;
+}
+
+/// Import from a server whose listings carry `../escape`, `a/b`, `back\slash` and a
+/// `../../outside-dir` directory in every directory: nothing is written outside the local
+/// root, each hostile entry is reported, and the real files are imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_hostile_listing() {
+    let t = tempfile::tempdir().unwrap();
+    let served = t.path().join("served");
+    write(&served, "site/index.html", b"<h1>hi</h1>");
+    write(&served, "site/sub dir/page.html", b"page");
+    write(&served, "site/sub dir/deeper/x.css", b"x");
+    let server = HostileServer::start(&served);
+    // The local root sits three levels down in a directory of its own, so that anything
+    // escaping it (`..`, `../..`) lands where this test looks.
+    let outer = t.path().join("outer");
+    let local = outer.join("one/two/site");
+    let o = ConnectOptions::new(
+        "127.0.0.1",
+        server.port(),
+        TlsMode::None,
+        "anonymous",
+        SecretString::from("guest@example.invalid".to_string()),
+    );
+    let f: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(o, REMOTE));
+    let j = Journal::open(&t.path().join("state/j.json")).unwrap();
+    let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
+    let plan = e.plan(Direction::Import).await.unwrap();
+    let r = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+
+    // The real files, and only them.
+    assert_eq!(r.counts.downloaded, 3, "{:?}", r.outcomes);
+    let mut want = BTreeMap::new();
+    for (p, c) in [
+        ("index.html", &b"<h1>hi</h1>"[..]),
+        ("sub dir/page.html", b"page"),
+        ("sub dir/deeper/x.css", b"x"),
+    ] {
+        want.insert(p.to_string(), Some(c.to_vec()));
+    }
+    want.insert("sub dir".into(), None);
+    want.insert("sub dir/deeper".into(), None);
+    assert_eq!(snapshot(&local), want);
+    // Nothing anywhere outside the local root.
+    let outside: Vec<_> = walkdir::WalkDir::new(&outer)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_path_buf())
+        .filter(|p| !p.starts_with(&local) && !local.starts_with(p))
+        .collect();
+    assert!(outside.is_empty(), "written outside the root: {outside:?}");
+    // Every hostile entry of every directory (3 listed) is reported as an unsafe name.
+    let unsafe_paths: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::UnsafeName)
+        .map(|p| p.path.as_str())
+        .collect();
+    assert_eq!(unsafe_paths.len(), 3 * HOSTILE_NAMES.len(), "{:#?}", r.problems);
+    for n in HOSTILE_NAMES {
+        let shown = n.escape_debug().to_string();
+        for dir in ["", "sub dir/", "sub dir/deeper/"] {
+            let want = format!("{dir}{shown}");
+            assert!(
+                unsafe_paths.contains(&want.as_str()),
+                "{want} not reported: {unsafe_paths:?}"
+            );
+        }
+    }
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
 }

@@ -105,7 +105,7 @@ fn free_port() -> u16 {
 }
 
 /// A random passive range of 100 ports in 10000–29999 (below Linux's ephemeral range).
-fn passive_range() -> (u16, u16) {
+pub(crate) fn passive_range() -> (u16, u16) {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
