@@ -427,8 +427,8 @@ fn kill_and_resume(kind: ServerKind) {
         }
         assert!(Instant::now() < deadline, "{label}: no progress in 60 s");
         let done = journal_lines(&log);
-        let big_partial = std::fs::metadata(&big_tmp)
-            .is_ok_and(|m| m.len() > 0 && m.len() < spec.big as u64);
+        let big_partial =
+            std::fs::metadata(&big_tmp).is_ok_and(|m| m.len() > 0 && m.len() < spec.big as u64);
         if (done >= 20 && big_partial) || done >= paths.len() / 3 {
             break big_partial;
         }
@@ -448,7 +448,12 @@ fn kill_and_resume(kind: ServerKind) {
         if !e.file_type().is_file() {
             continue;
         }
-        let rel = e.path().strip_prefix(&served).unwrap().to_string_lossy().into_owned();
+        let rel = e
+            .path()
+            .strip_prefix(&served)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if is_temp(&rel) {
             temps += 1;
             continue;
@@ -466,7 +471,10 @@ fn kill_and_resume(kind: ServerKind) {
          large file in flight: {saw_big_partial}"
     );
     assert!(journaled > 0 && journaled < paths.len(), "{label}");
-    assert!(journaled <= present, "{label}: journaled files must be in place");
+    assert!(
+        journaled <= present,
+        "{label}: journaled files must be in place"
+    );
     assert!(present < paths.len(), "{label}: the kill came too late");
 
     // The rerun completes and sends only what was left.
@@ -640,7 +648,12 @@ async fn import_from_hostile_listing() {
         .filter(|p| p.kind == ProblemKind::UnsafeName)
         .map(|p| p.path.as_str())
         .collect();
-    assert_eq!(unsafe_paths.len(), 3 * HOSTILE_NAMES.len(), "{:#?}", r.problems);
+    assert_eq!(
+        unsafe_paths.len(),
+        3 * HOSTILE_NAMES.len(),
+        "{:#?}",
+        r.problems
+    );
     for n in HOSTILE_NAMES {
         let shown = n.escape_debug().to_string();
         for dir in ["", "sub dir/", "sub dir/deeper/"] {
@@ -652,4 +665,37 @@ async fn import_from_hostile_listing() {
         }
     }
     assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+}
+
+/// libunftp swaps its command decoder for a TLS acceptor only after it sent `234` to
+/// `AUTH TLS`; a ClientHello read by the decoder meanwhile was lost and the handshake failed
+/// (`InvalidContentType`). siteport-ftpd's control shim closes that race: 120 explicit-TLS
+/// logins, 8 at a time while both cores are busy, must all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inprocess_auth_tls_race_is_closed() {
+    let server = FtpServer::start(ServerKind::InProcess, true);
+    let o = connect_options(&server, server.port);
+    let mut failures = Vec::new();
+    for _round in 0..15 {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let o = o.clone();
+                tokio::spawn(async move {
+                    let mut c = FtpConnection::connect(&o).await?;
+                    c.list_dir("/").await?;
+                    c.quit().await
+                })
+            })
+            .collect();
+        for t in tasks {
+            if let Err(e) = t.await.unwrap() {
+                failures.push(e.to_string());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 120 failed: {failures:?}",
+        failures.len()
+    );
 }
