@@ -1,6 +1,7 @@
 //! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd and
 //! pure-ftpd on loopback with temp roots and real users, TLS certificates made with `rcgen`,
-//! and a [`FaultyProxy`] that cuts connections at random.
+//! a [`FaultyProxy`] that cuts connections at random, and a [`HostileServer`] whose listings
+//! carry names like `../escape`.
 //!
 //! vsftpd and pure-ftpd come from `scripts/install-test-deps`; the fixtures find them at the
 //! paths that script prints (overridable with `SITEPORT_VSFTPD`, `SITEPORT_PUREFTPD`,
@@ -8,10 +9,12 @@
 #![warn(missing_docs)]
 
 mod certs;
+mod hostile;
 mod proxy;
 mod server;
 
 pub use certs::TestCerts;
+pub use hostile::{HOSTILE_NAMES, HostileServer};
 pub use proxy::FaultyProxy;
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 

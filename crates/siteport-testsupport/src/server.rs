@@ -105,7 +105,7 @@ fn free_port() -> u16 {
 }
 
 /// A random passive range of 100 ports in 10000–29999 (below Linux's ephemeral range).
-fn passive_range() -> (u16, u16) {
+pub(crate) fn passive_range() -> (u16, u16) {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -131,6 +131,60 @@ fn random_password() -> String {
             CHARS[(seed % CHARS.len() as u64) as usize] as char
         })
         .collect()
+}
+
+/// pure-pw stores an argon2id hash that costs pure-ftpd ~3.5 s of CPU per login on a 2-core
+/// test machine, which dominates every test that opens a few connections (and serialises
+/// them). Test users get a SHA-512 crypt hash instead (what `openssl passwd -6` makes,
+/// password on stdin), which pure-ftpd checks through crypt(3) in microseconds.
+fn cheap_password_hash(pure_pw: &Path, passwd: &Path, pdb: &Path, password: &str) {
+    let mut child = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e} — {INSTALL_HINT}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password to openssl");
+    let out = child.wait_with_output().expect("openssl passwd");
+    assert!(
+        out.status.success(),
+        "openssl passwd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8(out.stdout).expect("hash is ASCII");
+    let hash = hash.trim();
+    assert!(hash.starts_with("$6$"), "unexpected openssl passwd output");
+    let text = std::fs::read_to_string(passwd).expect("read the pure-ftpd passwd file");
+    let rewritten: String = text
+        .lines()
+        .map(|line| {
+            let mut f: Vec<&str> = line.splitn(3, ':').collect();
+            if f.len() == 3 {
+                f[1] = hash;
+            }
+            format!("{}\n", f.join(":"))
+        })
+        .collect();
+    crate::write_private(passwd, rewritten.as_bytes());
+    let out = Command::new(pure_pw)
+        .arg("mkdb")
+        .arg(pdb)
+        .arg("-f")
+        .arg(passwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", pure_pw.display()));
+    assert!(
+        out.status.success(),
+        "pure-pw mkdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Waits until `addr` greets with `220`.
@@ -354,7 +408,7 @@ impl FtpServer {
             "pure-pw useradd failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        fast_pureftpd_hash(&pw, &passwd, &pdb, &password);
+        cheap_password_hash(&pw, &passwd, &pdb, &password);
 
         let port = free_port();
         let (pmin, pmax) = passive_range();
@@ -437,59 +491,4 @@ impl Drop for FtpServer {
             e.shutdown();
         }
     }
-}
-
-/// pure-pw hashes with argon2id at 63 passes, which costs about a second per login on a loaded
-/// 2-core machine; with several logins per test and tests in parallel, logins then exceeded the
-/// client's 15 s reply timeout. A test user needs no such hash: swap in a SHA-512 crypt hash
-/// (pure-ftpd verifies those with crypt(3)) and rebuild the database.
-fn fast_pureftpd_hash(pure_pw: &Path, passwd: &Path, pdb: &Path, password: &str) {
-    let mut child = Command::new("openssl")
-        .args(["passwd", "-6", "-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run openssl: {e} — {INSTALL_HINT}"));
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password to openssl");
-    let out = child.wait_with_output().expect("openssl passwd");
-    assert!(
-        out.status.success(),
-        "openssl passwd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let hash = String::from_utf8(out.stdout)
-        .expect("hash is ASCII")
-        .trim()
-        .to_owned();
-    assert!(hash.starts_with("$6$"), "unexpected openssl passwd output");
-    let text = std::fs::read_to_string(passwd).expect("read pure-ftpd passwd file");
-    let rewritten: Vec<String> = text
-        .lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(':').collect();
-            if fields.len() > 1 {
-                fields[1] = &hash;
-            }
-            fields.join(":")
-        })
-        .collect();
-    std::fs::write(passwd, rewritten.join("\n") + "\n").expect("write pure-ftpd passwd file");
-    let out = Command::new(pure_pw)
-        .arg("mkdb")
-        .arg(pdb)
-        .arg("-f")
-        .arg(passwd)
-        .output()
-        .expect("pure-pw mkdb");
-    assert!(
-        out.status.success(),
-        "pure-pw mkdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

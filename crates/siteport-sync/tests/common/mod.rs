@@ -286,3 +286,104 @@ pub async fn run(
     e.finish().await.unwrap();
     (plan, report)
 }
+
+/// The shape of a generated test site: how many small files, how big the one large file is.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteSpec {
+    /// Small files in all, the awkward names included.
+    pub files: usize,
+    /// Size of `media/big video.bin`.
+    pub big: usize,
+}
+
+impl SiteSpec {
+    /// The full acceptance tree: 2,000 small files and one 50 MiB file.
+    pub const FULL: SiteSpec = SiteSpec {
+        files: 2000,
+        big: 50 * 1024 * 1024,
+    };
+}
+
+/// Awkward names every generated site has: spaces, unicode, a leading dash, `#`, dirs six deep,
+/// empty files.
+pub const ODD_NAMES: &[&str] = &[
+    "index.html",
+    "empty.txt",
+    "with space.html",
+    "-leading-dash.css",
+    "#hash#.js",
+    "ünïcödé ñame.txt",
+    "日本語/ファイル.txt",
+    "a..b.txt",
+    "dir with space/-dash #x.txt",
+    "-dash dir/#/file",
+    "d1/d2/d3/d4/d5/d6/deep.txt",
+    "d1/d2/d3/d4/d5/d6/empty",
+    "d1/d2/d3/sibling.txt",
+];
+
+/// Deterministic bytes of `len` for file number `i` (different per file, same every run).
+pub fn file_content(i: usize, len: usize) -> Vec<u8> {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let take = (len - v.len()).min(8);
+        v.extend_from_slice(&x.to_le_bytes()[..take]);
+    }
+    v
+}
+
+/// Generates a site under `root` (deterministic: the same spec gives the same bytes) and
+/// returns the relative paths of its files, sorted. Empty files come from the names above and
+/// from every 97th bulk file; the bulk files spread over dirs up to six deep.
+pub fn generate_tree(root: &Path, spec: SiteSpec) -> Vec<String> {
+    let mut paths: Vec<String> = Vec::with_capacity(spec.files + 1);
+    for (i, n) in ODD_NAMES.iter().enumerate() {
+        let empty = n.ends_with("empty") || n.contains("empty.");
+        let len = if empty { 0 } else { 100 + i * 37 };
+        write(root, n, &file_content(i, len));
+        paths.push(n.to_string());
+    }
+    for i in ODD_NAMES.len()..spec.files {
+        // 60 directories, of depths 1 to 6.
+        let d = i % 60;
+        let mut dir = format!("s{}", d % 10);
+        for k in 0..(d / 10) {
+            dir.push_str(&format!("/l{k}"));
+        }
+        let rel = format!("{dir}/f{i:04}.html");
+        let len = if i % 97 == 0 { 0 } else { (i * 131) % 6000 + 1 };
+        write(root, &rel, &file_content(i, len));
+        paths.push(rel);
+    }
+    let big = "media/big video.bin".to_string();
+    write(root, &big, &file_content(usize::MAX / 3, spec.big));
+    paths.push(big);
+    std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    // A fixed time well in the past: a server's second-resolution upload time is then always
+    // later than the local time, whatever the clock did during the test.
+    for p in &paths {
+        set_mtime(&root.join(p), 1_700_000_000);
+    }
+    paths.sort();
+    paths
+}
+
+/// Snapshot of files only (relative path -> bytes), leaving out siteport's temporary files
+/// (`.NAME.siteport-tmp`, `.siteport-*.part`).
+pub fn files_snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    snapshot(root)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .filter(|(k, _)| !is_temp(k))
+        .collect()
+}
+
+/// Whether the last component of `rel` is one of siteport's temporary names.
+pub fn is_temp(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name.starts_with('.') && (name.ends_with(".siteport-tmp") || name.ends_with(".part"))
+}
