@@ -87,6 +87,9 @@ pub enum CredentialCommand {
     /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
     /// recipients. The old store is kept as a backup.
     Rekey(RekeyArgs),
+    /// Write credentials as an env file, a Docker secrets directory or a Kubernetes Secret,
+    /// for containers (files 0600; stdout only with `-o -`).
+    Export(crate::commands::credential_export::ExportArgs),
 }
 
 /// `siteport credential init`.

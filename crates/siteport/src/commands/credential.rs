@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Show { name, reveal } => show(ctx, &name, reveal).await,
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
+        CredentialCommand::Export(args) => super::credential_export::run(ctx, args).await,
     }
 }
 
