@@ -206,7 +206,7 @@ fn dockerfile_builds_what_the_tests_run_as_a_non_root_user() {
     let user = last
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the final stage sets no USER");
     let uid = user.split(':').next().unwrap().trim();
     assert!(
