@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use siteport_creds::backends::env::ENV_PREFIX;
 use siteport_creds::backends::file::PASSPHRASE_ENV;
 
-use crate::commands::credential;
+use crate::commands::{check, credential, demo, sync};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit;
@@ -53,6 +53,21 @@ pub enum Command {
     /// Manage stored FTP credentials.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Publish sites: send what changed locally to the FTP server.
+    Export(ExportArgs),
+    /// Pull sites back: fetch what changed on the FTP server into the local directory.
+    Import(ImportArgs),
+    /// Show what `export SITE` would do (action, path, size, reason), changing nothing.
+    Plan {
+        /// Site name (a `[[site]]` in the config).
+        site: String,
+    },
+    /// Work with the config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run a complete export and import against a throw-away embedded FTP server, with a
+    /// temporary credential store: nothing of yours is read or written.
+    Demo,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -90,6 +105,75 @@ pub enum CredentialCommand {
     /// Write credentials as an env file, a Docker secrets directory or a Kubernetes Secret,
     /// for containers (files 0600; stdout only with `-o -`).
     Export(crate::commands::credential_export::ExportArgs),
+    /// Log in to the FTP server with each credential (host and port from the credential or
+    /// from the sites that use it) and report per credential.
+    Test(TestArgs),
+}
+
+/// `siteport config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and resolve every reference of every site (credentials included),
+    /// without printing a secret.
+    Check,
+}
+
+/// Which sites a transfer command works on.
+#[derive(Debug, Args)]
+pub struct SiteSelection {
+    /// Site names (`[[site]]` entries of the config).
+    #[arg(value_name = "SITE", required_unless_present = "all")]
+    pub sites: Vec<String>,
+    /// Every site of the config, in file order.
+    #[arg(long, conflicts_with = "sites")]
+    pub all: bool,
+}
+
+/// Options shared by `export` and `import`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The sites.
+    #[command(flatten)]
+    pub selection: SiteSelection,
+    /// Print the plan (action, path, size, reason) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete what is gone from the source (the site's `delete = true` does the same for export).
+    #[arg(long)]
+    pub delete: bool,
+    /// Parallel FTP connections [default: the site's max_connections, else 4].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+}
+
+/// `siteport export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+    /// Compare content hashes for every file instead of trusting size and time.
+    #[arg(long)]
+    pub checksum: bool,
+}
+
+/// `siteport import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+}
+
+/// `siteport credential test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Credential names.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Every credential in the selected backend.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
 }
 
 /// `siteport credential init`.
@@ -193,6 +277,8 @@ fn run(cli: Cli) -> CliResult {
         output: Output { json: cli.json },
         backend_flag: cli.credential_backend,
         config_path: cli.config,
+        verbosity: Verbosity::from_flags(cli.verbose, cli.quiet),
+        state_dir: None,
     };
     match cli.command {
         Command::Completions { shell } => {
@@ -201,6 +287,11 @@ fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
+        Command::Export(a) => block_on(sync::run(&ctx, &sync::Request::export(a))),
+        Command::Import(a) => block_on(sync::run(&ctx, &sync::Request::import(a))),
+        Command::Plan { site } => block_on(sync::run(&ctx, &sync::Request::plan(site))),
+        Command::Config(ConfigCommand::Check) => block_on(check::run(&ctx)),
+        Command::Demo => block_on(demo::run(&ctx)),
     }
 }
 

@@ -795,7 +795,8 @@ impl Config {
                         )
                         .at(at(p.span())));
                     }
-                    Some(n.to_string())
+                    // Kept as a literal template too: resolve_site reads every field from there.
+                    text("port", &Some(Spanned::new(p.span(), n.to_string())))?
                 }
                 RawPort::Text(s) => {
                     let v = text("port", &Some(Spanned::new(p.span(), s.clone())))?;

@@ -9,6 +9,7 @@ use siteport_creds::{BackendSettings, BackendSpec, CredentialBackend, Prompter, 
 use crate::config::{CONFIG_ENV, Config, ConfigErrorKind, find_config};
 
 use crate::error::{CliError, CliResult};
+use crate::logging::Verbosity;
 use crate::output::Output;
 use crate::prompt::TerminalPrompter;
 
@@ -24,6 +25,11 @@ pub struct Context {
     pub backend_flag: Option<String>,
     /// `--config`.
     pub config_path: Option<PathBuf>,
+    /// `-v…`/`-q`: decides progress bars and per-file lines.
+    pub verbosity: Verbosity,
+    /// Where per-site journals go instead of `$XDG_STATE_HOME/siteport` (`siteport demo` keeps
+    /// everything in its temp dir).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Context {
@@ -64,6 +70,44 @@ impl Context {
         Arc::new(TerminalPrompter)
     }
 
+    /// The config file, which the site commands need: not finding one is a usage error
+    /// (exit 2) with the places looked at.
+    pub fn load_config(&self) -> CliResult<Config> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))?;
+        let path = find_config(self.config_path.as_deref(), &|k| std::env::var_os(k), &cwd)?;
+        Ok(Config::load(&path)?)
+    }
+
+    /// The config file if there is one (`credential test` works without).
+    pub fn optional_config(&self) -> CliResult<Option<Config>> {
+        match self.find_config()? {
+            Some(p) => Ok(Some(Config::load(&p)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The journal directory: the override, else `$XDG_STATE_HOME/siteport/journal`, else
+    /// `~/.local/state/siteport/journal`.
+    pub fn journal_dir(&self) -> CliResult<PathBuf> {
+        if let Some(d) = &self.state_dir {
+            return Ok(d.join("journal"));
+        }
+        let state = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+                Some(h) => PathBuf::from(h).join(".local/state"),
+                None => {
+                    return Err(CliError::usage(
+                        "cannot place the sync journal: neither XDG_STATE_HOME nor HOME is set",
+                    )
+                    .with_hint("set XDG_STATE_HOME (or HOME) to a writable directory"));
+                }
+            },
+        };
+        Ok(state.join("siteport").join("journal"))
+    }
+
     /// `--config`, then `SITEPORT_CONFIG` (both must exist), then `./siteport.toml`, then
     /// `$XDG_CONFIG_HOME/siteport/config.toml`; `None` when none of the last two exists, since
     /// the credential commands work without a config.
@@ -96,6 +140,8 @@ mod tests {
             output: Output { json: false },
             backend_flag: None,
             config_path: Some(PathBuf::from("/nonexistent/siteport.toml")),
+            verbosity: Verbosity::Normal,
+            state_dir: None,
         };
         let e = ctx.find_config().unwrap_err();
         assert_eq!(e.code, crate::exit::USAGE);

@@ -10,4 +10,5 @@ pub mod error;
 pub mod exit;
 pub mod logging;
 pub mod output;
+pub mod progress;
 pub mod prompt;

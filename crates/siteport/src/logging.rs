@@ -132,8 +132,14 @@ impl<W: Write> Drop for RedactingWriter<W> {
 
 /// Installs the stderr subscriber. Call once, before any command runs.
 pub fn init(verbosity: Verbosity) {
+    // At the default level the FTP crate's per-connection warnings (plain FTP, insecure TLS)
+    // are left out: the CLI warns once per site instead of once per connection.
+    let filter = match verbosity {
+        Verbosity::Normal => tracing_subscriber::EnvFilter::new("warn,siteport_ftp=error"),
+        v => tracing_subscriber::EnvFilter::new(v.level().to_string()),
+    };
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(verbosity.level())
+        .with_env_filter(filter)
         .with_writer(|| RedactingWriter::new(io::stderr()))
         .with_ansi(false)
         .with_target(matches!(verbosity, Verbosity::Verbose(n) if n >= 2))

@@ -84,6 +84,12 @@ impl Output {
     }
 }
 
+/// Prints `text` and a newline on stdout, redacted like stderr (a safety net: callers never
+/// pass secrets).
+pub fn print_line(text: &str) -> CliResult {
+    stdout_write(&format!("{}\n", crate::logging::redact(text)))
+}
+
 /// A timestamp as RFC 3339 to the second, or `-`.
 pub fn timestamp(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.replace_nanosecond(0).ok())

@@ -25,6 +25,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
         CredentialCommand::Export(args) => super::credential_export::run(ctx, args).await,
+        CredentialCommand::Test(args) => crate::commands::login_test::run(ctx, args).await,
     }
 }
 

@@ -1,4 +1,9 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+pub mod check;
 pub mod credential;
 pub mod credential_export;
+pub mod demo;
+pub mod login_test;
+pub mod site;
+pub mod sync;

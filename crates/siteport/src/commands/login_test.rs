@@ -1,0 +1,229 @@
+//! `siteport credential test [NAME…|--all]`: log in to the FTP server with each credential and
+//! report per credential. The server comes from the sites that use the credential (with their
+//! TLS settings), else from the credential's own host and port (explicit TLS).
+
+use serde_json::json;
+use siteport_creds::reference::process_env;
+use siteport_creds::{Credential, CredentialBackend, CredentialName};
+use siteport_ftp::{ConnectOptions, FtpConnection};
+use siteport_sync::ftp::map_ftp_error;
+
+use crate::cli::TestArgs;
+use crate::commands::site::{connect_options, exit_code};
+use crate::config::Config;
+use crate::context::Context;
+use crate::error::{CliError, CliResult};
+use crate::exit;
+use crate::logging::register_secret;
+use crate::output::print_line;
+
+/// One login attempt's outcome.
+struct Outcome {
+    name: String,
+    server: Option<String>,
+    site: Option<String>,
+    error: Option<CliError>,
+}
+
+/// Runs `credential test`.
+pub async fn run(ctx: &Context, args: TestArgs) -> CliResult {
+    let backend = ctx.backend()?;
+    let cfg = ctx.optional_config()?;
+    let names: Vec<CredentialName> = if args.all {
+        backend.list().await?.into_iter().map(|i| i.name).collect()
+    } else {
+        args.names
+            .iter()
+            .map(|n| CredentialName::new(n).map_err(CliError::input))
+            .collect::<CliResult<_>>()?
+    };
+    if names.is_empty() {
+        return Err(CliError::usage(format!(
+            "no credentials to test in the {}",
+            backend.describe()
+        ))
+        .with_hint("add one with `siteport credential add NAME`"));
+    }
+    let mut outcomes = Vec::new();
+    for name in &names {
+        outcomes.extend(test_one(backend.as_ref(), cfg.as_ref(), name).await);
+    }
+
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.error.is_some()).collect();
+    if ctx.output.json {
+        let rows: Vec<_> = outcomes
+            .iter()
+            .map(|o| {
+                json!({
+                    "name": o.name, "server": o.server, "site": o.site, "ok": o.error.is_none(),
+                    "error": o.error.as_ref().map(|e| json!({
+                        "kind": e.kind, "message": e.message, "hint": e.hint, "exit_code": e.code,
+                    })),
+                })
+            })
+            .collect();
+        ctx.output.json_line(&json!({ "results": rows }))?;
+    } else {
+        let mut lines = Vec::new();
+        for o in &outcomes {
+            let via = o
+                .site
+                .as_ref()
+                .map(|s| format!(" (site {s})"))
+                .unwrap_or_default();
+            let server = o.server.as_deref().unwrap_or("-");
+            match &o.error {
+                None => lines.push(format!("ok    {}  {server}{via}: login accepted", o.name)),
+                Some(e) => {
+                    lines.push(format!("FAIL  {}  {server}{via}: {}", o.name, e.message));
+                    if let Some(h) = &e.hint {
+                        lines.push(format!("      hint: {h}"));
+                    }
+                }
+            }
+        }
+        print_line(&lines.join("\n"))?;
+    }
+    let Some(first) = failed.first().and_then(|o| o.error.as_ref()) else {
+        return Ok(());
+    };
+    Err(CliError {
+        code: first.code,
+        kind: first.kind,
+        message: format!(
+            "{} of {} login tests failed: {}",
+            failed.len(),
+            outcomes.len(),
+            failed
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        hint: first.hint.clone(),
+    })
+}
+
+/// Tests `name` against every distinct server of the sites that use it, or against its own host.
+async fn test_one(
+    backend: &dyn CredentialBackend,
+    cfg: Option<&Config>,
+    name: &CredentialName,
+) -> Vec<Outcome> {
+    let fail = |server: Option<String>, site: Option<String>, e: CliError| Outcome {
+        name: name.to_string(),
+        server,
+        site,
+        error: Some(e),
+    };
+    let cred = match backend.get(name).await {
+        Ok(c) => c,
+        Err(e) => return vec![fail(None, None, e.into())],
+    };
+    register_secret(cred.password());
+    let sites: Vec<&str> = cfg
+        .map(|c| {
+            c.sites
+                .iter()
+                .filter(|s| s.credential_names().contains(name))
+                .map(|s| s.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut targets: Vec<(Option<String>, ConnectOptions)> = Vec::new();
+    for site in sites {
+        let Some(cfg) = cfg else { break };
+        match cfg.resolve_site(site, backend, &process_env).await {
+            Ok(r) => {
+                let mut o = connect_options(&r);
+                // The site may combine several credentials; this test is about this one.
+                o.username = cred.username().to_owned();
+                o.password = cred.password().clone();
+                if !targets
+                    .iter()
+                    .any(|(_, t)| t.server() == o.server() && t.username == o.username)
+                {
+                    targets.push((Some(site.to_owned()), o));
+                }
+            }
+            Err(e) => return vec![fail(None, Some(site.to_owned()), e.into())],
+        }
+    }
+    if targets.is_empty() {
+        match own_server(&cred) {
+            Ok(o) => targets.push((None, o)),
+            Err(e) => return vec![fail(None, None, e)],
+        }
+    }
+    let mut out = Vec::new();
+    for (site, opts) in targets {
+        let server = opts.server();
+        let error = match FtpConnection::connect(&opts).await {
+            Ok(conn) => {
+                let _ = conn.quit().await;
+                None
+            }
+            Err(e) => Some(login_error(name, &opts, map_ftp_error(e, true))),
+        };
+        out.push(Outcome {
+            name: name.to_string(),
+            server: Some(server),
+            site,
+            error,
+        });
+    }
+    out
+}
+
+fn own_server(cred: &Credential) -> CliResult<ConnectOptions> {
+    let Some(host) = cred.host() else {
+        return Err(CliError::usage(format!(
+            "credential '{}' has no host, and no site in the config uses it",
+            cred.name()
+        ))
+        .with_hint(format!(
+            "store the host with `siteport credential add {} --host H --force`, or reference the credential from a [[site]]",
+            cred.name()
+        )));
+    };
+    let tls = siteport_ftp::TlsMode::Explicit;
+    Ok(ConnectOptions::new(
+        host,
+        cred.port().unwrap_or(tls.default_port()),
+        tls,
+        cred.username(),
+        cred.password().clone(),
+    ))
+}
+
+fn login_error(name: &CredentialName, opts: &ConnectOptions, e: siteport_sync::Error) -> CliError {
+    let kind = e.kind();
+    let (message, hint) = if kind == siteport_sync::ErrorKind::Login {
+        (
+            format!(
+                "{} refused the login of user '{}': {}",
+                opts.server(),
+                opts.username,
+                e.detail()
+            ),
+            Some(format!(
+                "replace the password with `siteport credential add {name} --force`"
+            )),
+        )
+    } else {
+        (e.to_string(), e.hint().map(str::to_owned))
+    };
+    let code = exit_code(kind);
+    CliError {
+        // A connection that fails for another reason still tells nothing about the password.
+        code: if code == exit::TRANSFERS_FAILED {
+            exit::NETWORK
+        } else {
+            code
+        },
+        kind: kind.as_str(),
+        message,
+        hint,
+    }
+}

@@ -1,0 +1,151 @@
+//! What the site commands share: a resolved site turned into FTP connection options, the
+//! per-site journal path, and engine errors turned into CLI errors with documented exit codes.
+
+use std::path::{Path, PathBuf};
+
+use siteport_ftp::ConnectOptions;
+use siteport_sync::ErrorKind;
+
+use crate::config::{ResolvedSite, TlsMode};
+use crate::error::CliError;
+use crate::exit;
+use crate::logging::register_secret;
+
+/// The connection options of a resolved site. Registers the site's password with the
+/// redactor (so no later output can show it) and warns about plain FTP.
+pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
+    register_secret(&site.password);
+    let tls = match site.tls {
+        TlsMode::None => {
+            tracing::warn!(
+                "site '{}' uses tls = \"none\": the password and files cross the network unencrypted",
+                site.name
+            );
+            siteport_ftp::TlsMode::None
+        }
+        TlsMode::Explicit => siteport_ftp::TlsMode::Explicit,
+        TlsMode::Implicit => siteport_ftp::TlsMode::Implicit,
+    };
+    if !site.passive {
+        tracing::warn!(
+            "site '{}': passive = false is not supported; using passive mode",
+            site.name
+        );
+    }
+    if site.insecure {
+        tracing::warn!(
+            "site '{}': insecure = true: the server certificate is not verified",
+            site.name
+        );
+    }
+    let mut o = ConnectOptions::new(
+        site.host.clone(),
+        site.port,
+        tls,
+        site.username.clone(),
+        site.password.clone(),
+    );
+    o.ca_file = site.ca_file.clone();
+    o.fingerprint = site.fingerprint.clone();
+    o.insecure = site.insecure;
+    o
+}
+
+/// `<dir>/<site>.json`, the site name made safe for a file name (anything outside
+/// `[A-Za-z0-9._-]` becomes `_`, and a leading `.` too, so no name can climb out of `dir`).
+pub fn journal_path(dir: &Path, site: &str) -> PathBuf {
+    let mut safe: String = site
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() || safe.starts_with('.') {
+        safe.insert(0, '_');
+    }
+    dir.join(format!("{safe}.json"))
+}
+
+/// The exit code for an engine error kind (SPEC §5): login refused → 4, network/TLS → 6,
+/// config and local setup problems → 2, anything else that stopped the run → 5.
+pub fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Login => exit::LOGIN_REFUSED,
+        ErrorKind::Network | ErrorKind::Tls | ErrorKind::TooManyConnections => exit::NETWORK,
+        ErrorKind::Config => exit::USAGE,
+        _ => exit::TRANSFERS_FAILED,
+    }
+}
+
+/// An engine error that ended the run for `site`, as a CLI error naming the site, the
+/// credential and the server (never the password), with the fix.
+pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
+    let server = format!("{}:{}", site.host, site.port);
+    let cred = site
+        .credential
+        .as_ref()
+        .map(|c| format!(", credential '{c}'"))
+        .unwrap_or_default();
+    let (message, hint) = match e.kind() {
+        ErrorKind::Login => (
+            format!(
+                "site '{}': the FTP server {server} refused the login of user '{}'{cred}: {}",
+                site.name,
+                site.username,
+                e.detail()
+            ),
+            Some(match &site.credential {
+                Some(c) => format!(
+                    "check the username and password; replace them with `siteport credential add {c} --force`"
+                ),
+                None => "check the username and password the site's config resolves to".into(),
+            }),
+        ),
+        _ => (
+            format!("site '{}': {e}", site.name),
+            e.hint().map(str::to_owned),
+        ),
+    };
+    let mut out = CliError {
+        code: exit_code(e.kind()),
+        kind: e.kind().as_str(),
+        message,
+        hint: None,
+    };
+    out.hint = hint.or_else(|| match e.kind() {
+        ErrorKind::Network => Some(format!(
+            "check that {server} is the right host and port and that the server is running \
+             (`siteport credential test` tries a login)"
+        )),
+        _ => None,
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_names_cannot_escape() {
+        let d = Path::new("/s");
+        assert_eq!(journal_path(d, "acme"), Path::new("/s/acme.json"));
+        assert_eq!(journal_path(d, "../x"), Path::new("/s/_.._x.json"));
+        assert_eq!(journal_path(d, "a b/c"), Path::new("/s/a_b_c.json"));
+        assert_eq!(journal_path(d, ".hidden"), Path::new("/s/_.hidden.json"));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        assert_eq!(exit_code(ErrorKind::Login), 4);
+        assert_eq!(exit_code(ErrorKind::Network), 6);
+        assert_eq!(exit_code(ErrorKind::Tls), 6);
+        assert_eq!(exit_code(ErrorKind::TooManyConnections), 6);
+        assert_eq!(exit_code(ErrorKind::Transfer), 5);
+        assert_eq!(exit_code(ErrorKind::Config), 2);
+    }
+}

@@ -1,0 +1,293 @@
+//! `siteport export`, `import` and `plan`: resolve only the named sites, then run the mirror
+//! engine over FTP for each, with progress, a summary (or the JSON report) and exit codes.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use siteport_creds::CredentialBackend;
+use siteport_creds::reference::process_env;
+use siteport_sync::ftp::FtpRemoteFactory;
+use siteport_sync::{Direction, Engine, Excludes, Journal, Plan, Report, SyncOptions};
+
+use crate::cli::{ExportArgs, ImportArgs};
+use crate::commands::site::{connect_options, journal_path, sync_error};
+use crate::config::{Config, ResolvedSite};
+use crate::context::Context;
+use crate::error::{CliError, CliResult};
+use crate::exit;
+use crate::logging::eprint_redacted;
+use crate::progress::{CliProgress, Mode, outcome_line};
+
+/// One transfer command, whatever spelling it came from.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Export or import.
+    pub direction: Direction,
+    /// Site names; empty with `all`.
+    pub sites: Vec<String>,
+    /// Every site of the config.
+    pub all: bool,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Delete extras on the target side.
+    pub delete: bool,
+    /// Connections, overriding the site's `max_connections`.
+    pub jobs: Option<usize>,
+    /// Compare hashes (export).
+    pub checksum: bool,
+}
+
+impl Request {
+    /// From `siteport export …`.
+    pub fn export(a: ExportArgs) -> Self {
+        Self {
+            direction: Direction::Export,
+            sites: a.common.selection.sites,
+            all: a.common.selection.all,
+            dry_run: a.common.dry_run,
+            delete: a.common.delete,
+            jobs: a.common.jobs.map(usize::from),
+            checksum: a.checksum,
+        }
+    }
+
+    /// From `siteport import …`.
+    pub fn import(a: ImportArgs) -> Self {
+        Self {
+            direction: Direction::Import,
+            sites: a.common.selection.sites,
+            all: a.common.selection.all,
+            dry_run: a.common.dry_run,
+            delete: a.common.delete,
+            jobs: a.common.jobs.map(usize::from),
+            checksum: false,
+        }
+    }
+
+    /// From `siteport plan SITE`: an export dry run of one site.
+    pub fn plan(site: String) -> Self {
+        Self {
+            direction: Direction::Export,
+            sites: vec![site],
+            all: false,
+            dry_run: true,
+            delete: false,
+            jobs: None,
+            checksum: false,
+        }
+    }
+
+    fn verb(&self) -> &'static str {
+        match self.direction {
+            Direction::Export => "export",
+            Direction::Import => "import",
+        }
+    }
+}
+
+/// Runs the request. Each site is resolved (its credentials fetched) only when its turn
+/// comes; a failing site does not stop the others, and the exit code is the first failure's.
+pub async fn run(ctx: &Context, req: &Request) -> CliResult {
+    let cfg = ctx.load_config()?;
+    let names: Vec<String> = if req.all {
+        cfg.sites.iter().map(|s| s.name.clone()).collect()
+    } else {
+        req.sites.clone()
+    };
+    if names.is_empty() {
+        return Err(CliError::usage(format!(
+            "no sites to {}: {} has no [[site]]",
+            req.verb(),
+            cfg.path.display()
+        ))
+        .with_hint("add a [[site]] table (see docs/config.md)"));
+    }
+    // Unknown names fail before anything is resolved or transferred.
+    for n in &names {
+        if cfg.site(n).is_none() {
+            let known: Vec<&str> = cfg.sites.iter().map(|s| s.name.as_str()).collect();
+            return Err(
+                CliError::usage(format!("no site named '{n}' in {}", cfg.path.display()))
+                    .with_hint(if known.is_empty() {
+                        "add a [[site]] table to the config".to_owned()
+                    } else {
+                        format!("known sites: {}", known.join(", "))
+                    }),
+            );
+        }
+    }
+    let backend = ctx.backend()?;
+    let mut results: Vec<Value> = Vec::new();
+    let mut failures: Vec<(String, CliError)> = Vec::new();
+    for name in &names {
+        match run_site(ctx, req, &cfg, backend.as_ref(), name).await {
+            Ok(v) => results.push(v),
+            Err(e) => {
+                results.push(json!({
+                    "site": name,
+                    "error": {"kind": e.kind, "message": e.message, "hint": e.hint, "exit_code": e.code},
+                }));
+                failures.push((name.clone(), e));
+            }
+        }
+    }
+    if ctx.output.json {
+        ctx.output.json_line(&json!({
+            "command": if req.dry_run { "plan" } else { req.verb() },
+            "sites": results,
+        }))?;
+    }
+    if failures.len() == 1 && names.len() == 1 {
+        return Err(failures.remove(0).1);
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    // Several sites: each error is shown as it stands, then one summary decides the exit code.
+    for (_, e) in &failures {
+        ctx.output.error(e);
+    }
+    let failed: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    Err(CliError {
+        code: failures[0].1.code,
+        kind: failures[0].1.kind,
+        message: format!(
+            "{} of {} sites failed: {}",
+            failures.len(),
+            names.len(),
+            failed.join(", ")
+        ),
+        hint: None,
+    })
+}
+
+async fn run_site(
+    ctx: &Context,
+    req: &Request,
+    cfg: &Config,
+    backend: &dyn CredentialBackend,
+    name: &str,
+) -> CliResult<Value> {
+    let site = cfg.resolve_site(name, backend, &process_env).await?;
+    let opts = connect_options(&site);
+    tracing::info!(site = %site.name, server = %opts.server(), tls = %site.tls, remote = %site.remote,
+        local = %site.local.display(), "{}", req.verb());
+    let excludes = Excludes::new(&site.exclude).map_err(|e| {
+        CliError::usage(format!("site '{}': exclude: {e}", site.name))
+            .with_hint("fix the glob pattern in the site's `exclude` list")
+    })?;
+    let mut sync = SyncOptions::new(site.local.clone());
+    sync.excludes = excludes;
+    sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
+    sync.checksum = req.checksum;
+    sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
+
+    let jpath = journal_path(&ctx.journal_dir()?, &site.name);
+    // A dry run changes nothing, not even the journal: read it if it is there, else plan
+    // without one.
+    let journal = if req.dry_run && !jpath.exists() {
+        Journal::in_memory()
+    } else {
+        Journal::open(&jpath).map_err(|e| journal_error(&site, &e))?
+    };
+    let mode = if req.dry_run {
+        Mode::Silent
+    } else {
+        Mode::choose(ctx.verbosity, ctx.output.json)
+    };
+    let progress = Arc::new(CliProgress::new(mode, &site.name));
+    let factory = Arc::new(FtpRemoteFactory::new(opts, site.remote.clone()));
+    let mut engine = Engine::new(factory, sync, journal, progress.clone());
+
+    let plan = engine.plan(req.direction).await.map_err(|e| {
+        progress.clear();
+        sync_error(&site, &e)
+    })?;
+    if req.dry_run {
+        let _ = engine.finish().await;
+        if !ctx.output.json {
+            print_plan(&site, &plan)?;
+        }
+        return Ok(json!({ "site": site.name, "plan": plan }));
+    }
+    let report = engine.execute(&plan).await;
+    progress.clear();
+    let report = report.map_err(|e| sync_error(&site, &e))?;
+    if let Err(e) = engine.finish().await {
+        tracing::warn!(site = %site.name, "could not compact the journal: {e}");
+    }
+    if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
+        crate::output::print_line(&summary(req, &site, &report))?;
+    }
+    for w in &report.warnings {
+        tracing::warn!(site = %site.name, "{w}");
+    }
+    if !report.is_success() {
+        for o in report.failures() {
+            eprint_redacted(&format!("{}\n", outcome_line(o)));
+        }
+        return Err(CliError {
+            code: exit::TRANSFERS_FAILED,
+            kind: "transfers_failed",
+            message: format!(
+                "site '{}': {} of {} actions failed",
+                site.name,
+                report.counts.failed,
+                report.outcomes.len()
+            ),
+            hint: Some(format!(
+                "fix the causes above and run `siteport {} {}` again: finished files are not sent again",
+                req.verb(),
+                site.name
+            )),
+        });
+    }
+    Ok(json!({ "site": site.name, "report": report }))
+}
+
+fn journal_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
+    let mut out = CliError::usage(format!("site '{}': journal {e}", site.name));
+    out.kind = "journal";
+    if let Some(h) = e.hint() {
+        out = out.with_hint(h);
+    }
+    out
+}
+
+fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {
+    let header = format!(
+        "plan for site '{}' ({} {}:{}{}, local {}):\n{:<9} {:>12}  PATH  (REASON)",
+        site.name,
+        match plan.direction {
+            Direction::Export => "to",
+            Direction::Import => "from",
+        },
+        site.host,
+        site.port,
+        site.remote,
+        site.local.display(),
+        "ACTION",
+        "SIZE"
+    );
+    crate::output::print_line(&format!("{header}\n{plan}"))
+}
+
+fn summary(req: &Request, site: &ResolvedSite, r: &Report) -> String {
+    let c = &r.counts;
+    let moved = match req.direction {
+        Direction::Export => format!("{} uploaded", c.uploaded),
+        Direction::Import => format!("{} downloaded", c.downloaded),
+    };
+    format!(
+        "{} {}: {moved} ({} bytes), {} dirs created, {} deleted, {} unchanged, {} failed in {:.1} s over {} connection(s)",
+        req.verb(),
+        site.name,
+        r.bytes,
+        c.dirs_created,
+        c.deleted + c.dirs_removed,
+        c.skipped,
+        c.failed,
+        r.duration_ms as f64 / 1000.0,
+        r.connections
+    )
+}
