@@ -322,7 +322,10 @@ fn bad_config_exits_2_with_location() {
 #[test]
 fn unknown_site_and_no_site_are_usage_errors() {
     let sb = Sandbox::new();
-    write_config(&sb, "[[site]]\nname = \"web\"\nhost = \"h\"\nlocal = \"x\"\n");
+    write_config(
+        &sb,
+        "[[site]]\nname = \"web\"\nhost = \"h\"\nlocal = \"x\"\n",
+    );
     let o = sb.run(&["export", "nope"], "", &[]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("known sites: web"), "{}", stderr(&o));

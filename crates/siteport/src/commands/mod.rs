@@ -4,6 +4,7 @@ pub mod check;
 pub mod credential;
 pub mod credential_export;
 pub mod demo;
+pub mod journal_place;
 pub mod login_test;
 pub mod site;
 pub mod sync;
