@@ -132,6 +132,9 @@ pub enum CredentialCommand {
     /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
     /// recipients. The old store is kept as a backup.
     Rekey(RekeyArgs),
+    /// Write credentials as an env file, a Docker secrets directory or a Kubernetes Secret,
+    /// for containers (files 0600; stdout only with `-o -`).
+    Export(crate::commands::credential_export::ExportArgs),
     /// Log in to the FTP server with each credential (host and port from the credential or
     /// from the sites that use it) and report per credential.
     Test(TestArgs),

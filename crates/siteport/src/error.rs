@@ -96,7 +96,12 @@ impl From<ConfigError> for CliError {
                 "config"
             },
             message: e.to_string(),
-            hint: e.hint_text().map(str::to_owned),
+            // Every config error names file:line:column; when the loader has no specific fix,
+            // say how to check the whole file again once edited.
+            hint: Some(e.hint_text().map_or_else(
+                || "fix the file at that line, then check it with `siteport config check`".into(),
+                str::to_owned,
+            )),
         }
     }
 }

@@ -239,6 +239,51 @@ fn no_command_leaks_a_secret_at_any_verbosity() {
     );
     assert_code(&r.check(&["completions", "bash"], "", &[]), 0);
 
+    // credential export to files (the secrets go into the files, never to the terminal),
+    // from the store and from the env backend, succeeding and failing.
+    let out_env = sb.path("leak-export.env");
+    let out_dir = sb.path("leak-export-secrets");
+    let out_k8s = sb.path("leak-export.yaml");
+    for (fmt, out) in [
+        ("env-file", &out_env),
+        ("docker-secrets", &out_dir),
+        ("k8s-secret", &out_k8s),
+    ] {
+        // The plain run writes; the JSON run finds the output there and fails (exit 2).
+        let args = [
+            "credential",
+            "export",
+            "--format",
+            fmt,
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        assert_code(&r.check(&args, "", &env_cred), 2);
+        let mut forced = args.to_vec();
+        forced.push("--force");
+        assert_code(&r.check(&forced, "", &env_cred), 0);
+        let mut from_env = vec!["--credential-backend", "env"];
+        from_env.extend(forced);
+        assert_code(&r.check(&from_env, "", &env_cred), 0);
+    }
+    assert!(std::fs::read_to_string(&out_env).unwrap().contains(ENV_PW));
+    assert_code(
+        &r.check(
+            &[
+                "credential",
+                "export",
+                "--format",
+                "env-file",
+                "-o",
+                "-",
+                "nosuch",
+            ],
+            "",
+            &[],
+        ),
+        3,
+    );
+
     // --reveal prints the asked-for password on stdout only, nothing on stderr.
     for json in [false, true] {
         let mut args = vec!["-vvv", "credential", "show", "acme", "--reveal"];

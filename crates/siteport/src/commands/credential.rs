@@ -24,6 +24,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Show { name, reveal } => show(ctx, &name, reveal).await,
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
+        CredentialCommand::Export(args) => super::credential_export::run(ctx, args).await,
         CredentialCommand::Test(args) => crate::commands::login_test::run(ctx, args).await,
     }
 }
@@ -227,14 +228,31 @@ fn build(
     host: Option<String>,
     port: Option<u16>,
 ) -> CliResult<Credential> {
-    let mut cred = Credential::new(name, username, password).map_err(CliError::input)?;
+    let mut cred =
+        Credential::new(name.clone(), username, password).map_err(|e| input_error(&name, e))?;
     if let Some(h) = host {
-        cred = cred.with_host(h).map_err(CliError::input)?;
+        cred = cred.with_host(h).map_err(|e| input_error(&name, e))?;
     }
     if let Some(p) = port {
-        cred = cred.with_port(p).map_err(CliError::input)?;
+        cred = cred.with_port(p).map_err(|e| input_error(&name, e))?;
     }
     Ok(cred)
+}
+
+/// A rejected field, with the way to give it again (the value itself is never echoed).
+fn input_error(name: &CredentialName, e: siteport_creds::ValidationError) -> CliError {
+    let hint = match e.field {
+        "password" => format!(
+            "give the password again, on one line without control characters: `siteport credential add {name} --password-stdin`"
+        ),
+        "port" => {
+            format!("give a port from 1 to 65535: `siteport credential add {name} --port 21`")
+        }
+        field => format!(
+            "give the {field} again without control characters, spaces or '/' (hosts), at most 1024 bytes: `siteport credential add {name} --{field} …`"
+        ),
+    };
+    CliError::input(e).with_hint(hint)
 }
 
 /// `add` on a read-only backend: say how that backend is fed instead of pretending to persist.

@@ -2,7 +2,9 @@
 
 pub mod check;
 pub mod credential;
+pub mod credential_export;
 pub mod demo;
+pub mod journal_place;
 pub mod login_test;
 pub mod migrate;
 pub mod site;

@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::ftp::FtpRemoteFactory;
-use siteport_sync::{Direction, Engine, Excludes, Journal, Plan, Report, SyncOptions};
+use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
 
 use crate::cli::{ExportArgs, ImportArgs};
-use crate::commands::site::{connect_options, journal_path, sync_error};
+use crate::commands::site::{connect_options, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -182,14 +182,7 @@ async fn run_site(
     sync.checksum = req.checksum;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
 
-    let jpath = journal_path(&ctx.journal_dir()?, &site.name);
-    // A dry run changes nothing, not even the journal: read it if it is there, else plan
-    // without one.
-    let journal = if req.dry_run && !jpath.exists() {
-        Journal::in_memory()
-    } else {
-        Journal::open(&jpath).map_err(|e| journal_error(&site, &e))?
-    };
+    let journal = crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?;
     let mode = if req.dry_run {
         Mode::Silent
     } else {
@@ -243,15 +236,6 @@ async fn run_site(
         });
     }
     Ok(json!({ "site": site.name, "report": report }))
-}
-
-fn journal_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
-    let mut out = CliError::usage(format!("site '{}': journal {e}", site.name));
-    out.kind = "journal";
-    if let Some(h) = e.hint() {
-        out = out.with_hint(h);
-    }
-    out
 }
 
 fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {

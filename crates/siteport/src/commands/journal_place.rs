@@ -1,0 +1,117 @@
+//! Where the per-site sync journal lives, and what happens when it cannot live anywhere.
+//!
+//! A container runs with a read-only root filesystem and often without HOME. The journal only
+//! makes reruns cheaper (the engine otherwise compares sizes and times), so a run that has no
+//! writable place for it still works, with a journal in memory and a warning that says how to
+//! give it a place. Errors that are not about the place (another run holds the journal's lock,
+//! a corrupt journal) stay errors.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use siteport_sync::Journal;
+
+use crate::commands::site::journal_path;
+use crate::config::ResolvedSite;
+use crate::context::Context;
+use crate::error::{CliError, CliResult};
+
+/// Directory for siteport's state (the journals go to `<dir>/journal`); it wins over
+/// `XDG_STATE_HOME` and HOME.
+pub const STATE_DIR_ENV: &str = "SITEPORT_STATE_DIR";
+/// Set to `1` (or `true`) to keep no journal at all: every run compares sizes and times.
+pub const NO_JOURNAL_ENV: &str = "SITEPORT_NO_JOURNAL";
+
+/// Whether `SITEPORT_NO_JOURNAL` asks for no journal.
+fn disabled() -> bool {
+    std::env::var(NO_JOURNAL_ENV).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// The journal directory: `$SITEPORT_STATE_DIR/journal`, else the context's rule
+/// (`--state-dir` of `demo`, `$XDG_STATE_HOME/siteport/journal`, `~/.local/state/…`);
+/// `None` when there is no place at all.
+pub fn journal_dir(ctx: &Context) -> Option<PathBuf> {
+    if ctx.state_dir.is_none()
+        && let Some(d) = std::env::var_os(STATE_DIR_ENV).filter(|v| !v.is_empty())
+    {
+        return Some(PathBuf::from(d).join("journal"));
+    }
+    ctx.journal_dir().ok()
+}
+
+/// Opens the journal of `site`, or an in-memory one when journals are disabled, when there is
+/// no place for one, or when its directory cannot be created (read-only filesystem,
+/// permission denied). A dry run never creates anything.
+pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliResult<Journal> {
+    if disabled() {
+        tracing::info!(site = %site.name, "{NO_JOURNAL_ENV} is set: no journal");
+        return Ok(Journal::in_memory());
+    }
+    let Some(dir) = journal_dir(ctx) else {
+        tracing::warn!(
+            site = %site.name,
+            "no place for the sync journal (none of {STATE_DIR_ENV}, XDG_STATE_HOME, HOME is \
+             set): comparing sizes and times only; set {STATE_DIR_ENV} to a writable directory \
+             to keep one, or {NO_JOURNAL_ENV}=1 to silence this"
+        );
+        return Ok(Journal::in_memory());
+    };
+    let jpath = journal_path(&dir, &site.name);
+    if dry_run {
+        if !jpath.exists() {
+            return Ok(Journal::in_memory());
+        }
+    } else if let Err(e) = create_private_dir(&dir) {
+        if unwritable(&e) {
+            tracing::warn!(
+                site = %site.name,
+                dir = %dir.display(),
+                "cannot create the sync journal directory ({e}): comparing sizes and times \
+                 only; set {STATE_DIR_ENV} to a writable directory to keep a journal, or \
+                 {NO_JOURNAL_ENV}=1 to silence this"
+            );
+            return Ok(Journal::in_memory());
+        }
+        return Err(journal_dir_error(site, &dir, &e));
+    }
+    Journal::open(&jpath).map_err(|e| {
+        let mut out = CliError::usage(format!("site '{}': journal {e}", site.name));
+        out.kind = "journal";
+        match e.hint() {
+            Some(h) => out.with_hint(h),
+            None => out,
+        }
+    })
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn unwritable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+fn journal_dir_error(site: &ResolvedSite, dir: &Path, e: &std::io::Error) -> CliError {
+    let mut out = CliError::usage(format!(
+        "site '{}': cannot create the journal directory {}: {e}",
+        site.name,
+        dir.display()
+    ))
+    .with_hint(format!(
+        "point {STATE_DIR_ENV} at a writable directory, or set {NO_JOURNAL_ENV}=1"
+    ));
+    out.kind = "journal";
+    out
+}

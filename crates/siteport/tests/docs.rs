@@ -1,0 +1,220 @@
+//! The commands in the README and docs/ are real: every `siteport …` line of a shell block
+//! parses with the real command-line definition, and the blocks marked `sh run` (quick start,
+//! containers, security) run, in that order, as one bash script against a real FTP server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use common::*;
+use secrecy::ExposeSecret;
+use siteport::cli::Cli;
+use siteport_testsupport::{FtpServer, ServerKind};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Markdown files whose shell blocks are checked.
+fn doc_files() -> Vec<PathBuf> {
+    let mut v = vec![repo().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    v.extend(docs);
+    v
+}
+
+/// Shell code blocks of a markdown file: (runnable, text).
+fn shell_blocks(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    // Inside a fence: (is a shell block, is runnable, body).
+    let mut current: Option<(bool, bool, String)> = None;
+    for line in text.lines() {
+        if let Some(info) = line.trim_start().strip_prefix("```") {
+            match current.take() {
+                Some((true, run, body)) => out.push((run, body)),
+                Some((false, ..)) => {}
+                None => {
+                    let mut words = info.split_whitespace();
+                    let shell = matches!(
+                        words.next().unwrap_or(""),
+                        "sh" | "bash" | "console" | "shell"
+                    );
+                    current = Some((shell, words.any(|w| w == "run"), String::new()));
+                }
+            }
+            continue;
+        }
+        if let Some((_, _, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out
+}
+
+/// A tiny shell tokenizer: words with '…' and "…" quoting and backslash escapes; stops at a
+/// comment, a redirection, a pipe or a command separator (the rest is another command).
+fn commands(script: &str) -> Vec<Vec<String>> {
+    let joined = script.replace("\\\n", " ");
+    let mut cmds = Vec::new();
+    for line in joined.lines() {
+        let line = line.trim().trim_start_matches("$ ");
+        let mut words: Vec<String> = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut chars = line.chars().peekable();
+        let mut skip_rest_of_command = false;
+        let flush = |words: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
+            if *in_word {
+                words.push(std::mem::take(word));
+                *in_word = false;
+            }
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    in_word = true;
+                    for q in chars.by_ref() {
+                        if q == '\'' {
+                            break;
+                        }
+                        word.push(q);
+                    }
+                }
+                '"' => {
+                    in_word = true;
+                    while let Some(q) = chars.next() {
+                        match q {
+                            '"' => break,
+                            '\\' => word.extend(chars.next()),
+                            q => word.push(q),
+                        }
+                    }
+                }
+                '\\' => {
+                    in_word = true;
+                    word.extend(chars.next());
+                }
+                '#' if !in_word => break,
+                '|' | ';' | '&' | '(' | ')' => {
+                    flush(&mut words, &mut word, &mut in_word);
+                    if !skip_rest_of_command {
+                        cmds.push(std::mem::take(&mut words));
+                    }
+                    words.clear();
+                    skip_rest_of_command = false;
+                }
+                '<' | '>' => {
+                    flush(&mut words, &mut word, &mut in_word);
+                    cmds.push(std::mem::take(&mut words));
+                    skip_rest_of_command = true;
+                }
+                c if c.is_whitespace() => flush(&mut words, &mut word, &mut in_word),
+                c => {
+                    in_word = true;
+                    word.push(c);
+                }
+            }
+        }
+        flush(&mut words, &mut word, &mut in_word);
+        if !skip_rest_of_command {
+            cmds.push(words);
+        }
+    }
+    cmds.into_iter()
+        .map(|mut w| {
+            // Leading `VAR=value` assignments are environment, not arguments.
+            let n = w
+                .iter()
+                .take_while(|x| x.contains('=') && !x.starts_with('-'))
+                .count();
+            w.drain(..n);
+            w
+        })
+        .filter(|w| w.first().is_some_and(|x| x == "siteport"))
+        .collect()
+}
+
+#[test]
+fn every_documented_siteport_command_parses() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (_, block) in shell_blocks(&text) {
+            for cmd in commands(&block) {
+                checked += 1;
+                if let Err(e) = Cli::try_parse_from(&cmd) {
+                    use clap::error::ErrorKind;
+                    if !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                        failures.push(format!("{}: `{}`: {e}", file.display(), cmd.join(" ")));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        checked >= 40,
+        "only {checked} commands found: is the extraction broken?"
+    );
+    // The checker itself rejects a wrong command.
+    let bad = commands("siteport credential export --format zip -o x\n");
+    assert_eq!(bad.len(), 1);
+    assert!(Cli::try_parse_from(&bad[0]).is_err());
+}
+
+#[test]
+fn runnable_doc_blocks_run() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let mut script = String::from("set -euo pipefail\n");
+    let mut blocks = 0;
+    for name in ["quickstart.md", "containers.md", "security.md"] {
+        let text = std::fs::read_to_string(repo().join("docs").join(name)).unwrap();
+        for (run, block) in shell_blocks(&text) {
+            if run {
+                script.push_str(&format!("echo '== docs/{name} block' >&2\n{block}"));
+                blocks += 1;
+            }
+        }
+    }
+    assert!(blocks >= 7, "{blocks} runnable blocks");
+    std::fs::write(
+        sb.workdir().join("ftp-password.txt"),
+        format!("{}\n", server.password.expose_secret()),
+    )
+    .unwrap();
+    let bin_dir = bin().parent().unwrap().to_path_buf();
+    let path = format!("{}:/usr/bin:/bin", bin_dir.display());
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .envs(sb.envs())
+        .env("PATH", path)
+        .env("FTP_HOST", "127.0.0.1")
+        .env("FTP_PORT", server.port.to_string())
+        .env("FTP_TLS", "none")
+        .env("FTP_USER", &server.user)
+        .current_dir(sb.workdir())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read_to_string(server.root().join("index.html")).unwrap(),
+        "<h1>hello</h1>\n"
+    );
+    let out = stdout(&o);
+    assert!(out.contains("600 exported.env"), "{out}");
+    // `ls secrets/acme` of containers.md: the exported secrets directory.
+    assert!(out.contains("password\nusername\n"), "{out}");
+    assert!(!stderr(&o).contains(server.password.expose_secret()));
+}
