@@ -193,42 +193,8 @@ pub fn find_config(
     )))
 }
 
-/// TLS mode of a site.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TlsMode {
-    /// Plain FTP (warned about).
-    None,
-    /// `AUTH TLS` on port 21, never falling back to plaintext (the default).
-    #[default]
-    Explicit,
-    /// TLS from the first byte, port 990 by default.
-    Implicit,
-}
-
-impl TlsMode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::None => "none",
-            TlsMode::Explicit => "explicit",
-            TlsMode::Implicit => "implicit",
-        }
-    }
-
-    /// The port used when neither the site nor its credential gives one.
-    pub fn default_port(self) -> u16 {
-        match self {
-            TlsMode::Implicit => 990,
-            _ => 21,
-        }
-    }
-}
-
-impl fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// TLS mode of a site: the FTP client's own type, so the two can never drift apart.
+pub use siteport_ftp::TlsMode;
 
 /// A loaded config file. Sites keep their references unexpanded until
 /// [`resolve_site`](Self::resolve_site).

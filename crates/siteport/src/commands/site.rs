@@ -15,17 +15,13 @@ use crate::logging::register_secret;
 /// redactor (so no later output can show it) and warns about plain FTP.
 pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
     register_secret(&site.password);
-    let tls = match site.tls {
-        TlsMode::None => {
-            tracing::warn!(
-                "site '{}' uses tls = \"none\": the password and files cross the network unencrypted",
-                site.name
-            );
-            siteport_ftp::TlsMode::None
-        }
-        TlsMode::Explicit => siteport_ftp::TlsMode::Explicit,
-        TlsMode::Implicit => siteport_ftp::TlsMode::Implicit,
-    };
+    let tls = site.tls;
+    if tls == TlsMode::None {
+        tracing::warn!(
+            "site '{}' uses tls = \"none\": the password and files cross the network unencrypted",
+            site.name
+        );
+    }
     if !site.passive {
         tracing::warn!(
             "site '{}': passive = false is not supported; using passive mode",
