@@ -8,10 +8,12 @@
 #![warn(missing_docs)]
 
 mod certs;
+mod moto;
 mod proxy;
 mod server;
 
 pub use certs::TestCerts;
+pub use moto::{MotoServer, moto_server_path};
 pub use proxy::FaultyProxy;
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 

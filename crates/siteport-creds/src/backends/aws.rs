@@ -58,6 +58,7 @@ pub struct AwsBackend {
     prefix: String,
     delete: DeletePolicy,
     describe: String,
+    credentials: Option<aws_sdk_secretsmanager::config::SharedCredentialsProvider>,
     client: OnceCell<Client>,
 }
 
@@ -164,8 +165,20 @@ impl AwsBackend {
             prefix,
             delete,
             describe,
+            credentials: None,
             client: OnceCell::new(),
         })
+    }
+
+    /// Uses `provider` instead of the SDK's default credential chain (for programs that embed
+    /// siteport and already hold AWS credentials, and for tests).
+    pub fn with_credentials_provider(
+        mut self,
+        provider: impl aws_sdk_secretsmanager::config::ProvideCredentials + 'static,
+    ) -> Self {
+        self.credentials =
+            Some(aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(provider));
+        self
     }
 
     /// What deleting does with these settings.
@@ -208,6 +221,9 @@ impl AwsBackend {
                 if let Some(e) = &self.settings.endpoint_url {
                     loader = loader.endpoint_url(e.clone());
                 }
+                if let Some(c) = &self.credentials {
+                    loader = loader.credentials_provider(c.clone());
+                }
                 if let Some(p) = &self.settings.profile {
                     loader = loader.profile_name(p.clone());
                 }
@@ -240,7 +256,10 @@ impl AwsBackend {
                 let code = err.code().unwrap_or("");
                 let message = err.message().unwrap_or("").to_owned();
                 let status = se.raw().status().as_u16();
-                let what = format!("{op} '{secret}' failed: {code} (HTTP {status}) {message}");
+                let what = format!(
+                    "{op} '{secret}' failed: {} (HTTP {status}) {message}",
+                    if code.is_empty() { "error" } else { code }
+                );
                 match code {
                     "ResourceNotFoundException" => Fault::NotFound,
                     "ResourceExistsException" => Fault::Exists,
@@ -258,6 +277,11 @@ impl AwsBackend {
                     | "InvalidClientTokenId"
                     | "ExpiredTokenException"
                     | "ExpiredToken" => Fault::Other(
+                        Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
+                            "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
+                        ),
+                    ),
+                    _ if status == 401 || status == 403 => Fault::Other(
                         Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
                             "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
                         ),
@@ -446,6 +470,20 @@ impl AwsBackend {
             .map_err(|e| self.fault("CreateSecret", &secret, e))
     }
 
+    /// Whether the secret exists: `Ok(false)` when absent, `ScheduledForDeletion` when it is
+    /// waiting out its recovery window.
+    async fn exists(&self, secret: &str) -> std::result::Result<bool, Fault> {
+        let client = self.client().await.map_err(Fault::Other)?;
+        match client.describe_secret().secret_id(secret).send().await {
+            Ok(d) if d.deleted_date().is_some() => Err(Fault::ScheduledForDeletion),
+            Ok(_) => Ok(true),
+            Err(e) => match self.fault("DescribeSecret", secret, e) {
+                Fault::NotFound => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn put(&self, cred: &Credential) -> std::result::Result<(), Fault> {
         let client = self.client().await.map_err(Fault::Other)?;
         let secret = self.secret_id(cred.name());
@@ -509,10 +547,12 @@ impl CredentialBackend for AwsBackend {
         let secret = self.secret_id(name);
         let result = match mode {
             StoreMode::CreateNew => self.create(cred).await,
-            // Put first: replacing is the common case, and it keeps the secret's history.
-            StoreMode::Replace => match self.put(cred).await {
-                Err(Fault::NotFound) => self.create(cred).await,
-                other => other,
+            // Describe first: not every implementation refuses PutSecretValue on a secret
+            // scheduled for deletion, and a value written there would be invisible.
+            StoreMode::Replace => match self.exists(&secret).await {
+                Ok(true) => self.put(cred).await,
+                Ok(false) => self.create(cred).await,
+                Err(f) => Err(f),
             },
         };
         match result {
@@ -529,6 +569,13 @@ impl CredentialBackend for AwsBackend {
     async fn delete(&self, name: &CredentialName) -> Result<()> {
         let client = self.client().await?;
         let secret = self.secret_id(name);
+        // A forced delete of a missing secret succeeds in AWS, so look first.
+        match self.exists(&secret).await {
+            Ok(true) => {}
+            Ok(false) | Err(Fault::NotFound) => return Err(Error::not_found(&self.describe, name)),
+            Err(Fault::ScheduledForDeletion) => return Err(self.not_found_scheduled(name, &secret)),
+            Err(other) => return Err(self.unexpected(name, other)),
+        }
         let mut req = client.delete_secret().secret_id(&secret);
         req = match self.delete {
             DeletePolicy::Force => req.force_delete_without_recovery(true),
