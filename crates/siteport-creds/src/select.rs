@@ -160,6 +160,9 @@ pub struct BackendSettings {
     /// `[credentials.dir]`.
     #[serde(default)]
     pub dir: DirSettings,
+    /// `[credentials.aws]`.
+    #[serde(default)]
+    pub aws: crate::AwsSettings,
 }
 
 /// How the library asks a person for something. The CLI implements it with a hidden
@@ -207,6 +210,10 @@ fn open_one(
         BackendKind::File => Ok(Box::new(FileBackend::open(&settings.file, prompter)?)),
         BackendKind::Env => Ok(Box::new(EnvBackend::from_process_env())),
         BackendKind::Dir => Ok(Box::new(DirBackend::from_settings(&settings.dir))),
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => Ok(Box::new(crate::backends::aws::AwsBackend::open(
+            &settings.aws,
+        )?)),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("{other} backend"),

@@ -10,11 +10,13 @@
 
 mod certs;
 mod hostile;
+mod moto;
 mod proxy;
 mod server;
 
 pub use certs::TestCerts;
 pub use hostile::{HOSTILE_NAMES, HostileServer};
+pub use moto::{MotoServer, moto_server_path};
 pub use proxy::FaultyProxy;
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 

@@ -46,7 +46,7 @@ pub const FTP_SYSTEM_USER: &str = "siteport-ftp";
 const INSTALL_HINT: &str =
     "run `scripts/install-test-deps` (as root) to install the test FTP servers";
 
-fn tools_dir() -> PathBuf {
+pub(crate) fn tools_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SITEPORT_TOOLS") {
         return PathBuf::from(d);
     }
@@ -97,7 +97,7 @@ fn system_user(name: &str) -> (u32, u32) {
     panic!("system user {name} does not exist — {INSTALL_HINT}");
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port on 127.0.0.1")

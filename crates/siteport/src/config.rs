@@ -683,6 +683,14 @@ impl Config {
                 other.insert(k.to_owned(), v);
             }
         }
+        if let Some(t) = other.get("aws") {
+            settings.aws = t.clone().try_into().map_err(|e: toml::de::Error| {
+                ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!("credentials.aws: {}", e.message().trim()),
+                )
+            })?;
+        }
         let backend = match c.backend {
             None => None,
             Some(v) => Some(self.backend_spec(&v)?),

@@ -1,5 +1,7 @@
 //! The built-in backends. Remote ones are compiled only with their cargo feature.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod dir;
 pub mod env;
 pub mod file;

@@ -1,0 +1,683 @@
+//! AWS Secrets Manager (feature `aws`), through the official `aws-sdk-secretsmanager`.
+//!
+//! One secret per credential, named `<prefix><name>` (`siteport/acme` by default), whose
+//! `SecretString` is JSON: `{"username": …, "password": …, "host": …, "port": …}` (host and
+//! port optional; a port written as a string is accepted, for secrets made by hand).
+//!
+//! Authentication is the SDK's default chain (environment, `~/.aws` profiles, web identity,
+//! `credential_process`, ECS and EC2 instance roles); region and endpoint come from
+//! [`AwsSettings`] or the SDK's own variables. The HTTPS client is rustls on ring (no aws-lc,
+//! no cmake) and the SSO token clients are left out to keep the build small: SSO users run
+//! `aws sso login` and point `credential_process` or exported keys at the result.
+//!
+//! Deleting schedules the secret for deletion with a recovery window (7 days unless
+//! configured) so that a mistaken `siteport credential rm` can be undone with
+//! `aws secretsmanager restore-secret`; `force_delete = true` deletes immediately. A secret
+//! scheduled for deletion reads as not found, and storing over it fails with the restore and
+//! purge commands in the hint.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_smithy_http_client::tls;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
+
+use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
+use crate::cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
+use crate::credential::{Credential, CredentialName, parse_port};
+use crate::error::{Error, ErrorKind, Result};
+
+const DEFAULT_RECOVERY_DAYS: i64 = 7;
+const DEFAULT_ATTEMPTS: u32 = 3;
+const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// What deleting a secret does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletePolicy {
+    /// Delete now; the secret cannot be restored.
+    Force,
+    /// Schedule deletion after this many days (7–30); restorable until then.
+    RecoveryWindow(i64),
+}
+
+/// The AWS Secrets Manager backend. The SDK is configured on first use (reading the shared
+/// config files is I/O, and opening a backend must not do any).
+pub struct AwsBackend {
+    settings: AwsSettings,
+    prefix: String,
+    delete: DeletePolicy,
+    describe: String,
+    credentials: Option<aws_sdk_secretsmanager::config::SharedCredentialsProvider>,
+    client: OnceCell<Client>,
+}
+
+impl fmt::Debug for AwsBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsBackend")
+            .field("describe", &self.describe)
+            .field("prefix", &self.prefix)
+            .field("delete", &self.delete)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the secret's JSON is written.
+#[derive(Serialize)]
+struct SecretOut<'a> {
+    username: &'a str,
+    password: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortIn {
+    Number(u64),
+    Text(String),
+}
+
+/// How the secret's JSON is read. The password goes straight into a `SecretString`.
+#[derive(Deserialize)]
+struct SecretIn {
+    username: String,
+    password: SecretString,
+    host: Option<String>,
+    port: Option<PortIn>,
+}
+
+/// How a failed call is classified before it becomes an [`Error`].
+enum Fault {
+    NotFound,
+    Exists,
+    ScheduledForDeletion,
+    Other(Error),
+}
+
+impl AwsBackend {
+    /// Builds the backend from settings; validates them, contacts nothing.
+    pub fn open(settings: &AwsSettings) -> Result<Self> {
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| env_nonempty("AWS_REGION"))
+            .or_else(|| env_nonempty("AWS_DEFAULT_REGION"));
+        let endpoint = settings
+            .endpoint_url
+            .clone()
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
+        let describe = match (&region, &endpoint) {
+            (r, Some(e)) => format!(
+                "aws backend (Secrets Manager at {e}, region {})",
+                r.as_deref().unwrap_or("from the AWS config")
+            ),
+            (Some(r), None) => {
+                format!("aws backend (Secrets Manager at https://secretsmanager.{r}.amazonaws.com)")
+            }
+            (None, None) => "aws backend (Secrets Manager, region from the AWS config)".to_owned(),
+        };
+        let delete = if settings.force_delete {
+            DeletePolicy::Force
+        } else {
+            let days = settings
+                .recovery_window_days
+                .unwrap_or(DEFAULT_RECOVERY_DAYS);
+            if !(7..=30).contains(&days) {
+                return Err(Error::new(
+                    ErrorKind::Invalid,
+                    describe,
+                    format!("recovery_window_days = {days} is out of range; AWS allows 7 to 30"),
+                )
+                .with_hint(
+                    "set `recovery_window_days` between 7 and 30 in [credentials.aws], or `force_delete = true` to delete without recovery",
+                ));
+            }
+            DeletePolicy::RecoveryWindow(days)
+        };
+        if settings.max_attempts == Some(0) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                describe,
+                "max_attempts = 0: at least one attempt is needed",
+            )
+            .with_hint("set `max_attempts` to 1 or more in [credentials.aws]"));
+        }
+        let prefix = settings
+            .prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned());
+        Ok(Self {
+            settings: settings.clone(),
+            prefix,
+            delete,
+            describe,
+            credentials: None,
+            client: OnceCell::new(),
+        })
+    }
+
+    /// Uses `provider` instead of the SDK's default credential chain (for programs that embed
+    /// siteport and already hold AWS credentials, and for tests).
+    pub fn with_credentials_provider(
+        mut self,
+        provider: impl aws_sdk_secretsmanager::config::ProvideCredentials + 'static,
+    ) -> Self {
+        self.credentials =
+            Some(aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(provider));
+        self
+    }
+
+    /// What deleting does with these settings.
+    pub fn delete_policy(&self) -> DeletePolicy {
+        self.delete
+    }
+
+    /// The secret name that holds credential `name`.
+    pub fn secret_id(&self, name: &CredentialName) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    async fn client(&self) -> Result<&Client> {
+        self.client
+            .get_or_try_init(|| async {
+                let http = aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https();
+                let attempts = self.settings.max_attempts.unwrap_or(DEFAULT_ATTEMPTS);
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http)
+                    .retry_config(
+                        RetryConfig::standard()
+                            .with_max_attempts(attempts)
+                            .with_initial_backoff(Duration::from_millis(200)),
+                    )
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(5))
+                            .operation_timeout(Duration::from_secs(
+                                self.settings.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+                            ))
+                            .build(),
+                    );
+                if let Some(r) = &self.settings.region {
+                    loader = loader.region(aws_config::Region::new(r.clone()));
+                }
+                if let Some(e) = &self.settings.endpoint_url {
+                    loader = loader.endpoint_url(e.clone());
+                }
+                if let Some(c) = &self.credentials {
+                    loader = loader.credentials_provider(c.clone());
+                }
+                if let Some(p) = &self.settings.profile {
+                    loader = loader.profile_name(p.clone());
+                }
+                let conf = loader.load().await;
+                if conf.region().is_none() {
+                    return Err(Error::new(
+                        ErrorKind::Invalid,
+                        self.describe.clone(),
+                        "no AWS region is configured",
+                    )
+                    .with_hint(
+                        "set `region = \"eu-west-1\"` in [credentials.aws], or export AWS_REGION",
+                    ));
+                }
+                Ok(Client::new(&conf))
+            })
+            .await
+    }
+
+    /// Classifies an SDK failure. Service messages name secrets, never values.
+    fn fault<E>(&self, op: &str, secret: &str, e: SdkError<E>) -> Fault
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let d = &self.describe;
+        let context = DisplayErrorContext(&e).to_string();
+        match &e {
+            SdkError::ServiceError(se) => {
+                let err = se.err();
+                let code = err.code().unwrap_or("");
+                let message = err.message().unwrap_or("").to_owned();
+                let status = se.raw().status().as_u16();
+                let what = format!(
+                    "{op} '{secret}' failed: {} (HTTP {status}) {message}",
+                    if code.is_empty() { "error" } else { code }
+                );
+                match code {
+                    "ResourceNotFoundException" => Fault::NotFound,
+                    "ResourceExistsException" => Fault::Exists,
+                    "InvalidRequestException"
+                        if message.contains("deletion") || message.contains("deleted") =>
+                    {
+                        Fault::ScheduledForDeletion
+                    }
+                    "AccessDeniedException"
+                    | "AccessDenied"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "IncompleteSignature"
+                    | "MissingAuthenticationToken"
+                    | "InvalidClientTokenId"
+                    | "ExpiredTokenException"
+                    | "ExpiredToken" => Fault::Other(
+                        Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
+                            "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
+                        ),
+                    ),
+                    _ if status == 401 || status == 403 => Fault::Other(
+                        Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
+                            "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
+                        ),
+                    ),
+                    "ThrottlingException"
+                    | "TooManyRequestsException"
+                    | "RequestLimitExceeded"
+                    | "InternalServiceError"
+                    | "InternalFailure"
+                    | "ServiceUnavailable" => Fault::Other(
+                        Error::new(ErrorKind::Unavailable, d, what)
+                            .with_hint("AWS is throttling or failing; try again in a minute"),
+                    ),
+                    _ if status >= 500 => Fault::Other(
+                        Error::new(ErrorKind::Unavailable, d, what)
+                            .with_hint("AWS is failing; try again in a minute"),
+                    ),
+                    _ => Fault::Other(Error::new(ErrorKind::Invalid, d, what)),
+                }
+            }
+            SdkError::TimeoutError(_) => Fault::Other(
+                Error::new(
+                    ErrorKind::Unavailable,
+                    d,
+                    format!("{op} '{secret}' timed out: {context}"),
+                )
+                .with_hint("check the network and the endpoint, or raise `timeout_secs` in [credentials.aws]"),
+            ),
+            SdkError::DispatchFailure(df) if df.is_user() || context.contains("credentials") => {
+                Fault::Other(
+                    Error::new(
+                        ErrorKind::PermissionDenied,
+                        d,
+                        format!("{op} '{secret}' failed: {context}"),
+                    )
+                    .with_hint(
+                        "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    ),
+                )
+            }
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Fault::Other(
+                Error::new(
+                    ErrorKind::Unavailable,
+                    d,
+                    format!("{op} '{secret}': cannot reach Secrets Manager: {context}"),
+                )
+                .with_hint(
+                    "check the network, `endpoint_url`/`region` in [credentials.aws] and AWS_ENDPOINT_URL",
+                ),
+            ),
+            _ if context.contains("credentials") => Fault::Other(
+                Error::new(
+                    ErrorKind::PermissionDenied,
+                    d,
+                    format!("{op} '{secret}' failed: {context}"),
+                )
+                .with_hint(
+                    "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ),
+            ),
+            _ => Fault::Other(Error::new(
+                ErrorKind::Invalid,
+                d,
+                format!("{op} '{secret}' failed: {context}"),
+            )),
+        }
+    }
+
+    fn scheduled_hint(&self, secret: &str) -> String {
+        format!(
+            "restore it with `aws secretsmanager restore-secret --secret-id {secret}`, or purge it with `aws secretsmanager delete-secret --secret-id {secret} --force-delete-without-recovery`"
+        )
+    }
+
+    fn scheduled_error(&self, name: &CredentialName, secret: &str) -> Error {
+        Error::new(
+            ErrorKind::AlreadyExists,
+            &self.describe,
+            format!(
+                "credential '{name}' cannot be stored: secret '{secret}' is scheduled for deletion"
+            ),
+        )
+        .with_hint(self.scheduled_hint(secret))
+    }
+
+    fn not_found_scheduled(&self, name: &CredentialName, secret: &str) -> Error {
+        Error::new(
+            ErrorKind::NotFound,
+            &self.describe,
+            format!("credential '{name}' not found: secret '{secret}' is scheduled for deletion"),
+        )
+        .with_hint(self.scheduled_hint(secret))
+    }
+
+    fn unexpected(&self, name: &CredentialName, fault: Fault) -> Error {
+        match fault {
+            Fault::Other(e) => e,
+            Fault::NotFound => Error::not_found(&self.describe, name),
+            Fault::Exists => Error::already_exists(&self.describe, name),
+            Fault::ScheduledForDeletion => self.scheduled_error(name, &self.secret_id(name)),
+        }
+    }
+
+    fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
+        let out = SecretOut {
+            username: cred.username(),
+            password: cred.password().expose_secret(),
+            host: cred.host(),
+            port: cred.port(),
+        };
+        // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
+        serde_json::to_string(&out)
+            .map(Zeroizing::new)
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Invalid,
+                    "aws backend",
+                    format!("cannot encode credential '{}': {e}", cred.name()),
+                )
+            })
+    }
+
+    fn decode(
+        &self,
+        name: &CredentialName,
+        secret: &str,
+        text: Option<&str>,
+        times: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+    ) -> Result<Credential> {
+        let corrupt = |why: String| {
+            Error::new(
+                ErrorKind::Corrupt,
+                &self.describe,
+                format!("secret '{secret}' is not a siteport credential: {why}"),
+            )
+            .with_hint(format!(
+                "its SecretString must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\"); rewrite it with `siteport credential add {name} --force`"
+            ))
+        };
+        let text = text.ok_or_else(|| corrupt("it has no SecretString (binary secret)".into()))?;
+        // serde_json's messages can quote the input: report only the position.
+        let parsed: SecretIn = serde_json::from_str(text).map_err(|e| {
+            corrupt(format!(
+                "invalid JSON or missing fields at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let invalid = |e| Error::invalid(&self.describe, e);
+        let mut cred =
+            Credential::new(name.clone(), parsed.username, parsed.password).map_err(invalid)?;
+        if let Some(h) = parsed.host.filter(|h| !h.is_empty()) {
+            cred = cred.with_host(h).map_err(invalid)?;
+        }
+        match parsed.port {
+            None => {}
+            Some(PortIn::Number(n)) => {
+                let p = u16::try_from(n)
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| corrupt(format!("port {n} is out of range")))?;
+                cred = cred.with_port(p).map_err(invalid)?;
+            }
+            Some(PortIn::Text(t)) if t.trim().is_empty() => {}
+            Some(PortIn::Text(t)) => {
+                cred = cred
+                    .with_port(parse_port(&t).map_err(invalid)?)
+                    .map_err(invalid)?;
+            }
+        }
+        Ok(cred.with_times(times.0, times.1))
+    }
+
+    async fn create(&self, cred: &Credential) -> std::result::Result<(), Fault> {
+        let client = self.client().await.map_err(Fault::Other)?;
+        let secret = self.secret_id(cred.name());
+        let json = Self::encode(cred).map_err(Fault::Other)?;
+        client
+            .create_secret()
+            .name(&secret)
+            .description("FTP credential managed by siteport")
+            .secret_string(json.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fault("CreateSecret", &secret, e))
+    }
+
+    /// Whether the secret exists: `Ok(false)` when absent, `ScheduledForDeletion` when it is
+    /// waiting out its recovery window.
+    async fn exists(&self, secret: &str) -> std::result::Result<bool, Fault> {
+        let client = self.client().await.map_err(Fault::Other)?;
+        match client.describe_secret().secret_id(secret).send().await {
+            Ok(d) if d.deleted_date().is_some() => Err(Fault::ScheduledForDeletion),
+            Ok(_) => Ok(true),
+            Err(e) => match self.fault("DescribeSecret", secret, e) {
+                Fault::NotFound => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn put(&self, cred: &Credential) -> std::result::Result<(), Fault> {
+        let client = self.client().await.map_err(Fault::Other)?;
+        let secret = self.secret_id(cred.name());
+        let json = Self::encode(cred).map_err(Fault::Other)?;
+        client
+            .put_secret_value()
+            .secret_id(&secret)
+            .secret_string(json.as_str())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.fault("PutSecretValue", &secret, e))
+    }
+}
+
+fn env_nonempty(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn to_time(t: Option<&aws_sdk_secretsmanager::primitives::DateTime>) -> Option<OffsetDateTime> {
+    let t = t?;
+    OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(t.secs()) * 1_000_000_000 + i128::from(t.subsec_nanos()),
+    )
+    .ok()
+}
+
+#[async_trait]
+impl CredentialBackend for AwsBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Aws
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn is_writable(&self) -> bool {
+        true
+    }
+
+    async fn get(&self, name: &CredentialName) -> Result<Credential> {
+        let client = self.client().await?;
+        let secret = self.secret_id(name);
+        let out = match client.get_secret_value().secret_id(&secret).send().await {
+            Ok(out) => out,
+            Err(e) => {
+                return Err(match self.fault("GetSecretValue", &secret, e) {
+                    Fault::NotFound => Error::not_found(&self.describe, name),
+                    Fault::ScheduledForDeletion => self.not_found_scheduled(name, &secret),
+                    other => self.unexpected(name, other),
+                });
+            }
+        };
+        let created = to_time(out.created_date());
+        self.decode(name, &secret, out.secret_string(), (created, created))
+    }
+
+    async fn store(&self, cred: &Credential, mode: StoreMode) -> Result<()> {
+        let name = cred.name();
+        let secret = self.secret_id(name);
+        let result = match mode {
+            StoreMode::CreateNew => self.create(cred).await,
+            // Describe first: not every implementation refuses PutSecretValue on a secret
+            // scheduled for deletion, and a value written there would be invisible.
+            StoreMode::Replace => match self.exists(&secret).await {
+                Ok(true) => self.put(cred).await,
+                Ok(false) => self.create(cred).await,
+                Err(f) => Err(f),
+            },
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(secret = %secret, "stored credential in Secrets Manager");
+                Ok(())
+            }
+            Err(Fault::Exists) => Err(Error::already_exists(&self.describe, name)),
+            Err(Fault::ScheduledForDeletion) => Err(self.scheduled_error(name, &secret)),
+            Err(other) => Err(self.unexpected(name, other)),
+        }
+    }
+
+    async fn delete(&self, name: &CredentialName) -> Result<()> {
+        let client = self.client().await?;
+        let secret = self.secret_id(name);
+        // A forced delete of a missing secret succeeds in AWS, so look first.
+        match self.exists(&secret).await {
+            Ok(true) => {}
+            Ok(false) | Err(Fault::NotFound) => return Err(Error::not_found(&self.describe, name)),
+            Err(Fault::ScheduledForDeletion) => return Err(self.not_found_scheduled(name, &secret)),
+            Err(other) => return Err(self.unexpected(name, other)),
+        }
+        let mut req = client.delete_secret().secret_id(&secret);
+        req = match self.delete {
+            DeletePolicy::Force => req.force_delete_without_recovery(true),
+            DeletePolicy::RecoveryWindow(days) => req.recovery_window_in_days(days),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match self.fault("DeleteSecret", &secret, e) {
+                Fault::NotFound => Error::not_found(&self.describe, name),
+                Fault::ScheduledForDeletion => self.not_found_scheduled(name, &secret),
+                other => self.unexpected(name, other),
+            }),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<CredentialInfo>> {
+        let client = self.client().await?;
+        let mut req = client.list_secrets();
+        if !self.prefix.is_empty() {
+            req = req.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(&self.prefix)
+                    .build(),
+            );
+        }
+        let mut pages = req.into_paginator().send();
+        let mut names = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| match self.fault("ListSecrets", &self.prefix, e) {
+                Fault::Other(e) => e,
+                _ => Error::new(
+                    ErrorKind::Invalid,
+                    &self.describe,
+                    "ListSecrets failed unexpectedly",
+                ),
+            })?;
+            for entry in page.secret_list() {
+                if entry.deleted_date().is_some() {
+                    continue;
+                }
+                let Some(full) = entry.name() else { continue };
+                // The service's name filter is a case-insensitive prefix match; ours is exact.
+                let Some(rest) = full.strip_prefix(self.prefix.as_str()) else {
+                    continue;
+                };
+                match CredentialName::new(rest) {
+                    Ok(n) if n.as_str() == rest => names.push((
+                        n,
+                        to_time(entry.created_date()),
+                        to_time(entry.last_changed_date()),
+                    )),
+                    _ => tracing::debug!(
+                        secret = %full,
+                        "skipping a secret whose name is not a credential name"
+                    ),
+                }
+            }
+        }
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        names.dedup_by(|a, b| a.0 == b.0);
+        let mut out = Vec::with_capacity(names.len());
+        for (name, created, updated) in names {
+            match self.get(&name).await {
+                Ok(c) => {
+                    let mut info = CredentialInfo::of(&c, BackendKind::Aws);
+                    info.created = created;
+                    info.updated = updated.or(created);
+                    out.push(info);
+                }
+                // Deleted between the listing and the read.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn check(&self) -> Result<Health> {
+        let client = self.client().await?;
+        let mut req = client.list_secrets().max_results(1);
+        if !self.prefix.is_empty() {
+            req = req.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(&self.prefix)
+                    .build(),
+            );
+        }
+        req.send()
+            .await
+            .map_err(|e| match self.fault("ListSecrets", &self.prefix, e) {
+                Fault::Other(e) => e,
+                _ => Error::new(ErrorKind::Invalid, &self.describe, "ListSecrets failed"),
+            })?;
+        let mut notes = vec![format!("secrets are named {}<credential>", self.prefix)];
+        notes.push(match self.delete {
+            DeletePolicy::Force => "delete is immediate (force_delete = true)".to_owned(),
+            DeletePolicy::RecoveryWindow(d) => {
+                format!("deleted credentials stay restorable for {d} days")
+            }
+        });
+        Ok(Health { notes })
+    }
+}
