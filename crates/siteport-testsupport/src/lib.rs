@@ -10,6 +10,7 @@
 mod certs;
 mod proxy;
 mod server;
+pub mod vault_fake;
 
 pub use certs::TestCerts;
 pub use proxy::FaultyProxy;

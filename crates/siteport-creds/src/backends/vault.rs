@@ -503,11 +503,19 @@ impl VaultBackend {
                 KvVersion::V1
             });
         }
-        let hint = format!(
-            "enable it with `vault secrets enable -path={} kv-v2`, or set [credentials.vault] \
-             kv_version if the token may not read sys/internal/ui/mounts",
-            self.mount
-        );
+        let hint = if r.status == StatusCode::FORBIDDEN {
+            format!(
+                "{}; or set [credentials.vault] kv_version if the token may not read \
+                 sys/internal/ui/mounts",
+                self.policy_hint()
+            )
+        } else {
+            format!(
+                "enable it with `vault secrets enable -path={} kv-v2`, or set \
+                 [credentials.vault] kv_version if the server has no sys/internal/ui/mounts",
+                self.mount
+            )
+        };
         Err(self
             .status_error(
                 &r,
