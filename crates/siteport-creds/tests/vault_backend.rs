@@ -55,7 +55,9 @@ async fn kv2_on_fake_is_conformant_and_lays_out_one_secret_per_credential() {
     b.store(&cred("layout", "layout-pw-1"), StoreMode::CreateNew)
         .await
         .unwrap();
-    let data = fake.v2_data("siteport/layout").expect("secret at siteport/layout");
+    let data = fake
+        .v2_data("siteport/layout")
+        .expect("secret at siteport/layout");
     assert_eq!(data["username"], "user");
     assert_eq!(data["password"], "layout-pw-1");
     assert_eq!(data["host"], "ftp.example");
@@ -101,7 +103,11 @@ async fn custom_prefix_and_namespace_header() {
         .await
         .unwrap();
     assert!(fake.v2_data("apps/web/site").is_some());
-    assert!(b.describe().contains("/v1/secret/apps/web/"), "{}", b.describe());
+    assert!(
+        b.describe().contains("/v1/secret/apps/web/"),
+        "{}",
+        b.describe()
+    );
     let ns = fake.namespaces();
     assert!(!ns.is_empty() && ns.iter().all(|n| n == "team-a"), "{ns:?}");
 }
@@ -242,7 +248,10 @@ async fn retries_only_retryable_failures_and_bounds_them() {
     fake.fail_next(&[500]);
     let e = b.get(&name("r")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    assert!(e.to_string().contains("injected failure"), "Vault's errors array: {e}");
+    assert!(
+        e.to_string().contains("injected failure"),
+        "Vault's errors array: {e}"
+    );
     assert_eq!(fake.requests() - before, 1);
 
     // Three 429s in a row: rate limited, after exactly three attempts.

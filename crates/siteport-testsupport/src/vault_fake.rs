@@ -113,10 +113,12 @@ impl VaultFake {
             .expect("bind the Vault fake");
         let addr = listener.local_addr().expect("local addr");
         let st = state.clone();
-        let app = Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let st = st.clone();
-            async move { handle(&st, method, uri, headers, body) }
-        });
+        let app = Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let st = st.clone();
+                async move { handle(&st, method, uri, headers, body) }
+            },
+        );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -205,7 +207,10 @@ fn handle(
 ) -> Response {
     let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
     s.requests += 1;
-    if let Some(ns) = headers.get("x-vault-namespace").and_then(|v| v.to_str().ok()) {
+    if let Some(ns) = headers
+        .get("x-vault-namespace")
+        .and_then(|v| v.to_str().ok())
+    {
         s.namespaces.push(ns.to_owned());
     }
     if !s.fail_next.is_empty() {
@@ -232,8 +237,7 @@ fn handle(
     };
 
     // Logins need no token.
-    if method == Method::POST && (path == "auth/approle/login" || path == "auth/kubernetes/login")
-    {
+    if method == Method::POST && (path == "auth/approle/login" || path == "auth/kubernetes/login") {
         let (ok, ttl) = if path == "auth/approle/login" {
             let role = json_body["role_id"].as_str().unwrap_or("");
             let secret = json_body["secret_id"].as_str().unwrap_or("");
@@ -262,8 +266,7 @@ fn handle(
         s.counter += 1;
         s.logins += 1;
         let token = format!("hvs.fake-login-{}", s.counter);
-        s.tokens
-            .insert(token.clone(), Some(Instant::now() + ttl));
+        s.tokens.insert(token.clone(), Some(Instant::now() + ttl));
         return reply(
             StatusCode::OK,
             json!({
@@ -303,7 +306,9 @@ fn handle(
             ),
             _ => errors(
                 StatusCode::FORBIDDEN,
-                &["preflight capability check returned 403, please ensure client's policies grant access to path"],
+                &[
+                    "preflight capability check returned 403, please ensure client's policies grant access to path",
+                ],
             ),
         };
     }
@@ -316,7 +321,9 @@ fn handle(
     }
     errors(
         StatusCode::NOT_FOUND,
-        &[&format!("no handler for route \"{path}\". route entry not found.")],
+        &[&format!(
+            "no handler for route \"{path}\". route entry not found."
+        )],
     )
 }
 
@@ -353,14 +360,17 @@ fn kv2(s: &mut State, method: &Method, rest: &str, list: bool, body: &Value) -> 
             } else {
                 format!("{path}/")
             };
-            let live = s
-                .v2
-                .iter()
-                .filter(|(_, v)| !v.versions.is_empty())
-                .map(|(k, _)| k);
+            let live =
+                s.v2.iter()
+                    .filter(|(_, v)| !v.versions.is_empty())
+                    .map(|(k, _)| k);
             list_reply(keys_under(live, &prefix))
         }
-        ("data", "GET", false) => match s.v2.get(&path).and_then(|sec| sec.versions.last().map(|v| (sec, v))) {
+        ("data", "GET", false) => match s
+            .v2
+            .get(&path)
+            .and_then(|sec| sec.versions.last().map(|v| (sec, v)))
+        {
             Some((_, v)) if v.data.is_some() && !v.destroyed => reply(
                 StatusCode::OK,
                 json!({"data": {

@@ -129,7 +129,7 @@ impl KeychainBackend {
     }
 
     /// The store actually used (`Auto` resolved on Linux).
-    pub fn store(&self) -> KeychainStore {
+    pub fn keychain_store(&self) -> KeychainStore {
         self.store
     }
 

@@ -3,7 +3,7 @@
 pub mod dir;
 pub mod env;
 pub mod file;
-#[cfg(feature = "vault")]
-pub mod vault;
 #[cfg(feature = "keychain")]
 pub mod keychain;
+#[cfg(feature = "vault")]
+pub mod vault;
