@@ -16,8 +16,45 @@ fn service(tag: &str) -> String {
     format!("siteport-test-{tag}-{}", std::process::id())
 }
 
-#[tokio::test]
-async fn keyutils_is_conformant_and_keeps_an_index() {
+/// Runs inside its own session keyring (`keyctl session`): without one, keys land in the
+/// per-user fallback session keyring shared by every root process, and were seen to go missing
+/// between store and get (2 runs in 3).
+#[test]
+fn keyutils_is_conformant_and_keeps_an_index() {
+    if std::env::var_os("SITEPORT_IN_KEYCTL_SESSION").is_some() {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(keyutils_suite());
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("keyctl")
+        .args(["session", "-"])
+        .arg(exe)
+        .args([
+            "--exact",
+            "keyutils_is_conformant_and_keeps_an_index",
+            "--nocapture",
+        ])
+        .env("SITEPORT_IN_KEYCTL_SESSION", "1")
+        .output()
+        .expect("keyctl is missing: run scripts/install-test-deps");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "keyutils suite in a keyctl session failed:\n{text}"
+    );
+    assert!(
+        text.contains("1 passed"),
+        "the inner run did not run the suite:\n{text}"
+    );
+}
+
+async fn keyutils_suite() {
     let b = KeychainBackend::new(KeychainStore::Keyutils, service("keyutils"));
     assert_eq!(b.keychain_store(), KeychainStore::Keyutils);
     testkit::writable_suite(&b).await;
