@@ -26,7 +26,8 @@ pub use credential::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use select::{
-    BackendSettings, BackendSpec, DirSettings, FileSettings, NoPrompter, Prompter, open_backend,
+    BackendSettings, BackendSpec, DirSettings, FileSettings, KeychainSettings, NoPrompter,
+    Prompter, VaultSettings, open_backend,
 };
 
 pub use secrecy::{ExposeSecret, SecretString};

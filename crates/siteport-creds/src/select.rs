@@ -14,6 +14,29 @@ use crate::backends::{dir::DirBackend, env::EnvBackend, file::FileBackend};
 use crate::chain::ChainBackend;
 use crate::error::{Error, ErrorKind, Result};
 
+#[cfg(feature = "keychain")]
+pub use crate::backends::keychain::KeychainSettings;
+#[cfg(feature = "vault")]
+pub use crate::backends::vault::VaultSettings;
+#[cfg(not(feature = "keychain"))]
+pub use disabled::KeychainSettings;
+#[cfg(not(feature = "vault"))]
+pub use disabled::VaultSettings;
+
+/// Settings of backends not built in: any table is accepted, so a config shared between builds
+/// stays loadable; opening such a backend says which feature to build with.
+#[allow(dead_code)]
+mod disabled {
+    use serde::{Deserialize, Serialize};
+    /// `[credentials.vault]` in a build without the `vault` feature.
+    pub type VaultSettings = Opaque;
+    /// `[credentials.keychain]` in a build without the `keychain` feature.
+    pub type KeychainSettings = Opaque;
+    /// Any table; its keys are ignored.
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Opaque {}
+}
+
 /// Environment variable that selects the backend when no flag does.
 pub const BACKEND_ENV: &str = "SITEPORT_CREDENTIAL_BACKEND";
 
@@ -163,6 +186,12 @@ pub struct BackendSettings {
     /// `[credentials.aws]`.
     #[serde(default)]
     pub aws: crate::AwsSettings,
+    /// `[credentials.vault]` (read even when the `vault` feature is off, so configs stay valid).
+    #[serde(default)]
+    pub vault: VaultSettings,
+    /// `[credentials.keychain]`.
+    #[serde(default)]
+    pub keychain: KeychainSettings,
 }
 
 /// How the library asks a person for something. The CLI implements it with a hidden
@@ -214,6 +243,14 @@ fn open_one(
         BackendKind::Aws => Ok(Box::new(crate::backends::aws::AwsBackend::open(
             &settings.aws,
         )?)),
+        #[cfg(feature = "vault")]
+        BackendKind::Vault => Ok(Box::new(crate::backends::vault::VaultBackend::open(
+            &settings.vault,
+        )?)),
+        #[cfg(feature = "keychain")]
+        BackendKind::Keychain => Ok(Box::new(
+            crate::backends::keychain::KeychainBackend::from_settings(&settings.keychain)?,
+        )),
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("{other} backend"),

@@ -13,6 +13,7 @@ mod hostile;
 mod moto;
 mod proxy;
 mod server;
+pub mod vault_fake;
 
 pub use certs::TestCerts;
 pub use hostile::{HOSTILE_NAMES, HostileServer};

@@ -671,6 +671,28 @@ impl Config {
                 root: self.setting_path(d.root, env, "credentials.dir.root")?,
             };
         }
+        #[cfg(feature = "vault")]
+        if let Some(v) = &c.vault {
+            let mut vs: siteport_creds::VaultSettings = backend_table(v, "vault")?;
+            for p in [
+                &mut vs.ca_cert,
+                &mut vs.token_file,
+                &mut vs.secret_id_file,
+                &mut vs.jwt_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = self.base_dir().join(&*p);
+                }
+            }
+            settings.vault = vs;
+        }
+        #[cfg(feature = "keychain")]
+        if let Some(v) = &c.keychain {
+            settings.keychain = backend_table(v, "keychain")?;
+        }
         let mut other = BTreeMap::new();
         for (k, v) in [
             ("vault", c.vault),
@@ -1297,3 +1319,20 @@ pub(crate) fn suggested_name(site: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A `[credentials.<backend>]` table read into that backend's settings type.
+#[cfg(any(feature = "vault", feature = "keychain"))]
+fn backend_table<T: serde::de::DeserializeOwned>(
+    t: &toml::Table,
+    backend: &str,
+) -> Result<T, ConfigError> {
+    t.clone().try_into().map_err(|e: toml::de::Error| {
+        ConfigError::new(
+            ConfigErrorKind::Syntax,
+            format!("credentials.{backend}: {}", e.message().trim()),
+        )
+        .hint(format!(
+            "see docs/backends.md for the keys of [credentials.{backend}]"
+        ))
+    })
+}

@@ -5,3 +5,7 @@ pub mod aws;
 pub mod dir;
 pub mod env;
 pub mod file;
+#[cfg(feature = "keychain")]
+pub mod keychain;
+#[cfg(feature = "vault")]
+pub mod vault;
