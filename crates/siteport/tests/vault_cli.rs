@@ -104,3 +104,92 @@ async fn missing_token_exits_3_and_names_vault_token() {
         stderr(&o)
     );
 }
+
+/// Issue 6's acceptance: an export → import cycle whose FTP password comes from Vault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_cycle_with_password_from_vault() {
+    use secrecy::ExposeSecret;
+    use siteport_testsupport::{FtpServer, ServerKind};
+
+    let fake = VaultFake::start().await;
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let addr = fake.address();
+    let env = [("VAULT_ADDR", addr.as_str()), ("VAULT_TOKEN", ROOT_TOKEN)];
+    let site = |name: &str, local: &str| {
+        format!(
+            "[[site]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             credential = \"web\"\nlocal = \"{local}\"\nremote = \"/htdocs\"\n\n",
+            server.port
+        )
+    };
+    std::fs::write(
+        sb.workdir().join("siteport.toml"),
+        format!(
+            "[credentials]\nbackend = \"vault\"\n\n{}{}",
+            site("web", "public"),
+            site("copy", "copy")
+        ),
+    )
+    .unwrap();
+    let password = server.password.expose_secret().to_owned();
+    let o = sb.run(
+        &[
+            "credential",
+            "add",
+            "web",
+            "-u",
+            &server.user,
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+        &env,
+    );
+    assert_code(&o, 0);
+    assert_eq!(
+        fake.v2_data("siteport/web").expect("stored in Vault")["password"],
+        password.as_str()
+    );
+
+    let local = sb.workdir().join("public");
+    let files: [(&str, Vec<u8>); 3] = [
+        ("index.html", b"<h1>vault</h1>\n".to_vec()),
+        ("css/site.css", b"body{}\n".to_vec()),
+        ("img/logo.bin", (0..=255u8).cycle().take(9000).collect()),
+    ];
+    for (rel, bytes) in &files {
+        let p = local.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    let o = sb.run(&["-vvv", "export", "web"], "", &env);
+    assert_code(&o, 0);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        all.contains("PASS ****"),
+        "no masked login in the -vvv trace"
+    );
+    assert!(
+        !all.contains(&password),
+        "-vvv output leaks the FTP password"
+    );
+    assert!(
+        !all.contains(ROOT_TOKEN),
+        "-vvv output leaks the Vault token"
+    );
+
+    let o = sb.run(&["import", "copy"], "", &env);
+    assert_code(&o, 0);
+    for (rel, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(server.root().join("htdocs").join(rel)).unwrap(),
+            bytes,
+            "{rel} on the server"
+        );
+        assert_eq!(
+            &std::fs::read(sb.workdir().join("copy").join(rel)).unwrap(),
+            bytes,
+            "{rel} imported"
+        );
+    }
+}
