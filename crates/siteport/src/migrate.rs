@@ -139,6 +139,25 @@ pub struct MigrationReport {
 }
 
 impl MigrationReport {
+    /// A report with nothing found yet, for `config` (if any) and `backend`.
+    fn empty(
+        config: Option<PathBuf>,
+        backend: &dyn CredentialBackend,
+        options: MigrateOptions,
+    ) -> Self {
+        Self {
+            config,
+            backend: backend.describe(),
+            dry_run: options.dry_run,
+            sites: Vec::new(),
+            stored: Vec::new(),
+            reused: Vec::new(),
+            backup: None,
+            diff: None,
+            changed: false,
+        }
+    }
+
     /// True when there was nothing to store and nothing to rewrite.
     pub fn nothing_to_do(&self) -> bool {
         !self.changed && self.stored.is_empty() && self.reused.is_empty()
@@ -254,17 +273,7 @@ pub async fn migrate_config(
     let cfg = Config::parse(&text, path, &reference::process_env)?;
     let mut doc = parse_doc(&text, path)?;
     let mut masked = doc.clone();
-    let mut report = MigrationReport {
-        config: Some(path.to_owned()),
-        backend: backend.describe(),
-        dry_run: options.dry_run,
-        sites: Vec::new(),
-        stored: Vec::new(),
-        reused: Vec::new(),
-        backup: None,
-        diff: None,
-        changed: false,
-    };
+    let mut report = MigrationReport::empty(Some(path.to_owned()), backend, options);
     let mut pending = Vec::new();
     let mut rewrites = Vec::new();
     for (i, site) in cfg.sites.iter().enumerate() {
@@ -939,17 +948,7 @@ pub async fn import_filezilla(
     let text = old_text.clone().unwrap_or_default();
     let cfg = Config::parse(&text, config, &reference::process_env)?;
     let mut doc = parse_doc(&text, config)?;
-    let mut report = MigrationReport {
-        config: Some(config.to_owned()),
-        backend: backend.describe(),
-        dry_run: options.dry_run,
-        sites: Vec::new(),
-        stored: Vec::new(),
-        reused: Vec::new(),
-        backup: None,
-        diff: None,
-        changed: false,
-    };
+    let mut report = MigrationReport::empty(Some(config.to_owned()), backend, options);
     let mut pending = Vec::new();
     // (site table, pending index) for every site to append.
     let mut new_sites: Vec<(Table, Option<usize>)> = Vec::new();
@@ -1159,17 +1158,7 @@ pub async fn import_netrc(
             format!("{}: {e}", netrc.display()),
         )
     })?;
-    let mut report = MigrationReport {
-        config: None,
-        backend: backend.describe(),
-        dry_run: options.dry_run,
-        sites: Vec::new(),
-        stored: Vec::new(),
-        reused: Vec::new(),
-        backup: None,
-        diff: None,
-        changed: false,
-    };
+    let mut report = MigrationReport::empty(None, backend, options);
     let mut pending = Vec::new();
     for e in entries {
         if let Some(p) = &e.password {
