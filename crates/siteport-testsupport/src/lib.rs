@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod certs;
+pub mod gcp_fake;
 mod hostile;
 mod moto;
 mod proxy;

@@ -713,6 +713,19 @@ impl Config {
                 )
             })?;
         }
+        if let Some(t) = other.get("gcp") {
+            let mut gs: siteport_creds::GcpSettings =
+                t.clone().try_into().map_err(|e: toml::de::Error| {
+                    ConfigError::new(
+                        ConfigErrorKind::Invalid,
+                        format!("credentials.gcp: {}", e.message().trim()),
+                    )
+                })?;
+            if let Some(p) = gs.credentials_file.as_mut().filter(|p| p.is_relative()) {
+                *p = self.base_dir().join(&*p);
+            }
+            settings.gcp = gs;
+        }
         let backend = match c.backend {
             None => None,
             Some(v) => Some(self.backend_spec(&v)?),

@@ -5,6 +5,8 @@ pub mod aws;
 pub mod dir;
 pub mod env;
 pub mod file;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "keychain")]
 pub mod keychain;
 #[cfg(feature = "vault")]
