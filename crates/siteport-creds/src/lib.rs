@@ -20,7 +20,7 @@ pub mod testkit;
 
 pub use backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 pub use chain::ChainBackend;
-pub use cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
+pub use cloud_settings::{AwsSettings, AzureSettings, DEFAULT_AZURE_PREFIX, DEFAULT_SECRET_PREFIX};
 pub use credential::{
     Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,
 };

@@ -186,6 +186,9 @@ pub struct BackendSettings {
     /// `[credentials.aws]`.
     #[serde(default)]
     pub aws: crate::AwsSettings,
+    /// `[credentials.azure]`.
+    #[serde(default)]
+    pub azure: crate::AzureSettings,
     /// `[credentials.vault]` (read even when the `vault` feature is off, so configs stay valid).
     #[serde(default)]
     pub vault: VaultSettings,
@@ -242,6 +245,10 @@ fn open_one(
         #[cfg(feature = "aws")]
         BackendKind::Aws => Ok(Box::new(crate::backends::aws::AwsBackend::open(
             &settings.aws,
+        )?)),
+        #[cfg(feature = "azure")]
+        BackendKind::Azure => Ok(Box::new(crate::backends::azure::AzureBackend::open(
+            &settings.azure,
         )?)),
         #[cfg(feature = "vault")]
         BackendKind::Vault => Ok(Box::new(crate::backends::vault::VaultBackend::open(
