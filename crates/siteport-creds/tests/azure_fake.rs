@@ -104,8 +104,12 @@ async fn secret_layout() {
 
     // Replace writes a new version.
     assert_eq!(fake.versions("siteport-acme"), 1);
-    let r = Credential::new(name("acme"), "acme-2", SecretString::from("Fx-replaced-acme-pw"))
-        .unwrap();
+    let r = Credential::new(
+        name("acme"),
+        "acme-2",
+        SecretString::from("Fx-replaced-acme-pw"),
+    )
+    .unwrap();
     b.store(&r, StoreMode::Replace).await.unwrap();
     assert_eq!(fake.versions("siteport-acme"), 2);
     assert_eq!(b.get(&name("acme")).await.unwrap().username(), "acme-2");
@@ -117,7 +121,10 @@ async fn secret_layout() {
 #[test]
 fn name_mapping_round_trips_and_never_collides() {
     // Every credential name of up to three characters over the whole alphabet.
-    let alphabet: Vec<char> = ('a'..='z').chain('0'..='9').chain(['.', '_', '-']).collect();
+    let alphabet: Vec<char> = ('a'..='z')
+        .chain('0'..='9')
+        .chain(['.', '_', '-'])
+        .collect();
     let mut seen = BTreeSet::new();
     let mut count = 0;
     let mut words: Vec<String> = vec![String::new()];
@@ -269,7 +276,11 @@ async fn throttling_is_retried_then_succeeds() {
     fake.fail_next(&[429, 503]);
     let got = b.get(acme.name()).await.unwrap();
     testkit::assert_same("after retries", &got, &acme);
-    assert_eq!(fake.vault_requests() - before, 3, "two failures, one success");
+    assert_eq!(
+        fake.vault_requests() - before,
+        3,
+        "two failures, one success"
+    );
 }
 
 #[tokio::test]

@@ -271,9 +271,7 @@ impl AzureFake {
 
     /// Whether the vault holds `name` at all, live or deleted (false once purged).
     pub fn exists(&self, name: &str) -> bool {
-        self.st()
-            .secrets
-            .contains_key(&name.to_ascii_lowercase())
+        self.st().secrets.contains_key(&name.to_ascii_lowercase())
     }
 }
 
@@ -419,19 +417,47 @@ fn handle(
                 )
             };
             if parts[0] != TENANT_ID {
-                return aad(StatusCode::BAD_REQUEST, "invalid_request", 90002, "Tenant not found.");
+                return aad(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    90002,
+                    "Tenant not found.",
+                );
             }
             if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-                return aad(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+                return aad(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    70003,
+                    "The app requested an unsupported grant type.",
+                );
             }
             if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
-                return aad(StatusCode::BAD_REQUEST, "unauthorized_client", 700016, "Application was not found in the directory.");
+                return aad(
+                    StatusCode::BAD_REQUEST,
+                    "unauthorized_client",
+                    700016,
+                    "Application was not found in the directory.",
+                );
             }
             if form.get("client_secret").map(String::as_str) != Some(CLIENT_SECRET) {
-                return aad(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.");
+                return aad(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+                );
             }
-            if !form.get("scope").is_some_and(|sc| sc.ends_with("/.default")) {
-                return aad(StatusCode::BAD_REQUEST, "invalid_scope", 1002012, "The provided value for scope is not valid.");
+            if !form
+                .get("scope")
+                .is_some_and(|sc| sc.ends_with("/.default"))
+            {
+                return aad(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    1002012,
+                    "The provided value for scope is not valid.",
+                );
             }
             s.counter += 1;
             let token = format!("eyFake.access-token.{}", s.counter);
@@ -472,11 +498,29 @@ fn handle(
         let code = s.fail_next.remove(0);
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (c, m) = match code {
-            403 => ("Forbidden", "Caller is not authorized to perform action on resource. Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'"),
-            429 => ("Throttled", "Request was not processed because too many requests were received."),
-            _ => ("ServiceUnavailable", "The service is temporarily unavailable."),
+            403 => (
+                "Forbidden",
+                "Caller is not authorized to perform action on resource. Action: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'",
+            ),
+            429 => (
+                "Throttled",
+                "Request was not processed because too many requests were received.",
+            ),
+            _ => (
+                "ServiceUnavailable",
+                "The service is temporarily unavailable.",
+            ),
         };
-        return kv_error(status, c, m, if code == 403 { Some("ForbiddenByRbac") } else { None });
+        return kv_error(
+            status,
+            c,
+            m,
+            if code == 403 {
+                Some("ForbiddenByRbac")
+            } else {
+                None
+            },
+        );
     }
     if !query.contains_key("api-version") {
         return kv_error(
@@ -491,7 +535,9 @@ fn handle(
         kv_error(
             StatusCode::NOT_FOUND,
             "SecretNotFound",
-            &format!("A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command."),
+            &format!(
+                "A secret with (name/id) {name} was not found in this key vault. If you recently deleted this secret you may be able to recover it using the correct recovery command."
+            ),
             None,
         )
     };
@@ -553,41 +599,61 @@ fn handle(
                 );
             }
             let Ok(b) = serde_json::from_slice::<Value>(&body) else {
-                return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "Property has invalid value", None);
+                return kv_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "Property has invalid value",
+                    None,
+                );
             };
             let Some(value) = b.get("value").and_then(Value::as_str) else {
-                return kv_error(StatusCode::BAD_REQUEST, "BadParameter", "Property 'value' is required.", None);
+                return kv_error(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "Property 'value' is required.",
+                    None,
+                );
             };
-            if s
-                .secrets
+            if s.secrets
                 .get(&name.to_ascii_lowercase())
                 .is_some_and(|x| x.deleted.is_some())
             {
                 return kv_error(
                     StatusCode::CONFLICT,
                     "Conflict",
-                    &format!("Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."),
+                    &format!(
+                        "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
+                    ),
                     Some("ObjectIsDeletedButRecoverable"),
                 );
             }
-            let ct = b.get("contentType").and_then(Value::as_str).map(str::to_owned);
+            let ct = b
+                .get("contentType")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let tags = b.get("tags").cloned().filter(|t| !t.is_null());
             let out = put(&mut s, &host, name, value.to_owned(), ct, tags);
             reply(StatusCode::OK, out)
         }
         ("GET", ["secrets", name, rest @ ..]) if rest.len() <= 1 => {
             match s.secrets.get(&name.to_ascii_lowercase()) {
-                Some(sec) if sec.deleted.is_none() => match rest.first().filter(|v| !v.is_empty()) {
-                    None => reply(StatusCode::OK, bundle(sec, true)),
-                    Some(ver) => match sec.versions.iter().find(|v| v.id.ends_with(&format!("/{ver}"))) {
-                        Some(v) => {
-                            let mut one = sec.clone();
-                            one.versions = vec![v.clone()];
-                            reply(StatusCode::OK, bundle(&one, true))
-                        }
-                        None => not_found(name),
-                    },
-                },
+                Some(sec) if sec.deleted.is_none() => {
+                    match rest.first().filter(|v| !v.is_empty()) {
+                        None => reply(StatusCode::OK, bundle(sec, true)),
+                        Some(ver) => match sec
+                            .versions
+                            .iter()
+                            .find(|v| v.id.ends_with(&format!("/{ver}")))
+                        {
+                            Some(v) => {
+                                let mut one = sec.clone();
+                                one.versions = vec![v.clone()];
+                                reply(StatusCode::OK, bundle(&one, true))
+                            }
+                            None => not_found(name),
+                        },
+                    }
+                }
                 _ => not_found(name),
             }
         }
@@ -642,7 +708,10 @@ mod tests {
     #[test]
     fn form_decoding() {
         assert_eq!(form_decode("a+b%2Fc%3D"), "a b/c=");
-        assert_eq!(form_decode("https%3A%2F%2Fvault.localhost%2F.default"), "https://vault.localhost/.default");
+        assert_eq!(
+            form_decode("https%3A%2F%2Fvault.localhost%2F.default"),
+            "https://vault.localhost/.default"
+        );
         assert_eq!(form_decode("100%"), "100%");
     }
 }

@@ -54,8 +54,8 @@ use async_trait::async_trait;
 use azure_core::credentials::{Secret as AzSecret, TokenCredential};
 use azure_core::http::headers::{HeaderName, HeaderValue, Headers};
 use azure_core::http::{
-    AsyncRawResponse, Body, ClientOptions, ExponentialRetryOptions, HttpClient, Method,
-    Request, RetryOptions, Transport, Url,
+    AsyncRawResponse, Body, ClientOptions, ExponentialRetryOptions, HttpClient, Method, Request,
+    RetryOptions, Transport, Url,
 };
 use azure_security_keyvault_secrets::models::{
     KeyVaultError, SecretClientListSecretPropertiesOptions, SetSecretParameters,
@@ -387,7 +387,9 @@ impl AzureBackend {
         {
             return Err(invalid(
                 &describe,
-                format!("prefix '{prefix}' is not allowed: Key Vault names use only letters, digits and '-'"),
+                format!(
+                    "prefix '{prefix}' is not allowed: Key Vault names use only letters, digits and '-'"
+                ),
                 "set `prefix` in [credentials.azure] to letters, digits and '-', e.g. \"siteport-\"",
             ));
         }
@@ -413,12 +415,8 @@ impl AzureBackend {
         }
         let auth = Self::auth(settings, &env, &describe)?;
 
-        let timeout = Duration::from_secs(
-            settings
-                .timeout_secs
-                .unwrap_or(DEFAULT_TIMEOUT_SECS)
-                .max(1),
-        );
+        let timeout =
+            Duration::from_secs(settings.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -432,8 +430,7 @@ impl AzureBackend {
             if let Some(h) = host_of(url)
                 && (h == "localhost" || h.ends_with(".localhost"))
             {
-                builder = builder
-                    .resolve(&h, (std::net::Ipv4Addr::LOCALHOST, 0).into());
+                builder = builder.resolve(&h, (std::net::Ipv4Addr::LOCALHOST, 0).into());
             }
         }
         if let Some(ca) = &settings.ca_cert {
@@ -595,12 +592,14 @@ impl AzureBackend {
                 tenant,
                 client_id,
                 token_file,
-            } => id::WorkloadIdentityCredential::new(Some(id::WorkloadIdentityCredentialOptions {
-                credential_options: id::ClientAssertionCredentialOptions { client_options },
-                client_id: client_id.clone(),
-                tenant_id: tenant.clone(),
-                token_file_path: token_file.clone(),
-            }))?,
+            } => {
+                id::WorkloadIdentityCredential::new(Some(id::WorkloadIdentityCredentialOptions {
+                    credential_options: id::ClientAssertionCredentialOptions { client_options },
+                    client_id: client_id.clone(),
+                    tenant_id: tenant.clone(),
+                    token_file_path: token_file.clone(),
+                }))?
+            }
             Auth::Managed { client_id } => {
                 id::ManagedIdentityCredential::new(Some(id::ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.clone().map(id::UserAssignedId::ClientId),
@@ -845,7 +844,9 @@ impl AzureBackend {
             )])),
             ..Default::default()
         };
-        let body = params.try_into().map_err(|e| self.fault("SetSecret", secret, e))?;
+        let body = params
+            .try_into()
+            .map_err(|e| self.fault("SetSecret", secret, e))?;
         client
             .set_secret(secret, body, None)
             .await
@@ -915,14 +916,29 @@ impl AzureBackend {
     }
 }
 
-/// The message of an SDK error, without its source chain or any response body.
+/// The message of an SDK error and of its causes (the retry policy wraps the real reason),
+/// without any response body. Parse failures can quote what they failed to parse: those are
+/// replaced by a fixed text.
 fn safe_message(e: &azure_core::Error) -> String {
     use azure_core::error::ErrorKind as K;
-    match e.kind() {
-        // Parse failures can quote what they failed to parse.
+    let one = |e: &azure_core::Error| match e.kind() {
         K::DataConversion => "the data could not be converted".to_owned(),
         _ => e.to_string(),
+    };
+    let mut out = one(e);
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let t = match s.downcast_ref::<azure_core::Error>() {
+            Some(a) => one(a),
+            None => s.to_string(),
+        };
+        if !t.is_empty() && !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
     }
+    out
 }
 
 fn source_kinds(e: &azure_core::Error) -> Vec<azure_core::error::ErrorKind> {
@@ -999,10 +1015,10 @@ impl CredentialBackend for AzureBackend {
     async fn delete(&self, name: &CredentialName) -> Result<()> {
         let secret = self.secret_name(name)?;
         let client = self.client().await?;
-        client
-            .delete_secret(&secret, None)
-            .await
-            .map_err(|e| self.fault("DeleteSecret", &secret, e).into_error(self, name))?;
+        client.delete_secret(&secret, None).await.map_err(|e| {
+            self.fault("DeleteSecret", &secret, e)
+                .into_error(self, name)
+        })?;
         if self.purge_on_delete {
             self.purge(name, &secret).await?;
         }
@@ -1024,7 +1040,9 @@ impl CredentialBackend for AzureBackend {
         let mut names = Vec::new();
         while let Some(item) = pager.next().await {
             let props = item.map_err(list_err)?;
-            let Ok(id) = props.resource_id() else { continue };
+            let Ok(id) = props.resource_id() else {
+                continue;
+            };
             let full = id.name.to_ascii_lowercase();
             let Some(rest) = full.strip_prefix(self.prefix.as_str()) else {
                 continue;
@@ -1078,7 +1096,8 @@ impl CredentialBackend for AzureBackend {
 
     async fn check(&self) -> Result<Health> {
         let client = self.client().await?;
-        let err = |e| match self.fault("ListSecrets", &self.prefix, e) {
+        let err = |e| {
+            match self.fault("ListSecrets", &self.prefix, e) {
             Fault::Conflict(e) | Fault::Other(e) => e,
             Fault::NotFound | Fault::Deleted => Error::new(
                 ErrorKind::Invalid,
@@ -1086,6 +1105,7 @@ impl CredentialBackend for AzureBackend {
                 "ListSecrets failed: the vault URL does not point at a Key Vault",
             )
             .with_hint("check `vault_url` in [credentials.azure] (`az keyvault show --name <vault> --query properties.vaultUri`)"),
+        }
         };
         let mut pages = client
             .list_secret_properties(Some(SecretClientListSecretPropertiesOptions {
