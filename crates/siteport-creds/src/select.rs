@@ -310,6 +310,20 @@ mod tests {
         assert_eq!(c.backend.kinds(), [BackendKind::Env, BackendKind::File]);
     }
 
+    #[cfg(not(feature = "azure"))]
+    #[test]
+    fn azure_without_the_feature_says_how_to_build_it() {
+        let e = open_backend(
+            &BackendSpec::Single(BackendKind::Azure),
+            &BackendSettings::default(),
+            Arc::new(NoPrompter),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("azure backend"), "{e}");
+        assert!(e.hint().unwrap().contains("--features azure"), "{e:?}");
+    }
+
     fn toml_like<T: serde::de::DeserializeOwned>(json: &str) -> T {
         serde_json::from_str(json).unwrap()
     }
