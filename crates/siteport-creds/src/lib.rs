@@ -21,7 +21,8 @@ pub mod testkit;
 pub use backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 pub use chain::ChainBackend;
 pub use cloud_settings::{
-    AwsSettings, DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, DEFAULT_SECRET_PREFIX, GcpSettings,
+    AwsSettings, AzureSettings, DEFAULT_AZURE_PREFIX, DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX,
+    DEFAULT_SECRET_PREFIX, GcpSettings,
 };
 pub use credential::{
     Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,

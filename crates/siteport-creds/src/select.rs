@@ -189,6 +189,9 @@ pub struct BackendSettings {
     /// `[credentials.gcp]`.
     #[serde(default)]
     pub gcp: crate::GcpSettings,
+    /// `[credentials.azure]`.
+    #[serde(default)]
+    pub azure: crate::AzureSettings,
     /// `[credentials.vault]` (read even when the `vault` feature is off, so configs stay valid).
     #[serde(default)]
     pub vault: VaultSettings,
@@ -250,6 +253,10 @@ fn open_one(
         BackendKind::Gcp => Ok(Box::new(crate::backends::gcp::GcpBackend::open(
             &settings.gcp,
         )?)),
+        #[cfg(feature = "azure")]
+        BackendKind::Azure => Ok(Box::new(crate::backends::azure::AzureBackend::open(
+            &settings.azure,
+        )?)),
         #[cfg(feature = "vault")]
         BackendKind::Vault => Ok(Box::new(crate::backends::vault::VaultBackend::open(
             &settings.vault,
@@ -258,6 +265,8 @@ fn open_one(
         BackendKind::Keychain => Ok(Box::new(
             crate::backends::keychain::KeychainBackend::from_settings(&settings.keychain)?,
         )),
+        // Unreachable only in a build with every backend feature on.
+        #[allow(unreachable_patterns)]
         other => Err(Error::new(
             ErrorKind::Unsupported,
             format!("{other} backend"),
@@ -308,6 +317,20 @@ mod tests {
         assert_eq!(c.backend, BackendSpec::Single(BackendKind::Env));
         let c: C = toml_like(r#"{"backend":["env","file"]}"#);
         assert_eq!(c.backend.kinds(), [BackendKind::Env, BackendKind::File]);
+    }
+
+    #[cfg(not(feature = "azure"))]
+    #[test]
+    fn azure_without_the_feature_says_how_to_build_it() {
+        let e = open_backend(
+            &BackendSpec::Single(BackendKind::Azure),
+            &BackendSettings::default(),
+            Arc::new(NoPrompter),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("azure backend"), "{e}");
+        assert!(e.hint().unwrap().contains("--features azure"), "{e:?}");
     }
 
     fn toml_like<T: serde::de::DeserializeOwned>(json: &str) -> T {

@@ -46,6 +46,12 @@ fn sha256_hex(der: &[u8]) -> String {
 impl TestCerts {
     /// Generates a fresh CA and leaf. Panics on failure (test fixture).
     pub fn generate() -> TestCerts {
+        TestCerts::generate_for(&[])
+    }
+
+    /// As [`generate`](Self::generate), with `extra_dns` names added to the leaf's SANs (e.g.
+    /// `myvault.vault.localhost` for a fake cloud endpoint).
+    pub fn generate_for(extra_dns: &[&str]) -> TestCerts {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -56,7 +62,9 @@ impl TestCerts {
         let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+        let mut names = vec!["localhost".to_string()];
+        names.extend(extra_dns.iter().map(|n| (*n).to_owned()));
+        let mut leaf = CertificateParams::new(names).expect("leaf params");
         leaf.subject_alt_names
             .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         leaf.distinguished_name

@@ -8,6 +8,7 @@
 //! `SITEPORT_PUREPW`, `SITEPORT_TOOLS`) and panic with that hint when they are missing.
 #![warn(missing_docs)]
 
+pub mod azure_fake;
 mod certs;
 pub mod gcp_fake;
 mod hostile;

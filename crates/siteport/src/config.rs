@@ -726,6 +726,19 @@ impl Config {
             }
             settings.gcp = gs;
         }
+        if let Some(t) = other.get("azure") {
+            let mut az: siteport_creds::AzureSettings =
+                t.clone().try_into().map_err(|e: toml::de::Error| {
+                    ConfigError::new(
+                        ConfigErrorKind::Invalid,
+                        format!("credentials.azure: {}", e.message().trim()),
+                    )
+                })?;
+            if let Some(p) = az.ca_cert.as_mut().filter(|p| p.is_relative()) {
+                *p = self.base_dir().join(&*p);
+            }
+            settings.azure = az;
+        }
         let backend = match c.backend {
             None => None,
             Some(v) => Some(self.backend_spec(&v)?),

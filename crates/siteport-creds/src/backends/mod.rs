@@ -2,6 +2,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod dir;
 pub mod env;
 pub mod file;

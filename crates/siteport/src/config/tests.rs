@@ -552,3 +552,32 @@ async fn legacy_url_sites() {
         assert!(e.location().is_some(), "{e}");
     }
 }
+
+#[test]
+fn azure_table_is_parsed_into_settings() {
+    let t = tempfile::tempdir().unwrap();
+    let path = write(
+        t.path(),
+        "az.toml",
+        "[credentials]\nbackend = \"azure\"\n\n[credentials.azure]\nvault_url = \"https://myvault.vault.azure.net/\"\nprefix = \"web-\"\nauth = \"workload_identity\"\npurge_on_delete = true\nca_cert = \"certs/ca.pem\"\nmax_attempts = 5\n",
+    );
+    let cfg = Config::load_with_env(&path, &env_of(&[])).unwrap();
+    let az = &cfg.credentials.settings.azure;
+    assert_eq!(
+        az.vault_url.as_deref(),
+        Some("https://myvault.vault.azure.net/")
+    );
+    assert_eq!(az.prefix.as_deref(), Some("web-"));
+    assert_eq!(az.auth.as_deref(), Some("workload_identity"));
+    assert!(az.purge_on_delete);
+    assert_eq!(az.max_attempts, Some(5));
+    // Relative to the config file, like every path in it.
+    assert_eq!(
+        az.ca_cert.as_deref(),
+        Some(t.path().join("certs/ca.pem").as_path())
+    );
+
+    let e = load_err("[credentials.azure]\nvault = \"x\"\n");
+    assert!(e.to_string().contains("credentials.azure"), "{e}");
+    assert!(e.to_string().contains("vault"), "{e}");
+}
