@@ -744,16 +744,31 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     })
 }
 
+/// Files up to this size are read (upload) or received (download) whole in memory, with one
+/// trip to the blocking pool per file for stat, read, hash (and on download write, fsync,
+/// rename); larger ones are streamed. Most of a website is small files, and for them those
+/// trips cost more than the bytes.
+const SMALL_FILE: u64 = 256 * 1024;
+
 async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     let abs = local_path(&sh.local_root, &a.path);
     let p = abs.clone();
-    let (hash, size, mtime) = blocking(move || {
+    let (hash, size, mtime, contents) = blocking(move || {
         let m = std::fs::metadata(&p).map_err(|e| Error::local_io("stat", &p, e))?;
-        let h = hash_file(&p)?;
-        Ok((h, m.len(), m.modified().ok()))
+        if m.len() <= SMALL_FILE {
+            let data = std::fs::read(&p).map_err(|e| Error::local_io("read", &p, e))?;
+            let h = blake3::hash(&data).to_hex().to_string();
+            Ok((h, m.len(), m.modified().ok(), Some(data)))
+        } else {
+            let h = hash_file(&p)?;
+            Ok((h, m.len(), m.modified().ok(), None))
+        }
     })
     .await?;
-    let n = conn.put_atomic(&abs, &a.path, mtime).await?;
+    let n = match &contents {
+        Some(data) => conn.put_atomic_contents(&abs, data, &a.path, mtime).await?,
+        None => conn.put_atomic(&abs, &a.path, mtime).await?,
+    };
     // Journal only what was actually sent: a file edited during the upload goes again.
     let unchanged = std::fs::metadata(&abs)
         .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime && n == size);
@@ -774,6 +789,14 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
 }
 
 async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
+    if a.size <= SMALL_FILE {
+        // Room for a file that grew a little since it was listed; beyond that it fails and
+        // the next run plans it again with its new size.
+        let max = (SMALL_FILE * 4) as usize;
+        if let Some(data) = conn.get_contents(&a.path, max).await? {
+            return download_finish(sh, a, data).await;
+        }
+    }
     let root = sh.local_root.clone();
     let rel = a.path.clone();
     let tmp = blocking(move || {
@@ -801,6 +824,57 @@ async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64>
                 .map_err(|e| Error::local_io("set modification time", &tp, e))?;
         }
         let hash = hash_file(&tp)?;
+        let local_mtime = f.metadata().ok().and_then(|m| m.modified().ok());
+        // Checked again just before the rename: a link planted meanwhile is not followed.
+        let dst = check_local_target(&root, &rel, false)?;
+        tmp.persist(&dst)
+            .map_err(|e| Error::local_io("rename into place", &dst, e.error))?;
+        Ok((hash, local_mtime))
+    })
+    .await?;
+    let listed_ok = n == a.size;
+    journal_record(
+        sh,
+        &a.path,
+        JournalRecord {
+            size: n,
+            local_mtime_ns: local_mtime.map(to_ns),
+            remote_size: n,
+            remote_mtime_ns: if listed_ok { mtime.map(to_ns) } else { None },
+            hash,
+        },
+    );
+    Ok(n)
+}
+
+/// Writes a download received into memory: temp file, fsync, mode, mtime, rename, all in
+/// one trip to the blocking pool.
+async fn download_finish(sh: &Shared, a: &Action, data: Vec<u8>) -> Result<u64> {
+    use std::io::Write;
+    let root = sh.local_root.clone();
+    let rel = a.path.clone();
+    let mtime = a.source_mtime;
+    let n = data.len() as u64;
+    let (hash, local_mtime) = blocking(move || {
+        let dst = check_local_target(&root, &rel, false)?;
+        let dir = dst.parent().unwrap_or(&root).to_path_buf();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".siteport-")
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::local_io("create temporary file", &dir, e))?;
+        let tp = tmp.path().to_path_buf();
+        tmp.write_all(&data)
+            .map_err(|e| Error::local_io("write", &tp, e))?;
+        let f = tmp.as_file();
+        f.sync_all().map_err(|e| Error::local_io("fsync", &tp, e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::local_io("chmod", &tp, e))?;
+        if let Some(t) = mtime {
+            filetime::set_file_handle_times(f, None, Some(filetime::FileTime::from_system_time(t)))
+                .map_err(|e| Error::local_io("set modification time", &tp, e))?;
+        }
+        let hash = blake3::hash(&data).to_hex().to_string();
         let local_mtime = f.metadata().ok().and_then(|m| m.modified().ok());
         // Checked again just before the rename: a link planted meanwhile is not followed.
         let dst = check_local_target(&root, &rel, false)?;
