@@ -469,19 +469,48 @@ impl FtpConnection {
     /// Opens a data connection and starts `command` on it. `Ok(None)` when the server answered
     /// the command with a final 2xx right away (an empty listing on some servers).
     async fn start_transfer(&mut self, command: &str) -> Result<Option<Data>, FtpError> {
+        if self.pipelining && self.epsv {
+            // EPSV and the transfer command in one write: vsftpd and pure-ftpd open the
+            // passive port, answer 229, then wait for the data connection to the command.
+            self.ctrl.send_all(&["EPSV", command]).await?;
+            let r = self.ctrl.read_reply("EPSV").await?;
+            let addr = match self.epsv_reply(r) {
+                Ok(Some(addr)) => addr,
+                Ok(None) => {
+                    // No EPSV here after all: the command failed for want of a data
+                    // connection; its reply is read and dropped, and PASV used from now on.
+                    self.ctrl.read_reply(command).await?;
+                    let addr = self.pasv_addr().await?;
+                    return self.start_transfer_at(command, addr, false).await;
+                }
+                Err(e) => {
+                    let _ = self.ctrl.read_reply(command).await;
+                    return Err(e);
+                }
+            };
+            return self.start_transfer_at(command, addr, true).await;
+        }
         let addr = self.passive_addr().await?;
-        self.start_transfer_at(command, addr).await
+        self.start_transfer_at(command, addr, false).await
     }
 
     /// [`start_transfer`](Self::start_transfer) with the passive address already known.
+    /// `sent`: the command went out already (pipelined after EPSV).
     async fn start_transfer_at(
         &mut self,
         command: &str,
         addr: SocketAddr,
+        sent: bool,
     ) -> Result<Option<Data>, FtpError> {
         let server = self.server().to_string();
         let timeout = self.ctrl.timeout;
-        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+        if sent && !matches!(connected, Ok(Ok(_))) {
+            // The server waits for a data connection that will not come; the control
+            // connection is out of step, so it goes (the engine reconnects).
+            self.ctrl.close().await;
+        }
+        let tcp = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(FtpError::new(
@@ -502,7 +531,9 @@ impl FtpConnection {
             }
         };
         let _ = tcp.set_nodelay(true);
-        self.ctrl.send(command).await?;
+        if !sent {
+            self.ctrl.send(command).await?;
+        }
 
         let Some(tls) = &self.tls else {
             let r = self.ctrl.read_reply(command).await?;
@@ -602,18 +633,22 @@ impl FtpConnection {
         max: usize,
         what: &str,
     ) -> Result<Vec<u8>, FtpError> {
-        let addr = self.passive_addr().await?;
-        self.read_all_at(command, addr, max, what).await
+        self.read_all_at(command, None, max, what).await
     }
 
+    /// `addr`: the passive address if already known, else the transfer asks for one.
     async fn read_all_at(
         &mut self,
         command: &str,
-        addr: SocketAddr,
+        addr: Option<SocketAddr>,
         max: usize,
         what: &str,
     ) -> Result<Vec<u8>, FtpError> {
-        let Some(mut data) = self.start_transfer_at(command, addr).await? else {
+        let started = match addr {
+            Some(addr) => self.start_transfer_at(command, addr, false).await?,
+            None => self.start_transfer(command).await?,
+        };
+        let Some(mut data) = started else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -676,7 +711,7 @@ impl FtpConnection {
         };
         let entries = if self.features.mlsd {
             let raw = self
-                .read_all_at("MLSD", addr, MAX_LISTING, "directory listing")
+                .read_all_at("MLSD", Some(addr), MAX_LISTING, "directory listing")
                 .await?;
             String::from_utf8_lossy(&raw)
                 .split('\n')
@@ -685,7 +720,7 @@ impl FtpConnection {
         } else {
             let raw = if self.list_all {
                 match self
-                    .read_all_at("LIST -a", addr, MAX_LISTING, "directory listing")
+                    .read_all_at("LIST -a", Some(addr), MAX_LISTING, "directory listing")
                     .await
                 {
                     Ok(raw) => raw,
@@ -696,7 +731,7 @@ impl FtpConnection {
                     Err(e) => return Err(e),
                 }
             } else {
-                self.read_all_at("LIST", addr, MAX_LISTING, "directory listing")
+                self.read_all_at("LIST", Some(addr), MAX_LISTING, "directory listing")
                     .await?
             };
             let now = SystemTime::now();
