@@ -25,6 +25,15 @@ const COPY_BUF: usize = 64 * 1024;
 /// A directory listing larger than this is refused (millions of entries in one directory).
 const MAX_LISTING: usize = 256 * 1024 * 1024;
 
+/// What an upload sends.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// A local file, streamed.
+    File(&'a Path),
+    /// Contents already in memory.
+    Bytes(&'a [u8]),
+}
+
 /// What the server offers, from `FEAT` (and what we learned by trying).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +105,11 @@ pub struct FtpConnection {
     home: String,
     epsv: bool,
     list_all: bool,
+    /// A server known to work strictly in order (vsftpd, pure-ftpd): several commands may be
+    /// sent in one write, and a transfer's `150` comes before the data channel's TLS
+    /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
+    /// and handshake before `150`.
+    pipelining: bool,
 }
 
 impl std::fmt::Debug for FtpConnection {
@@ -106,6 +120,12 @@ impl std::fmt::Debug for FtpConnection {
             .field("home", &self.home)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the greeting names a server known to read and answer pipelined commands strictly
+/// in order (tested in `tests/remote_suite.rs` against the real servers).
+fn sequential_server(greeting: &str) -> bool {
+    greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
 }
 
 fn check_path(server: &str, op: &str, path: &str) -> Result<(), FtpError> {
@@ -287,6 +307,8 @@ impl FtpConnection {
             ));
         }
 
+        let pipelining = sequential_server(&banner.text);
+
         if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
             let r = ctrl.cmd("AUTH TLS").await?;
             if r.code != 234 {
@@ -364,6 +386,7 @@ impl FtpConnection {
             home,
             epsv: true,
             list_all: true,
+            pipelining,
         })
     }
 
@@ -401,23 +424,36 @@ impl FtpConnection {
     async fn passive_addr(&mut self) -> Result<SocketAddr, FtpError> {
         if self.epsv {
             let r = self.ctrl.cmd("EPSV").await?;
-            if r.code == 229 {
-                let port = parse_epsv(&r.text).ok_or_else(|| {
-                    FtpError::new(
-                        FtpErrorKind::Protocol,
-                        self.server(),
-                        format!("cannot parse EPSV reply {:?}", r.text),
-                    )
-                    .with_command("EPSV")
-                })?;
-                return Ok(SocketAddr::new(self.peer, port));
+            if let Some(addr) = self.epsv_reply(r)? {
+                return Ok(addr);
             }
-            if r.code / 100 == 4 {
-                return Err(FtpError::from_reply(self.server(), "EPSV", r.code, &r.text));
-            }
-            // 500/502 and friends: not supported, use PASV from now on.
-            self.epsv = false;
         }
+        self.pasv_addr().await
+    }
+
+    /// Reads an `EPSV` reply: the data address, or `None` when the server does not do EPSV
+    /// (then PASV from now on).
+    fn epsv_reply(&mut self, r: Reply) -> Result<Option<SocketAddr>, FtpError> {
+        if r.code == 229 {
+            let port = parse_epsv(&r.text).ok_or_else(|| {
+                FtpError::new(
+                    FtpErrorKind::Protocol,
+                    self.server(),
+                    format!("cannot parse EPSV reply {:?}", r.text),
+                )
+                .with_command("EPSV")
+            })?;
+            return Ok(Some(SocketAddr::new(self.peer, port)));
+        }
+        if r.code / 100 == 4 {
+            return Err(FtpError::from_reply(self.server(), "EPSV", r.code, &r.text));
+        }
+        // 500/502 and friends: not supported, use PASV from now on.
+        self.epsv = false;
+        Ok(None)
+    }
+
+    async fn pasv_addr(&mut self) -> Result<SocketAddr, FtpError> {
         let r = self.ctrl.expect("PASV", &[227]).await?;
         let port = parse_pasv(&r.text).ok_or_else(|| {
             FtpError::new(
@@ -433,10 +469,48 @@ impl FtpConnection {
     /// Opens a data connection and starts `command` on it. `Ok(None)` when the server answered
     /// the command with a final 2xx right away (an empty listing on some servers).
     async fn start_transfer(&mut self, command: &str) -> Result<Option<Data>, FtpError> {
+        if self.pipelining && self.epsv {
+            // EPSV and the transfer command in one write: vsftpd and pure-ftpd open the
+            // passive port, answer 229, then wait for the data connection to the command.
+            self.ctrl.send_all(&["EPSV", command]).await?;
+            let r = self.ctrl.read_reply("EPSV").await?;
+            let addr = match self.epsv_reply(r) {
+                Ok(Some(addr)) => addr,
+                Ok(None) => {
+                    // No EPSV here after all: the command failed for want of a data
+                    // connection; its reply is read and dropped, and PASV used from now on.
+                    self.ctrl.read_reply(command).await?;
+                    let addr = self.pasv_addr().await?;
+                    return self.start_transfer_at(command, addr, false).await;
+                }
+                Err(e) => {
+                    let _ = self.ctrl.read_reply(command).await;
+                    return Err(e);
+                }
+            };
+            return self.start_transfer_at(command, addr, true).await;
+        }
         let addr = self.passive_addr().await?;
+        self.start_transfer_at(command, addr, false).await
+    }
+
+    /// [`start_transfer`](Self::start_transfer) with the passive address already known.
+    /// `sent`: the command went out already (pipelined after EPSV).
+    async fn start_transfer_at(
+        &mut self,
+        command: &str,
+        addr: SocketAddr,
+        sent: bool,
+    ) -> Result<Option<Data>, FtpError> {
         let server = self.server().to_string();
         let timeout = self.ctrl.timeout;
-        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+        if sent && !matches!(connected, Ok(Ok(_))) {
+            // The server waits for a data connection that will not come; the control
+            // connection is out of step, so it goes (the engine reconnects).
+            self.ctrl.close().await;
+        }
+        let tcp = match connected {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return Err(FtpError::new(
@@ -457,7 +531,9 @@ impl FtpConnection {
             }
         };
         let _ = tcp.set_nodelay(true);
-        self.ctrl.send(command).await?;
+        if !sent {
+            self.ctrl.send(command).await?;
+        }
 
         let Some(tls) = &self.tls else {
             let r = self.ctrl.read_reply(command).await?;
@@ -465,6 +541,20 @@ impl FtpConnection {
                 .check_preliminary(command, r)
                 .map(|ok| ok.then_some(Stream::Plain(tcp)));
         };
+        if self.pipelining {
+            // vsftpd and pure-ftpd send `150` first and only then accept the handshake. Waiting
+            // for it means a refused command (550) never starts a handshake: an abandoned one
+            // would use up a single-use TLS 1.3 ticket, and after two of those vsftpd
+            // (require_ssl_reuse) refuses every later transfer on this connection.
+            let r = self.ctrl.read_reply(command).await?;
+            if !self.check_preliminary(command, r)? {
+                return Ok(None);
+            }
+            return tls_handshake(tls, tcp, timeout, &server, "the data connection")
+                .await
+                .map(Some)
+                .map_err(|e| e.with_command(command));
+        }
         // Run the handshake and the wait for `150` side by side: some servers (libunftp) finish
         // the data-channel handshake before they send `150`, others (vsftpd) after.
         let handshake = tls_handshake(tls, tcp, timeout, &server, "the data connection");
@@ -533,7 +623,32 @@ impl FtpConnection {
 
     /// Reads a whole data connection into memory (listings).
     async fn read_all(&mut self, command: &str) -> Result<Vec<u8>, FtpError> {
-        let Some(mut data) = self.start_transfer(command).await? else {
+        self.read_all_limited(command, MAX_LISTING, "directory listing")
+            .await
+    }
+
+    async fn read_all_limited(
+        &mut self,
+        command: &str,
+        max: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, FtpError> {
+        self.read_all_at(command, None, max, what).await
+    }
+
+    /// `addr`: the passive address if already known, else the transfer asks for one.
+    async fn read_all_at(
+        &mut self,
+        command: &str,
+        addr: Option<SocketAddr>,
+        max: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, FtpError> {
+        let started = match addr {
+            Some(addr) => self.start_transfer_at(command, addr, false).await?,
+            None => self.start_transfer(command).await?,
+        };
+        let Some(mut data) = started else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -544,11 +659,15 @@ impl FtpConnection {
                 Ok(Ok(0)) => break,
                 Ok(Ok(n)) => {
                     out.extend_from_slice(&chunk[..n]);
-                    if out.len() > MAX_LISTING {
+                    if out.len() > max {
+                        // Dropping the data connection aborts the transfer; the control
+                        // connection's state is unknown now, so it is closed too.
+                        drop(data);
+                        self.ctrl.close().await;
                         return Err(FtpError::new(
                             FtpErrorKind::Protocol,
                             self.server(),
-                            "directory listing larger than 256 MiB",
+                            format!("{what} larger than {max} bytes"),
                         )
                         .with_command(command));
                     }
@@ -573,16 +692,37 @@ impl FtpConnection {
         // CWD, then list without an argument: a name starting with '-' would otherwise be read
         // as `ls` options by vsftpd and pure-ftpd.
         let cwd = format!("CWD {dir}");
-        self.ctrl.expect(&cwd, &[250, 200]).await?;
+        // CWD and EPSV in one write, one round trip instead of two (a no-change run is mostly
+        // listings). A failed CWD leaves an unused passive port, which the next EPSV replaces.
+        let addr = if self.epsv && self.pipelining {
+            self.ctrl.send_all(&[&cwd, "EPSV"]).await?;
+            let c = self.ctrl.read_reply(&cwd).await?;
+            let e = self.ctrl.read_reply("EPSV").await?;
+            if c.code != 250 && c.code != 200 {
+                return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
+            }
+            match self.epsv_reply(e)? {
+                Some(a) => a,
+                None => self.pasv_addr().await?,
+            }
+        } else {
+            self.ctrl.expect(&cwd, &[250, 200]).await?;
+            self.passive_addr().await?
+        };
         let entries = if self.features.mlsd {
-            let raw = self.read_all("MLSD").await?;
+            let raw = self
+                .read_all_at("MLSD", Some(addr), MAX_LISTING, "directory listing")
+                .await?;
             String::from_utf8_lossy(&raw)
                 .split('\n')
                 .filter_map(parse_mlsd_line)
                 .collect()
         } else {
             let raw = if self.list_all {
-                match self.read_all("LIST -a").await {
+                match self
+                    .read_all_at("LIST -a", Some(addr), MAX_LISTING, "directory listing")
+                    .await
+                {
                     Ok(raw) => raw,
                     Err(e) if e.code().is_some_and(|c| c / 100 == 5) => {
                         self.list_all = false;
@@ -591,7 +731,8 @@ impl FtpConnection {
                     Err(e) => return Err(e),
                 }
             } else {
-                self.read_all("LIST").await?
+                self.read_all_at("LIST", Some(addr), MAX_LISTING, "directory listing")
+                    .await?
             };
             let now = SystemTime::now();
             String::from_utf8_lossy(&raw)
@@ -604,37 +745,62 @@ impl FtpConnection {
 
     /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
     pub async fn put_file(&mut self, local: &Path, remote_path: &str) -> Result<u64, FtpError> {
+        self.put(Payload::File(local), remote_path).await
+    }
+
+    /// Uploads `contents` (a small file already read into memory) to `remote_path`. Saves the
+    /// blocking-pool round trips of streaming from disk, which cost more than the bytes for
+    /// the small files a website is mostly made of. Returns the bytes sent.
+    pub async fn put_bytes(&mut self, contents: &[u8], remote_path: &str) -> Result<u64, FtpError> {
+        self.put(Payload::Bytes(contents), remote_path).await
+    }
+
+    async fn put(&mut self, payload: Payload<'_>, remote_path: &str) -> Result<u64, FtpError> {
         check_path(self.server(), "upload", remote_path)?;
-        let file = tokio::fs::File::open(local).await.map_err(|e| {
-            FtpError::new(
-                FtpErrorKind::Invalid,
-                self.server(),
-                format!("cannot read local file {}", local.display()),
-            )
-            .with_source(e)
-        })?;
+        let file = match payload {
+            Payload::File(local) => Some((
+                local,
+                tokio::fs::File::open(local).await.map_err(|e| {
+                    FtpError::new(
+                        FtpErrorKind::Invalid,
+                        self.server(),
+                        format!("cannot read local file {}", local.display()),
+                    )
+                    .with_source(e)
+                })?,
+            )),
+            Payload::Bytes(_) => None,
+        };
         let command = format!("STOR {}", self.abs(remote_path));
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
-        let mut reader = BufReader::with_capacity(COPY_BUF, file);
         let timeout = self.ctrl.timeout;
         let mut sent = 0u64;
+        let mut reader = file.map(|(local, f)| (local, BufReader::with_capacity(COPY_BUF, f)));
+        let mut memory = match payload {
+            Payload::Bytes(b) => Some(b),
+            Payload::File(_) => None,
+        };
         loop {
-            let buf = match reader.fill_buf().await {
-                Ok(b) => b,
-                Err(e) => {
-                    // The server would keep a truncated file: drop the data connection without
-                    // a clean close, so it sees an aborted transfer.
-                    drop(data);
-                    let _ = self.ctrl.read_reply(&command).await;
-                    return Err(FtpError::new(
-                        FtpErrorKind::Invalid,
-                        self.server(),
-                        format!("reading local file {} failed", local.display()),
-                    )
-                    .with_source(e));
-                }
+            let buf: &[u8] = match (&mut reader, memory.take()) {
+                (_, Some(b)) => b,
+                (Some((local, r)), None) => match r.fill_buf().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The server would keep a truncated file: drop the data connection
+                        // without a clean close, so it sees an aborted transfer.
+                        drop(data);
+                        let _ = self.ctrl.read_reply(&command).await;
+                        return Err(FtpError::new(
+                            FtpErrorKind::Invalid,
+                            self.server(),
+                            format!("reading local file {} failed", local.display()),
+                        )
+                        .with_source(e));
+                    }
+                },
+                (None, None) => &[],
             };
             if buf.is_empty() {
                 break;
@@ -659,7 +825,9 @@ impl FtpConnection {
                 }
                 Err(_) => return Err(self.ctrl.timed_out(&command)),
             }
-            reader.consume(n);
+            if let Some((_, r)) = &mut reader {
+                r.consume(n);
+            }
             sent += n as u64;
         }
         // close_notify, then FIN; then wait for the server to close its side so that nothing is
@@ -683,12 +851,39 @@ impl FtpConnection {
         Ok(sent)
     }
 
+    /// Whether this connection pipelines commands: only with servers known to answer in order
+    /// (vsftpd, pure-ftpd), recognised by their greeting.
+    pub fn pipelines(&self) -> bool {
+        self.pipelining
+    }
+
     /// Uploads to `.<name>.siteport-tmp` in the target directory, then renames it over
     /// `remote_path`, so nobody ever sees a half-written file under the final name. Sets the
     /// modification time with `MFMT` when the server offers it and `mtime` is given.
     pub async fn put_atomic(
         &mut self,
         local: &Path,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64, FtpError> {
+        self.put_atomic_payload(Payload::File(local), remote_path, mtime)
+            .await
+    }
+
+    /// [`put_atomic`](Self::put_atomic) of a small file already read into memory.
+    pub async fn put_atomic_bytes(
+        &mut self,
+        contents: &[u8],
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64, FtpError> {
+        self.put_atomic_payload(Payload::Bytes(contents), remote_path, mtime)
+            .await
+    }
+
+    async fn put_atomic_payload(
+        &mut self,
+        payload: Payload<'_>,
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
@@ -706,7 +901,7 @@ impl FtpConnection {
             ));
         }
         let tmp = format!("{dir}.{name}.siteport-tmp");
-        let sent = self.put_file(local, &tmp).await?;
+        let sent = self.put(payload, &tmp).await?;
         if let Err(e) = self.rename(&tmp, &target).await {
             // Do not leave the temp file behind; the rename error is what matters.
             if self.is_open() {
@@ -773,6 +968,15 @@ impl FtpConnection {
         Ok(got)
     }
 
+    /// Downloads `remote_path` into memory: for small files, where the blocking-pool round
+    /// trips of writing through `tokio::fs` cost more than the bytes. Fails (and closes the
+    /// connection) if the file is longer than `max` bytes.
+    pub async fn get_bytes(&mut self, remote_path: &str, max: usize) -> Result<Vec<u8>, FtpError> {
+        check_path(self.server(), "download", remote_path)?;
+        let command = format!("RETR {}", self.abs(remote_path));
+        self.read_all_limited(&command, max, "remote file").await
+    }
+
     /// Creates a directory; succeeds if it already exists. The parent must exist.
     pub async fn mkdir(&mut self, path: &str) -> Result<(), FtpError> {
         check_path(self.server(), "mkdir", path)?;
@@ -811,9 +1015,35 @@ impl FtpConnection {
         check_path(self.server(), "rename", from)?;
         check_path(self.server(), "rename", to)?;
         let rnfr = format!("RNFR {}", self.abs(from));
-        self.ctrl.expect(&rnfr, &[350]).await?;
         let rnto = format!("RNTO {}", self.abs(to));
-        self.ctrl.expect(&rnto, &[250, 200]).await.map(drop)
+        // Both lines in one write: the server reads and answers them in order, and a rename
+        // costs one round trip instead of two (it is done once per uploaded file). If RNFR
+        // fails, the server answers the RNTO with 503, which is read and dropped.
+        if !self.pipelining {
+            self.ctrl.expect(&rnfr, &[350]).await?;
+            return self.ctrl.expect(&rnto, &[250, 200]).await.map(drop);
+        }
+        self.ctrl.send_all(&[&rnfr, &rnto]).await?;
+        let from_reply = self.ctrl.read_reply(&rnfr).await?;
+        let to_reply = self.ctrl.read_reply(&rnto).await?;
+        if from_reply.code != 350 {
+            return Err(FtpError::from_reply(
+                self.server(),
+                &rnfr,
+                from_reply.code,
+                &from_reply.text,
+            ));
+        }
+        if to_reply.code == 250 || to_reply.code == 200 {
+            Ok(())
+        } else {
+            Err(FtpError::from_reply(
+                self.server(),
+                &rnto,
+                to_reply.code,
+                &to_reply.text,
+            ))
+        }
     }
 
     /// The modification time by `MDTM`; `None` when the server does not support it.

@@ -148,18 +148,27 @@ impl Control {
 
     /// Sends one command line. Refuses CR/LF/NUL inside it (command injection).
     pub(crate) async fn send(&mut self, command: &str) -> Result<(), FtpError> {
-        if command.contains(['\r', '\n', '\0']) {
-            return Err(FtpError::new(
-                FtpErrorKind::Invalid,
-                self.server.clone(),
-                "refusing to send a command containing CR, LF or NUL",
-            )
-            .with_command(&redact_command(&command.replace(['\r', '\n', '\0'], "?"))));
+        self.send_all(&[command]).await
+    }
+
+    /// Sends several command lines in one write (pipelining); the caller reads one reply per
+    /// command, in order. Refuses CR/LF/NUL inside any of them (command injection).
+    pub(crate) async fn send_all(&mut self, commands: &[&str]) -> Result<(), FtpError> {
+        let mut line = Vec::with_capacity(commands.iter().map(|c| c.len() + 2).sum());
+        for command in commands {
+            if command.contains(['\r', '\n', '\0']) {
+                return Err(FtpError::new(
+                    FtpErrorKind::Invalid,
+                    self.server.clone(),
+                    "refusing to send a command containing CR, LF or NUL",
+                )
+                .with_command(&redact_command(&command.replace(['\r', '\n', '\0'], "?"))));
+            }
+            tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "> {}", redact_command(command));
+            line.extend_from_slice(command.as_bytes());
+            line.extend_from_slice(b"\r\n");
         }
-        tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "> {}", redact_command(command));
-        let mut line = Vec::with_capacity(command.len() + 2);
-        line.extend_from_slice(command.as_bytes());
-        line.extend_from_slice(b"\r\n");
+        let command = commands.first().copied().unwrap_or_default();
         let timeout = self.timeout;
         let server = self.server.clone();
         let stream = self.stream(command)?;

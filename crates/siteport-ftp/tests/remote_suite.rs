@@ -189,6 +189,59 @@ async fn suite(server: &FtpServer) {
     // the connection is still usable after errors
     c.noop().await.unwrap();
 
+    // Pipelining only with servers known to answer in order (libunftp does not), and a failed
+    // pipelined rename (RNFR of a missing file: the server also answers the RNTO, with 503)
+    // leaves the connection in step: the next commands get their own replies.
+    assert_eq!(
+        c.pipelines(),
+        server.kind != ServerKind::InProcess,
+        "{label}: pipelining"
+    );
+    let err = c
+        .rename("/site/missing.txt", "/site/other.txt")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
+    assert!(err.to_string().contains("RNFR"), "{label}: {err}");
+    let err = c.list_dir("/site/no-such-dir").await.unwrap_err();
+    assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
+    assert!(err.to_string().contains("CWD"), "{label}: {err}");
+    assert!(!c.list_dir("/site/a").await.unwrap().is_empty(), "{label}");
+
+    // from memory and into memory (the engine's path for small files)
+    let body = content(7, 70_000);
+    let sent = c
+        .put_atomic_bytes(&body, "/site/mem.bin", None)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: put_atomic_bytes: {e}"));
+    assert_eq!(sent, body.len() as u64, "{label}");
+    assert_eq!(
+        std::fs::read(server.root().join("site/mem.bin")).unwrap(),
+        body,
+        "{label}"
+    );
+    assert_eq!(
+        c.get_bytes("/site/mem.bin", 1 << 20).await.unwrap(),
+        body,
+        "{label}"
+    );
+    let err = c.get_bytes("/site/nope.txt", 1000).await.unwrap_err();
+    assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
+    c.delete_file("/site/mem.bin").await.unwrap();
+    c.put_atomic_bytes(&body, "/site/mem.bin", None)
+        .await
+        .unwrap();
+    // Longer than allowed: the transfer is cut off, and so is the connection (its state is
+    // unknown after an aborted transfer).
+    let err = c.get_bytes("/site/mem.bin", 1000).await.unwrap_err();
+    assert!(
+        err.to_string().contains("larger than 1000 bytes"),
+        "{label}: {err}"
+    );
+    assert!(!c.is_open(), "{label}");
+    c = FtpConnection::connect(&opts).await.unwrap();
+    c.delete_file("/site/mem.bin").await.unwrap();
+
     // many files over one connection (under TLS every data connection must resume the
     // control connection's session: vsftpd require_ssl_reuse refuses the transfer otherwise)
     c.mkdir("/site/many").await.unwrap();

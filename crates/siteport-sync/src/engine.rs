@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,11 @@ struct Shared {
     journal: Mutex<Journal>,
     local_root: PathBuf,
     direction: Mutex<Direction>,
+    /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
+    login_ns: AtomicU64,
+    /// Jobs finished in the current phase and their summed wall time: the cost of one job.
+    phase_jobs: AtomicU64,
+    phase_busy_ns: AtomicU64,
 }
 
 /// Locks a mutex, recovering the data if a worker panicked while holding it: every critical
@@ -163,6 +168,9 @@ impl Engine {
             journal: Mutex::new(journal),
             local_root: opts.local_root.clone(),
             direction: Mutex::new(Direction::Export),
+            login_ns: AtomicU64::new(0),
+            phase_jobs: AtomicU64::new(0),
+            phase_busy_ns: AtomicU64::new(0),
         });
         let pool = (0..n).map(|id| Worker { id, conn: None }).collect();
         Self {
@@ -192,21 +200,23 @@ impl Engine {
         let excludes = self.opts.excludes.clone();
         let local_missing = direction == Direction::Import
             && matches!(std::fs::symlink_metadata(&root), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        let local = if local_missing {
-            Tree::default()
-        } else {
-            tokio::task::spawn_blocking(move || scan_local(&root, &excludes))
-                .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::LocalIo,
-                        "local scan",
-                        format!("scan failed: {e}"),
-                    )
-                })??
+        // The local scan runs while the remote side is logged in to and listed: one waits on
+        // the disk, the other on the server.
+        let local_scan = (!local_missing)
+            .then(|| tokio::task::spawn_blocking(move || scan_local(&root, &excludes)));
+        let remote = self.scan_remote(direction).await;
+        let local = match local_scan {
+            None => Tree::default(),
+            Some(scan) => scan.await.map_err(|e| {
+                Error::new(
+                    ErrorKind::LocalIo,
+                    "local scan",
+                    format!("scan failed: {e}"),
+                )
+            })??,
         };
         self.shared.progress.scanned(true, local.entries.len());
-        let remote = self.scan_remote(direction).await?;
+        let remote = remote?;
         self.shared.progress.scanned(false, remote.entries.len());
         let (mut local, mut remote) = (local, remote);
         // Our own temporary files (a crashed run's leftovers) are never a source; on the
@@ -448,32 +458,76 @@ impl Engine {
 
     /// Runs jobs over the pool's connections and waits for all of them. Workers that retire
     /// (after `421`) leave the pool for the rest of the run.
+    ///
+    /// Connections already open all start at once. A new one is opened only while the work
+    /// left per connection takes longer than a login: a connection costs the server a login
+    /// (on vsftpd with PAM, 50 ms of CPU), which a short phase (the listings of a no-change
+    /// run) never earns back, while a long one (thousands of uploads) opens them all within
+    /// milliseconds.
     async fn run_phase(&mut self, jobs: Vec<Job>) {
         if jobs.is_empty() || self.stopped() {
             return;
         }
-        let n = self.pool.len().min(jobs.len()).max(1);
+        let sh = self.shared.clone();
         {
-            let mut q = lock(&self.shared.queue);
+            let mut q = lock(&sh.queue);
             q.jobs.extend(jobs);
-            q.running = n;
+            q.running = 0;
         }
-        let mut handles = Vec::with_capacity(n);
-        for w in self.pool.drain(..n.min(self.pool.len())) {
-            handles.push(tokio::spawn(worker_loop(self.shared.clone(), w)));
+        sh.phase_jobs.store(0, Ordering::SeqCst);
+        sh.phase_busy_ns.store(0, Ordering::SeqCst);
+        let (mut idle, ready): (Vec<Worker>, Vec<Worker>) =
+            self.pool.drain(..).partition(|w| w.conn.is_none());
+        idle.reverse(); // popped from the end: lowest id first
+        let mut set = tokio::task::JoinSet::new();
+        let spawn = |set: &mut tokio::task::JoinSet<Option<Worker>>, w: Worker| {
+            lock(&sh.queue).running += 1;
+            set.spawn(worker_loop(sh.clone(), w));
+        };
+        for w in ready {
+            spawn(&mut set, w);
         }
-        for h in handles {
-            match h.await {
-                Ok(Some(w)) => self.pool.push(w),
-                Ok(None) => {}
-                Err(e) => lock(&self.shared.results)
-                    .warnings
-                    .push(format!("a worker ended abnormally: {e}")),
+        if set.is_empty()
+            && let Some(w) = idle.pop()
+        {
+            spawn(&mut set, w);
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                joined = set.join_next() => match joined {
+                    Some(Ok(Some(w))) => self.pool.push(w),
+                    Some(Ok(None)) => {}
+                    Some(Err(e)) => lock(&sh.results)
+                        .warnings
+                        .push(format!("a worker ended abnormally: {e}")),
+                    None => {
+                        // Every worker is done; jobs are left only if they all retired.
+                        let left = !lock(&sh.queue).jobs.is_empty();
+                        match idle.pop() {
+                            Some(w) if left && !self.stopped() => spawn(&mut set, w),
+                            Some(w) => {
+                                idle.push(w);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                },
+                _ = tick.tick(), if !idle.is_empty() => {
+                    while !idle.is_empty() && worth_another_connection(&sh) {
+                        if let Some(w) = idle.pop() {
+                            spawn(&mut set, w);
+                        }
+                    }
+                }
             }
         }
+        self.pool.extend(idle);
         self.pool.sort_by_key(|w| w.id);
         // Left over only when stopped: the rest is for the next run.
-        lock(&self.shared.queue).jobs.clear();
+        lock(&sh.queue).jobs.clear();
     }
 
     /// An import's local directory operation, done in place (no connection needed).
@@ -645,6 +699,27 @@ async fn run_job(sh: &Shared, w: &mut Worker, job: Job) -> JobEnd {
     }
 }
 
+/// Whether one more connection would finish the phase sooner: the work left per running
+/// connection (jobs left × the mean job time so far) exceeds what a login costs, with a
+/// margin for the server CPU the login takes from the others.
+fn worth_another_connection(sh: &Shared) -> bool {
+    let login = sh.login_ns.load(Ordering::SeqCst);
+    let done = sh.phase_jobs.load(Ordering::SeqCst);
+    let (left, running) = {
+        let q = lock(&sh.queue);
+        (q.jobs.len() as u64, q.running.max(1) as u64)
+    };
+    if left == 0 || sh.stop.load(Ordering::SeqCst) {
+        return false;
+    }
+    if login == 0 || done == 0 {
+        // Nothing measured yet: wait for the first job (or login) to finish.
+        return false;
+    }
+    let per_job = sh.phase_busy_ns.load(Ordering::SeqCst) / done;
+    left.saturating_mul(per_job) / running > login.saturating_mul(3) / 2
+}
+
 fn finish(sh: &Shared, worker: usize, o: FileOutcome) {
     sh.progress.finished(worker, &o);
     lock(&sh.results).outcomes.push((worker, o));
@@ -669,7 +744,10 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
     let conn = match &mut w.conn {
         Some(c) => c,
         None => {
+            let started = Instant::now();
             let c = sh.factory.connect().await.map_err(|e| (e, true))?;
+            sh.login_ns
+                .store(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
             let mut caps = lock(&sh.caps);
             if caps.is_none() {
                 *caps = Some(c.capabilities());
@@ -678,7 +756,8 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
             w.conn.insert(c)
         }
     };
-    match job {
+    let started = Instant::now();
+    let res = match job {
         Job::List(dir) => {
             let entries = conn.list_dir(dir).await.map_err(|e| (e, false))?;
             lock(&sh.results).listings.push((dir.clone(), Ok(entries)));
@@ -690,7 +769,13 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
                 .await
                 .map_err(|e| (e, false))
         }
+    };
+    if res.is_ok() {
+        sh.phase_jobs.fetch_add(1, Ordering::SeqCst);
+        sh.phase_busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
     }
+    res
 }
 
 async fn remote_action(
@@ -744,19 +829,44 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     })
 }
 
+/// Files up to this size are read (upload) or received (download) whole in memory, with one
+/// trip to the blocking pool per file for stat, read, hash (and on download write, fsync,
+/// rename); larger ones are streamed. Most of a website is small files, and for them those
+/// trips cost more than the bytes.
+const SMALL_FILE: u64 = 256 * 1024;
+
 async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     let abs = local_path(&sh.local_root, &a.path);
-    let p = abs.clone();
-    let (hash, size, mtime) = blocking(move || {
-        let m = std::fs::metadata(&p).map_err(|e| Error::local_io("stat", &p, e))?;
-        let h = hash_file(&p)?;
-        Ok((h, m.len(), m.modified().ok()))
-    })
-    .await?;
-    let n = conn.put_atomic(&abs, &a.path, mtime).await?;
-    // Journal only what was actually sent: a file edited during the upload goes again.
-    let unchanged = std::fs::metadata(&abs)
-        .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime && n == size);
+    // A small file is read right here, on the runtime thread: a few KiB from the page cache
+    // take microseconds, less than the hand-off to the blocking pool and back (which was the
+    // largest cost per file of a first export). Larger files are hashed there.
+    let (hash, size, mtime, contents) = match read_small(&abs)? {
+        Some((m, data)) => {
+            let h = blake3::hash(&data).to_hex().to_string();
+            (h, m.len(), m.modified().ok(), Some(data))
+        }
+        None => {
+            let p = abs.clone();
+            blocking(move || {
+                let m = std::fs::metadata(&p).map_err(|e| Error::local_io("stat", &p, e))?;
+                let h = hash_file(&p)?;
+                Ok((h, m.len(), m.modified().ok(), None))
+            })
+            .await?
+        }
+    };
+    let n = match &contents {
+        Some(data) => conn.put_atomic_contents(&abs, data, &a.path, mtime).await?,
+        None => conn.put_atomic(&abs, &a.path, mtime).await?,
+    };
+    // Journal only what was actually sent: a file edited during the upload goes again. A
+    // file sent from memory needs no second look: its hash is of exactly the bytes sent, so an
+    // edit after the stat shows up next run as an mtime that differs, then a hash that
+    // matches what the server has.
+    let unchanged = n == size
+        && (contents.is_some()
+            || std::fs::metadata(&abs)
+                .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime));
     if unchanged {
         journal_record(
             sh,
@@ -774,6 +884,14 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
 }
 
 async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
+    if a.size <= SMALL_FILE {
+        // Room for a file that grew a little since it was listed; beyond that it fails and
+        // the next run plans it again with its new size.
+        let max = (SMALL_FILE * 4) as usize;
+        if let Some(data) = conn.get_contents(&a.path, max).await? {
+            return download_finish(sh, a, data).await;
+        }
+    }
     let root = sh.local_root.clone();
     let rel = a.path.clone();
     let tmp = blocking(move || {
@@ -801,6 +919,73 @@ async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64>
                 .map_err(|e| Error::local_io("set modification time", &tp, e))?;
         }
         let hash = hash_file(&tp)?;
+        let local_mtime = f.metadata().ok().and_then(|m| m.modified().ok());
+        // Checked again just before the rename: a link planted meanwhile is not followed.
+        let dst = check_local_target(&root, &rel, false)?;
+        tmp.persist(&dst)
+            .map_err(|e| Error::local_io("rename into place", &dst, e.error))?;
+        Ok((hash, local_mtime))
+    })
+    .await?;
+    let listed_ok = n == a.size;
+    journal_record(
+        sh,
+        &a.path,
+        JournalRecord {
+            size: n,
+            local_mtime_ns: local_mtime.map(to_ns),
+            remote_size: n,
+            remote_mtime_ns: if listed_ok { mtime.map(to_ns) } else { None },
+            hash,
+        },
+    );
+    Ok(n)
+}
+
+/// Reads `path` whole if it is a regular file of at most [`SMALL_FILE`] bytes; `None`:
+/// larger (or not a regular file: the streaming path reports that).
+fn read_small(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>> {
+    use std::io::Read;
+    // stat before open: opening a FIFO put there since the scan would block the runtime.
+    let m = std::fs::metadata(path).map_err(|e| Error::local_io("stat", path, e))?;
+    if !m.is_file() || m.len() > SMALL_FILE {
+        return Ok(None);
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| Error::local_io("open", path, e))?;
+    let mut data = Vec::with_capacity(m.len() as usize + 1);
+    f.read_to_end(&mut data)
+        .map_err(|e| Error::local_io("read", path, e))?;
+    Ok(Some((m, data)))
+}
+
+/// Writes a download received into memory: temp file, fsync, mode, mtime, rename, all in
+/// one trip to the blocking pool.
+async fn download_finish(sh: &Shared, a: &Action, data: Vec<u8>) -> Result<u64> {
+    use std::io::Write;
+    let root = sh.local_root.clone();
+    let rel = a.path.clone();
+    let mtime = a.source_mtime;
+    let n = data.len() as u64;
+    let (hash, local_mtime) = blocking(move || {
+        let dst = check_local_target(&root, &rel, false)?;
+        let dir = dst.parent().unwrap_or(&root).to_path_buf();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".siteport-")
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::local_io("create temporary file", &dir, e))?;
+        let tp = tmp.path().to_path_buf();
+        tmp.write_all(&data)
+            .map_err(|e| Error::local_io("write", &tp, e))?;
+        let f = tmp.as_file();
+        f.sync_all().map_err(|e| Error::local_io("fsync", &tp, e))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::local_io("chmod", &tp, e))?;
+        if let Some(t) = mtime {
+            filetime::set_file_handle_times(f, None, Some(filetime::FileTime::from_system_time(t)))
+                .map_err(|e| Error::local_io("set modification time", &tp, e))?;
+        }
+        let hash = blake3::hash(&data).to_hex().to_string();
         let local_mtime = f.metadata().ok().and_then(|m| m.modified().ok());
         // Checked again just before the rename: a link planted meanwhile is not followed.
         let dst = check_local_target(&root, &rel, false)?;

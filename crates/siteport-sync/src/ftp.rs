@@ -147,6 +147,29 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
+    async fn put_atomic_contents(
+        &mut self,
+        _local: &Path,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let p = self.full(path);
+        self.conn()?
+            .put_atomic_bytes(contents, &p, mtime)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        let p = self.full(path);
+        self.conn()?
+            .get_bytes(&p, max)
+            .await
+            .map(Some)
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
         let p = self.full(path);
         self.conn()?

@@ -75,9 +75,31 @@ pub trait Remote: Send {
         mtime: Option<SystemTime>,
     ) -> Result<u64>;
 
+    /// [`put_atomic`](Remote::put_atomic) of a small file the engine has already read into
+    /// memory (`contents`, read from `local`). Transports that can send from memory override
+    /// it; the default streams `local` again.
+    async fn put_atomic_contents(
+        &mut self,
+        local: &Path,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let _ = contents;
+        self.put_atomic(local, path, mtime).await
+    }
+
     /// Downloads `path` into the already created local file `local` (a temporary file the
     /// engine renames into place). Returns the number of bytes received.
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64>;
+
+    /// Downloads a small file (the listing said at most a few hundred KiB) into memory, at
+    /// most `max` bytes. `Ok(None)`: this transport does not do that; the engine then uses
+    /// [`get`](Remote::get).
+    async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        let _ = (path, max);
+        Ok(None)
+    }
 
     /// Creates the directory `path`; its parent exists. An existing directory is not an error.
     async fn mkdir(&mut self, path: &str) -> Result<()>;

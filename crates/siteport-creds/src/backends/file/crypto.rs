@@ -171,6 +171,65 @@ fn corrupt(backend: &str, path: &Path, e: &DecryptError) -> Error {
     ))
 }
 
+const ARMOR_BEGIN: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+const ARMOR_END: &[u8] = b"-----END AGE ENCRYPTED FILE-----";
+
+/// The binary age file inside canonical armor, decoded in one pass. age's `ArmoredReader`
+/// decodes line by line and checks each line as UTF-8, which was a third of the time of
+/// `siteport credential show` with 1,000 credentials stored. `None` for anything else (a
+/// binary file, or armor this does not recognise): the caller then uses `ArmoredReader`,
+/// which also gives the precise error for damaged armor.
+fn dearmor(file: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = file.strip_prefix(ARMOR_BEGIN)?;
+    let end = text
+        .windows(ARMOR_END.len())
+        .rposition(|w| w == ARMOR_END)?;
+    if !text[end + ARMOR_END.len()..]
+        .iter()
+        .all(u8::is_ascii_whitespace)
+    {
+        return None;
+    }
+    let body: Vec<u8> = text[..end]
+        .iter()
+        .copied()
+        .filter(|b| !matches!(b, b'\n' | b'\r'))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// What the decryptor reads: an already decoded binary file, or armor decoded on the fly.
+enum BufferedInput<'a> {
+    Binary(&'a [u8]),
+    Armored(ArmoredReader<BufReader<&'a [u8]>>),
+}
+
+impl Read for BufferedInput<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            BufferedInput::Binary(b) => b.read(buf),
+            BufferedInput::Armored(r) => r.read(buf),
+        }
+    }
+}
+
+impl std::io::BufRead for BufferedInput<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        match self {
+            BufferedInput::Binary(b) => b.fill_buf(),
+            BufferedInput::Armored(r) => r.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        match self {
+            BufferedInput::Binary(b) => b.consume(amt),
+            BufferedInput::Armored(r) => r.consume(amt),
+        }
+    }
+}
+
 /// Decrypts the whole store. Wrong keys are `BadKey`, damage is `Corrupt`.
 pub(crate) fn decrypt(
     ciphertext: &[u8],
@@ -179,8 +238,12 @@ pub(crate) fn decrypt(
     path: &Path,
     identity_path: &Path,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let decryptor = Decryptor::new_buffered(ArmoredReader::new(ciphertext))
-        .map_err(|e| corrupt(backend, path, &e))?;
+    let binary = dearmor(ciphertext);
+    let decryptor = match &binary {
+        Some(b) => Decryptor::new_buffered(BufferedInput::Binary(b)),
+        None => Decryptor::new_buffered(BufferedInput::Armored(ArmoredReader::new(ciphertext))),
+    }
+    .map_err(|e| corrupt(backend, path, &e))?;
     let reader = match key {
         Key::Identity(ids) => decryptor.decrypt(ids.iter().map(|i| i as &dyn age::Identity)),
         Key::Passphrase(p) => {
@@ -222,7 +285,8 @@ pub(crate) fn decrypt(
         ),
         _ => corrupt(backend, path, &e),
     })?;
-    let mut out = Zeroizing::new(Vec::new());
+    // Sized up front: growing would leave copies of the plaintext in freed memory.
+    let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len()));
     reader
         .read_to_end(&mut out)
         .map_err(|e| corrupt(backend, path, &DecryptError::Io(e)))?;
