@@ -80,6 +80,8 @@ impl SyncOptions {
 struct Worker {
     id: usize,
     conn: Option<Box<dyn Remote>>,
+    /// Has logged in at least once (the pool opens connections only as work needs them).
+    opened: bool,
 }
 
 #[derive(Clone)]
@@ -172,7 +174,13 @@ impl Engine {
             phase_jobs: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
         });
-        let pool = (0..n).map(|id| Worker { id, conn: None }).collect();
+        let pool = (0..n)
+            .map(|id| Worker {
+                id,
+                conn: None,
+                opened: false,
+            })
+            .collect();
         Self {
             shared,
             opts,
@@ -422,7 +430,7 @@ impl Engine {
         }
         report.warnings.extend(results.warnings);
         report.stopped = self.stopped();
-        report.connections = self.pool.len();
+        report.connections = self.pool.iter().filter(|w| w.opened).count();
         report.set_duration(started.elapsed());
         self.check_fatal()?;
         Ok(report)
@@ -753,6 +761,7 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
                 *caps = Some(c.capabilities());
             }
             drop(caps);
+            w.opened = true;
             w.conn.insert(c)
         }
     };

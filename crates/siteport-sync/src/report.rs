@@ -81,7 +81,8 @@ pub struct Report {
     pub bytes: u64,
     /// Wall time of the execution, in milliseconds.
     pub duration_ms: u64,
-    /// Connections still in use at the end (lower than asked after `421` replies).
+    /// Connections used: at most as many as asked; fewer when the work did not need more
+    /// (a short run does not pay for logins it cannot earn back) or after `421` replies.
     pub connections: usize,
     /// Entries left out of the scans.
     pub problems: Vec<ScanProblem>,
