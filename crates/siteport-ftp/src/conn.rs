@@ -25,6 +25,20 @@ const COPY_BUF: usize = 64 * 1024;
 /// A directory listing larger than this is refused (millions of entries in one directory).
 const MAX_LISTING: usize = 256 * 1024 * 1024;
 
+/// Eight random hex digits for one connection's upload temp names.
+fn tmp_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS and differs on every call: enough to keep two
+    // connections (or two runs) off each other's temp files, with no extra dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Largest upload sent without waiting for `150` (see `put_eager`): well inside the receive
+/// buffer the kernel gives a connection the server has not accepted yet.
+const EAGER_MAX: usize = 64 * 1024;
+
 /// What an upload sends.
 #[derive(Clone, Copy)]
 enum Payload<'a> {
@@ -110,6 +124,8 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
+    /// Part of this connection's upload temp names (see `put_atomic`).
+    tmp_tag: String,
 }
 
 impl std::fmt::Debug for FtpConnection {
@@ -270,7 +286,23 @@ async fn tls_handshake(
 
 impl FtpConnection {
     /// Connects, negotiates TLS as asked, logs in, switches to binary type, reads `FEAT`.
+    ///
+    /// TLS 1.2 is offered first: every FTPS server speaks it, and resuming the control
+    /// connection's session on each data connection (what vsftpd's `require_ssl_reuse`
+    /// demands) is a cheap session-ID lookup under 1.2, while 1.3 does a key exchange and
+    /// issues new tickets on every data connection. A server that refuses 1.2 gets a second
+    /// connection offering 1.3.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, FtpError> {
+        match Self::connect_with(opts, true).await {
+            Err(e) if opts.tls != TlsMode::None && tls::is_version_refusal(&e) => {
+                tracing::debug!(server = %opts.server(), "the server refused TLS 1.2; connecting again with TLS 1.3");
+                Self::connect_with(opts, false).await
+            }
+            r => r,
+        }
+    }
+
+    async fn connect_with(opts: &ConnectOptions, tls12_only: bool) -> Result<Self, FtpError> {
         let server = opts.server();
         let tls = match opts.tls {
             TlsMode::None => {
@@ -278,7 +310,7 @@ impl FtpConnection {
                 None
             }
             _ => {
-                let config: Arc<ClientConfig> = tls::client_config(opts)?;
+                let config: Arc<ClientConfig> = tls::client_config(opts, tls12_only)?;
                 Some(TlsCtx {
                     connector: TlsConnector::from(config),
                     name: tls::server_name(opts)?,
@@ -387,6 +419,7 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
+            tmp_tag: tmp_tag(),
         })
     }
 
@@ -772,6 +805,15 @@ impl FtpConnection {
             Payload::Bytes(_) => None,
         };
         let command = format!("STOR {}", self.abs(remote_path));
+        if let Payload::Bytes(b) = payload
+            && b.len() <= EAGER_MAX
+            && self.pipelining
+            && self.epsv
+            && self.tls.is_none()
+            && let Some(sent) = self.put_eager(b, &command).await?
+        {
+            return Ok(sent);
+        }
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
@@ -851,15 +893,94 @@ impl FtpConnection {
         Ok(sent)
     }
 
+    /// A small plain upload without waiting on the server between steps: EPSV and STOR in one
+    /// write, then the bytes and the end of the data connection, then `150` and `226` read
+    /// back. At most [`EAGER_MAX`] bytes, which the kernel buffers whole even if the server
+    /// refuses the STOR and never accepts the data connection (then its reply says why).
+    /// `Ok(None)`: the server does not do EPSV after all; nothing was stored.
+    async fn put_eager(&mut self, contents: &[u8], command: &str) -> Result<Option<u64>, FtpError> {
+        self.ctrl.send_all(&["EPSV", command]).await?;
+        let r = self.ctrl.read_reply("EPSV").await?;
+        let addr = match self.epsv_reply(r) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                // No EPSV after all: the STOR failed for want of a data connection; the
+                // caller goes the ordinary way, with PASV from now on (`epsv` is off).
+                self.ctrl.read_reply(command).await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.ctrl.read_reply(command).await;
+                return Err(e);
+            }
+        };
+        let timeout = self.ctrl.timeout;
+        let server = self.server().to_string();
+        let sent = tokio::time::timeout(timeout, async {
+            let mut tcp = TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            tcp.write_all(contents).await?;
+            tcp.shutdown().await?;
+            Ok::<_, io::Error>(tcp)
+        })
+        .await;
+        let reply = if matches!(sent, Ok(Ok(_))) {
+            self.ctrl.read_reply(command).await
+        } else {
+            // A refused STOR is answered at once; a server still waiting for the data
+            // connection is not worth waiting for (the control connection is closed below).
+            match tokio::time::timeout(Duration::from_secs(2), self.ctrl.read_reply(command)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(self.ctrl.timed_out(command)),
+            }
+        };
+        let data = match sent {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                // The server's reply (553, 425…) says more than the refused connection.
+                if let Ok(r) = reply
+                    && r.code >= 400
+                {
+                    return Err(FtpError::from_reply(&server, command, r.code, &r.text));
+                }
+                self.ctrl.close().await;
+                return Err(FtpError::new(
+                    FtpErrorKind::Transient,
+                    &server,
+                    format!("data connection to {addr} failed"),
+                )
+                .with_command(command)
+                .with_source(e));
+            }
+            Err(_) => {
+                self.ctrl.close().await;
+                return Err(self.ctrl.timed_out(command));
+            }
+        };
+        if !self.check_preliminary(command, reply?)? {
+            return Ok(Some(contents.len() as u64));
+        }
+        // No data comes back on an upload's connection and our FIN is already sent, so it can
+        // be closed without waiting for the server's: the 226 says the file is complete.
+        let done = self.finish_transfer(command).await;
+        drop(data);
+        done.map(|()| Some(contents.len() as u64))
+    }
+
     /// Whether this connection pipelines commands: only with servers known to answer in order
     /// (vsftpd, pure-ftpd), recognised by their greeting.
     pub fn pipelines(&self) -> bool {
         self.pipelining
     }
 
-    /// Uploads to `.<name>.siteport-tmp` in the target directory, then renames it over
+    /// Uploads to `.<name>.<tag>.siteport-tmp` in the target directory, then renames it over
     /// `remote_path`, so nobody ever sees a half-written file under the final name. Sets the
     /// modification time with `MFMT` when the server offers it and `mtime` is given.
+    ///
+    /// The tag is random per connection: after a killed run, vsftpd's session for the dead
+    /// client can still hold its upload lock on the old temp file until its accept timeout
+    /// (60 s), and a `STOR` to the same name would wait on that lock.
     pub async fn put_atomic(
         &mut self,
         local: &Path,
@@ -900,7 +1021,7 @@ impl FtpConnection {
                 format!("upload: {target:?} names a directory, not a file"),
             ));
         }
-        let tmp = format!("{dir}.{name}.siteport-tmp");
+        let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
         let sent = self.put(payload, &tmp).await?;
         if let Err(e) = self.rename(&tmp, &target).await {
             // Do not leave the temp file behind; the rename error is what matters.

@@ -112,12 +112,21 @@ impl ServerCertVerifier for PinVerifier {
 /// Builds the client config for one control connection. Each connection gets its own session
 /// cache, so its data connections resume exactly the session of their own control connection
 /// (what vsftpd's `require_ssl_reuse` checks), never one of a sibling connection.
-pub(crate) fn client_config(opts: &ConnectOptions) -> Result<Arc<ClientConfig>, FtpError> {
+/// `tls12_only`: offer TLS 1.2 alone (see `FtpConnection::connect` for why).
+pub(crate) fn client_config(
+    opts: &ConnectOptions,
+    tls12_only: bool,
+) -> Result<Arc<ClientConfig>, FtpError> {
     let server = opts.server();
     let tls_err = |msg: String| FtpError::new(FtpErrorKind::Tls, server.clone(), msg);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| tls_err(format!("TLS setup failed: {e}")))?;
 
     let mut config = if let Some(fp) = &opts.fingerprint {
@@ -170,6 +179,30 @@ pub(crate) fn client_config(opts: &ConnectOptions) -> Result<Arc<ClientConfig>, 
     };
     config.resumption = Resumption::in_memory_sessions(64);
     Ok(Arc::new(config))
+}
+
+/// Whether a handshake failed because the server would not speak the offered TLS version
+/// (an alert `protocol_version`, or a reply rustls cannot use with TLS 1.2 alone).
+pub(crate) fn is_version_refusal(e: &FtpError) -> bool {
+    use rustls::AlertDescription;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .or_else(|| err.downcast_ref::<rustls::Error>());
+        if let Some(r) = inner {
+            return matches!(
+                r,
+                rustls::Error::AlertReceived(
+                    AlertDescription::ProtocolVersion | AlertDescription::HandshakeFailure
+                ) | rustls::Error::PeerIncompatible(_)
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The name the certificate is checked against and the session cache is keyed by.

@@ -225,6 +225,30 @@ async fn suite(server: &FtpServer) {
         body,
         "{label}"
     );
+    // A small upload (on plain vsftpd/pure-ftpd the one sent without waiting for 150), then
+    // one the server refuses: the error is the server's, and the connection stays in step.
+    c.put_atomic_bytes(b"tiny", "/site/tiny.txt", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(server.root().join("site/tiny.txt")).unwrap(),
+        b"tiny",
+        "{label}"
+    );
+    let err = c
+        .put_atomic_bytes(b"tiny", "/site/no-such-dir/tiny.txt", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            FtpErrorKind::NotFound | FtpErrorKind::Permission
+        ),
+        "{label}: {err}"
+    );
+    assert!(err.to_string().contains("STOR"), "{label}: {err}");
+    c.noop().await.unwrap();
+    c.delete_file("/site/tiny.txt").await.unwrap();
     let err = c.get_bytes("/site/nope.txt", 1000).await.unwrap_err();
     assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
     c.delete_file("/site/mem.bin").await.unwrap();

@@ -558,7 +558,7 @@ impl Engine {
 }
 
 /// Whether a name is one of siteport's temporary files: `.siteport-*.part` (downloads, and
-/// `LocalDirRemote` uploads) or `.NAME.siteport-tmp` (FTP uploads).
+/// `LocalDirRemote` uploads) or `.NAME.TAG.siteport-tmp` (FTP uploads).
 pub(crate) fn is_temp_name(name: &str) -> bool {
     name.starts_with('.')
         && ((name.starts_with(".siteport-") && name.ends_with(".part"))
@@ -842,7 +842,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// trip to the blocking pool per file for stat, read, hash (and on download write, fsync,
 /// rename); larger ones are streamed. Most of a website is small files, and for them those
 /// trips cost more than the bytes.
-const SMALL_FILE: u64 = 256 * 1024;
+const SMALL_FILE: u64 = 1024 * 1024;
 
 async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     let abs = local_path(&sh.local_root, &a.path);
@@ -896,7 +896,7 @@ async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64>
     if a.size <= SMALL_FILE {
         // Room for a file that grew a little since it was listed; beyond that it fails and
         // the next run plans it again with its new size.
-        let max = (SMALL_FILE * 4) as usize;
+        let max = (SMALL_FILE * 2) as usize;
         if let Some(data) = conn.get_contents(&a.path, max).await? {
             return download_finish(sh, a, data).await;
         }

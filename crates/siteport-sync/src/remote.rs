@@ -93,7 +93,7 @@ pub trait Remote: Send {
     /// engine renames into place). Returns the number of bytes received.
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64>;
 
-    /// Downloads a small file (the listing said at most a few hundred KiB) into memory, at
+    /// Downloads a small file (the listing said at most about a MiB) into memory, at
     /// most `max` bytes. `Ok(None)`: this transport does not do that; the engine then uses
     /// [`get`](Remote::get).
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {

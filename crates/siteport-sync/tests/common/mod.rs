@@ -373,7 +373,7 @@ pub fn generate_tree(root: &Path, spec: SiteSpec) -> Vec<String> {
 }
 
 /// Snapshot of files only (relative path -> bytes), leaving out siteport's temporary files
-/// (`.NAME.siteport-tmp`, `.siteport-*.part`).
+/// (`.NAME.TAG.siteport-tmp`, `.siteport-*.part`).
 pub fn files_snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     snapshot(root)
         .into_iter()
