@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use secrecy::ExposeSecret;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -25,6 +25,63 @@ const COPY_BUF: usize = 64 * 1024;
 /// A directory listing larger than this is refused (millions of entries in one directory).
 const MAX_LISTING: usize = 256 * 1024 * 1024;
 
+/// Chunk size of [`read_ahead`]: few blocking-pool hand-offs per file (4,096 for 1 GiB).
+const READ_CHUNK: usize = 256 * 1024;
+/// Chunks [`read_ahead`] may hold ready: bounds an upload's memory at about 1.25 MiB.
+const READ_AHEAD: usize = 4;
+
+/// Reads `file` on the blocking pool ahead of the network, so that disk reads overlap socket
+/// writes instead of alternating with them. Sends an empty chunk at the end of the file (the
+/// channel closing without one means the reader died); stops at the first error, or early
+/// when the receiver is dropped.
+fn read_ahead(
+    mut file: std::fs::File,
+    mut observe: Option<ReadObserver>,
+) -> tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>> {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = vec![0u8; READ_CHUNK];
+            let mut filled = 0;
+            // Fill the chunk whole (a short read is not the end of a file), so the last
+            // chunk is the only short one.
+            let res = loop {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        filled += n;
+                        if filled == buf.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let last = res.is_err() || filled < READ_CHUNK;
+            buf.truncate(filled);
+            if let (Ok(()), Some(f)) = (&res, observe.as_mut()) {
+                f(&buf);
+            }
+            let msg = res.map(|()| buf);
+            // An empty chunk marks the end; a closed channel before it is an abnormal end.
+            let done = last && matches!(&msg, Ok(b) if !b.is_empty());
+            if tx.blocking_send(msg).is_err() {
+                return;
+            }
+            if done {
+                let _ = tx.blocking_send(Ok(Vec::new()));
+                return;
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Eight random hex digits for one connection's upload temp names.
 fn tmp_tag() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -39,11 +96,14 @@ fn tmp_tag() -> String {
 /// buffer the kernel gives a connection the server has not accepted yet.
 const EAGER_MAX: usize = 64 * 1024;
 
+/// Called with every chunk an upload reads from its local file, in order, on the thread
+/// that reads it: lets a caller hash what is sent in the same pass as sending it.
+pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
+
 /// What an upload sends.
-#[derive(Clone, Copy)]
 enum Payload<'a> {
-    /// A local file, streamed.
-    File(&'a Path),
+    /// A local file, streamed (and shown to the observer, if any).
+    File(&'a Path, Option<ReadObserver>),
     /// Contents already in memory.
     Bytes(&'a [u8]),
 }
@@ -778,7 +838,7 @@ impl FtpConnection {
 
     /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
     pub async fn put_file(&mut self, local: &Path, remote_path: &str) -> Result<u64, FtpError> {
-        self.put(Payload::File(local), remote_path).await
+        self.put(Payload::File(local, None), remote_path).await
     }
 
     /// Uploads `contents` (a small file already read into memory) to `remote_path`. Saves the
@@ -790,22 +850,22 @@ impl FtpConnection {
 
     async fn put(&mut self, payload: Payload<'_>, remote_path: &str) -> Result<u64, FtpError> {
         check_path(self.server(), "upload", remote_path)?;
-        let file = match payload {
-            Payload::File(local) => Some((
-                local,
-                tokio::fs::File::open(local).await.map_err(|e| {
+        let (file, mut memory) = match payload {
+            Payload::File(local, observe) => {
+                let f = std::fs::File::open(local).map_err(|e| {
                     FtpError::new(
                         FtpErrorKind::Invalid,
                         self.server(),
                         format!("cannot read local file {}", local.display()),
                     )
                     .with_source(e)
-                })?,
-            )),
-            Payload::Bytes(_) => None,
+                })?;
+                (Some((local, f, observe)), None)
+            }
+            Payload::Bytes(b) => (None, Some(b)),
         };
         let command = format!("STOR {}", self.abs(remote_path));
-        if let Payload::Bytes(b) = payload
+        if let Some(b) = memory
             && b.len() <= EAGER_MAX
             && self.pipelining
             && self.epsv
@@ -819,16 +879,20 @@ impl FtpConnection {
         };
         let timeout = self.ctrl.timeout;
         let mut sent = 0u64;
-        let mut reader = file.map(|(local, f)| (local, BufReader::with_capacity(COPY_BUF, f)));
-        let mut memory = match payload {
-            Payload::Bytes(b) => Some(b),
-            Payload::File(_) => None,
-        };
+        let mut reader = file.map(|(local, f, observe)| (local, read_ahead(f, observe)));
+        let mut chunk;
         loop {
             let buf: &[u8] = match (&mut reader, memory.take()) {
                 (_, Some(b)) => b,
-                (Some((local, r)), None) => match r.fill_buf().await {
-                    Ok(b) => b,
+                (Some((local, r)), None) => match r.recv().await.unwrap_or_else(|| {
+                    Err(io::Error::other(
+                        "the local file reader ended before the end",
+                    ))
+                }) {
+                    Ok(c) => {
+                        chunk = c;
+                        &chunk
+                    }
                     Err(e) => {
                         // The server would keep a truncated file: drop the data connection
                         // without a clean close, so it sees an aborted transfer.
@@ -866,9 +930,6 @@ impl FtpConnection {
                     return Err(self.data_err(&command, e));
                 }
                 Err(_) => return Err(self.ctrl.timed_out(&command)),
-            }
-            if let Some((_, r)) = &mut reader {
-                r.consume(n);
             }
             sent += n as u64;
         }
@@ -987,7 +1048,21 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
-        self.put_atomic_payload(Payload::File(local), remote_path, mtime)
+        self.put_atomic_payload(Payload::File(local, None), remote_path, mtime)
+            .await
+    }
+
+    /// [`put_atomic`](Self::put_atomic) that shows every chunk read from `local` to
+    /// `observe` (in order, before it is sent): one pass over the file for both hashing and
+    /// sending. On success `observe` has seen exactly the bytes sent.
+    pub async fn put_atomic_observed(
+        &mut self,
+        local: &Path,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+        observe: ReadObserver,
+    ) -> Result<u64, FtpError> {
+        self.put_atomic_payload(Payload::File(local, Some(observe)), remote_path, mtime)
             .await
     }
 

@@ -23,7 +23,7 @@ mod pool;
 mod stream;
 mod tls;
 
-pub use conn::{Features, FtpConnection};
+pub use conn::{Features, FtpConnection, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};
 pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
 pub use options::{ConnectOptions, TlsMode};

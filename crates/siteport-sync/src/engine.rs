@@ -848,32 +848,44 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     let abs = local_path(&sh.local_root, &a.path);
     // A small file is read right here, on the runtime thread: a few KiB from the page cache
     // take microseconds, less than the hand-off to the blocking pool and back (which was the
-    // largest cost per file of a first export). Larger files are hashed there.
-    let (hash, size, mtime, contents) = match read_small(&abs)? {
+    // largest cost per file of a first export). Larger files are hashed as they are sent:
+    // one pass over the file instead of two, and the hash is of exactly the bytes sent.
+    let (hash, size, mtime, n, from_memory) = match read_small(&abs)? {
         Some((m, data)) => {
             let h = blake3::hash(&data).to_hex().to_string();
-            (h, m.len(), m.modified().ok(), Some(data))
+            let mtime = m.modified().ok();
+            let n = conn
+                .put_atomic_contents(&abs, &data, &a.path, mtime)
+                .await?;
+            (h, m.len(), mtime, n, true)
         }
         None => {
-            let p = abs.clone();
-            blocking(move || {
-                let m = std::fs::metadata(&p).map_err(|e| Error::local_io("stat", &p, e))?;
-                let h = hash_file(&p)?;
-                Ok((h, m.len(), m.modified().ok(), None))
-            })
-            .await?
+            let m = std::fs::metadata(&abs).map_err(|e| Error::local_io("stat", &abs, e))?;
+            if !m.is_file() {
+                // Replaced by a FIFO or device since the scan: opening it could block forever.
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    abs.display().to_string(),
+                    "no longer a regular file; not uploaded",
+                ));
+            }
+            let mtime = m.modified().ok();
+            let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+            let feed = hasher.clone();
+            let observe: crate::remote::ReadObserver = Box::new(move |chunk: &[u8]| {
+                lock(&feed).update(chunk);
+            });
+            let n = conn.put_atomic(&abs, &a.path, mtime, Some(observe)).await?;
+            let h = lock(&hasher).finalize().to_hex().to_string();
+            (h, m.len(), mtime, n, false)
         }
-    };
-    let n = match &contents {
-        Some(data) => conn.put_atomic_contents(&abs, data, &a.path, mtime).await?,
-        None => conn.put_atomic(&abs, &a.path, mtime).await?,
     };
     // Journal only what was actually sent: a file edited during the upload goes again. A
     // file sent from memory needs no second look: its hash is of exactly the bytes sent, so an
     // edit after the stat shows up next run as an mtime that differs, then a hash that
     // matches what the server has.
     let unchanged = n == size
-        && (contents.is_some()
+        && (from_memory
             || std::fs::metadata(&abs)
                 .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime));
     if unchanged {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
 /// server has too many connections (the engine then lowers its count); later it is an
@@ -139,12 +139,15 @@ impl Remote for FtpRemote {
         local: &Path,
         path: &str,
         mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let p = self.full(path);
-        self.conn()?
-            .put_atomic(local, &p, mtime)
-            .await
-            .map_err(|e| map_ftp_error(e, false))
+        let conn = self.conn()?;
+        match observe {
+            Some(o) => conn.put_atomic_observed(local, &p, mtime, o).await,
+            None => conn.put_atomic(local, &p, mtime).await,
+        }
+        .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn put_atomic_contents(

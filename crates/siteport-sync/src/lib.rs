@@ -30,6 +30,6 @@ pub use path::{check_name, check_rel_path};
 pub use plan::{
     Action, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export, plan_import,
 };
-pub use remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+pub use remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};

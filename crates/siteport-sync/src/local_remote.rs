@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{check_rel_path, local_path};
-use crate::remote::{Capabilities, EntryKind, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 
 /// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
 /// the target directory, fsync, rename) and keep modification times, so listings are
@@ -107,6 +107,7 @@ impl Remote for LocalDirRemote {
         local: &Path,
         path: &str,
         mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let dst = self.resolve(path)?;
         let src = local.to_path_buf();
@@ -116,8 +117,14 @@ impl Remote for LocalDirRemote {
                 .prefix(".siteport-")
                 .suffix(".part")
                 .tempfile_in(dir)?;
-            let mut input = std::fs::File::open(&src)?;
-            let n = std::io::copy(&mut input, tmp.as_file_mut())?;
+            let input = std::fs::File::open(&src)?;
+            let n = std::io::copy(
+                &mut Observed {
+                    inner: input,
+                    observe,
+                },
+                tmp.as_file_mut(),
+            )?;
             tmp.as_file_mut().flush()?;
             if let Some(t) = mtime {
                 filetime::set_file_handle_times(
@@ -195,5 +202,21 @@ impl RemoteFactory for LocalDirRemoteFactory {
 
     async fn connect(&self) -> Result<Box<dyn Remote>> {
         Ok(Box::new(LocalDirRemote::new(self.root.clone())))
+    }
+}
+
+/// A reader that shows what it reads to an observer.
+struct Observed<R> {
+    inner: R,
+    observe: Option<ReadObserver>,
+}
+
+impl<R: std::io::Read> std::io::Read for Observed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(f) = self.observe.as_mut() {
+            f(&buf[..n]);
+        }
+        Ok(n)
     }
 }

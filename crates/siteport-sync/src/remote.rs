@@ -8,6 +8,9 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 
+/// Called with every chunk an upload reads from its local file, in order.
+pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
+
 /// What a listed remote entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,11 +71,16 @@ pub trait Remote: Send {
     /// Uploads the local file to `path` so that nobody ever sees it half-written under its
     /// final name (temporary name, then rename), and sets its modification time to `mtime`
     /// when the transport can. Returns the number of bytes sent.
+    ///
+    /// `observe`, if given, is shown every chunk read from `local`, in order: on success it
+    /// has seen exactly the bytes sent (the engine hashes a large file in the same pass that
+    /// sends it, instead of reading it twice).
     async fn put_atomic(
         &mut self,
         local: &Path,
         path: &str,
         mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
     ) -> Result<u64>;
 
     /// [`put_atomic`](Remote::put_atomic) of a small file the engine has already read into
@@ -86,7 +94,7 @@ pub trait Remote: Send {
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
         let _ = contents;
-        self.put_atomic(local, path, mtime).await
+        self.put_atomic(local, path, mtime, None).await
     }
 
     /// Downloads `path` into the already created local file `local` (a temporary file the

@@ -202,6 +202,21 @@ async fn acceptance(kind: ServerKind, tls: bool) {
     assert_eq!(r.counts.uploaded, paths.len(), "{label}");
     assert_same(&label, "after export", &served, &expected(&local));
     assert!(!served.join("notes.tmp").exists() && !served.join("drafts").exists());
+    // The journal holds each file's hash: small files hashed from memory, large ones while
+    // they were streamed to the server. Both must equal a hash of the file itself.
+    {
+        let j = Journal::open(&journal).unwrap();
+        let mut large = 0;
+        for (rel, rec) in j.records() {
+            let want = hash_file(&local.join(rel)).unwrap();
+            assert_eq!(rec.hash, want, "{label}: journal hash of {rel}");
+            if rec.size > 1024 * 1024 {
+                large += 1;
+            }
+        }
+        assert_eq!(j.records().len(), paths.len(), "{label}");
+        assert!(large > 0, "{label}: no file large enough to be streamed");
+    }
     lap("export");
 
     // Excluded on the server side: must survive a delete run.

@@ -133,6 +133,7 @@ impl Remote for Wrap {
         local: &Path,
         path: &str,
         mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let n = {
             let mut puts = self.knobs.puts.lock().unwrap();
@@ -172,7 +173,7 @@ impl Remote for Wrap {
         }
         // Slow enough that parallel workers overlap.
         tokio::time::sleep(Duration::from_millis(2)).await;
-        self.inner.put_atomic(local, path, mtime).await
+        self.inner.put_atomic(local, path, mtime, observe).await
     }
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
         *self
