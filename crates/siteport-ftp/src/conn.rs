@@ -24,6 +24,25 @@ use crate::tls;
 const COPY_BUF: usize = 64 * 1024;
 /// A directory listing larger than this is refused (millions of entries in one directory).
 const MAX_LISTING: usize = 256 * 1024 * 1024;
+/// A directory listing over the control connection (RFC 959 `STAT` with an argument).
+const STAT_LIST: &str = "STAT -a";
+
+/// The entries of a `STAT` listing reply (`211`/`212`/`213`): the lines between the first
+/// ("Status follows") and the last ("End of status"). `None` for any other reply.
+fn stat_entries(code: u16, text: &str) -> Option<Vec<RemoteEntry>> {
+    if !(211..=213).contains(&code) {
+        return None;
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let now = SystemTime::now();
+    Some(match lines.len() {
+        0..=2 => Vec::new(),
+        n => lines[1..n - 1]
+            .iter()
+            .filter_map(|l| parse_list_line(l, now))
+            .collect(),
+    })
+}
 
 /// Chunk size of [`read_ahead`]: few blocking-pool hand-offs per file (4,096 for 1 GiB).
 const READ_CHUNK: usize = 256 * 1024;
@@ -184,6 +203,9 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
+    /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
+    /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
+    stat_listing: Option<bool>,
     /// Part of this connection's upload temp names (see `put_atomic`).
     tmp_tag: String,
 }
@@ -479,6 +501,7 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
+            stat_listing: None,
             tmp_tag: tmp_tag(),
         })
     }
@@ -704,6 +727,16 @@ impl FtpConnection {
         }
     }
 
+    /// After the data connection of an upload broke: the server's reply (426, 550, 552…)
+    /// says more than the reset does. A server that refuses the target after accepting the
+    /// data connection (libunftp over TLS) resets it before its reply arrives.
+    async fn reply_or_data_err(&mut self, command: &str, e: io::Error) -> FtpError {
+        match self.ctrl.read_reply(command).await {
+            Ok(r) if r.code >= 400 => FtpError::from_reply(self.server(), command, r.code, &r.text),
+            _ => self.data_err(command, e),
+        }
+    }
+
     fn data_err(&self, command: &str, e: io::Error) -> FtpError {
         FtpError::new(
             FtpErrorKind::Transient,
@@ -785,6 +818,9 @@ impl FtpConnection {
         // CWD, then list without an argument: a name starting with '-' would otherwise be read
         // as `ls` options by vsftpd and pure-ftpd.
         let cwd = format!("CWD {dir}");
+        if !self.features.mlsd && self.list_all && self.stat_listing == Some(true) {
+            return self.list_over_control(&cwd).await;
+        }
         // CWD and EPSV in one write, one round trip instead of two (a no-change run is mostly
         // listings). A failed CWD leaves an unused passive port, which the next EPSV replaces.
         let addr = if self.epsv && self.pipelining {
@@ -828,12 +864,66 @@ impl FtpConnection {
                     .await?
             };
             let now = SystemTime::now();
-            String::from_utf8_lossy(&raw)
+            let entries: Vec<RemoteEntry> = String::from_utf8_lossy(&raw)
                 .split('\n')
                 .filter_map(|l| parse_list_line(l, now))
-                .collect()
+                .collect();
+            if self.stat_listing.is_none() && self.list_all && !entries.is_empty() {
+                self.check_stat_listing(&entries).await?;
+            }
+            entries
         };
         Ok(entries)
+    }
+
+    /// Whether this connection lists over the control connection (`STAT -a`) rather than
+    /// opening a data connection per directory; `None` until it has been checked.
+    pub fn lists_over_control(&self) -> Option<bool> {
+        self.stat_listing
+    }
+
+    /// Compares `STAT -a` in the current directory with what `LIST -a` just gave there, and
+    /// uses it from now on only when both agree: a server that answers `STAT` with its own
+    /// status, or lists differently, must never make a directory look empty.
+    async fn check_stat_listing(&mut self, listed: &[RemoteEntry]) -> Result<(), FtpError> {
+        self.ctrl.send(STAT_LIST).await?;
+        let reply = self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?;
+        let same = stat_entries(reply.code, &reply.text).is_some_and(|mut got| {
+            let mut want = listed.to_vec();
+            got.sort_by(|a, b| a.name.cmp(&b.name));
+            want.sort_by(|a, b| a.name.cmp(&b.name));
+            got == want
+        });
+        tracing::debug!(server = %self.server(), same, "STAT listing compared with LIST");
+        self.stat_listing = Some(same);
+        Ok(())
+    }
+
+    /// CWD and `STAT -a` in one round trip (when the server works in order); the listing
+    /// comes back as the reply, with no data connection, PASV or TLS handshake.
+    async fn list_over_control(&mut self, cwd: &str) -> Result<Vec<RemoteEntry>, FtpError> {
+        let (c, s) = if self.pipelining {
+            self.ctrl.send_all(&[cwd, STAT_LIST]).await?;
+            let c = self.ctrl.read_reply(cwd).await?;
+            // Read even when CWD failed: the STAT reply (of the previous directory) is
+            // owed and would otherwise answer the next command.
+            let s = self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?;
+            (c, Some(s))
+        } else {
+            (self.ctrl.cmd(cwd).await?, None)
+        };
+        if c.code != 250 && c.code != 200 {
+            return Err(FtpError::from_reply(self.server(), cwd, c.code, &c.text));
+        }
+        let s = match s {
+            Some(s) => s,
+            None => {
+                self.ctrl.send(STAT_LIST).await?;
+                self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?
+            }
+        };
+        stat_entries(s.code, &s.text)
+            .ok_or_else(|| FtpError::from_reply(self.server(), STAT_LIST, s.code, &s.text))
     }
 
     /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
@@ -916,18 +1006,7 @@ impl FtpConnection {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     drop(data);
-                    // The server's reply (426, 552…) says more than the broken pipe.
-                    if let Ok(r) = self.ctrl.read_reply(&command).await
-                        && r.code >= 400
-                    {
-                        return Err(FtpError::from_reply(
-                            self.server(),
-                            &command,
-                            r.code,
-                            &r.text,
-                        ));
-                    }
-                    return Err(self.data_err(&command, e));
+                    return Err(self.reply_or_data_err(&command, e).await);
                 }
                 Err(_) => return Err(self.ctrl.timed_out(&command)),
             }
@@ -937,7 +1016,10 @@ impl FtpConnection {
         // reset under it.
         match tokio::time::timeout(timeout, data.shutdown()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(self.data_err(&command, e)),
+            Ok(Err(e)) => {
+                drop(data);
+                return Err(self.reply_or_data_err(&command, e).await);
+            }
             Err(_) => return Err(self.ctrl.timed_out(&command)),
         }
         let mut sink = [0u8; 512];
@@ -1270,6 +1352,39 @@ impl FtpConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EntryKind;
+
+    #[test]
+    fn stat_listing_replies() {
+        // vsftpd: the lines between "Status follows" and "End of status".
+        let text = "Status follows:\n\
+            drwxr-xr-x    2 1000     1000         4096 Nov 29 05:00 sub dir\n\
+            -rw-r--r--    1 1000     1000           17 Nov 29 05:00 213 file.txt\n\
+            End of status";
+        let got = stat_entries(213, text).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind, e.size))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("sub dir", EntryKind::Dir, 4096),
+                ("213 file.txt", EntryKind::File, 17)
+            ]
+        );
+        assert_eq!(
+            stat_entries(213, "Status follows:\nEnd of status"),
+            Some(vec![])
+        );
+        // A server that answers with its own status lists nothing, so the comparison with
+        // LIST fails and STAT is never used for listings on that connection.
+        let status = "FTP server status:\n Connected to 127.0.0.1\n Logged in as u\nEnd of status";
+        assert_eq!(stat_entries(211, status), Some(vec![]));
+        // Refused or unknown: not a listing at all.
+        assert_eq!(stat_entries(500, "Unknown command"), None);
+        assert_eq!(stat_entries(200, "-rw-r--r-- 1 u g 1 Nov 29 05:00 x"), None);
+    }
 
     #[test]
     fn passive_replies() {

@@ -237,6 +237,16 @@ impl Control {
 
     /// Reads one complete (possibly multi-line) reply.
     pub(crate) async fn read_reply(&mut self, command: &str) -> Result<Reply, FtpError> {
+        self.read_reply_max(command, MAX_REPLY).await
+    }
+
+    /// Reads one reply of up to `max` bytes: a listing sent over the control connection
+    /// (`STAT`) is as long as the directory is large.
+    pub(crate) async fn read_reply_max(
+        &mut self,
+        command: &str,
+        max: usize,
+    ) -> Result<Reply, FtpError> {
         let first = self.read_line(command).await?;
         tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "< {first}");
         let bytes = first.as_bytes();
@@ -260,7 +270,7 @@ impl Control {
                 let line = self.read_line(command).await?;
                 tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "< {line}");
                 total += line.len();
-                if total > MAX_REPLY {
+                if total > max {
                     self.stream = None;
                     return Err(FtpError::new(
                         FtpErrorKind::Protocol,

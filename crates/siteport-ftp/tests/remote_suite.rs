@@ -148,6 +148,27 @@ async fn suite(server: &FtpServer) {
     let rel = by_name(c.list_dir("site/a").await.unwrap());
     assert_eq!(rel.len(), listing.len(), "{label}");
 
+    // After its first non-empty listing a connection lists over the control connection
+    // (`STAT -a`) where the server gives the same entries there; a fresh connection's first
+    // listing goes over a data connection, and both must agree, odd names included.
+    let over_control = c.lists_over_control();
+    eprintln!("{label}: lists over control: {over_control:?}");
+    match server.kind {
+        ServerKind::Vsftpd => assert_eq!(over_control, Some(true), "{label}"),
+        // MLSD is better still: STAT is never tried.
+        ServerKind::InProcess => assert_eq!(over_control, None, "{label}"),
+        _ => {}
+    }
+    let mut fresh = FtpConnection::connect(&opts).await.unwrap();
+    let by_data = by_name(fresh.list_dir("/site/a").await.unwrap());
+    assert_eq!(by_data, listing, "{label}: STAT and LIST listings differ");
+    assert_eq!(
+        by_name(fresh.list_dir("/site/a").await.unwrap()),
+        by_data,
+        "{label}"
+    );
+    fresh.quit().await.unwrap();
+
     // get_file byte-identical for the big file
     let back = local.path().join("big.back");
     c.get_file("/site/a/b/big.bin", &back).await.unwrap();
