@@ -375,8 +375,10 @@ impl Inner {
     fn read_store(&self) -> Result<Option<Vec<u8>>> {
         match fsio::open_private(&self.store, "store", &self.describe)? {
             None => Ok(None),
+            // The ciphertext is not secret: take it out of its `Zeroizing` wrapper rather
+            // than copying it.
             Some(f) => crypto::read_all(f)
-                .map(|b| Some(b.to_vec()))
+                .map(|mut b| Some(std::mem::take(&mut *b)))
                 .map_err(|e| fsio::io_error(&self.describe, "read store", &self.store, &e)),
         }
     }
