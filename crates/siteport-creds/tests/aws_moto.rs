@@ -251,7 +251,10 @@ async fn live_aws() {
         .ok()
         .filter(|r| !r.is_empty())
     else {
-        println!("live_aws: SKIPPED (set SITEPORT_LIVE_AWS_REGION to run against real AWS)");
+        siteport_testsupport::report_skip(
+            "live_aws",
+            "set SITEPORT_LIVE_AWS_REGION to run against real AWS",
+        );
         return;
     };
     let b = AwsBackend::open(&AwsSettings {

@@ -438,8 +438,9 @@ async fn live_azure() {
         .ok()
         .filter(|r| !r.is_empty())
     else {
-        println!(
-            "live_azure: SKIPPED (set SITEPORT_LIVE_AZURE_VAULT_URL to run against a real Key Vault)"
+        siteport_testsupport::report_skip(
+            "live_azure",
+            "set SITEPORT_LIVE_AZURE_VAULT_URL to run against a real Key Vault",
         );
         return;
     };

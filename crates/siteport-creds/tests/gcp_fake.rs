@@ -530,8 +530,10 @@ async fn live_gcp() {
         .ok()
         .filter(|p| !p.is_empty())
     else {
-        println!(
-            "live_gcp: SKIPPED (set SITEPORT_LIVE_GCP_PROJECT and log in with `gcloud auth application-default login` to run against real Secret Manager)"
+        siteport_testsupport::report_skip(
+            "live_gcp",
+            "set SITEPORT_LIVE_GCP_PROJECT and log in with `gcloud auth application-default \
+             login` to run against real Secret Manager",
         );
         return;
     };

@@ -464,9 +464,10 @@ async fn live_vault_when_configured() {
         std::env::var("SITEPORT_LIVE_VAULT_ADDR"),
         std::env::var("SITEPORT_LIVE_VAULT_TOKEN"),
     ) else {
-        println!(
-            "SKIPPED live_vault_when_configured: set SITEPORT_LIVE_VAULT_ADDR and \
-             SITEPORT_LIVE_VAULT_TOKEN to run it against a real Vault"
+        siteport_testsupport::report_skip(
+            "live_vault_when_configured",
+            "set SITEPORT_LIVE_VAULT_ADDR and SITEPORT_LIVE_VAULT_TOKEN to run it against a \
+             real Vault",
         );
         return;
     };

@@ -23,6 +23,14 @@ pub use moto::{MotoServer, moto_server_path};
 pub use proxy::FaultyProxy;
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 
+/// Reports an opt-in test that did not run. Written to the stderr file descriptor directly:
+/// the test harness captures `println!` of passing tests, and a skip must show in the log of
+/// every run, not only when something fails.
+pub fn report_skip(test: &str, how_to_run: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{test}: SKIPPED ({how_to_run})");
+}
+
 /// Writes a file with mode 0600 (panics on failure: fixture code).
 pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) {
     use std::io::Write as _;
