@@ -63,16 +63,29 @@ async fn suite(server: &FtpServer) {
         .unwrap_or_else(|e| panic!("{label}: mkdir existing: {e}"));
     assert!(server.root().join("site/a/b").is_dir(), "{label}");
 
-    // put_atomic + list (size, mtime), no temp file left behind
-    let big = content(7, 300 * 1024 + 17);
+    // put_atomic + list (size, mtime), no temp file left behind. More 256 KiB chunks than
+    // the reader holds ahead, the last one short: buffers given back are filled again, and
+    // a stale tail or chunk would show in the bytes stored or in what the observer saw.
+    let big = content(7, 5 * 256 * 1024 + 17);
     let big_path = local.path().join("big.bin");
     std::fs::write(&big_path, &big).unwrap();
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let feed = seen.clone();
     let sent = c
-        .put_atomic(&big_path, "/site/a/b/big.bin", Some(when))
+        .put_atomic_observed(
+            &big_path,
+            "/site/a/b/big.bin",
+            Some(when),
+            Box::new(move |chunk: &[u8]| feed.lock().unwrap().extend_from_slice(chunk)),
+        )
         .await
         .unwrap_or_else(|e| panic!("{label}: put_atomic: {e}"));
     assert_eq!(sent, big.len() as u64, "{label}");
+    assert!(
+        *seen.lock().unwrap() == big,
+        "{label}: observer saw other bytes"
+    );
     assert_eq!(
         std::fs::read(server.root().join("site/a/b/big.bin")).unwrap(),
         big,
