@@ -44,44 +44,66 @@ fn stat_entries(code: u16, text: &str) -> Option<Vec<RemoteEntry>> {
     })
 }
 
-/// Chunk size of [`read_ahead`]: few blocking-pool hand-offs per file (4,096 for 1 GiB).
+/// Chunk size of an upload from a file: few blocking-pool hand-offs per file (4,096 for 1 GiB).
 const READ_CHUNK: usize = 256 * 1024;
 /// Chunks [`read_ahead`] may hold ready. With the one being filled and the one being sent,
 /// at most six buffers ever exist for an upload (a new one is made only when none is given
 /// back): about 1.5 MiB.
 const READ_AHEAD: usize = 4;
 
-/// Reads the next chunk of `file` into `buf`, whole (a short read is not the end of a file),
-/// so the last chunk is the only short one. One `read` per chunk: `read_to_end` into spare
-/// capacity avoids zeroing but starts at 8 KiB a call and doubles, six system calls a chunk.
-/// Only a new buffer is zeroed (a handful per file); a reused one is already initialised.
-fn fill_chunk(file: &mut std::fs::File, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::io::Read;
-    buf.resize(READ_CHUNK, 0);
-    let mut filled = 0;
-    let res = loop {
-        if filled == READ_CHUNK {
-            break Ok(());
-        }
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break Ok(()),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    buf.truncate(filled);
-    res
+/// A local file read chunk by chunk for an upload, each chunk shown to the observer.
+struct ChunkReader {
+    file: std::fs::File,
+    observe: Option<ReadObserver>,
+    ended: bool,
 }
 
-/// Reads `file` on the blocking pool ahead of the network, so that disk reads overlap socket
-/// writes instead of alternating with them. Sends an empty chunk at the end of the file (the
-/// channel closing without one means the reader died); stops at the first error, or early
-/// when the receiver is dropped. Chunks given back on the second channel are filled again:
-/// a fresh 256 KiB buffer per chunk costs a page fault per 4 KiB sent.
+impl ChunkReader {
+    fn new(file: std::fs::File, observe: Option<ReadObserver>) -> Self {
+        Self {
+            file,
+            observe,
+            ended: false,
+        }
+    }
+
+    /// The next chunk, read into `buf` (a used chunk, or empty), and empty at the end of the
+    /// file. Chunks are read whole (a short read is not the end of a file), so the last one is
+    /// the only short one. One `read` per chunk: `read_to_end` into spare capacity avoids
+    /// zeroing but starts at 8 KiB a call and doubles, six system calls a chunk. Only a new
+    /// buffer is zeroed (a handful per file); a reused one is already initialised.
+    fn next(&mut self, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        if self.ended {
+            buf.clear();
+            return Ok(buf);
+        }
+        buf.resize(READ_CHUNK, 0);
+        let mut filled = 0;
+        while filled < READ_CHUNK {
+            match self.file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(filled);
+        self.ended = filled < READ_CHUNK;
+        if let Some(f) = self.observe.as_mut() {
+            f(&buf);
+        }
+        Ok(buf)
+    }
+}
+
+/// Reads on the blocking pool ahead of the network, so that disk reads overlap socket writes
+/// instead of alternating with them. Sends chunks up to and including the empty one at the
+/// end of the file (the channel closing without it means the reader died); stops at the first
+/// error, or early when the receiver is dropped. Chunks given back on the second channel are
+/// filled again: a fresh 256 KiB buffer per chunk costs a page fault per 4 KiB sent.
 fn read_ahead(
-    mut file: std::fs::File,
-    mut observe: Option<ReadObserver>,
+    mut reader: ChunkReader,
 ) -> (
     tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     std::sync::mpsc::Sender<Vec<u8>>,
@@ -90,23 +112,9 @@ fn read_ahead(
     let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
     tokio::task::spawn_blocking(move || {
         loop {
-            let mut buf = spare.try_recv().unwrap_or_default();
-            let res = fill_chunk(&mut file, &mut buf);
-            let last = res.is_err() || buf.len() < READ_CHUNK;
-            if let (Ok(()), Some(f)) = (&res, observe.as_mut()) {
-                f(&buf);
-            }
-            let msg = res.map(|()| buf);
-            // An empty chunk marks the end; a closed channel before it is an abnormal end.
-            let done = last && matches!(&msg, Ok(b) if !b.is_empty());
-            if tx.blocking_send(msg).is_err() {
-                return;
-            }
-            if done {
-                let _ = tx.blocking_send(Ok(Vec::new()));
-                return;
-            }
-            if last {
+            let msg = reader.next(spare.try_recv().unwrap_or_default());
+            let end = !matches!(&msg, Ok(b) if !b.is_empty());
+            if tx.blocking_send(msg).is_err() || end {
                 return;
             }
         }
@@ -122,11 +130,7 @@ enum Chunks {
         std::sync::mpsc::Sender<Vec<u8>>,
     ),
     /// Read on the sending task itself, between sends: plain connections (see `put`).
-    Inline {
-        file: std::fs::File,
-        observe: Option<ReadObserver>,
-        ended: bool,
-    },
+    Inline(ChunkReader),
 }
 
 impl Chunks {
@@ -144,23 +148,7 @@ impl Chunks {
                     ))
                 })
             }
-            Chunks::Inline {
-                file,
-                observe,
-                ended,
-            } => {
-                let mut buf = used;
-                if *ended {
-                    buf.clear();
-                    return Ok(buf);
-                }
-                fill_chunk(file, &mut buf)?;
-                *ended = buf.len() < READ_CHUNK;
-                if let Some(f) = observe.as_mut() {
-                    f(&buf);
-                }
-                Ok(buf)
-            }
+            Chunks::Inline(reader) => reader.next(used),
         }
     }
 }
@@ -1042,14 +1030,11 @@ impl FtpConnection {
         // as hashing, and the reader on the blocking pool runs beside it.
         let inline = !data.is_tls();
         let mut reader = file.map(|(local, f, observe)| {
+            let reader = ChunkReader::new(f, observe);
             let chunks = if inline {
-                Chunks::Inline {
-                    file: f,
-                    observe,
-                    ended: false,
-                }
+                Chunks::Inline(reader)
             } else {
-                let (chunks, give_back) = read_ahead(f, observe);
+                let (chunks, give_back) = read_ahead(reader);
                 Chunks::Ahead(chunks, give_back)
             };
             (local, chunks)
