@@ -10,10 +10,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod endpoint;
 mod engine;
 mod error;
 #[cfg(feature = "ftp")]
-pub mod ftp;
+mod ftp;
 mod journal;
 mod local_remote;
 mod path;
@@ -22,6 +23,9 @@ mod remote;
 mod report;
 mod tree;
 
+pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
+#[cfg(feature = "ftp")]
+pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};

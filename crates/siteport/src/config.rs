@@ -194,7 +194,7 @@ pub fn find_config(
 }
 
 /// TLS mode of a site: the FTP client's own type, so the two can never drift apart.
-pub use siteport_ftp::TlsMode;
+pub use siteport_sync::TlsMode;
 
 /// A loaded config file. Sites keep their references unexpanded until
 /// [`resolve_site`](Self::resolve_site).

@@ -5,11 +5,10 @@
 use serde_json::json;
 use siteport_creds::reference::process_env;
 use siteport_creds::{Credential, CredentialBackend, CredentialName};
-use siteport_ftp::{ConnectOptions, FtpConnection};
-use siteport_sync::ftp::map_ftp_error;
+use siteport_sync::{Endpoint, FtpSettings, Login, Protocol, TlsMode, test_login};
 
 use crate::cli::TestArgs;
-use crate::commands::site::{connect_options, exit_code};
+use crate::commands::site::{endpoint, exit_code};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -131,18 +130,17 @@ async fn test_one(
         })
         .unwrap_or_default();
 
-    let mut targets: Vec<(Option<String>, ConnectOptions)> = Vec::new();
+    let mut targets: Vec<(Option<String>, Endpoint)> = Vec::new();
     for site in sites {
         let Some(cfg) = cfg else { break };
         match cfg.resolve_site(site, backend, &process_env).await {
             Ok(r) => {
-                let mut o = connect_options(&r);
+                let mut o = endpoint(&r);
                 // The site may combine several credentials; this test is about this one.
-                o.username = cred.username().to_owned();
-                o.password = cred.password().clone();
+                o.login = Login::new(cred.username(), cred.password().clone());
                 if !targets
                     .iter()
-                    .any(|(_, t)| t.server() == o.server() && t.username == o.username)
+                    .any(|(_, t)| t.server() == o.server() && t.login.username == o.login.username)
                 {
                     targets.push((Some(site.to_owned()), o));
                 }
@@ -159,12 +157,9 @@ async fn test_one(
     let mut out = Vec::new();
     for (site, opts) in targets {
         let server = opts.server();
-        let error = match FtpConnection::connect(&opts).await {
-            Ok(conn) => {
-                let _ = conn.quit().await;
-                None
-            }
-            Err(e) => Some(login_error(name, &opts, map_ftp_error(e, true))),
+        let error = match test_login(&opts).await {
+            Ok(()) => None,
+            Err(e) => Some(login_error(name, &opts, e)),
         };
         out.push(Outcome {
             name: name.to_string(),
@@ -176,7 +171,7 @@ async fn test_one(
     out
 }
 
-fn own_server(cred: &Credential) -> CliResult<ConnectOptions> {
+fn own_server(cred: &Credential) -> CliResult<Endpoint> {
     let Some(host) = cred.host() else {
         return Err(CliError::usage(format!(
             "credential '{}' has no host, and no site in the config uses it",
@@ -187,24 +182,27 @@ fn own_server(cred: &Credential) -> CliResult<ConnectOptions> {
             cred.name()
         )));
     };
-    let tls = siteport_ftp::TlsMode::Explicit;
-    Ok(ConnectOptions::new(
+    let tls = TlsMode::Explicit;
+    Ok(Endpoint::new(
         host,
         cred.port().unwrap_or(tls.default_port()),
-        tls,
-        cred.username(),
-        cred.password().clone(),
+        Protocol::Ftp(FtpSettings {
+            tls,
+            ..FtpSettings::default()
+        }),
+        "",
+        Login::new(cred.username(), cred.password().clone()),
     ))
 }
 
-fn login_error(name: &CredentialName, opts: &ConnectOptions, e: siteport_sync::Error) -> CliError {
+fn login_error(name: &CredentialName, opts: &Endpoint, e: siteport_sync::Error) -> CliError {
     let kind = e.kind();
     let (message, hint) = if kind == siteport_sync::ErrorKind::Login {
         (
             format!(
                 "{} refused the login of user '{}': {}",
                 opts.server(),
-                opts.username,
+                opts.login.username,
                 e.detail()
             ),
             Some(format!(

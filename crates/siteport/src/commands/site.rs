@@ -1,19 +1,18 @@
-//! What the site commands share: a resolved site turned into FTP connection options, the
+//! What the site commands share: a resolved site turned into the engine's [`Endpoint`], the
 //! per-site journal path, and engine errors turned into CLI errors with documented exit codes.
 
 use std::path::{Path, PathBuf};
 
-use siteport_ftp::ConnectOptions;
-use siteport_sync::ErrorKind;
+use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol};
 
 use crate::config::{ResolvedSite, TlsMode};
 use crate::error::CliError;
 use crate::exit;
 use crate::logging::register_secret;
 
-/// The connection options of a resolved site. Registers the site's password with the
-/// redactor (so no later output can show it) and warns about plain FTP.
-pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
+/// The endpoint of a resolved site. Registers the site's password with the redactor (so no
+/// later output can show it) and warns about plain FTP.
+pub fn endpoint(site: &ResolvedSite) -> Endpoint {
     register_secret(&site.password);
     let tls = site.tls;
     if tls == TlsMode::None {
@@ -34,17 +33,19 @@ pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
             site.name
         );
     }
-    let mut o = ConnectOptions::new(
+    let settings = FtpSettings {
+        tls,
+        ca_file: site.ca_file.clone(),
+        fingerprint: site.fingerprint.clone(),
+        insecure: site.insecure,
+    };
+    Endpoint::new(
         site.host.clone(),
         site.port,
-        tls,
-        site.username.clone(),
-        site.password.clone(),
-    );
-    o.ca_file = site.ca_file.clone();
-    o.fingerprint = site.fingerprint.clone();
-    o.insecure = site.insecure;
-    o
+        Protocol::Ftp(settings),
+        site.remote.clone(),
+        Login::new(site.username.clone(), site.password.clone()),
+    )
 }
 
 /// `<dir>/<site>.json`, the site name made safe for a file name (anything outside

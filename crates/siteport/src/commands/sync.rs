@@ -6,11 +6,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
-use siteport_sync::ftp::FtpRemoteFactory;
 use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
 
 use crate::cli::{ExportArgs, ImportArgs};
-use crate::commands::site::{connect_options, sync_error};
+use crate::commands::site::{endpoint, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -169,8 +168,8 @@ async fn run_site(
     name: &str,
 ) -> CliResult<Value> {
     let site = cfg.resolve_site(name, backend, &process_env).await?;
-    let opts = connect_options(&site);
-    tracing::info!(site = %site.name, server = %opts.server(), tls = %site.tls, remote = %site.remote,
+    let endpoint = endpoint(&site);
+    tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
     let excludes = Excludes::new(&site.exclude).map_err(|e| {
         CliError::usage(format!("site '{}': exclude: {e}", site.name))
@@ -189,7 +188,7 @@ async fn run_site(
         Mode::choose(ctx.verbosity, ctx.output.json)
     };
     let progress = Arc::new(CliProgress::new(mode, &site.name));
-    let factory = Arc::new(FtpRemoteFactory::new(opts, site.remote.clone()));
+    let factory = siteport_sync::connect_factory(&endpoint);
     let mut engine = Engine::new(factory, sync, journal, progress.clone());
 
     let plan = engine.plan(req.direction).await.map_err(|e| {
