@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::command::SecretLine;
 use crate::error::{FtpError, FtpErrorKind};
 use crate::list::{RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
 use crate::options::{ConnectOptions, TlsMode};
@@ -500,15 +500,17 @@ impl FtpConnection {
         match r.code {
             230 => {}
             331 => {
-                let pass_cmd = format!("PASS {}", opts.password.expose_secret());
-                let r = ctrl.cmd(&pass_cmd).await;
-                drop(pass_cmd);
+                let pass = SecretLine::pass(&opts.password);
+                let label = pass.label();
+                let r = ctrl.cmd(&pass).await;
+                // Wiped now, not at the end of the login.
+                drop(pass);
                 let r = r?;
                 if r.code != 230 && r.code != 202 {
-                    let mut e = FtpError::from_reply(&server, "PASS ****", r.code, &r.text);
+                    let mut e = FtpError::from_reply(&server, label, r.code, &r.text);
                     if r.code / 100 == 5 && e.kind() == FtpErrorKind::Protocol {
                         e = FtpError::new(FtpErrorKind::Login, &server, e.message().to_string())
-                            .with_command("PASS ****");
+                            .with_command(label);
                     }
                     return Err(e);
                 }
