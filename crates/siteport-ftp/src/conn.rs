@@ -998,7 +998,7 @@ impl FtpConnection {
             Payload::File(local, observe) => {
                 let f = std::fs::File::open(local).map_err(|e| {
                     FtpError::new(
-                        FtpErrorKind::Invalid,
+                        FtpErrorKind::LocalIo,
                         self.server(),
                         format!("cannot read local file {}", local.display()),
                     )
@@ -1056,7 +1056,7 @@ impl FtpConnection {
                         drop(data);
                         let _ = self.ctrl.read_reply(&command).await;
                         return Err(FtpError::new(
-                            FtpErrorKind::Invalid,
+                            FtpErrorKind::LocalIo,
                             self.server(),
                             format!("reading local file {} failed", local.display()),
                         )
@@ -1271,7 +1271,7 @@ impl FtpConnection {
         let command = format!("RETR {}", self.abs(remote_path));
         let local_err = |server: &str, e: io::Error| {
             FtpError::new(
-                FtpErrorKind::Invalid,
+                FtpErrorKind::LocalIo,
                 server,
                 format!("cannot write local file {}", local.display()),
             )

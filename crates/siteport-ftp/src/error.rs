@@ -24,6 +24,8 @@ pub enum FtpErrorKind {
     Protocol,
     /// The request itself is unusable (e.g. a path containing CR or LF); nothing was sent.
     Invalid,
+    /// Reading or writing the local file of a transfer failed (the server is not to blame).
+    LocalIo,
 }
 
 impl FtpErrorKind {
@@ -38,6 +40,7 @@ impl FtpErrorKind {
             FtpErrorKind::Network => "network",
             FtpErrorKind::Protocol => "protocol",
             FtpErrorKind::Invalid => "invalid",
+            FtpErrorKind::LocalIo => "local_io",
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
             ErrorKind::TooManyConnections
         }
         FtpErrorKind::Transient if e.code().is_none() => ErrorKind::Network,
-        FtpErrorKind::Invalid if e.message().contains("local file") => ErrorKind::LocalIo,
+        FtpErrorKind::LocalIo => ErrorKind::LocalIo,
         _ => ErrorKind::Transfer,
     };
     let place = format!("ftp {}", e.server());

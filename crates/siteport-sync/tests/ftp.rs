@@ -137,3 +137,14 @@ async fn embedded_server_plain_cycle() {
 async fn embedded_server_ftps_cycle() {
     cycle(true).await;
 }
+
+/// A failure on the local side of an FTP transfer is the engine's `LocalIo`, by the FTP
+/// error's kind, not by its wording.
+#[test]
+fn ftp_local_io_maps_to_local_io() {
+    use siteport_ftp::{FtpError, FtpErrorKind};
+    let e = FtpError::new(FtpErrorKind::LocalIo, "127.0.0.1:21", "disk on fire")
+        .with_source(std::io::Error::other("EIO"));
+    let mapped = siteport_sync::ftp::map_ftp_error(e, false);
+    assert_eq!(mapped.kind(), ErrorKind::LocalIo, "{mapped}");
+}
