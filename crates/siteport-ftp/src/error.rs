@@ -110,11 +110,8 @@ impl FtpError {
         e.code = Some(code);
         e.command = Some(command.to_string());
         e.hint = match kind {
-            FtpErrorKind::Login => Some(
-                "check the username and password: `siteport credential test NAME`; \
-                 replace them with `siteport credential add NAME --force`"
-                    .into(),
-            ),
+            // What to check, not which command checks it: the CLI adds its own commands.
+            FtpErrorKind::Login => Some("check the username and password".into()),
             _ => None,
         };
         e
@@ -140,7 +137,8 @@ impl FtpError {
         self
     }
 
-    /// Adds the fix: a command to run or a setting to change.
+    /// Adds the fix: what to check, or which setting to change (a library error names no CLI
+    /// command; the program around it adds those).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -259,6 +257,8 @@ mod tests {
         assert_eq!(e.kind(), FtpErrorKind::Login);
         assert!(!e.retryable());
         assert!(e.hint().is_some());
+        // The library says what to check; the CLI adds the command that does it.
+        assert_eq!(e.hint(), Some("check the username and password"));
         let t = FtpError::from_reply("h:21", "STOR /a", 426, "Failure writing network stream.");
         assert!(t.retryable());
         assert_eq!(t.code(), Some(426));

@@ -149,7 +149,7 @@ async fn login(ctrl: &mut Control, opts: &ConnectOptions, server: &str) -> Resul
         c => {
             let mut e = FtpError::from_reply(server, &user_cmd, c, &r.text);
             if c == 530 || c == 332 {
-                e = e.with_hint("check the username: `siteport credential show NAME`");
+                e = e.with_hint("check the username");
             }
             return Err(e);
         }
