@@ -13,6 +13,11 @@
 //!
 //! The protocol is traced at `trace` level (target `siteport_ftp::proto`), with `PASS ****`:
 //! the password is sent from a buffer that is wiped on drop and can only print that label.
+//!
+//! Layout: `conn/` is [`FtpConnection`], a file per job (`login`, `data` for the passive data
+//! channel, `listing`, `upload`, `download`, `file_ops`); `stream` is the control channel and
+//! its reply reader; `command` the command lines, with `PASS` in a buffer wiped on drop; `tls`
+//! the rustls configuration; `list` the listing parsers; `pool` and `error` what they say.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
