@@ -26,7 +26,7 @@ fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
             ErrorKind::TooManyConnections
         }
         FtpErrorKind::Transient if e.code().is_none() => ErrorKind::Network,
-        FtpErrorKind::Invalid if e.message().contains("local file") => ErrorKind::LocalIo,
+        FtpErrorKind::LocalIo => ErrorKind::LocalIo,
         _ => ErrorKind::Transfer,
     };
     let place = format!("ftp {}", e.server());
@@ -290,5 +290,20 @@ impl RemoteFactory for FtpRemoteFactory {
             .await
             .map_err(|e| map_ftp_error(e, true))?;
         Ok(Box::new(FtpRemote::new(conn, &self.root)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure on the local side of an FTP transfer is the engine's `LocalIo`, by the FTP
+    /// error's kind, not by its wording.
+    #[test]
+    fn ftp_local_io_maps_to_local_io() {
+        let e = FtpError::new(FtpErrorKind::LocalIo, "127.0.0.1:21", "disk on fire")
+            .with_source(std::io::Error::other("EIO"));
+        let mapped = map_ftp_error(e, false);
+        assert_eq!(mapped.kind(), ErrorKind::LocalIo, "{mapped}");
     }
 }
