@@ -37,10 +37,6 @@ use toml::Spanned;
 pub const CONFIG_ENV: &str = "SITEPORT_CONFIG";
 /// Config file looked for in the current directory.
 pub const LOCAL_CONFIG: &str = "siteport.toml";
-/// Exit code for usage and config errors.
-pub const EXIT_CONFIG: u8 = 2;
-/// Exit code for credential errors.
-pub const EXIT_CREDENTIAL: u8 = 3;
 /// Most control connections a site may ask for.
 pub const MAX_CONNECTIONS: usize = 64;
 
@@ -133,14 +129,6 @@ impl ConfigError {
     /// The command or change that fixes it.
     pub fn hint_text(&self) -> Option<&str> {
         self.hint.as_deref()
-    }
-    /// The documented exit code: [`EXIT_CREDENTIAL`] for credential failures, else
-    /// [`EXIT_CONFIG`].
-    pub fn exit_code(&self) -> u8 {
-        match self.kind {
-            ConfigErrorKind::Credential => EXIT_CREDENTIAL,
-            _ => EXIT_CONFIG,
-        }
     }
 }
 

@@ -208,7 +208,7 @@ impl MigrateError {
 
 impl From<ConfigError> for MigrateError {
     fn from(e: ConfigError) -> Self {
-        let kind = if e.exit_code() == crate::config::EXIT_CREDENTIAL {
+        let kind = if e.kind() == crate::config::ConfigErrorKind::Credential {
             MigrateErrorKind::Credential
         } else {
             MigrateErrorKind::Config

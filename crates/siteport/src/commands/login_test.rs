@@ -9,11 +9,11 @@ use siteport_ftp::{ConnectOptions, FtpConnection};
 use siteport_sync::ftp::map_ftp_error;
 
 use crate::cli::TestArgs;
-use crate::commands::site::{connect_options, exit_code};
+use crate::commands::site::connect_options;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::Failure;
 use crate::logging::register_secret;
 use crate::output::print_line;
 
@@ -214,16 +214,9 @@ fn login_error(name: &CredentialName, opts: &ConnectOptions, e: siteport_sync::E
     } else {
         (e.to_string(), e.hint().map(str::to_owned))
     };
-    let code = exit_code(kind);
-    CliError {
-        // A connection that fails for another reason still tells nothing about the password.
-        code: if code == exit::TRANSFERS_FAILED {
-            exit::NETWORK
-        } else {
-            code
-        },
-        kind: kind.as_str(),
-        message,
-        hint,
-    }
+    // Only a login was tried: a failure of another kind is a connection problem (see
+    // `Failure::LoginTest`) and still tells nothing about the password.
+    let mut out = CliError::new(Failure::LoginTest(kind), kind.as_str(), message);
+    out.hint = hint;
+    out
 }

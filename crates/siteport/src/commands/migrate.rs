@@ -11,7 +11,7 @@ use crate::cli::MigrateArgs;
 use crate::config::{CONFIG_ENV, Config, find_config};
 use crate::context::{BACKEND_ENV, Context};
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::migrate::{
     self, Action, MigrateError, MigrateErrorKind, MigrateOptions, MigrationReport,
 };
@@ -20,12 +20,12 @@ use crate::prompt::terminal_available;
 impl From<MigrateError> for CliError {
     /// Config problems exit 2, backend problems 3; the message already says what was stored.
     fn from(e: MigrateError) -> Self {
-        let (code, kind) = match e.kind {
-            MigrateErrorKind::Credential => (exit::CREDENTIAL, "credential"),
-            _ => (exit::USAGE, "config"),
+        let kind = match e.kind {
+            MigrateErrorKind::Credential => "credential",
+            _ => "config",
         };
         Self {
-            code,
+            code: exit::code(Failure::Migrate(e.kind)),
             kind,
             message: e.message,
             hint: e.hint,

@@ -14,7 +14,7 @@ use crate::commands::site::{connect_options, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::logging::eprint_redacted;
 use crate::progress::{CliProgress, Mode, outcome_line};
 
@@ -225,7 +225,7 @@ async fn run_site(
             eprint_redacted(&format!("{}\n", outcome_line(o)));
         }
         return Err(CliError {
-            code: exit::TRANSFERS_FAILED,
+            code: exit::code(Failure::TransfersFailed),
             kind: "transfers_failed",
             message: format!(
                 "site '{}': {} of {} actions failed",

@@ -7,6 +7,11 @@ use siteport_creds::{BackendKind, Credential, StoreMode};
 
 use super::*;
 
+/// The exit code the CLI gives `e` (the policy lives in `crate::exit`).
+fn exit_code(e: &ConfigError) -> u8 {
+    crate::exit::code(crate::exit::Failure::Config(e.kind()))
+}
+
 fn env_of(
     pairs: &[(&str, &str)],
 ) -> impl Fn(&str) -> Result<Option<String>, NotUnicode> + Send + Sync + use<> {
@@ -85,7 +90,7 @@ fn search_order() {
     std::fs::remove_file(&local).unwrap();
     let home_only = |k: &str| (k == "HOME").then(|| t.path().join("home").into_os_string());
     let e = find_config(None, &home_only, &cwd).unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CONFIG);
+    assert_eq!(exit_code(&e), crate::exit::USAGE);
     assert!(
         e.to_string().contains("home/.config/siteport/config.toml"),
         "{e}"
@@ -261,7 +266,7 @@ async fn old_style_env_config_keeps_working() {
     let env = env_of(&[("FTP_HOST", "h")]);
     let e = cfg.resolve_site("legacy", &empty, &env).await.unwrap_err();
     assert_eq!(e.kind(), ConfigErrorKind::Reference);
-    assert_eq!(e.exit_code(), EXIT_CONFIG);
+    assert_eq!(exit_code(&e), crate::exit::USAGE);
     let loc = e.location().unwrap();
     assert_eq!((loc.line, loc.column), (7, 13), "{e}");
     assert!(
@@ -306,7 +311,7 @@ async fn unknown_credential_is_a_credential_error_with_location_and_hint() {
     let env = env_of(&[]);
     let e = cfg.resolve_site("a", &b, &env).await.unwrap_err();
     assert_eq!(e.kind(), ConfigErrorKind::Credential);
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     let loc = e.location().unwrap();
     assert_eq!((loc.line, loc.column), (4, 14), "{e}");
     let hint = e.hint_text().unwrap();
@@ -317,7 +322,7 @@ async fn unknown_credential_is_a_credential_error_with_location_and_hint() {
     );
 
     let e = cfg.resolve_site("b", &b, &env).await.unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     let loc = e.location().unwrap();
     // `password = "x${cred:ghost}"`: the reference starts at column 14.
     assert_eq!((loc.line, loc.column), (11, 14), "{e}");
@@ -461,7 +466,7 @@ async fn literal_passwords_and_missing_pieces() {
     assert_eq!(r.password.expose_secret(), "pa$word");
 
     let e = cfg.resolve_site("nopw", &b, &env).await.unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     assert!(
         e.hint_text()
             .unwrap()
@@ -475,7 +480,7 @@ async fn literal_passwords_and_missing_pieces() {
 
     let e = cfg.resolve_site("noport", &b, &env).await.unwrap_err();
     assert!(e.to_string().contains("credential 'c' has no port"), "{e}");
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
 }
 
 #[tokio::test]
