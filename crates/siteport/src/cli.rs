@@ -279,14 +279,17 @@ pub fn main() -> ExitCode {
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
     register_env_secrets();
     let output = Output { json: cli.json };
-    match run(cli) {
-        Ok(()) => ExitCode::from(exit::OK),
+    let code = match run(cli) {
+        Ok(()) => exit::OK,
         Err(e) => {
             tracing::debug!(code = e.code, kind = e.kind, "command failed");
             output.error(&e);
-            ExitCode::from(e.code)
+            e.code
         }
-    }
+    };
+    // Nothing is printed after this: wipe the secrets the redactor held.
+    logging::clear_secrets();
+    ExitCode::from(code)
 }
 
 /// Secrets that reach the process through its environment (the store passphrase, env-backend
@@ -303,13 +306,13 @@ fn register_env_secrets() {
 }
 
 fn run(cli: Cli) -> CliResult {
-    let ctx = Context {
-        output: Output { json: cli.json },
-        backend_flag: cli.credential_backend,
-        config_path: cli.config,
-        verbosity: Verbosity::from_flags(cli.verbose, cli.quiet),
-        state_dir: None,
-    };
+    let ctx = Context::new(
+        Output { json: cli.json },
+        cli.credential_backend,
+        cli.config,
+        Verbosity::from_flags(cli.verbose, cli.quiet),
+        None,
+    );
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -12,7 +12,7 @@ use crate::output::print_line;
 /// Runs `config check`. Exit 0 when every site resolves; otherwise every failing site is
 /// reported and the exit code is the first failure's (2 config, 3 credential).
 pub async fn run(ctx: &Context) -> CliResult {
-    let cfg = ctx.load_config()?;
+    let cfg = ctx.config()?;
     let backend = ctx.backend()?;
     let mut rows = Vec::new();
     let mut failures: Vec<CliError> = Vec::new();

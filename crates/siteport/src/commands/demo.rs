@@ -149,14 +149,14 @@ remote = "/www"
         ),
     )?;
 
-    let sub = Context {
-        output: ctx.output,
+    let sub = Context::new(
+        ctx.output,
         // The demo's own store, whatever SITEPORT_CREDENTIAL_BACKEND says.
-        backend_flag: Some("file".into()),
-        config_path: Some(config.clone()),
-        verbosity: ctx.verbosity,
-        state_dir: Some(base.join("state")),
-    };
+        Some("file".into()),
+        Some(config.clone()),
+        ctx.verbosity,
+        Some(base.join("state")),
+    );
     let export = |site: &str| sync::Request {
         direction: Direction::Export,
         sites: vec![site.to_owned()],
