@@ -90,7 +90,30 @@ async fn demo(ctx: &Context, base: &Path) -> CliResult {
         ),
     )?;
 
-    // 3. A throw-away encrypted store holding that password.
+    store_password(ctx, base, password, port).await?;
+    let config = write_config(ctx, base, port)?;
+    run_commands(ctx, base, &config).await?;
+
+    let imported = base.join("imported");
+    let n = compare_trees(&site_dir, &imported)?;
+    step(
+        ctx,
+        &format!(
+            "9. verified: all {n} files in {} are byte-identical to the originals",
+            imported.display()
+        ),
+    )?;
+    server.shutdown();
+    Ok(())
+}
+
+/// 3. A throw-away encrypted store holding the server's password.
+async fn store_password(
+    ctx: &Context,
+    base: &Path,
+    password: SecretString,
+    port: u16,
+) -> CliResult {
     let mut settings = BackendSettings::default();
     settings.file.path = Some(base.join("store/credentials.age"));
     settings.file.identity = Some(base.join("store/identity.txt"));
@@ -110,8 +133,11 @@ async fn demo(ctx: &Context, base: &Path) -> CliResult {
             base.join("store/credentials.age").display()
         ),
     )?;
+    Ok(())
+}
 
-    // 4. A config that names the credential, never the password.
+/// 4. A config that names the credential, never the password.
+fn write_config(ctx: &Context, base: &Path, port: u16) -> CliResult<PathBuf> {
     let config = base.join("siteport.toml");
     let text = format!(
         r#"# written by `siteport demo`
@@ -148,12 +174,16 @@ remote = "/www"
             config.display()
         ),
     )?;
+    Ok(config)
+}
 
+/// 5–8. The commands a user would run, against the demo's own config and store.
+async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
     let sub = Context::new(
         ctx.output,
         // The demo's own store, whatever SITEPORT_CREDENTIAL_BACKEND says.
         Some("file".into()),
-        Some(config.clone()),
+        Some(config.to_owned()),
         ctx.verbosity,
         Some(base.join("state")),
     );
@@ -187,17 +217,6 @@ remote = "/www"
     let mut import = export("demo-copy");
     import.direction = Direction::Import;
     sync::run(&sub, &import).await?;
-
-    let imported = base.join("imported");
-    let n = compare_trees(&site_dir, &imported)?;
-    step(
-        ctx,
-        &format!(
-            "9. verified: all {n} files in {} are byte-identical to the originals",
-            imported.display()
-        ),
-    )?;
-    server.shutdown();
     Ok(())
 }
 
