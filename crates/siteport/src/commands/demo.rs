@@ -17,8 +17,8 @@ use siteport_creds::{
 use siteport_ftpd::EmbeddedServer;
 use siteport_sync::Direction;
 
-use crate::cli::TestArgs;
-use crate::commands::{login_test, sync};
+use crate::commands::login_test::{self, TestArgs};
+use crate::commands::sync;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;

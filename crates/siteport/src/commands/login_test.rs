@@ -2,13 +2,13 @@
 //! report per credential. The server comes from the sites that use the credential (with their
 //! TLS settings), else from the credential's own host and port (explicit TLS).
 
+use clap::Args;
 use serde_json::json;
 use siteport_creds::reference::process_env;
 use siteport_creds::{Credential, CredentialBackend, CredentialName};
 use siteport_ftp::{ConnectOptions, FtpConnection};
 use siteport_sync::ftp::map_ftp_error;
 
-use crate::cli::TestArgs;
 use crate::commands::site::connect_options;
 use crate::config::Config;
 use crate::context::Context;
@@ -16,6 +16,17 @@ use crate::error::{CliError, CliResult};
 use crate::exit::Failure;
 use crate::logging::register_secret;
 use crate::output::print_line;
+
+/// `siteport credential test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Credential names.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Every credential in the selected backend.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
 
 /// One login attempt's outcome.
 struct Outcome {
