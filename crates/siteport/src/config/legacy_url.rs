@@ -117,8 +117,16 @@ impl Config {
         if reference::has_references(text) {
             return Err(err("references (${…}) are not supported inside a url"));
         }
-        // The url may hold the password: this copy is wiped when dropped.
-        let text = Zeroizing::new(text.replace("$$", "$"));
+        // The url may hold the password: this copy (`$$` unescaped) is wiped when dropped, and
+        // sized up front so that no reallocation leaves a piece of it behind.
+        let mut unescaped = Zeroizing::new(String::with_capacity(text.len()));
+        for (i, part) in text.split("$$").enumerate() {
+            if i > 0 {
+                unescaped.push('$');
+            }
+            unescaped.push_str(part);
+        }
+        let text = unescaped;
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| err("expected ftp://… or ftps://…"))?;
