@@ -2,19 +2,30 @@
 //! report per credential. The server comes from the sites that use the credential (with their
 //! TLS settings), else from the credential's own host and port (explicit TLS).
 
+use clap::Args;
 use serde_json::json;
 use siteport_creds::reference::process_env;
 use siteport_creds::{Credential, CredentialBackend, CredentialName};
 use siteport_sync::{Endpoint, FtpSettings, Login, Protocol, TlsMode, test_login};
 
-use crate::cli::TestArgs;
-use crate::commands::site::{endpoint, exit_code};
+use crate::commands::site::endpoint;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::Failure;
 use crate::logging::register_secret;
 use crate::output::print_line;
+
+/// `siteport credential test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Credential names.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Every credential in the selected backend.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
 
 /// One login attempt's outcome.
 struct Outcome {
@@ -212,16 +223,9 @@ fn login_error(name: &CredentialName, opts: &Endpoint, e: siteport_sync::Error) 
     } else {
         (e.to_string(), e.hint().map(str::to_owned))
     };
-    let code = exit_code(kind);
-    CliError {
-        // A connection that fails for another reason still tells nothing about the password.
-        code: if code == exit::TRANSFERS_FAILED {
-            exit::NETWORK
-        } else {
-            code
-        },
-        kind: kind.as_str(),
-        message,
-        hint,
-    }
+    // Only a login was tried: a failure of another kind is a connection problem (see
+    // `Failure::LoginTest`) and still tells nothing about the password.
+    let mut out = CliError::new(Failure::LoginTest(kind), kind.as_str(), message);
+    out.hint = hint;
+    out
 }

@@ -1,6 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
-pub mod check;
+pub mod config_check;
 pub mod credential;
 pub mod credential_export;
 pub mod demo;

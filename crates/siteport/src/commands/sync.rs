@@ -3,19 +3,66 @@
 
 use std::sync::Arc;
 
+use clap::Args;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
 
-use crate::cli::{ExportArgs, ImportArgs};
 use crate::commands::site::{endpoint, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::logging::eprint_redacted;
 use crate::progress::{CliProgress, Mode, outcome_line};
+
+/// Which sites a transfer command works on.
+#[derive(Debug, Args)]
+pub struct SiteSelection {
+    /// Site names (`[[site]]` entries of the config).
+    #[arg(value_name = "SITE", required_unless_present = "all")]
+    pub sites: Vec<String>,
+    /// Every site of the config, in file order.
+    #[arg(long, conflicts_with = "sites")]
+    pub all: bool,
+}
+
+/// Options shared by `export` and `import`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The sites.
+    #[command(flatten)]
+    pub selection: SiteSelection,
+    /// Print the plan (action, path, size, reason) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete what is gone from the source (the site's `delete = true` does the same for export).
+    #[arg(long)]
+    pub delete: bool,
+    /// Parallel FTP connections [default: the site's max_connections, else 4].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+}
+
+/// `siteport export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+    /// Compare content hashes for every file instead of trusting size and time.
+    #[arg(long)]
+    pub checksum: bool,
+}
+
+/// `siteport import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+}
 
 /// One transfer command, whatever spelling it came from.
 #[derive(Debug, Clone)]
@@ -224,7 +271,7 @@ async fn run_site(
             eprint_redacted(&format!("{}\n", outcome_line(o)));
         }
         return Err(CliError {
-            code: exit::TRANSFERS_FAILED,
+            code: exit::code(Failure::TransfersFailed),
             kind: "transfers_failed",
             message: format!(
                 "site '{}': {} of {} actions failed",
