@@ -13,8 +13,8 @@ use siteport_creds::backends::file::PASSPHRASE_ENV;
 use crate::commands::config_check::{self, ConfigCommand};
 use crate::commands::credential::{self, CredentialCommand};
 use crate::commands::demo;
+use crate::commands::export_import::{self, ExportArgs, ImportArgs};
 use crate::commands::migrate::MigrateArgs;
-use crate::commands::sync::{self, ExportArgs, ImportArgs};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit;
@@ -141,9 +141,16 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
         Command::Migrate(m) => block_on(crate::commands::migrate::run(&ctx, m)),
-        Command::Export(a) => block_on(sync::run(&ctx, &sync::Request::export(a))),
-        Command::Import(a) => block_on(sync::run(&ctx, &sync::Request::import(a))),
-        Command::Plan { site } => block_on(sync::run(&ctx, &sync::Request::plan(site))),
+        Command::Export(a) => {
+            block_on(export_import::run(&ctx, &export_import::Request::export(a)))
+        }
+        Command::Import(a) => {
+            block_on(export_import::run(&ctx, &export_import::Request::import(a)))
+        }
+        Command::Plan { site } => block_on(export_import::run(
+            &ctx,
+            &export_import::Request::plan(site),
+        )),
         Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),
     }

@@ -47,7 +47,7 @@ pub enum CredentialCommand {
     Export(super::credential_export::ExportArgs),
     /// Log in to the FTP server with each credential (host and port from the credential or
     /// from the sites that use it) and report per credential.
-    Test(super::login_test::TestArgs),
+    Test(super::credential_test::TestArgs),
 }
 
 /// `siteport credential init`.
@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
         CredentialCommand::Export(args) => super::credential_export::run(ctx, args).await,
-        CredentialCommand::Test(args) => crate::commands::login_test::run(ctx, args).await,
+        CredentialCommand::Test(args) => crate::commands::credential_test::run(ctx, args).await,
     }
 }
 

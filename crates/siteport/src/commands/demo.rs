@@ -17,8 +17,8 @@ use siteport_creds::{
 use siteport_ftpd::EmbeddedServer;
 use siteport_sync::Direction;
 
-use crate::commands::login_test::{self, TestArgs};
-use crate::commands::sync;
+use crate::commands::credential_test::{self, TestArgs};
+use crate::commands::export_import;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;
@@ -187,7 +187,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         ctx.verbosity,
         Some(base.join("state")),
     );
-    let export = |site: &str| sync::Request {
+    let export = |site: &str| export_import::Request {
         direction: Direction::Export,
         sites: vec![site.to_owned()],
         all: false,
@@ -198,14 +198,14 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
     };
 
     step(ctx, "5. $ siteport export demo")?;
-    sync::run(&sub, &export("demo")).await?;
+    export_import::run(&sub, &export("demo")).await?;
     step(
         ctx,
         "6. $ siteport export demo   (again: nothing changed, nothing is sent)",
     )?;
-    sync::run(&sub, &export("demo")).await?;
+    export_import::run(&sub, &export("demo")).await?;
     step(ctx, "7. $ siteport credential test demo")?;
-    login_test::run(
+    credential_test::run(
         &sub,
         TestArgs {
             names: vec![CRED.into()],
@@ -216,7 +216,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
     step(ctx, "8. $ siteport import demo-copy")?;
     let mut import = export("demo-copy");
     import.direction = Direction::Import;
-    sync::run(&sub, &import).await?;
+    export_import::run(&sub, &import).await?;
     Ok(())
 }
 

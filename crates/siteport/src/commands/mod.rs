@@ -3,9 +3,9 @@
 pub mod config_check;
 pub mod credential;
 pub mod credential_export;
+pub mod credential_test;
 pub mod demo;
+pub mod export_import;
 pub mod journal_place;
-pub mod login_test;
 pub mod migrate;
 pub mod site;
-pub mod sync;
