@@ -1,14 +1,14 @@
 //! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd and
 //! pure-ftpd on loopback with temp roots and real users, TLS certificates made with `rcgen`,
 //! a `FaultyProxy` that cuts connections at random, a `HostileServer` whose listings carry
-//! names like `../escape`; and for the credential backends, fakes of Vault, GCP Secret Manager
+//! names like `../escape`; OpenSSH's sshd serving chrooted SFTP; and for the credential backends, fakes of Vault, GCP Secret Manager
 //! and Azure Key Vault, and the moto AWS emulator.
 //!
 //! vsftpd and pure-ftpd come from `scripts/install-test-deps`; the fixtures find them at the
 //! paths that script prints (overridable with `SITEPORT_VSFTPD`, `SITEPORT_PUREFTPD`,
 //! `SITEPORT_PUREPW`, `SITEPORT_TOOLS`) and panic with that hint when they are missing.
 //!
-//! Each fixture is behind a cargo feature (`ftp`, `certs`, `vault`, `gcp`, `azure`, `aws`, or
+//! Each fixture is behind a cargo feature (`ftp`, `sftp`, `certs`, `vault`, `gcp`, `azure`, `aws`, or
 //! `cloud` for the four stores), so a crate's tests compile only what they use.
 #![warn(missing_docs)]
 
@@ -26,6 +26,8 @@ mod moto;
 mod proxy;
 #[cfg(feature = "ftp")]
 mod server;
+#[cfg(feature = "sftp")]
+mod sshd;
 #[cfg(feature = "vault")]
 pub mod vault_fake;
 
@@ -39,6 +41,8 @@ pub use moto::{MotoServer, moto_server_path};
 pub use proxy::FaultyProxy;
 #[cfg(feature = "ftp")]
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
+#[cfg(feature = "sftp")]
+pub use sshd::{SFTP_SYSTEM_USER, SshServer, sshd_path};
 
 /// Reports an opt-in test that did not run. Written to the stderr file descriptor directly:
 /// the test harness captures `println!` of passing tests, and a skip must show in the log of
@@ -50,7 +54,7 @@ pub fn report_skip(test: &str, how_to_run: &str) {
 
 /// Where `scripts/install-test-deps` puts its tools: `SITEPORT_TOOLS`, else
 /// `$HOME/.cache/siteport-tools`.
-#[cfg(any(feature = "ftp", feature = "aws"))]
+#[cfg(any(feature = "ftp", feature = "aws", feature = "sftp"))]
 pub(crate) fn tools_dir() -> std::path::PathBuf {
     if let Some(d) = std::env::var_os("SITEPORT_TOOLS") {
         return std::path::PathBuf::from(d);
@@ -60,7 +64,7 @@ pub(crate) fn tools_dir() -> std::path::PathBuf {
 }
 
 /// A TCP port free on 127.0.0.1 right now.
-#[cfg(any(feature = "ftp", feature = "aws"))]
+#[cfg(any(feature = "ftp", feature = "aws", feature = "sftp"))]
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

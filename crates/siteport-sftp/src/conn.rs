@@ -1,0 +1,304 @@
+//! [`SftpConnection`]: connect, check the host key, authenticate, open the `sftp` subsystem.
+
+use std::sync::{Arc, Mutex};
+
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+use russh_sftp::client::RawSftpSession;
+use secrecy::ExposeSecret;
+
+use crate::error::{SftpError, SftpErrorKind, kind_for_connect_io};
+use crate::hostkey;
+use crate::options::{Auth, ConnectOptions, HostKeyPolicy};
+
+/// The extension that renames over an existing file atomically (POSIX `rename(2)`).
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// russh's client callbacks: only the host-key check matters here.
+struct Client {
+    policy: HostKeyPolicy,
+    host: String,
+    port: u16,
+    /// Why the key was refused, for [`SftpConnection::connect`] to return.
+    refusal: Arc<Mutex<Option<SftpError>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    /// Runs during the key exchange, before any authentication: a refused key ends the
+    /// connection there, so no password or key signature is ever offered to that server.
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                russh::keys::PublicKey::from(cert.public_key().clone())
+            }
+        };
+        match hostkey::check(&self.policy, &self.host, self.port, &key) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                if let Ok(mut slot) = self.refusal.lock() {
+                    *slot = Some(e);
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// One logged-in SSH connection with its SFTP session. Requests may run concurrently
+/// (`&self`); transfers keep many in flight.
+pub struct SftpConnection {
+    handle: client::Handle<Client>,
+    pub(crate) sftp: Arc<RawSftpSession>,
+    pub(crate) server: String,
+    pub(crate) posix_rename: bool,
+    pub(crate) file_mode: u32,
+    pub(crate) dir_mode: u32,
+    /// Part of temp names, different per connection.
+    pub(crate) tmp_tag: String,
+}
+
+impl std::fmt::Debug for SftpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpConnection")
+            .field("server", &self.server)
+            .field("posix_rename", &self.posix_rename)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SftpConnection {
+    /// Connects, checks the host key, authenticates and starts SFTP, all within
+    /// `opts.timeout`.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, SftpError> {
+        let server = opts.server();
+        match tokio::time::timeout(opts.timeout, Self::connect_inner(opts, &server)).await {
+            Ok(r) => r,
+            Err(_) => Err(SftpError::new(
+                SftpErrorKind::Transient,
+                server,
+                format!("no answer within {} s", opts.timeout.as_secs()),
+            )
+            .with_op("connect")),
+        }
+    }
+
+    async fn connect_inner(opts: &ConnectOptions, server: &str) -> Result<Self, SftpError> {
+        let tcp = tokio::net::TcpStream::connect((opts.host.as_str(), opts.port))
+            .await
+            .map_err(|e| {
+                SftpError::new(kind_for_connect_io(&e), server, "connection failed")
+                    .with_op("connect")
+                    .with_source(e)
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let config = Arc::new(client::Config {
+            // Large windows and packets: one channel carries 64 requests of 32 KiB in flight.
+            window_size: 16 * 1024 * 1024,
+            maximum_packet_size: 256 * 1024,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        });
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = Client {
+            policy: opts.host_keys.clone(),
+            host: opts.host.clone(),
+            port: opts.port,
+            refusal: refusal.clone(),
+        };
+        let mut handle = match client::connect_stream(config, tcp, handler).await {
+            Ok(h) => h,
+            Err(e) => {
+                let refused = refusal.lock().ok().and_then(|mut s| s.take());
+                return Err(refused.unwrap_or_else(|| ssh_error(server, "key exchange", e)));
+            }
+        };
+        authenticate(&mut handle, opts, server).await?;
+        let channel = handle
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_error(server, "open session", e))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| ssh_error(server, "start sftp", e))?;
+        let sftp = RawSftpSession::new(channel.into_stream());
+        sftp.set_timeout(opts.timeout.as_secs().max(1));
+        let version = sftp
+            .init()
+            .await
+            .map_err(|e| SftpError::from_sftp(server, "sftp init", e))?;
+        let posix_rename = version.extensions.contains_key(POSIX_RENAME);
+        tracing::debug!(
+            "sftp {server}: protocol {} extensions {:?}",
+            version.version,
+            version.extensions.keys().collect::<Vec<_>>()
+        );
+        Ok(Self {
+            handle,
+            sftp: Arc::new(sftp),
+            server: server.to_string(),
+            posix_rename,
+            file_mode: opts.file_mode,
+            dir_mode: opts.dir_mode,
+            tmp_tag: crate::transfer::new_tmp_tag(),
+        })
+    }
+
+    /// `host:port`.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Whether the server offers `posix-rename@openssh.com` (atomic replace).
+    pub fn has_posix_rename(&self) -> bool {
+        self.posix_rename
+    }
+
+    /// Whether the SSH connection is still up.
+    pub fn is_open(&self) -> bool {
+        !self.handle.is_closed()
+    }
+
+    /// Ends the SFTP session and the SSH connection politely.
+    pub async fn quit(self) -> Result<(), SftpError> {
+        let _ = self.sftp.close_session();
+        self.handle
+            .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+            .await
+            .map_err(|e| ssh_error(&self.server, "disconnect", e))
+    }
+}
+
+/// An SSH-level error during `op`.
+fn ssh_error(server: &str, op: &str, e: russh::Error) -> SftpError {
+    let kind = match &e {
+        russh::Error::IO(io) => kind_for_connect_io(io),
+        russh::Error::NoCommonAlgo { .. } | russh::Error::UnknownKey => SftpErrorKind::Protocol,
+        _ => SftpErrorKind::Transient,
+    };
+    SftpError::new(kind, server, "ssh failed")
+        .with_op(op)
+        .with_source(e)
+}
+
+fn login_refused(server: &str, opts: &ConnectOptions, what: &str) -> SftpError {
+    SftpError::new(
+        SftpErrorKind::Login,
+        server,
+        format!("the server refused {what} for user {}", opts.username),
+    )
+    .with_op("authenticate")
+    .with_hint(match opts.auth {
+        Auth::Password(_) => "check the username and password",
+        Auth::Key { .. } => "check the username and that the server authorizes this key",
+        Auth::Agent => "check the username and that the agent holds an authorized key",
+    })
+}
+
+async fn authenticate(
+    handle: &mut client::Handle<Client>,
+    opts: &ConnectOptions,
+    server: &str,
+) -> Result<(), SftpError> {
+    let user = opts.username.clone();
+    let auth_err = |e| ssh_error(server, "authenticate", e);
+    let ok = match &opts.auth {
+        Auth::Password(p) => handle
+            .authenticate_password(user, p.expose_secret())
+            .await
+            .map_err(auth_err)?
+            .success(),
+        Auth::Key { pem, passphrase } => {
+            let key = russh::keys::decode_secret_key(
+                pem.expose_secret(),
+                passphrase.as_ref().map(|p| p.expose_secret()),
+            )
+            .map_err(|_| {
+                // The decoder's error may quote the key text: never attach it.
+                SftpError::new(
+                    SftpErrorKind::Invalid,
+                    server,
+                    "the private key cannot be read (not an OpenSSH/PEM key, or a wrong or \
+                     missing passphrase)",
+                )
+                .with_op("authenticate")
+            })?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(auth_err)?
+                .flatten();
+            let key = russh::keys::PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            handle
+                .authenticate_publickey(user, key)
+                .await
+                .map_err(auth_err)?
+                .success()
+        }
+        Auth::Agent => agent_auth(handle, user, opts.agent_socket.as_deref(), server).await?,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(login_refused(server, opts, opts.auth.method()))
+    }
+}
+
+/// Offers each key of the ssh-agent in turn until one is accepted.
+async fn agent_auth(
+    handle: &mut client::Handle<Client>,
+    user: String,
+    socket: Option<&std::path::Path>,
+    server: &str,
+) -> Result<bool, SftpError> {
+    let no_agent = |e: russh::keys::Error| {
+        SftpError::new(
+            SftpErrorKind::Invalid,
+            server,
+            "no usable ssh-agent (is SSH_AUTH_SOCK set?)",
+        )
+        .with_op("authenticate")
+        .with_source(e)
+    };
+    use russh::keys::agent::client::AgentClient;
+    let mut agent = match socket {
+        Some(path) => AgentClient::connect_uds(path)
+            .await
+            .map_err(no_agent)?
+            .dynamic(),
+        None => AgentClient::connect_env()
+            .await
+            .map_err(no_agent)?
+            .dynamic(),
+    };
+    let identities = agent.request_identities().await.map_err(no_agent)?;
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|e| ssh_error(server, "authenticate", e))?
+        .flatten();
+    for id in identities {
+        let russh::keys::agent::AgentIdentity::PublicKey { key, .. } = id else {
+            continue;
+        };
+        match handle
+            .authenticate_publickey_with(user.clone(), key, hash, &mut agent)
+            .await
+        {
+            Ok(r) if r.success() => return Ok(true),
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("sftp {server}: agent key not usable: {e}");
+                continue;
+            }
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,199 @@
+//! Listing and the small operations: `list_dir` (from READDIR's attributes, no STAT per
+//! entry), `mkdir`, `remove_file`, `remove_dir`, `rename_replace`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use russh_sftp::client::error::Error as SftpRawError;
+use russh_sftp::protocol::{FileAttributes, FileType, StatusCode};
+
+use crate::conn::SftpConnection;
+use crate::error::SftpError;
+
+/// What a listed entry is. Symbolic links are reported as such (READDIR's attributes are
+/// `lstat`'s): never followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A device, FIFO, socket, or an entry without a type.
+    Other,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The bare name, as the server sent it (not checked: callers refuse unsafe names).
+    pub name: String,
+    /// File, directory, link or other.
+    pub kind: EntryKind,
+    /// Size in bytes (as listed; 0 when absent).
+    pub size: u64,
+    /// Modification time, exact to the second (SFTP's `mtime` is seconds since the epoch).
+    pub mtime: Option<SystemTime>,
+}
+
+/// How an upload was moved to its final name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameMethod {
+    /// `posix-rename@openssh.com`: atomic, the final name never missing.
+    PosixRename,
+    /// The server lacks it: the old file was removed, then the new one renamed (the name was
+    /// missing for a moment).
+    RemoveThenRename,
+}
+
+pub(crate) fn entry_kind(attrs: &FileAttributes) -> EntryKind {
+    if attrs.permissions.is_none() {
+        return EntryKind::Other;
+    }
+    match attrs.file_type() {
+        FileType::File => EntryKind::File,
+        FileType::Dir => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        FileType::Other => EntryKind::Other,
+    }
+}
+
+pub(crate) fn secs(t: SystemTime) -> u32 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+fn is_status(e: &SftpRawError, code: StatusCode) -> bool {
+    matches!(e, SftpRawError::Status(s) if s.status_code == code)
+}
+
+impl SftpConnection {
+    /// Lists `path` (without `.` and `..`), from the attributes READDIR returns.
+    pub async fn list_dir(&self, path: &str) -> Result<Vec<RemoteEntry>, SftpError> {
+        let op = format!("list {path}");
+        let handle = self
+            .sftp
+            .opendir(path)
+            .await
+            .map_err(|e| SftpError::from_sftp(&self.server, &op, e))?
+            .handle;
+        let mut out = Vec::new();
+        let result = loop {
+            match self.sftp.readdir(handle.as_str()).await {
+                Ok(name) => {
+                    for f in name.files {
+                        if f.filename == "." || f.filename == ".." {
+                            continue;
+                        }
+                        out.push(RemoteEntry {
+                            kind: entry_kind(&f.attrs),
+                            size: f.attrs.size.unwrap_or(0),
+                            mtime: f
+                                .attrs
+                                .mtime
+                                .map(|s| UNIX_EPOCH + Duration::from_secs(u64::from(s))),
+                            name: f.filename,
+                        });
+                    }
+                }
+                Err(e) if is_status(&e, StatusCode::Eof) => break Ok(()),
+                Err(e) => break Err(SftpError::from_sftp(&self.server, &op, e)),
+            }
+        };
+        let _ = self.sftp.close(handle).await;
+        result.map(|()| out)
+    }
+
+    /// Creates the directory `path` (mode `dir_mode`). An existing directory is not an error.
+    pub async fn mkdir(&self, path: &str) -> Result<(), SftpError> {
+        let mut attrs = FileAttributes::empty();
+        attrs.permissions = Some(self.dir_mode);
+        match self.sftp.mkdir(path, attrs).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // SFTP v3 has no "already exists" status: OpenSSH answers a generic failure.
+                if let Ok(a) = self.sftp.lstat(path).await
+                    && entry_kind(&a.attrs) == EntryKind::Dir
+                {
+                    return Ok(());
+                }
+                Err(SftpError::from_sftp(
+                    &self.server,
+                    &format!("mkdir {path}"),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// Deletes the file (or symlink) `path`.
+    pub async fn remove_file(&self, path: &str) -> Result<(), SftpError> {
+        self.sftp
+            .remove(path)
+            .await
+            .map(|_| ())
+            .map_err(|e| SftpError::from_sftp(&self.server, &format!("remove {path}"), e))
+    }
+
+    /// Removes the empty directory `path`.
+    pub async fn remove_dir(&self, path: &str) -> Result<(), SftpError> {
+        self.sftp
+            .rmdir(path)
+            .await
+            .map(|_| ())
+            .map_err(|e| SftpError::from_sftp(&self.server, &format!("rmdir {path}"), e))
+    }
+
+    /// Sets the modification (and access) time of `path`.
+    pub async fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<(), SftpError> {
+        let mut attrs = FileAttributes::empty();
+        attrs.mtime = Some(secs(mtime));
+        attrs.atime = attrs.mtime;
+        self.sftp
+            .setstat(path, attrs)
+            .await
+            .map(|_| ())
+            .map_err(|e| SftpError::from_sftp(&self.server, &format!("setstat {path}"), e))
+    }
+
+    /// Renames `from` to `to`, replacing `to` if it exists: atomically with
+    /// `posix-rename@openssh.com` when offered, else remove then rename.
+    pub async fn rename_replace(&self, from: &str, to: &str) -> Result<RenameMethod, SftpError> {
+        let op = format!("rename {from} {to}");
+        if self.posix_rename {
+            let mut data = Vec::with_capacity(8 + from.len() + to.len());
+            for s in [from, to] {
+                let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+                data.extend_from_slice(&len.to_be_bytes());
+                data.extend_from_slice(s.as_bytes());
+            }
+            return match self.sftp.extended("posix-rename@openssh.com", data).await {
+                Ok(russh_sftp::protocol::Packet::Status(s)) if s.status_code == StatusCode::Ok => {
+                    Ok(RenameMethod::PosixRename)
+                }
+                Ok(russh_sftp::protocol::Packet::Status(s)) => Err(SftpError::from_sftp(
+                    &self.server,
+                    &op,
+                    SftpRawError::Status(s),
+                )),
+                Ok(_) => Err(SftpError::from_sftp(
+                    &self.server,
+                    &op,
+                    SftpRawError::UnexpectedPacket,
+                )),
+                Err(e) => Err(SftpError::from_sftp(&self.server, &op, e)),
+            };
+        }
+        match self.sftp.remove(to).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => {}
+            Err(e) => return Err(SftpError::from_sftp(&self.server, &op, e)),
+        }
+        self.sftp
+            .rename(from, to)
+            .await
+            .map(|_| RenameMethod::RemoveThenRename)
+            .map_err(|e| SftpError::from_sftp(&self.server, &op, e))
+    }
+}

@@ -1,0 +1,373 @@
+//! Pipelined transfers: uploads keep [`IN_FLIGHT`] WRITE requests of [`CHUNK`] bytes
+//! outstanding (as OpenSSH's `sftp` does), downloads as many READs, so a transfer is bound
+//! by bandwidth, not by round trips. Uploads go to a temp name in the target directory and
+//! are renamed into place.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpRawError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::conn::SftpConnection;
+use crate::error::{SftpError, SftpErrorKind};
+use crate::ops::{RenameMethod, secs};
+
+/// Bytes per READ/WRITE request (what every server accepts).
+pub const CHUNK: usize = 32 * 1024;
+/// Requests kept in flight per transfer.
+pub const IN_FLIGHT: usize = 64;
+
+/// Called with every chunk an upload reads, in order.
+pub type Observer<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
+
+/// The result of an atomic upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// Bytes sent.
+    pub bytes: u64,
+    /// How the temp file was moved to its final name.
+    pub rename: RenameMethod,
+}
+
+/// `dir/` and `name` of a remote path.
+fn split(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => (&path[..=i], &path[i + 1..]),
+        None => ("", path),
+    }
+}
+
+/// A tag that differs per connection, for temp names.
+pub(crate) fn new_tmp_tag() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}",
+        nanos ^ std::process::id().rotate_left(16) ^ n.wrapping_mul(0x9e37_79b9)
+    )
+}
+
+impl SftpConnection {
+    /// Uploads `local` to `remote` atomically: written to `.NAME.TAG.siteport-tmp` in the
+    /// target directory, given its mode and `mtime` (SETSTAT), then renamed over `remote`.
+    /// `observe` sees every chunk read, in order.
+    pub async fn put_atomic(
+        &self,
+        local: &Path,
+        remote: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<Observer<'_>>,
+    ) -> Result<PutOutcome, SftpError> {
+        let mut file = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| SftpError::local(&self.server, "upload", local, e))?;
+        self.put_atomic_from(&mut file, Some(local), remote, mtime, observe)
+            .await
+    }
+
+    /// [`put_atomic`](Self::put_atomic) of bytes already in memory.
+    pub async fn put_atomic_bytes(
+        &self,
+        contents: &[u8],
+        remote: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<PutOutcome, SftpError> {
+        let mut reader = contents;
+        self.put_atomic_from(&mut reader, None, remote, mtime, None)
+            .await
+    }
+
+    async fn put_atomic_from<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        local: Option<&Path>,
+        remote: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<Observer<'_>>,
+    ) -> Result<PutOutcome, SftpError> {
+        let (dir, name) = split(remote);
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(SftpError::new(
+                SftpErrorKind::Invalid,
+                &self.server,
+                format!("upload: {remote:?} names a directory, not a file"),
+            ));
+        }
+        let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
+        let sent = match self.write_file(reader, local, &tmp, mtime, observe).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Best effort: no temp file left behind; the write error is what matters.
+                let _ = self.sftp.remove(tmp.as_str()).await;
+                return Err(e);
+            }
+        };
+        match self.rename_replace(&tmp, remote).await {
+            Ok(rename) => {
+                if rename == RenameMethod::RemoveThenRename {
+                    tracing::info!(
+                        "sftp {}: {remote} replaced by remove + rename (no posix-rename)",
+                        self.server
+                    );
+                }
+                Ok(PutOutcome {
+                    bytes: sent,
+                    rename,
+                })
+            }
+            Err(e) => {
+                let _ = self.sftp.remove(tmp.as_str()).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `reader` to `path` (created or truncated) with pipelined WRITEs, then sets mode
+    /// and times on the open handle and closes it.
+    async fn write_file<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        local: Option<&Path>,
+        path: &str,
+        mtime: Option<SystemTime>,
+        mut observe: Option<Observer<'_>>,
+    ) -> Result<u64, SftpError> {
+        let op = format!("write {path}");
+        let err = |e| SftpError::from_sftp(&self.server, &op, e);
+        let mut attrs = FileAttributes::empty();
+        attrs.permissions = Some(self.file_mode);
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        let handle = self
+            .sftp
+            .open(path, flags, attrs)
+            .await
+            .map_err(err)?
+            .handle;
+        let handle: Arc<str> = Arc::from(handle);
+        let mut inflight = FuturesUnordered::new();
+        let mut offset = 0u64;
+        let mut eof = false;
+        let result: Result<(), SftpError> = async {
+            loop {
+                while !eof && inflight.len() < IN_FLIGHT {
+                    let chunk = read_chunk(reader).await.map_err(|e| match local {
+                        Some(p) => SftpError::local(&self.server, "upload", p, e),
+                        None => SftpError::new(SftpErrorKind::LocalIo, &self.server, "read"),
+                    })?;
+                    if chunk.is_empty() {
+                        eof = true;
+                        break;
+                    }
+                    if let Some(o) = observe.as_mut() {
+                        o(&chunk);
+                    }
+                    let len = chunk.len() as u64;
+                    let (s, h) = (self.sftp.clone(), handle.clone());
+                    inflight.push(async move { s.write(&*h, offset, chunk).await });
+                    offset += len;
+                }
+                match inflight.next().await {
+                    Some(r) => {
+                        r.map_err(err)?;
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
+        .await;
+        // Wait for what is still in flight before touching the handle again.
+        while inflight.next().await.is_some() {}
+        let finish = async {
+            result?;
+            if let Some(t) = mtime {
+                let mut a = FileAttributes::empty();
+                a.mtime = Some(secs(t));
+                a.atime = a.mtime;
+                a.permissions = Some(self.file_mode);
+                self.sftp.fsetstat(&*handle, a).await.map_err(err)?;
+            }
+            Ok(())
+        }
+        .await;
+        let closed = self.sftp.close(&*handle).await.map_err(err);
+        finish?;
+        closed?;
+        Ok(offset)
+    }
+
+    /// Downloads `remote` into `local` (created or truncated) with pipelined READs; the
+    /// bytes received.
+    pub async fn get(&self, remote: &str, local: &Path) -> Result<u64, SftpError> {
+        let mut file = tokio::fs::File::create(local)
+            .await
+            .map_err(|e| SftpError::local(&self.server, "download", local, e))?;
+        let got = self
+            .read_file(remote, u64::MAX, &mut Sink::File(&mut file))
+            .await
+            .map_err(|e| match e {
+                ReadError::Remote(e) => e,
+                ReadError::Local(e) => SftpError::local(&self.server, "download", local, e),
+            })?;
+        file.flush()
+            .await
+            .map_err(|e| SftpError::local(&self.server, "download", local, e))?;
+        Ok(got)
+    }
+
+    /// Downloads `remote` into memory, refusing more than `max` bytes.
+    pub async fn get_bytes(&self, remote: &str, max: usize) -> Result<Vec<u8>, SftpError> {
+        let mut out = Vec::new();
+        self.read_file(remote, max as u64, &mut Sink::Memory(&mut out))
+            .await
+            .map_err(|e| match e {
+                ReadError::Remote(e) => e,
+                ReadError::Local(_) => {
+                    SftpError::new(SftpErrorKind::LocalIo, &self.server, "memory")
+                }
+            })?;
+        Ok(out)
+    }
+
+    /// Reads `path` with up to [`IN_FLIGHT`] READs outstanding (as far as the file's size
+    /// at open time, then one at a time until EOF, in case it grew), handing the chunks to
+    /// `sink` in order.
+    async fn read_file(&self, path: &str, max: u64, sink: &mut Sink<'_>) -> Result<u64, ReadError> {
+        let op = format!("read {path}");
+        let err = |e| ReadError::Remote(SftpError::from_sftp(&self.server, &op, e));
+        let handle = self
+            .sftp
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(err)?
+            .handle;
+        let handle: Arc<str> = Arc::from(handle);
+        let result = async {
+            let size = self.sftp.fstat(&*handle).await.map_err(err)?.attrs.size;
+            let size = size.unwrap_or(0);
+            let mut queue = FuturesOrdered::new();
+            let mut next = 0u64; // offset of the next READ to send
+            let mut done = 0u64; // bytes handed to `sink`
+            loop {
+                while queue.len() < IN_FLIGHT && (next < size || queue.is_empty()) {
+                    queue.push_back(read_at(self.sftp.clone(), handle.clone(), next, CHUNK));
+                    next += CHUNK as u64;
+                }
+                let Some((offset, r)) = queue.next().await else {
+                    return Ok(done);
+                };
+                let data = match r {
+                    Ok(d) => d,
+                    Err(e) if is_eof(&e) => return Ok(done),
+                    Err(e) => return Err(err(e)),
+                };
+                debug_assert_eq!(offset, done);
+                let short = data.len() < CHUNK;
+                done += data.len() as u64;
+                if done > max {
+                    return Err(ReadError::Remote(
+                        SftpError::new(
+                            SftpErrorKind::Protocol,
+                            &self.server,
+                            format!("{path} is larger than the {max} bytes expected"),
+                        )
+                        .with_op(op.clone()),
+                    ));
+                }
+                sink.put(&data).await.map_err(ReadError::Local)?;
+                if short && done >= size {
+                    // The end of the file as it was at open time.
+                    return Ok(done);
+                }
+                if short {
+                    // A short read: fetch the rest of that chunk's range before going on
+                    // (later READs already cover the ranges after it).
+                    let end = offset + CHUNK as u64;
+                    while done < end {
+                        match self.sftp.read(&*handle, done, (end - done) as u32).await {
+                            Ok(d) if d.data.is_empty() => return Ok(done),
+                            Ok(d) => {
+                                done += d.data.len() as u64;
+                                if done > max {
+                                    return Err(ReadError::Remote(SftpError::new(
+                                        SftpErrorKind::Protocol,
+                                        &self.server,
+                                        format!("{path} is larger than expected"),
+                                    )));
+                                }
+                                sink.put(&d.data).await.map_err(ReadError::Local)?;
+                            }
+                            Err(e) if is_eof(&e) => return Ok(done),
+                            Err(e) => return Err(err(e)),
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        let _ = self.sftp.close(&*handle).await;
+        result
+    }
+}
+
+/// Where a download goes.
+enum Sink<'a> {
+    File(&'a mut tokio::fs::File),
+    Memory(&'a mut Vec<u8>),
+}
+
+impl Sink<'_> {
+    async fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.write_all(data).await,
+            Sink::Memory(v) => {
+                v.extend_from_slice(data);
+                Ok(())
+            }
+        }
+    }
+}
+
+enum ReadError {
+    Remote(SftpError),
+    Local(std::io::Error),
+}
+
+fn is_eof(e: &SftpRawError) -> bool {
+    matches!(e, SftpRawError::Status(s) if s.status_code == StatusCode::Eof)
+}
+
+async fn read_at(
+    sftp: Arc<RawSftpSession>,
+    handle: Arc<str>,
+    offset: u64,
+    len: usize,
+) -> (u64, Result<Vec<u8>, SftpRawError>) {
+    let r = sftp.read(&*handle, offset, len as u32).await;
+    (offset, r.map(|d| d.data))
+}
+
+/// Reads up to [`CHUNK`] bytes (fewer only at the end of the input).
+async fn read_chunk<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut n = 0;
+    while n < CHUNK {
+        let got = reader.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    buf.truncate(n);
+    Ok(buf)
+}

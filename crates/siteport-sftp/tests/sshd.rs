@@ -1,0 +1,345 @@
+//! siteport-sftp against a real OpenSSH sshd (chrooted internal-sftp, started per test).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use siteport_sftp::{
+    Auth, ConnectOptions, EntryKind, HostKeyPolicy, RenameMethod, SecretString, SftpConnection,
+    SftpErrorKind,
+};
+use siteport_testsupport::SshServer;
+
+fn opts(s: &SshServer, auth: Auth) -> ConnectOptions {
+    let mut o = ConnectOptions::new(
+        s.host.clone(),
+        s.user.clone(),
+        auth,
+        HostKeyPolicy::KnownHosts(vec![s.known_hosts_file.clone()]),
+    );
+    o.port = s.port;
+    o.timeout = Duration::from_secs(20);
+    o
+}
+
+fn password(s: &SshServer) -> Auth {
+    Auth::Password(s.password.clone())
+}
+
+fn key(path: &Path, passphrase: Option<SecretString>) -> Auth {
+    Auth::Key {
+        pem: SecretString::from(SshServer::read_key(path)),
+        passphrase,
+    }
+}
+
+async fn connect(s: &SshServer) -> SftpConnection {
+    SftpConnection::connect(&opts(s, password(s)))
+        .await
+        .expect("connect")
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Pseudo-random bytes (no long runs, so compression or sparse files hide nothing).
+fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_odd_names_empty_deep_and_large() {
+    let s = SshServer::start();
+    let c = connect(&s).await;
+    assert!(c.has_posix_rename(), "OpenSSH offers posix-rename");
+    let local = tempfile::tempdir().expect("tmp");
+    let mut dir = "/site".to_string();
+    for d in ["a b", "ünï", "c", "d", "e", "f"] {
+        dir = format!("{dir}/{d}");
+        c.mkdir(&dir).await.expect("mkdir");
+    }
+    // mkdir of an existing directory is not an error.
+    c.mkdir("/site/a b").await.expect("mkdir again");
+    let files: Vec<(String, Vec<u8>)> = vec![
+        (format!("{dir}/file with spaces.txt"), b"hello".to_vec()),
+        ("/site/empty".into(), Vec::new()),
+        ("/site/ünïcødé ✓.html".into(), bytes(100_000, 3)),
+        ("/site/big.bin".into(), bytes(50 * 1024 * 1024, 7)),
+    ];
+    for (i, (remote, data)) in files.iter().enumerate() {
+        let src = local.path().join(format!("src{i}"));
+        std::fs::write(&src, data).expect("write src");
+        let mut seen = 0usize;
+        let mut obs = |chunk: &[u8]| seen += chunk.len();
+        let out = c
+            .put_atomic(
+                &src,
+                remote,
+                Some(at(1_600_000_000 + i as u64)),
+                Some(&mut obs),
+            )
+            .await
+            .expect("put");
+        assert_eq!(out.bytes, data.len() as u64);
+        assert_eq!(seen, data.len());
+        assert_eq!(out.rename, RenameMethod::PosixRename);
+        let on_disk = s.root().join(remote.trim_start_matches("/site/"));
+        assert_eq!(std::fs::read(&on_disk).expect("on disk"), *data, "{remote}");
+        let back = local.path().join(format!("back{i}"));
+        let got = c.get(remote, &back).await.expect("get");
+        assert_eq!(got, data.len() as u64);
+        assert!(
+            std::fs::read(&back).expect("back") == *data,
+            "{remote} round trip"
+        );
+    }
+    // Small files in memory too.
+    let out = c
+        .put_atomic_bytes(b"in memory", "/site/mem.txt", None)
+        .await
+        .expect("put bytes");
+    assert_eq!(out.bytes, 9);
+    assert_eq!(
+        c.get_bytes("/site/mem.txt", 100).await.expect("get bytes"),
+        b"in memory"
+    );
+    assert!(
+        c.get_bytes("/site/big.bin", 1000).await.is_err(),
+        "over max"
+    );
+    // No temp name remains anywhere.
+    for e in walk(&s.root()) {
+        assert!(!e.contains("siteport-tmp"), "temp file left: {e}");
+    }
+    c.quit().await.expect("quit");
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        out.push(p.display().to_string());
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_kinds_exact_mtimes_modes_replace_and_removals() {
+    let s = SshServer::start();
+    let c = connect(&s).await;
+    let src = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(src.path(), b"v1").expect("write");
+    c.put_atomic(src.path(), "/site/a.txt", Some(at(1_234_567_890)), None)
+        .await
+        .expect("put");
+    c.mkdir("/site/dir").await.expect("mkdir");
+    std::os::unix::fs::symlink("/etc/passwd", s.root().join("link")).expect("symlink");
+    let mut list = c.list_dir("/site").await.expect("list");
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<_> = list.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+    assert_eq!(
+        names,
+        [
+            ("a.txt", EntryKind::File),
+            ("dir", EntryKind::Dir),
+            ("link", EntryKind::Symlink)
+        ]
+    );
+    assert_eq!(list[0].size, 2);
+    assert_eq!(list[0].mtime, Some(at(1_234_567_890)));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(s.root().join(p))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("a.txt"), 0o644);
+    assert_eq!(mode("dir"), 0o755);
+    // Replacing an existing file: posix-rename over it.
+    std::fs::write(src.path(), b"version 2").expect("write");
+    c.put_atomic(src.path(), "/site/a.txt", Some(at(1_300_000_000)), None)
+        .await
+        .expect("replace");
+    assert_eq!(
+        std::fs::read(s.root().join("a.txt")).expect("read"),
+        b"version 2"
+    );
+    c.set_mtime("/site/a.txt", at(1_000_000_000))
+        .await
+        .expect("setstat");
+    let l = c.list_dir("/site").await.expect("list");
+    let a = l.iter().find(|e| e.name == "a.txt").expect("a.txt");
+    assert_eq!(a.mtime, Some(at(1_000_000_000)));
+    // Errors have kinds.
+    let e = c.list_dir("/site/missing").await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::NotFound, "{e}");
+    let e = c
+        .get("/site/missing", &src.path().with_extension("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::NotFound, "{e}");
+    let e = c.mkdir("/forbidden").await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::Permission, "{e}");
+    c.remove_file("/site/a.txt").await.expect("rm");
+    c.remove_file("/site/link").await.expect("rm link");
+    c.remove_dir("/site/dir").await.expect("rmdir");
+    assert!(c.list_dir("/site").await.expect("list").is_empty());
+    assert!(
+        std::fs::metadata("/etc/passwd").is_ok(),
+        "the link's target is untouched"
+    );
+    c.quit().await.expect("quit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_passphrases_and_refused_logins() {
+    let s = SshServer::start();
+    let c = SftpConnection::connect(&opts(&s, key(&s.key_path, None)))
+        .await
+        .expect("key login");
+    c.quit().await.expect("quit");
+    let enc = key(&s.encrypted_key_path, Some(s.key_passphrase.clone()));
+    let c = SftpConnection::connect(&opts(&s, enc))
+        .await
+        .expect("encrypted key login");
+    c.quit().await.expect("quit");
+    // Without or with a wrong passphrase: the key cannot be read; nothing is sent.
+    let e = SftpConnection::connect(&opts(&s, key(&s.encrypted_key_path, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::Invalid, "{e}");
+    let wrong = Some(SecretString::from("not-it"));
+    let e = SftpConnection::connect(&opts(&s, key(&s.encrypted_key_path, wrong)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::Invalid, "{e}");
+    // A key the server does not authorize, and a wrong password: Login.
+    let e = SftpConnection::connect(&opts(&s, key(&s.unauthorized_key_path, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::Login, "{e}");
+    let bad = Auth::Password(SecretString::from("wrong-password-123"));
+    let e = SftpConnection::connect(&opts(&s, bad)).await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::Login, "{e}");
+    let shown = format!("{e} {e:?} {:?}", e.hint());
+    assert!(!shown.contains("wrong-password-123"), "{shown}");
+    assert!(s.log().contains("Failed password"), "{}", s.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_changed_host_keys_fail_before_authentication() {
+    let s = SshServer::start();
+    let empty = tempfile::NamedTempFile::new().expect("tmp");
+    let mut o = opts(&s, password(&s));
+    o.host_keys = HostKeyPolicy::KnownHosts(vec![empty.path().to_path_buf()]);
+    let e = SftpConnection::connect(&o).await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::HostKeyUnknown, "{e}");
+    let hk = e.host_key().expect("host key info");
+    assert_eq!(hk.fingerprint, s.host_key_fingerprint);
+    assert_eq!(hk.known_hosts_line, s.known_hosts_line);
+    assert!(e.hint().is_some_and(|h| h.contains(&s.known_hosts_line)));
+
+    let changed = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(
+        changed.path(),
+        format!("[127.0.0.1]:{} {}\n", s.port, s.other_public_key),
+    )
+    .expect("write");
+    o.host_keys = HostKeyPolicy::KnownHosts(vec![changed.path().to_path_buf()]);
+    let e = SftpConnection::connect(&o).await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::HostKeyChanged, "{e}");
+    assert!(e.to_string().contains("WARNING"), "{e}");
+
+    let wrong_pin = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    o.host_keys = HostKeyPolicy::Pin(wrong_pin.into());
+    let e = SftpConnection::connect(&o).await.unwrap_err();
+    assert_eq!(e.kind(), SftpErrorKind::HostKeyChanged, "{e}");
+
+    // Give sshd a moment to log, then: three connections, no authentication attempted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(s.auth_attempts().is_empty(), "{:?}", s.auth_attempts());
+    assert!(s.log().contains("Connection from"), "{}", s.log());
+
+    o.host_keys = HostKeyPolicy::Pin(s.host_key_fingerprint.clone());
+    let c = SftpConnection::connect(&o).await.expect("pinned");
+    c.quit().await.expect("quit");
+    o.host_keys = HostKeyPolicy::Insecure;
+    let c = SftpConnection::connect(&o).await.expect("insecure");
+    c.quit().await.expect("quit");
+    assert!(!s.auth_attempts().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_auth_when_ssh_agent_is_available() {
+    let s = SshServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut agent) = agent else {
+        siteport_testsupport::report_skip("agent_auth", "install openssh-client for ssh-agent");
+        return;
+    };
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let added = std::process::Command::new("ssh-add")
+        .arg(&s.key_path)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let mut o = opts(&s, Auth::Agent);
+    o.agent_socket = Some(sock.clone());
+    let r = SftpConnection::connect(&o).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let c = r.expect("agent login");
+    assert!(c.list_dir("/site").await.is_ok());
+    c.quit().await.expect("quit");
+}
+
+#[test]
+fn debug_and_display_never_show_secrets() {
+    let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n";
+    let mut o = ConnectOptions::new(
+        "h",
+        "u",
+        Auth::Password(SecretString::from("pw-secret-1")),
+        HostKeyPolicy::Insecure,
+    );
+    let mut shown = format!("{o:?} {o:#?}");
+    o.auth = Auth::Key {
+        pem: SecretString::from(pem),
+        passphrase: Some(SecretString::from("phrase-secret-2")),
+    };
+    shown += &format!("{o:?} {o:#?}");
+    for secret in ["pw-secret-1", "b3BlbnNzaC1rZXktdjEAAAAA", "phrase-secret-2"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
