@@ -1,19 +1,19 @@
 //! [`Endpoint`]: where a site lives and how to log in, in the engine's own types, so that
 //! callers never build a transport's options themselves. [`connect_factory`] and
-//! [`test_login`] hand it to the adapter of its [`Protocol`] (today FTP/FTPS in `ftp.rs`);
-//! a new transport adds a variant and an adapter, and nothing above Sync changes.
+//! [`test_login`] hand it to the adapter of its [`Protocol`] (FTP/FTPS in `ftp.rs`, SFTP in
+//! `sftp.rs`); a new transport adds a variant and an adapter, and nothing above Sync changes.
 
 use std::fmt;
 use std::path::PathBuf;
-#[cfg(feature = "ftp")]
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-#[cfg(feature = "ftp")]
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 use crate::error::Result;
-#[cfg(feature = "ftp")]
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 use crate::remote::RemoteFactory;
 
 /// How an FTP connection is protected.
@@ -67,29 +67,62 @@ pub struct FtpSettings {
     pub insecure: bool,
 }
 
+/// The settings only SFTP has: how the server's host key is checked. Strict by default:
+/// with nothing set, the key must be in `~/.ssh/known_hosts`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SftpSettings {
+    /// known_hosts files to check besides `~/.ssh/known_hosts` (e.g. a per-site file).
+    pub known_hosts: Vec<PathBuf>,
+    /// Leave `~/.ssh/known_hosts` out (only `known_hosts` and `host_key` count).
+    pub no_user_known_hosts: bool,
+    /// A pin of the host key, `SHA256:…` as OpenSSH prints it: the key must have it,
+    /// whatever the known_hosts files say.
+    pub host_key: Option<String>,
+    /// Accept any host key. Only when explicitly asked for.
+    pub insecure: bool,
+}
+
 /// The wire protocol of an endpoint, with the settings that belong to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
     /// FTP, plain or with TLS.
     Ftp(FtpSettings),
+    /// SFTP (over SSH).
+    Sftp(SftpSettings),
 }
 
 impl Protocol {
-    /// The URL scheme used in messages (`ftp`).
+    /// The URL scheme used in messages (`ftp`, `sftp`).
     pub fn scheme(&self) -> &'static str {
         match self {
             Protocol::Ftp(_) => "ftp",
+            Protocol::Sftp(_) => "sftp",
+        }
+    }
+
+    /// The protocol's usual port: 21 (990 for implicit FTPS), 22 for SFTP.
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Protocol::Ftp(s) => s.tls.default_port(),
+            Protocol::Sftp(_) => 22,
         }
     }
 }
 
-/// Who logs in. The password is a [`SecretString`]: never in `Debug`, logs or errors.
+/// Who logs in. Secrets are [`SecretString`]s: never in `Debug`, logs or errors.
+///
+/// Over SFTP: with an `ssh_key`, the key authenticates (with its passphrase when encrypted);
+/// with an empty password and no key, the ssh-agent does; else the password.
 #[derive(Clone)]
 pub struct Login {
     /// Login name.
     pub username: String,
     /// Login password.
     pub password: SecretString,
+    /// An SSH private key (OpenSSH or PEM text), for SFTP.
+    pub ssh_key: Option<SecretString>,
+    /// The passphrase of an encrypted `ssh_key`.
+    pub ssh_key_passphrase: Option<SecretString>,
 }
 
 impl Login {
@@ -98,15 +131,27 @@ impl Login {
         Self {
             username: username.into(),
             password,
+            ssh_key: None,
+            ssh_key_passphrase: None,
         }
+    }
+
+    /// The same login with an SSH private key (and its passphrase, if encrypted).
+    pub fn with_ssh_key(mut self, key: SecretString, passphrase: Option<SecretString>) -> Self {
+        self.ssh_key = Some(key);
+        self.ssh_key_passphrase = passphrase;
+        self
     }
 }
 
 impl fmt::Debug for Login {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |s: &Option<SecretString>| s.as_ref().map(|_| "****");
         f.debug_struct("Login")
             .field("username", &self.username)
             .field("password", &"****")
+            .field("ssh_key", &shown(&self.ssh_key))
+            .field("ssh_key_passphrase", &shown(&self.ssh_key_passphrase))
             .finish()
     }
 }
@@ -158,7 +203,7 @@ impl Endpoint {
     }
 
     /// The connection factory for this endpoint: see [`connect_factory`].
-    #[cfg(feature = "ftp")]
+    #[cfg(any(feature = "ftp", feature = "sftp"))]
     pub fn factory(&self) -> Arc<dyn RemoteFactory> {
         connect_factory(self)
     }
@@ -166,10 +211,44 @@ impl Endpoint {
 
 /// The engine's connection factory for `endpoint`, through the adapter of its protocol.
 /// Nothing is contacted until the engine connects.
-#[cfg(feature = "ftp")]
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 pub fn connect_factory(endpoint: &Endpoint) -> Arc<dyn RemoteFactory> {
     match &endpoint.protocol {
+        #[cfg(feature = "ftp")]
         Protocol::Ftp(settings) => Arc::new(crate::ftp::FtpRemoteFactory::new(endpoint, settings)),
+        #[cfg(feature = "sftp")]
+        Protocol::Sftp(settings) => {
+            Arc::new(crate::sftp::SftpRemoteFactory::new(endpoint, settings))
+        }
+        #[allow(unreachable_patterns)]
+        other => Arc::new(Unsupported(other.scheme())),
+    }
+}
+
+/// The factory of a protocol this build leaves out: every connection fails with `Config`.
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+struct Unsupported(&'static str);
+
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+impl Unsupported {
+    fn error(&self) -> crate::error::Error {
+        crate::error::Error::new(
+            crate::error::ErrorKind::Config,
+            self.0,
+            format!("this build of siteport has no {} support", self.0),
+        )
+    }
+}
+
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+#[async_trait::async_trait]
+impl RemoteFactory for Unsupported {
+    fn describe(&self) -> String {
+        format!("{}://", self.0)
+    }
+
+    async fn connect(&self) -> Result<Box<dyn crate::remote::Remote>> {
+        Err(self.error())
     }
 }
 
@@ -177,10 +256,15 @@ pub fn connect_factory(endpoint: &Endpoint) -> Arc<dyn RemoteFactory> {
 /// the engine's kinds as a connecting worker sees them (a refused login is
 /// [`ErrorKind::Login`](crate::ErrorKind::Login), a full server
 /// [`ErrorKind::TooManyConnections`](crate::ErrorKind::TooManyConnections)).
-#[cfg(feature = "ftp")]
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 pub async fn test_login(endpoint: &Endpoint) -> Result<()> {
     match &endpoint.protocol {
+        #[cfg(feature = "ftp")]
         Protocol::Ftp(settings) => crate::ftp::test_login(endpoint, settings).await,
+        #[cfg(feature = "sftp")]
+        Protocol::Sftp(settings) => crate::sftp::test_login(endpoint, settings).await,
+        #[allow(unreachable_patterns)]
+        other => Err(Unsupported(other.scheme()).error()),
     }
 }
 
@@ -200,9 +284,17 @@ mod tests {
 
     #[test]
     fn debug_hides_the_password() {
-        let e = endpoint();
+        let mut e = endpoint();
+        e.login = e.login.with_ssh_key(
+            SecretString::from("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1r"),
+            Some(SecretString::from("key-phrase-77")),
+        );
         let shown = format!("{e:?} {e:#?} {:?}", e.login);
         assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(
+            !shown.contains("b3BlbnNzaC1r") && !shown.contains("key-phrase-77"),
+            "{shown}"
+        );
         assert!(
             shown.contains("****") && shown.contains("deploy"),
             "{shown}"

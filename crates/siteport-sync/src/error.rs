@@ -14,6 +14,9 @@ pub enum ErrorKind {
     Network,
     /// The TLS handshake or certificate check failed.
     Tls,
+    /// The SSH server's host key is unknown, or differs from the recorded or pinned one.
+    /// Nothing was authenticated. Retrying will not help.
+    HostKey,
     /// The server refused another connection (FTP 421 "too many connections"): the engine
     /// lowers its connection count.
     TooManyConnections,
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Login => "login",
             ErrorKind::Network => "network",
             ErrorKind::Tls => "tls",
+            ErrorKind::HostKey => "host_key",
             ErrorKind::TooManyConnections => "too_many_connections",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Permission => "permission",
@@ -177,11 +181,12 @@ impl Error {
         self.hint.as_deref()
     }
     /// Whether this error ends the whole run rather than one file: a refused login, or TLS
-    /// that cannot be established, fails every connection alike.
+    /// that cannot be established, or a host key that is not trusted, fails every connection
+    /// alike.
     pub fn is_fatal(&self) -> bool {
         matches!(
             self.kind,
-            ErrorKind::Login | ErrorKind::Tls | ErrorKind::Config
+            ErrorKind::Login | ErrorKind::Tls | ErrorKind::HostKey | ErrorKind::Config
         )
     }
 }

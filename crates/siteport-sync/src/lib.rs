@@ -3,7 +3,8 @@
 //! - [`Endpoint`]: a site's server in the engine's own types (host, port, [`Protocol`] with
 //!   its settings such as [`FtpSettings`], remote root, [`Login`]). [`connect_factory`] turns
 //!   it into a [`RemoteFactory`] and [`test_login`] tries a login, both through the adapter of
-//!   the protocol (FTP/FTPS in `ftp.rs`, over `siteport-ftp`; feature `ftp`, on by default).
+//!   the protocol (FTP/FTPS in `ftp.rs`, over `siteport-ftp`; SFTP in `sftp.rs`, over
+//!   `siteport-sftp`; features `ftp` and `sftp`, both on by default).
 //!   Callers never see a transport's own types or errors.
 //! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (an adapter, or a local
 //!   directory in [`LocalDirRemote`]). Each worker owns one connection and reuses it.
@@ -31,10 +32,12 @@ mod path;
 mod plan;
 mod remote;
 mod report;
+#[cfg(feature = "sftp")]
+mod sftp;
 mod tree;
 
-pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
-#[cfg(feature = "ftp")]
+pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
+#[cfg(any(feature = "ftp", feature = "sftp"))]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};

@@ -26,7 +26,8 @@ pub const CREDENTIAL: u8 = 3;
 pub const LOGIN_REFUSED: u8 = 4;
 /// A transfer ran, but some files failed.
 pub const TRANSFERS_FAILED: u8 = 5;
-/// A network or TLS error: connection refused, timeout, certificate rejected.
+/// A network, TLS or SSH host-key error: connection refused, timeout, certificate rejected,
+/// unknown or changed host key.
 pub const NETWORK: u8 = 6;
 
 /// Every code, in order, with the constant's name (the docs test checks the README and
@@ -122,7 +123,9 @@ fn credential_code(kind: CredentialKind) -> u8 {
 fn sync_code(kind: SyncKind) -> u8 {
     match kind {
         SyncKind::Login => LOGIN_REFUSED,
-        SyncKind::Network | SyncKind::Tls | SyncKind::TooManyConnections => NETWORK,
+        SyncKind::Network | SyncKind::Tls | SyncKind::HostKey | SyncKind::TooManyConnections => {
+            NETWORK
+        }
         SyncKind::Config => USAGE,
         SyncKind::NotFound
         | SyncKind::Permission
@@ -198,6 +201,7 @@ mod tests {
             (SyncKind::Login, LOGIN_REFUSED),
             (SyncKind::Network, NETWORK),
             (SyncKind::Tls, NETWORK),
+            (SyncKind::HostKey, NETWORK),
             (SyncKind::TooManyConnections, NETWORK),
             (SyncKind::Config, USAGE),
             (SyncKind::NotFound, TRANSFERS_FAILED),
@@ -214,6 +218,7 @@ mod tests {
         // The numbers themselves, as SPEC §5 writes them.
         check(Failure::Sync(SyncKind::Login), 4);
         check(Failure::Sync(SyncKind::Network), 6);
+        check(Failure::Sync(SyncKind::HostKey), 6);
         check(Failure::Sync(SyncKind::Transfer), 5);
         check(Failure::Sync(SyncKind::Config), 2);
     }
@@ -224,6 +229,7 @@ mod tests {
             (SyncKind::Login, LOGIN_REFUSED),
             (SyncKind::Network, NETWORK),
             (SyncKind::Tls, NETWORK),
+            (SyncKind::HostKey, NETWORK),
             (SyncKind::TooManyConnections, NETWORK),
             (SyncKind::Config, USAGE),
             (SyncKind::NotFound, NETWORK),

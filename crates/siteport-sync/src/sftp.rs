@@ -1,0 +1,362 @@
+//! The SFTP adapter: [`SftpRemote`], the engine's [`Remote`] over one `siteport-sftp`
+//! connection, and [`SftpRemoteFactory`], which opens one per worker. It alone turns an
+//! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
+//! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use siteport_sftp::{
+    Auth, ConnectOptions, HostKeyPolicy, SftpConnection, SftpError, SftpErrorKind,
+};
+
+use crate::endpoint::{Endpoint, SftpSettings};
+use crate::error::{Error, ErrorKind, Result};
+use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+
+/// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
+/// setup problem (`Config`), not a failed transfer.
+fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
+    let kind = match e.kind() {
+        SftpErrorKind::Login => ErrorKind::Login,
+        SftpErrorKind::HostKeyUnknown | SftpErrorKind::HostKeyChanged => ErrorKind::HostKey,
+        SftpErrorKind::NotFound => ErrorKind::NotFound,
+        SftpErrorKind::Permission => ErrorKind::Permission,
+        SftpErrorKind::Network | SftpErrorKind::Transient => ErrorKind::Network,
+        SftpErrorKind::LocalIo => ErrorKind::LocalIo,
+        SftpErrorKind::Invalid if connecting => ErrorKind::Config,
+        _ => ErrorKind::Transfer,
+    };
+    let place = format!("sftp {}", e.server());
+    let detail = match e.op() {
+        Some(op) => format!("{op}: {}", e.message()),
+        None => e.message().to_string(),
+    };
+    let mut out =
+        Error::new(kind, place, detail).retryable(e.retryable() || kind == ErrorKind::Network);
+    if let Some(h) = e.hint() {
+        out = out.with_hint(h);
+    } else if kind == ErrorKind::Config {
+        out = out.with_hint("check the SSH key and its passphrase, or SSH_AUTH_SOCK for the agent");
+    }
+    out.with_source(e)
+}
+
+/// How the host key is checked: the pin, else the known_hosts files; `insecure` overrides.
+fn host_key_policy(settings: &SftpSettings) -> HostKeyPolicy {
+    if settings.insecure {
+        return HostKeyPolicy::Insecure;
+    }
+    if let Some(pin) = &settings.host_key {
+        return HostKeyPolicy::Pin(pin.clone());
+    }
+    let mut files = Vec::new();
+    if !settings.no_user_known_hosts
+        && let HostKeyPolicy::KnownHosts(user) = HostKeyPolicy::user_known_hosts()
+    {
+        files.extend(user);
+    }
+    files.extend(settings.known_hosts.iter().cloned());
+    HostKeyPolicy::KnownHosts(files)
+}
+
+/// `siteport-sftp`'s options for `endpoint`: a key when the login has one, else the agent
+/// when the password is empty, else the password (secrets move between `SecretString`s).
+fn connect_options(endpoint: &Endpoint, settings: &SftpSettings) -> ConnectOptions {
+    use secrecy::ExposeSecret;
+    let login = &endpoint.login;
+    let auth = match &login.ssh_key {
+        Some(key) => Auth::Key {
+            pem: key.clone(),
+            passphrase: login.ssh_key_passphrase.clone(),
+        },
+        None if login.password.expose_secret().is_empty() => Auth::Agent,
+        None => Auth::Password(login.password.clone()),
+    };
+    let mut o = ConnectOptions::new(
+        endpoint.host.clone(),
+        login.username.clone(),
+        auth,
+        host_key_policy(settings),
+    );
+    o.port = endpoint.port;
+    o.timeout = endpoint.timeout;
+    o
+}
+
+/// [`crate::test_login`] over SFTP: connect, check the host key, authenticate, disconnect.
+pub(crate) async fn test_login(endpoint: &Endpoint, settings: &SftpSettings) -> Result<()> {
+    let conn = SftpConnection::connect(&connect_options(endpoint, settings))
+        .await
+        .map_err(|e| map_sftp_error(e, true))?;
+    let _ = conn.quit().await;
+    Ok(())
+}
+
+/// One logged-in SFTP connection, rooted at the site's remote directory.
+pub(crate) struct SftpRemote {
+    conn: Option<SftpConnection>,
+    root: String,
+    server: String,
+}
+
+impl std::fmt::Debug for SftpRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpRemote")
+            .field("server", &self.server)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SftpRemote {
+    fn full(&self, rel: &str) -> String {
+        match (self.root.is_empty(), rel.is_empty()) {
+            (true, true) => ".".to_string(),
+            (true, false) => rel.to_string(),
+            (false, true) => self.root.clone(),
+            (false, false) => format!("{}/{rel}", self.root),
+        }
+    }
+
+    fn conn(&self) -> Result<&SftpConnection> {
+        match self.conn.as_ref() {
+            Some(c) if c.is_open() => Ok(c),
+            _ => Err(Error::new(
+                ErrorKind::Network,
+                format!("sftp {}", self.server),
+                "the connection is closed",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for SftpRemote {
+    fn describe(&self) -> String {
+        format!(
+            "sftp://{}/{}",
+            self.server,
+            self.root.trim_start_matches('/')
+        )
+    }
+
+    /// SFTP lists exact UTC times and SETSTAT sets them.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            precise_mtime: true,
+            set_mtime: true,
+        }
+    }
+
+    async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let p = self.full(path);
+        let entries = self
+            .conn()?
+            .list_dir(&p)
+            .await
+            .map_err(|e| map_sftp_error(e, false))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| RemoteEntry {
+                kind: match e.kind {
+                    siteport_sftp::EntryKind::File => EntryKind::File,
+                    siteport_sftp::EntryKind::Dir => EntryKind::Dir,
+                    siteport_sftp::EntryKind::Symlink => EntryKind::Symlink,
+                    siteport_sftp::EntryKind::Other => EntryKind::Other,
+                },
+                name: e.name,
+                size: e.size,
+                mtime: e.mtime,
+                mtime_precise: e.mtime.is_some(),
+            })
+            .collect())
+    }
+
+    async fn put_atomic(
+        &mut self,
+        local: &Path,
+        path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<u64> {
+        let p = self.full(path);
+        let mut observe = observe;
+        let obs = observe
+            .as_mut()
+            .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
+        self.conn()?
+            .put_atomic(local, &p, mtime, obs)
+            .await
+            .map(|o| o.bytes)
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn put_atomic_contents(
+        &mut self,
+        _local: &Path,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let p = self.full(path);
+        self.conn()?
+            .put_atomic_bytes(contents, &p, mtime)
+            .await
+            .map(|o| o.bytes)
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+        let p = self.full(path);
+        self.conn()?
+            .get(&p, local)
+            .await
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        let p = self.full(path);
+        self.conn()?
+            .get_bytes(&p, max)
+            .await
+            .map(Some)
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn mkdir(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .mkdir(&p)
+            .await
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn delete_file(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .remove_file(&p)
+            .await
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn remove_dir(&mut self, path: &str) -> Result<()> {
+        let p = self.full(path);
+        self.conn()?
+            .remove_dir(&p)
+            .await
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        match self.conn.take() {
+            Some(c) => c.quit().await.map_err(|e| map_sftp_error(e, false)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens [`SftpRemote`]s with the same options (secrets stay in `SecretString`s; the
+/// options' `Debug` prints `****`).
+#[derive(Debug)]
+pub(crate) struct SftpRemoteFactory {
+    opts: ConnectOptions,
+    root: String,
+}
+
+impl SftpRemoteFactory {
+    /// Connections to `endpoint`, in its remote root.
+    pub(crate) fn new(endpoint: &Endpoint, settings: &SftpSettings) -> Self {
+        Self {
+            opts: connect_options(endpoint, settings),
+            root: endpoint.root.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteFactory for SftpRemoteFactory {
+    fn describe(&self) -> String {
+        format!(
+            "sftp://{}@{}/{}",
+            self.opts.username,
+            self.opts.server(),
+            self.root.trim_start_matches('/')
+        )
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Remote>> {
+        let conn = SftpConnection::connect(&self.opts)
+            .await
+            .map_err(|e| map_sftp_error(e, true))?;
+        let server = conn.server().to_string();
+        Ok(Box::new(SftpRemote {
+            conn: Some(conn),
+            root: self.root.clone(),
+            server,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::{Login, Protocol};
+    use secrecy::SecretString;
+
+    fn endpoint(login: Login) -> Endpoint {
+        Endpoint::new(
+            "h",
+            22,
+            Protocol::Sftp(SftpSettings::default()),
+            "/site",
+            login,
+        )
+    }
+
+    #[test]
+    fn auth_is_key_then_agent_then_password() {
+        let pw = Login::new("u", SecretString::from("pw"));
+        let o = connect_options(&endpoint(pw.clone()), &SftpSettings::default());
+        assert!(matches!(o.auth, Auth::Password(_)));
+        let o = connect_options(
+            &endpoint(Login::new("u", SecretString::from(""))),
+            &SftpSettings::default(),
+        );
+        assert!(matches!(o.auth, Auth::Agent));
+        let keyed = pw.with_ssh_key(SecretString::from("KEY"), None);
+        let o = connect_options(&endpoint(keyed), &SftpSettings::default());
+        assert!(matches!(o.auth, Auth::Key { .. }));
+    }
+
+    #[test]
+    fn host_key_policies() {
+        let mut s = SftpSettings {
+            known_hosts: vec!["/k".into()],
+            no_user_known_hosts: true,
+            ..SftpSettings::default()
+        };
+        assert_eq!(
+            host_key_policy(&s),
+            HostKeyPolicy::KnownHosts(vec!["/k".into()])
+        );
+        s.host_key = Some("SHA256:x".into());
+        assert_eq!(host_key_policy(&s), HostKeyPolicy::Pin("SHA256:x".into()));
+        s.insecure = true;
+        assert_eq!(host_key_policy(&s), HostKeyPolicy::Insecure);
+    }
+
+    #[test]
+    fn host_key_errors_are_fatal_host_key_kind() {
+        let e = SftpError::new(SftpErrorKind::HostKeyChanged, "h:22", "changed").with_hint("fix");
+        let m = map_sftp_error(e, true);
+        assert_eq!(m.kind(), ErrorKind::HostKey);
+        assert!(m.is_fatal() && !m.is_retryable());
+        assert_eq!(m.hint(), Some("fix"));
+        let e = SftpError::new(SftpErrorKind::Login, "h:22", "refused");
+        assert_eq!(map_sftp_error(e, true).kind(), ErrorKind::Login);
+        let e = SftpError::new(SftpErrorKind::Transient, "h:22", "lost");
+        assert!(map_sftp_error(e, false).is_retryable());
+    }
+}

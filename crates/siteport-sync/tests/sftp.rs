@@ -1,0 +1,271 @@
+//! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp), through
+//! `connect_factory` and the real `siteport-sftp` client: export, a no-change re-export that
+//! writes nothing (no inode or ctime changes on the server), same-size edits found by the journal,
+//! `--delete`, import round trip; logins and host keys through `test_login`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use secrecy::SecretString;
+use siteport_sync::*;
+use siteport_testsupport::SshServer;
+
+const REMOTE: &str = "/site";
+
+fn settings(s: &SshServer) -> SftpSettings {
+    SftpSettings {
+        known_hosts: vec![s.known_hosts_file.clone()],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    }
+}
+
+fn endpoint_with(s: &SshServer, settings: SftpSettings, login: Login) -> Endpoint {
+    let mut e = Endpoint::new(
+        s.host.clone(),
+        s.port,
+        Protocol::Sftp(settings),
+        REMOTE,
+        login,
+    );
+    e.timeout = Duration::from_secs(20);
+    e
+}
+
+fn endpoint(s: &SshServer) -> Endpoint {
+    endpoint_with(
+        s,
+        settings(s),
+        Login::new(s.user.clone(), s.password.clone()),
+    )
+}
+
+fn sync_options(local: &Path) -> SyncOptions {
+    let mut o = SyncOptions::new(local);
+    o.delete = true;
+    o.retry = fast_retry();
+    o
+}
+
+/// path -> None for a dir, Some(BLAKE3) for a file, temp names left out.
+fn hashes(root: &Path) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if is_temp(&rel) {
+            continue;
+        }
+        let v = (!e.file_type().is_dir()).then(|| hash_file(e.path()).unwrap());
+        out.insert(rel, v);
+    }
+    out
+}
+
+#[track_caller]
+fn assert_same(what: &str, a: &Path, b: &Path) {
+    let (ha, hb) = (hashes(a), hashes(b));
+    let only_a: Vec<_> = ha
+        .iter()
+        .filter(|(k, v)| hb.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    let only_b: Vec<_> = hb.keys().filter(|k| !ha.contains_key(*k)).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "{what}: differ: {only_a:?} / {only_b:?}"
+    );
+}
+
+async fn run(
+    f: Arc<dyn RemoteFactory>,
+    o: SyncOptions,
+    journal: &Path,
+    d: Direction,
+) -> (Plan, Report) {
+    let j = Journal::open(journal).unwrap();
+    let mut e = Engine::new(f, o, j, Arc::new(NoProgress));
+    let plan = e.plan(d).await.unwrap_or_else(|err| panic!("plan: {err}"));
+    let report = e
+        .execute(&plan)
+        .await
+        .unwrap_or_else(|err| panic!("execute: {err}"));
+    e.finish().await.unwrap();
+    assert!(
+        report.is_success(),
+        "{d:?} failed: {:#?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    (plan, report)
+}
+
+fn uploaded(r: &Report) -> Vec<&str> {
+    let mut v: Vec<&str> = r
+        .outcomes
+        .iter()
+        .filter(|o| o.op == Op::Upload && !o.failed())
+        .map(|o| o.path.as_str())
+        .collect();
+    v.sort();
+    v
+}
+
+/// path -> (inode, ctime) of every entry under `root`.
+fn inodes(root: &Path) -> BTreeMap<String, (u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (e.path().display().to_string(), (m.ino(), m.ctime()))
+        })
+        .collect()
+}
+
+fn flip_first_byte(local: &Path, rel: &str) {
+    let p = local.join(rel);
+    let mut v = std::fs::read(&p).unwrap();
+    v[0] ^= 0xff;
+    std::fs::write(&p, v).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_sshd() {
+    let s = SshServer::start();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(&local, SiteSpec::FULL);
+    let served = s.root();
+    let f = connect_factory(&endpoint(&s));
+    let journal = t.path().join("state/site.json");
+    let so = sync_options(&local);
+
+    // 1. First export: byte-identical, exact times (SETSTAT).
+    let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
+    assert_eq!(r.counts.uploaded, paths.len());
+    assert_same("after export", &local, &served);
+    let m = |root: &Path| {
+        std::fs::metadata(root.join("index.html"))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    assert_eq!(m(&served), m(&local), "SETSTAT carried the exact mtime");
+
+    // 2. Nothing changed: nothing sent. Every upload makes a new inode (temp file, then
+    //    rename), so unchanged inodes and ctimes on the server mean zero writes.
+    let before = inodes(&served);
+    let (plan, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
+    assert!(plan.is_noop(), "{plan}");
+    assert_eq!(r.counts.uploaded, 0);
+    assert_eq!(
+        inodes(&served),
+        before,
+        "a no-change export wrote on the server"
+    );
+
+    // 3. Same-size edits, one with its mtime set far back: only the journal can tell.
+    flip_first_byte(&local, "with space.html");
+    flip_first_byte(&local, "ünïcödé ñame.txt");
+    set_mtime(&local.join("ünïcödé ñame.txt"), 1_000_000_000);
+    let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
+    assert_eq!(uploaded(&r), ["with space.html", "ünïcödé ñame.txt"]);
+    assert_same("after edits", &local, &served);
+
+    // 4. --delete: a file and a directory tree removed locally go remotely too.
+    std::fs::remove_file(local.join("#hash#.js")).unwrap();
+    std::fs::remove_dir_all(local.join("-dash dir")).unwrap();
+    let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
+    assert_eq!(r.counts.deleted, 2, "{:?}", r.outcomes);
+    assert_eq!(r.counts.dirs_removed, 2, "{:?}", r.outcomes);
+    assert_same("after delete", &local, &served);
+
+    // 5. Import into an empty directory: the same tree; a second import changes nothing.
+    let back = t.path().join("back");
+    let bj = t.path().join("state/back.json");
+    let (_, r) = run(f.clone(), sync_options(&back), &bj, Direction::Import).await;
+    assert_eq!(r.counts.downloaded, paths.len() - 2);
+    assert_same("after import", &local, &back);
+    let (plan, _) = run(f.clone(), sync_options(&back), &bj, Direction::Import).await;
+    assert!(plan.is_noop(), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_keys_and_host_keys() {
+    let s = SshServer::start();
+    test_login(&endpoint(&s)).await.expect("password login");
+    let key = SecretString::from(SshServer::read_key(&s.encrypted_key_path));
+    let keyed = Login::new(s.user.clone(), SecretString::from(""))
+        .with_ssh_key(key, Some(s.key_passphrase.clone()));
+    test_login(&endpoint_with(&s, settings(&s), keyed))
+        .await
+        .expect("key login");
+
+    let wrong = Login::new(s.user.clone(), SecretString::from("wrong-pass-42"));
+    let e = test_login(&endpoint_with(&s, settings(&s), wrong))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Login, "{e}");
+    let bad_key = SecretString::from(SshServer::read_key(&s.unauthorized_key_path));
+    let wrong = Login::new(s.user.clone(), SecretString::from("")).with_ssh_key(bad_key, None);
+    let e = test_login(&endpoint_with(&s, settings(&s), wrong))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Login, "{e}");
+
+    let attempts = s.auth_attempts().len();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let unknown = SftpSettings {
+        known_hosts: vec![empty.path().to_path_buf()],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    };
+    let login = Login::new(s.user.clone(), s.password.clone());
+    let e = test_login(&endpoint_with(&s, unknown, login.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::HostKey, "{e}");
+    assert!(e.is_fatal());
+    assert!(
+        e.hint().is_some_and(|h| h.contains(&s.known_hosts_line)),
+        "{:?}",
+        e.hint()
+    );
+    // The engine stops at once on an untrusted key.
+    let pinned_wrong = SftpSettings {
+        host_key: Some("SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()),
+        ..SftpSettings::default()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let f = connect_factory(&endpoint_with(&s, pinned_wrong, login.clone()));
+    let j = Journal::open(&t.path().join("j.json")).unwrap();
+    let mut eng = Engine::new(f, sync_options(t.path()), j, Arc::new(NoProgress));
+    let err = eng.plan(Direction::Export).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::HostKey, "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        s.auth_attempts().len(),
+        attempts,
+        "no authentication was attempted"
+    );
+
+    let pinned = SftpSettings {
+        host_key: Some(s.host_key_fingerprint.clone()),
+        ..SftpSettings::default()
+    };
+    test_login(&endpoint_with(&s, pinned, login))
+        .await
+        .expect("pinned");
+}
