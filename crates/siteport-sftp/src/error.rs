@@ -77,6 +77,12 @@ pub struct HostKeyInfo {
 /// no password, key or passphrase goes into any field.
 #[derive(Debug)]
 pub struct SftpError {
+    // Boxed: errors travel in every `Result` of the crate, which stays one pointer wide.
+    inner: Box<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     kind: SftpErrorKind,
     server: String,
     op: Option<String>,
@@ -88,12 +94,13 @@ pub struct SftpError {
 
 impl fmt::Display for SftpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sftp {}", self.server)?;
-        if let Some(op) = &self.op {
+        let this = &self.inner;
+        write!(f, "sftp {}", this.server)?;
+        if let Some(op) = &this.op {
             write!(f, ": {op}")?;
         }
-        write!(f, ": {}", self.message)?;
-        if let Some(s) = &self.source {
+        write!(f, ": {}", this.message)?;
+        if let Some(s) = &this.source {
             write!(f, ": {s}")?;
         }
         Ok(())
@@ -102,7 +109,8 @@ impl fmt::Display for SftpError {
 
 impl std::error::Error for SftpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -112,37 +120,39 @@ impl SftpError {
     /// A new error of `kind` for `server` (`host:port`).
     pub fn new(kind: SftpErrorKind, server: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            kind,
-            server: server.into(),
-            op: None,
-            message: message.into(),
-            hint: None,
-            host_key: None,
-            source: None,
+            inner: Box::new(Inner {
+                kind,
+                server: server.into(),
+                op: None,
+                message: message.into(),
+                hint: None,
+                host_key: None,
+                source: None,
+            }),
         }
     }
 
     /// Adds the operation (e.g. `open /site/a`) this error belongs to.
     pub fn with_op(mut self, op: impl Into<String>) -> Self {
-        self.op = Some(op.into());
+        self.inner.op = Some(op.into());
         self
     }
 
     /// Adds the fix: what to check, or which line to add.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.inner.hint = Some(hint.into());
         self
     }
 
     /// Adds the server's host key (for host-key failures).
     pub fn with_host_key(mut self, info: HostKeyInfo) -> Self {
-        self.host_key = Some(info);
+        self.inner.host_key = Some(info);
         self
     }
 
     /// Adds the underlying cause. It must not carry secret values.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.inner.source = Some(Box::new(source));
         self
     }
 
@@ -191,38 +201,38 @@ impl SftpError {
 
     /// The kind.
     pub fn kind(&self) -> SftpErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// `host:port`.
     pub fn server(&self) -> &str {
-        &self.server
+        &self.inner.server
     }
 
     /// The operation that failed, when known.
     pub fn op(&self) -> Option<&str> {
-        self.op.as_deref()
+        self.inner.op.as_deref()
     }
 
     /// What happened.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The fix, when known.
     pub fn hint(&self) -> Option<&str> {
-        self.hint.as_deref()
+        self.inner.hint.as_deref()
     }
 
     /// The server's host key, for [`SftpErrorKind::HostKeyUnknown`] and
     /// [`SftpErrorKind::HostKeyChanged`].
     pub fn host_key(&self) -> Option<&HostKeyInfo> {
-        self.host_key.as_ref()
+        self.inner.host_key.as_ref()
     }
 
     /// Whether trying again (on a fresh connection) may succeed.
     pub fn retryable(&self) -> bool {
-        self.kind == SftpErrorKind::Transient
+        self.inner.kind == SftpErrorKind::Transient
     }
 }
 

@@ -1,14 +1,16 @@
 //! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp), through
 //! `connect_factory` and the real `siteport-sftp` client: export, a no-change re-export that
 //! writes nothing (no inode or ctime changes on the server), same-size edits found by the journal,
-//! `--delete`, import round trip; logins and host keys through `test_login`.
+//! `--delete`, import round trip; an export SIGKILLed midway and resumed; logins and host
+//! keys through `test_login`.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use secrecy::SecretString;
@@ -268,4 +270,156 @@ async fn logins_keys_and_host_keys() {
     test_login(&endpoint_with(&s, pinned, login))
         .await
         .expect("pinned");
+}
+
+const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";
+
+/// Runs only when re-executed by [`kill_and_resume_sshd`] with `SITEPORT_SFTP_CHILD` set: an
+/// export to the sshd at `CHILD_PORT`; the password comes from the 0600 file
+/// `CHILD_PASSWORD_FILE` (never argv). Otherwise it has nothing to do.
+#[test]
+fn export_child() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    assert_eq!(role, "export");
+    let var = |k: &str| std::env::var(k).unwrap();
+    let password = std::fs::read_to_string(var("CHILD_PASSWORD_FILE")).unwrap();
+    let settings = SftpSettings {
+        known_hosts: vec![PathBuf::from(var("CHILD_KNOWN_HOSTS"))],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    };
+    let mut e = Endpoint::new(
+        "127.0.0.1",
+        var("CHILD_PORT").parse().unwrap(),
+        Protocol::Sftp(settings),
+        REMOTE,
+        Login::new(var("CHILD_USER"), SecretString::from(password)),
+    );
+    e.timeout = Duration::from_secs(20);
+    let local = PathBuf::from(var("CHILD_LOCAL"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
+        let mut eng = Engine::new(
+            connect_factory(&e),
+            sync_options(&local),
+            j,
+            Arc::new(NoProgress),
+        );
+        let r = eng.run(Direction::Export).await.unwrap();
+        eprintln!("child finished: {:?}", r.counts);
+    });
+}
+
+fn journal_lines(log: &Path) -> usize {
+    std::fs::read(log)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
+}
+
+/// SIGKILLs an export running in a child process midway, checks that no file on the server
+/// holds partial content under its final name, then reruns: it completes and sends exactly
+/// the files that were not yet in place, and leaves no temp file.
+#[test]
+fn kill_and_resume_sshd() {
+    use secrecy::ExposeSecret;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let s = SshServer::start();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(&local, SiteSpec::FULL);
+    let pw_file = t.path().join("password");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pw_file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, s.password.expose_secret().as_bytes()).unwrap();
+    drop(f);
+    let journal = t.path().join("state/site.json");
+    let log = t.path().join("state/site.json.log");
+    let served = s.root();
+    let child_err = t.path().join("child.stderr");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "export_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "export")
+        .env("CHILD_PORT", s.port.to_string())
+        .env("CHILD_USER", &s.user)
+        .env("CHILD_PASSWORD_FILE", &pw_file)
+        .env("CHILD_KNOWN_HOSTS", &s.known_hosts_file)
+        .env("CHILD_LOCAL", &local)
+        .env("CHILD_JOURNAL", &journal)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&child_err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the export ended ({status}) before it could be killed:\n{}",
+                std::fs::read_to_string(&child_err).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "no progress in 60 s");
+        if journal_lines(&log) >= paths.len() / 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Nothing half-written under a final name.
+    let want = hashes(&local);
+    let mut present = 0usize;
+    for e in walkdir::WalkDir::new(&served).min_depth(1) {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(&served)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if !e.file_type().is_file() || is_temp(&rel) {
+            continue;
+        }
+        present += 1;
+        assert_eq!(
+            want.get(&rel),
+            Some(&Some(hash_file(e.path()).unwrap())),
+            "{rel} on the server is not the source's content"
+        );
+    }
+    let journaled = Journal::open(&journal).unwrap().records().len();
+    assert!(
+        journaled > 0 && journaled <= present,
+        "{journaled} journaled, {present} present"
+    );
+    assert!(present < paths.len(), "the kill came too late");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = connect_factory(&endpoint(&s));
+    let (_, r) = rt.block_on(run(f, sync_options(&local), &journal, Direction::Export));
+    assert_eq!(r.counts.uploaded, paths.len() - present);
+    assert_same("after the rerun", &local, &served);
+    let left: Vec<_> = walkdir::WalkDir::new(&served)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| is_temp(&e.file_name().to_string_lossy()))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
