@@ -84,6 +84,18 @@ fn system_user(name: &str) -> (u32, u32) {
     panic!("system user {name} does not exist — {INSTALL_HINT}");
 }
 
+/// Whether this process runs as root (effective uid 0), from `/proc/self/status`.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
 fn random_hex() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
