@@ -170,6 +170,10 @@ impl SshServer {
             "sshd not found at {} — {INSTALL_HINT}",
             bin.display()
         );
+        assert!(
+            running_as_root(),
+            "the sshd fixture must run as root (sshd chroots and switches users)"
+        );
         let pw_file = tools_dir().join("vsftpd-user.password");
         let password = std::fs::read_to_string(&pw_file)
             .unwrap_or_else(|e| panic!("cannot read {} ({e}) — {INSTALL_HINT}", pw_file.display()))
