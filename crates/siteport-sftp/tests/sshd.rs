@@ -343,3 +343,62 @@ fn debug_and_display_never_show_secrets() {
         assert!(!shown.contains(secret), "{shown}");
     }
 }
+
+/// Rough throughput against OpenSSH's own `sftp` client on the same sshd (not a benchmark:
+/// `cargo test -p siteport-sftp --release --test sshd -- --ignored --nocapture throughput`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput_against_openssh_sftp() {
+    let s = SshServer::start();
+    let mb = 256usize;
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("big");
+    std::fs::write(&src, bytes(mb * 1024 * 1024, 11)).expect("write");
+    let c = connect(&s).await;
+    let t = std::time::Instant::now();
+    c.put_atomic(&src, "/site/ours.bin", None, None)
+        .await
+        .expect("put");
+    let put = t.elapsed();
+    let t = std::time::Instant::now();
+    c.get("/site/ours.bin", &dir.path().join("back"))
+        .await
+        .expect("get");
+    let get = t.elapsed();
+    let batch = dir.path().join("batch");
+    std::fs::write(
+        &batch,
+        format!(
+            "put {} /site/theirs.bin\nget /site/theirs.bin {}\n",
+            src.display(),
+            dir.path().join("back2").display()
+        ),
+    )
+    .expect("batch");
+    let t = std::time::Instant::now();
+    let o = std::process::Command::new("sftp")
+        .arg("-q")
+        .arg("-i")
+        .arg(&s.key_path)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            s.known_hosts_file.display()
+        ))
+        .arg("-P")
+        .arg(s.port.to_string())
+        .arg("-b")
+        .arg(&batch)
+        .arg(format!("{}@127.0.0.1", s.user))
+        .output()
+        .expect("sftp");
+    let theirs = t.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rate = |d: Duration| mb as f64 / d.as_secs_f64();
+    eprintln!(
+        "{mb} MiB: siteport-sftp put {:.0} MiB/s, get {:.0} MiB/s; OpenSSH sftp put+get {:.0} MiB/s each way",
+        rate(put),
+        rate(get),
+        rate(theirs / 2)
+    );
+}
