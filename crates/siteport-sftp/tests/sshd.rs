@@ -273,6 +273,29 @@ async fn unknown_and_changed_host_keys_fail_before_authentication() {
     assert!(s.auth_attempts().is_empty(), "{:?}", s.auth_attempts());
     assert!(s.log().contains("Connection from"), "{}", s.log());
 
+    // A known_hosts file hashed by OpenSSH itself (`ssh-keygen -H`) trusts the server too.
+    let hashed = tempfile::tempdir().expect("tmp");
+    let hashed_file = hashed.path().join("known_hosts");
+    std::fs::write(&hashed_file, format!("{}\n", s.known_hosts_line)).expect("write");
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&hashed_file)
+        .output()
+        .expect("ssh-keygen -H");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&hashed_file).expect("read");
+    assert!(text.starts_with("|1|"), "{text}");
+    o.host_keys = HostKeyPolicy::KnownHosts(vec![empty.path().to_path_buf(), hashed_file]);
+    let c = SftpConnection::connect(&o)
+        .await
+        .expect("hashed known_hosts");
+    c.quit().await.expect("quit");
+
     o.host_keys = HostKeyPolicy::Pin(s.host_key_fingerprint.clone());
     let c = SftpConnection::connect(&o).await.expect("pinned");
     c.quit().await.expect("quit");
