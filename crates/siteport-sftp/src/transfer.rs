@@ -337,7 +337,17 @@ impl SftpConnection {
                     Err(e) if is_eof(&e) => return Ok(done),
                     Err(e) => return Err(err(e)),
                 };
-                debug_assert_eq!(offset, done);
+                if data.len() > CHUNK {
+                    // More than asked for: the offsets would no longer line up.
+                    return Err(ReadError::Remote(
+                        SftpError::new(
+                            SftpErrorKind::Protocol,
+                            &self.server,
+                            "the server sent more data than requested",
+                        )
+                        .with_op(op.clone()),
+                    ));
+                }
                 let short = data.len() < CHUNK;
                 done += data.len() as u64;
                 if done > max {
@@ -362,6 +372,13 @@ impl SftpConnection {
                     while done < end {
                         match self.sftp.read(&*handle, done, (end - done) as u32).await {
                             Ok(d) if d.data.is_empty() => return Ok(done),
+                            Ok(d) if d.data.len() as u64 > end - done => {
+                                return Err(ReadError::Remote(SftpError::new(
+                                    SftpErrorKind::Protocol,
+                                    &self.server,
+                                    "the server sent more data than requested",
+                                )));
+                            }
                             Ok(d) => {
                                 done += d.data.len() as u64;
                                 if done > max {
