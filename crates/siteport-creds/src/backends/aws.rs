@@ -27,15 +27,14 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_http_client::tls;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
-use crate::credential::{Credential, CredentialName, parse_port};
+use crate::backends::payload;
+use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
 const DEFAULT_RECOVERY_DAYS: i64 = 7;
@@ -70,33 +69,6 @@ impl fmt::Debug for AwsBackend {
             .field("delete", &self.delete)
             .finish_non_exhaustive()
     }
-}
-
-/// How the secret's JSON is written.
-#[derive(Serialize)]
-struct SecretOut<'a> {
-    username: &'a str,
-    password: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortIn {
-    Number(u64),
-    Text(String),
-}
-
-/// How the secret's JSON is read. The password goes straight into a `SecretString`.
-#[derive(Deserialize)]
-struct SecretIn {
-    username: String,
-    password: SecretString,
-    host: Option<String>,
-    port: Option<PortIn>,
 }
 
 /// How a failed call is classified before it becomes an [`Error`].
@@ -386,22 +358,14 @@ impl AwsBackend {
     }
 
     fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        let out = SecretOut {
-            username: cred.username(),
-            password: cred.password().expose_secret(),
-            host: cred.host(),
-            port: cred.port(),
-        };
         // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
-        serde_json::to_string(&out)
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Invalid,
-                    "aws backend",
-                    format!("cannot encode credential '{}': {e}", cred.name()),
-                )
-            })
+        payload::encode(cred).map_err(|e| {
+            Error::new(
+                ErrorKind::Invalid,
+                "aws backend",
+                format!("cannot encode credential '{}': {e}", cred.name()),
+            )
+        })
     }
 
     fn decode(
@@ -422,36 +386,7 @@ impl AwsBackend {
             ))
         };
         let text = text.ok_or_else(|| corrupt("it has no SecretString (binary secret)".into()))?;
-        // serde_json's messages can quote the input: report only the position.
-        let parsed: SecretIn = serde_json::from_str(text).map_err(|e| {
-            corrupt(format!(
-                "invalid JSON or missing fields at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let invalid = |e| Error::invalid(&self.describe, e);
-        let mut cred =
-            Credential::new(name.clone(), parsed.username, parsed.password).map_err(invalid)?;
-        if let Some(h) = parsed.host.filter(|h| !h.is_empty()) {
-            cred = cred.with_host(h).map_err(invalid)?;
-        }
-        match parsed.port {
-            None => {}
-            Some(PortIn::Number(n)) => {
-                let p = u16::try_from(n)
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| corrupt(format!("port {n} is out of range")))?;
-                cred = cred.with_port(p).map_err(invalid)?;
-            }
-            Some(PortIn::Text(t)) if t.trim().is_empty() => {}
-            Some(PortIn::Text(t)) => {
-                cred = cred
-                    .with_port(parse_port(&t).map_err(invalid)?)
-                    .map_err(invalid)?;
-            }
-        }
+        let cred = payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
         Ok(cred.with_times(times.0, times.1))
     }
 

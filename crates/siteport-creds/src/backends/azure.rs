@@ -63,14 +63,14 @@ use azure_security_keyvault_secrets::models::{
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::cloud_settings::{AzureSettings, DEFAULT_AZURE_PREFIX};
-use crate::credential::{Credential, CredentialName, parse_port};
+use crate::backends::payload;
+use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
 const DEFAULT_ATTEMPTS: u32 = 3;
@@ -203,31 +203,6 @@ impl fmt::Debug for AzureBackend {
             .field("purge_on_delete", &self.purge_on_delete)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Serialize)]
-struct SecretOut<'a> {
-    username: &'a str,
-    password: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortIn {
-    Number(u64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
-struct SecretIn {
-    username: String,
-    password: SecretString,
-    host: Option<String>,
-    port: Option<PortIn>,
 }
 
 /// How a failed call is classified before it becomes an [`Error`].
@@ -764,21 +739,13 @@ impl AzureBackend {
     }
 
     fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        let out = SecretOut {
-            username: cred.username(),
-            password: cred.password().expose_secret(),
-            host: cred.host(),
-            port: cred.port(),
-        };
-        serde_json::to_string(&out)
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Invalid,
-                    "azure backend",
-                    format!("cannot encode credential '{}': {e}", cred.name()),
-                )
-            })
+        payload::encode(cred).map_err(|e| {
+            Error::new(
+                ErrorKind::Invalid,
+                "azure backend",
+                format!("cannot encode credential '{}': {e}", cred.name()),
+            )
+        })
     }
 
     fn decode(
@@ -799,36 +766,7 @@ impl AzureBackend {
             ))
         };
         let text = text.ok_or_else(|| corrupt("it has no value".into()))?;
-        // serde_json's messages can quote the input: report only the position.
-        let parsed: SecretIn = serde_json::from_str(text).map_err(|e| {
-            corrupt(format!(
-                "invalid JSON or missing fields at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let invalid = |e| Error::invalid(&self.describe, e);
-        let mut cred =
-            Credential::new(name.clone(), parsed.username, parsed.password).map_err(invalid)?;
-        if let Some(h) = parsed.host.filter(|h| !h.is_empty()) {
-            cred = cred.with_host(h).map_err(invalid)?;
-        }
-        match parsed.port {
-            None => {}
-            Some(PortIn::Number(n)) => {
-                let p = u16::try_from(n)
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| corrupt(format!("port {n} is out of range")))?;
-                cred = cred.with_port(p).map_err(invalid)?;
-            }
-            Some(PortIn::Text(t)) if t.trim().is_empty() => {}
-            Some(PortIn::Text(t)) => {
-                cred = cred
-                    .with_port(parse_port(&t).map_err(invalid)?)
-                    .map_err(invalid)?;
-            }
-        }
+        let cred = payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
         Ok(cred.with_times(times.0, times.1))
     }
 

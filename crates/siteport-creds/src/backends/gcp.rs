@@ -54,15 +54,13 @@ use google_cloud_gax::retry_policy::{Aip194Strict, RetryPolicyExt};
 use google_cloud_gax::retry_throttler::CircuitBreaker;
 use google_cloud_secretmanager_v1::client::SecretManagerService;
 use google_cloud_secretmanager_v1::model::{Replication, Secret, SecretPayload, replication};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::cloud_settings::{DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, GcpSettings};
-use crate::credential::{Credential, CredentialName, MAX_NAME_LEN, parse_port};
+use crate::credential::{Credential, CredentialName, MAX_NAME_LEN};
 use crate::error::{Error, ErrorKind, Result};
 
 const DEFAULT_ENDPOINT: &str = "https://secretmanager.googleapis.com";
@@ -110,33 +108,6 @@ pub fn decode_name(id: &str) -> Option<CredentialName> {
     CredentialName::new(&out)
         .ok()
         .filter(|n| n.as_str() == out && encode_name(n) == id)
-}
-
-/// How the payload JSON is written.
-#[derive(Serialize)]
-struct SecretOut<'a> {
-    username: &'a str,
-    password: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    port: Option<u16>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortIn {
-    Number(u64),
-    Text(String),
-}
-
-/// How the payload JSON is read. The password goes straight into a `SecretString`.
-#[derive(Deserialize)]
-struct SecretIn {
-    username: String,
-    password: SecretString,
-    host: Option<String>,
-    port: Option<PortIn>,
 }
 
 /// A failed call, classified.
@@ -558,22 +529,14 @@ impl GcpBackend {
     }
 
     fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        let out = SecretOut {
-            username: cred.username(),
-            password: cred.password().expose_secret(),
-            host: cred.host(),
-            port: cred.port(),
-        };
         // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
-        serde_json::to_string(&out)
-            .map(Zeroizing::new)
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Invalid,
-                    "gcp backend",
-                    format!("cannot encode credential '{}': {e}", cred.name()),
-                )
-            })
+        crate::backends::payload::encode(cred).map_err(|e| {
+            Error::new(
+                ErrorKind::Invalid,
+                "gcp backend",
+                format!("cannot encode credential '{}': {e}", cred.name()),
+            )
+        })
     }
 
     fn decode(&self, name: &CredentialName, payload: Option<&SecretPayload>) -> Result<Credential> {
@@ -606,37 +569,8 @@ impl GcpBackend {
             String::from_utf8(payload.data.to_vec())
                 .map_err(|_| corrupt("the payload is not UTF-8 text".into()))?,
         );
-        // serde_json's messages can quote the input: report only the position.
-        let parsed: SecretIn = serde_json::from_str(&text).map_err(|e| {
-            corrupt(format!(
-                "invalid JSON or missing fields at line {} column {}",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        let invalid = |e| Error::invalid(&self.describe, e);
-        let mut cred =
-            Credential::new(name.clone(), parsed.username, parsed.password).map_err(invalid)?;
-        if let Some(h) = parsed.host.filter(|h| !h.is_empty()) {
-            cred = cred.with_host(h).map_err(invalid)?;
-        }
-        match parsed.port {
-            None => {}
-            Some(PortIn::Number(n)) => {
-                let p = u16::try_from(n)
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| corrupt(format!("port {n} is out of range")))?;
-                cred = cred.with_port(p).map_err(invalid)?;
-            }
-            Some(PortIn::Text(t)) if t.trim().is_empty() => {}
-            Some(PortIn::Text(t)) => {
-                cred = cred
-                    .with_port(parse_port(&t).map_err(invalid)?)
-                    .map_err(invalid)?;
-            }
-        }
-        Ok(cred)
+        crate::backends::payload::decode(name, &text)
+            .map_err(|m| m.into_error(&self.describe, corrupt))
     }
 
     async fn create_secret(&self, name: &CredentialName) -> std::result::Result<(), Fault> {

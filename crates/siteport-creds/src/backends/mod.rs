@@ -11,5 +11,7 @@ pub mod file;
 pub mod gcp;
 #[cfg(feature = "keychain")]
 pub mod keychain;
+#[cfg(any(feature = "vault", feature = "aws", feature = "gcp", feature = "azure"))]
+mod payload;
 #[cfg(feature = "vault")]
 pub mod vault;

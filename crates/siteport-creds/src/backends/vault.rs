@@ -42,13 +42,15 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zeroize::Zeroizing;
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
-use crate::credential::{Credential, CredentialName, parse_port};
+use crate::backends::payload::{Malformed, SecretIn, SecretOut};
+use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Default address, the same as the Vault CLI's.
@@ -224,6 +226,71 @@ struct Token {
     expires: Option<Instant>,
 }
 
+/// `call` without a request body.
+const NO_BODY: Option<&()> = None;
+
+/// The body of a KV v2 write; `options.cas = 0` makes it create-only.
+#[derive(Serialize)]
+struct KvV2Write<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<CasOptions>,
+    data: SecretOut<'a>,
+}
+
+#[derive(Serialize)]
+struct CasOptions {
+    cas: u32,
+}
+
+/// A KV v2 read: `{"data": {"data": {…}, "metadata": {"created_time": …}}}`.
+#[derive(Deserialize)]
+struct KvV2Read {
+    data: Option<KvV2Data>,
+}
+
+#[derive(Deserialize)]
+struct KvV2Data {
+    data: Option<SecretIn>,
+    metadata: Option<KvV2Metadata>,
+}
+
+#[derive(Deserialize)]
+struct KvV2Metadata {
+    created_time: Option<String>,
+}
+
+/// A KV v1 read: `{"data": {…}}`.
+#[derive(Deserialize)]
+struct KvV1Read {
+    data: Option<SecretIn>,
+}
+
+/// `POST auth/<approle mount>/login`.
+#[derive(Serialize)]
+struct AppRoleLogin<'a> {
+    role_id: &'a str,
+    secret_id: &'a str,
+}
+
+/// `POST auth/<kubernetes mount>/login`.
+#[derive(Serialize)]
+struct KubernetesLogin<'a> {
+    role: &'a str,
+    jwt: &'a str,
+}
+
+/// A login reply; the token goes straight into a `SecretString`.
+#[derive(Deserialize)]
+struct LoginReply {
+    auth: Option<LoginAuth>,
+}
+
+#[derive(Deserialize)]
+struct LoginAuth {
+    client_token: Option<SecretString>,
+    lease_duration: Option<u64>,
+}
+
 /// Credentials in HashiCorp Vault. `Debug` shows the address, mount and auth method, never a
 /// token.
 pub struct VaultBackend {
@@ -252,16 +319,33 @@ impl fmt::Debug for VaultBackend {
     }
 }
 
-/// What one HTTP exchange returned.
+/// What one HTTP exchange returned. The body stays raw bytes, wiped on drop: a read or a login
+/// reply holds a password or a token, so it is only ever parsed into typed structs whose secret
+/// fields are `SecretString`s ([`typed`](Self::typed)); [`json`](Self::json) is for replies
+/// without secrets (errors, listings, mount options).
 struct Reply {
     status: StatusCode,
-    body: Value,
+    body: Zeroizing<Vec<u8>>,
 }
 
 impl Reply {
+    /// The body as untyped JSON (`Null` when empty or not JSON). Never for secret-bearing replies.
+    fn json(&self) -> Value {
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        }
+    }
+
+    /// The body as `T`. serde_json's message can quote the input, so only the position is kept.
+    fn typed<T: DeserializeOwned>(&self) -> std::result::Result<T, Malformed> {
+        serde_json::from_slice(&self.body).map_err(|e| Malformed::json(&e))
+    }
+
     fn errors(&self) -> String {
         let list: Vec<String> = self
-            .body
+            .json()
             .get("errors")
             .and_then(Value::as_array)
             .map(|a| {
@@ -478,14 +562,14 @@ impl VaultBackend {
 
     async fn detect_kv(&self) -> Result<KvVersion> {
         let path = format!("sys/internal/ui/mounts/{}", self.mount);
-        let r = self.call(Method::GET, &path, None).await?;
+        let r = self.call(Method::GET, &path, NO_BODY).await?;
         if r.status.is_success() {
-            let version = r
-                .body
+            let body = r.json();
+            let version = body
                 .pointer("/data/options/version")
                 .and_then(Value::as_str)
                 .unwrap_or("1");
-            let kind = r.body.pointer("/data/type").and_then(Value::as_str);
+            let kind = body.pointer("/data/type").and_then(Value::as_str);
             if let Some(t) = kind
                 && t != "kv"
                 && t != "generic"
@@ -605,14 +689,10 @@ impl VaultBackend {
                 Ok(resp) => {
                     let status = resp.status();
                     match resp.bytes().await {
-                        Ok(bytes) => {
-                            let body = if bytes.is_empty() {
-                                Value::Null
-                            } else {
-                                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-                            };
-                            Ok(Reply { status, body })
-                        }
+                        Ok(bytes) => Ok(Reply {
+                            status,
+                            body: Zeroizing::new(bytes.to_vec()),
+                        }),
                         Err(e) => Err(e),
                     }
                 }
@@ -653,9 +733,14 @@ impl VaultBackend {
     }
 
     /// An authenticated request: logs in when needed, and once more after a 403.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Reply> {
+    async fn call<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Reply> {
         let body = match body {
-            Some(v) => Some(Zeroizing::new(serde_json::to_vec(&v).map_err(|e| {
+            Some(v) => Some(Zeroizing::new(serde_json::to_vec(v).map_err(|e| {
                 self.err(
                     ErrorKind::Invalid,
                     format!("cannot encode the request: {e}"),
@@ -773,10 +858,11 @@ impl VaultBackend {
                         "fix [credentials.vault] secret_id_file or set VAULT_SECRET_ID",
                     )?,
                 };
-                (
-                    format!("auth/{mount}/login"),
-                    json!({"role_id": role_id, "secret_id": secret.expose_secret()}),
-                )
+                let body = serde_json::to_vec(&AppRoleLogin {
+                    role_id,
+                    secret_id: secret.expose_secret(),
+                });
+                (format!("auth/{mount}/login"), body)
             }
             Auth::Kubernetes {
                 mount,
@@ -788,16 +874,16 @@ impl VaultBackend {
                     "service-account token",
                     "run inside a pod with a service account, or set [credentials.vault] jwt_file",
                 )?;
-                (
-                    format!("auth/{mount}/login"),
-                    json!({"role": role, "jwt": jwt.expose_secret()}),
-                )
+                let body = serde_json::to_vec(&KubernetesLogin {
+                    role,
+                    jwt: jwt.expose_secret(),
+                });
+                (format!("auth/{mount}/login"), body)
             }
         };
-        let body =
-            Zeroizing::new(serde_json::to_vec(&body).map_err(|e| {
-                self.err(ErrorKind::Invalid, format!("cannot encode the login: {e}"))
-            })?);
+        let body = Zeroizing::new(body.map_err(|e| {
+            self.err(ErrorKind::Invalid, format!("cannot encode the login: {e}"))
+        })?);
         let r = self.send(&Method::POST, &path, Some(&body), None).await?;
         let method = self.auth.name();
         if !r.status.is_success() {
@@ -822,25 +908,22 @@ impl VaultBackend {
             };
             return Err(e);
         }
-        let token = r
-            .body
-            .pointer("/auth/client_token")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                self.err(
-                    ErrorKind::Corrupt,
-                    format!("{method} login at {path} returned no auth.client_token"),
-                )
-            })?;
-        let ttl = r
-            .body
-            .pointer("/auth/lease_duration")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
+        let no_token = || {
+            self.err(
+                ErrorKind::Corrupt,
+                format!("{method} login at {path} returned no auth.client_token"),
+            )
+        };
+        let reply: LoginReply = r.typed().map_err(|_| no_token())?;
+        let auth = reply.auth.ok_or_else(no_token)?;
+        let token = auth
+            .client_token
+            .filter(|t| !t.expose_secret().is_empty())
+            .ok_or_else(no_token)?;
+        let ttl = auth.lease_duration.unwrap_or(0);
         tracing::debug!(method, ttl, "vault: logged in");
         Ok(Token {
-            value: SecretString::from(token.to_owned()),
+            value: token,
             expires: (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl)),
         })
     }
@@ -859,71 +942,27 @@ impl VaultBackend {
         }
     }
 
-    fn decode(&self, name: &CredentialName, data: &Value) -> Result<Credential> {
-        let corrupt = |what: &str| {
-            self.err(
-                ErrorKind::Corrupt,
-                format!(
-                    "secret {}{name} is not a siteport credential: {what}",
-                    self.prefix
-                ),
-            )
-            .with_hint(format!(
-                "rewrite it with `siteport credential add {name} --force`; it needs the keys \
-                 username, password and optionally host and port"
-            ))
-        };
-        let field = |k: &str| data.get(k).and_then(Value::as_str);
-        let username = field("username").ok_or_else(|| corrupt("no string 'username'"))?;
-        let password = field("password").ok_or_else(|| corrupt("no string 'password'"))?;
-        let mut c = Credential::new(
-            name.clone(),
-            username,
-            SecretString::from(password.to_owned()),
-        )
-        .map_err(|e| Error::invalid(self.describe(), e))?;
-        if let Some(h) = field("host").filter(|h| !h.is_empty()) {
-            c = c
-                .with_host(h)
-                .map_err(|e| Error::invalid(self.describe(), e))?;
-        }
-        let port = match data.get("port") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => {
-                Some(parse_port(s).map_err(|e| Error::invalid(self.describe(), e))?)
-            }
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .ok_or_else(|| corrupt("'port' is not between 1 and 65535"))?,
+    fn decode(&self, name: &CredentialName, data: SecretIn) -> Result<Credential> {
+        data.into_credential(name)
+            .map_err(|m| m.into_error(&self.describe(), |why| self.corrupt(name, &why)))
+    }
+
+    fn corrupt(&self, name: &CredentialName, what: &str) -> Error {
+        self.err(
+            ErrorKind::Corrupt,
+            format!(
+                "secret {}{name} is not a siteport credential: {what}",
+                self.prefix
             ),
-            Some(_) => return Err(corrupt("'port' is neither a string nor a number")),
-        };
-        if let Some(p) = port {
-            c = c
-                .with_port(p)
-                .map_err(|e| Error::invalid(self.describe(), e))?;
-        }
-        Ok(c)
+        )
+        .with_hint(format!(
+            "rewrite it with `siteport credential add {name} --force`; it needs the keys \
+             username, password and optionally host and port"
+        ))
     }
 
-    fn encode(cred: &Credential) -> Value {
-        let mut m = serde_json::Map::new();
-        m.insert("username".into(), cred.username().into());
-        m.insert("password".into(), cred.password().expose_secret().into());
-        if let Some(h) = cred.host() {
-            m.insert("host".into(), h.into());
-        }
-        if let Some(p) = cred.port() {
-            m.insert("port".into(), p.to_string().into());
-        }
-        Value::Object(m)
-    }
-
-    fn timestamp(v: Option<&Value>) -> Option<OffsetDateTime> {
-        v.and_then(Value::as_str)
-            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    fn timestamp(v: Option<&str>) -> Option<OffsetDateTime> {
+        v.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
     }
 
     /// Whether the secret exists (v2: a live version in its metadata; v1: readable).
@@ -932,7 +971,7 @@ impl VaultBackend {
             KvVersion::V2 => self.data_path(kv, name),
             KvVersion::V1 => self.metadata_path(kv, name),
         };
-        let r = self.call(Method::GET, &path, None).await?;
+        let r = self.call(Method::GET, &path, NO_BODY).await?;
         match r.status {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -961,7 +1000,7 @@ impl CredentialBackend for VaultBackend {
     async fn get(&self, name: &CredentialName) -> Result<Credential> {
         let kv = self.kv_version().await?;
         let path = self.data_path(kv, name);
-        let r = self.call(Method::GET, &path, None).await?;
+        let r = self.call(Method::GET, &path, NO_BODY).await?;
         if r.status == StatusCode::NOT_FOUND {
             return Err(Error::not_found(self.describe(), name));
         }
@@ -969,13 +1008,21 @@ impl CredentialBackend for VaultBackend {
             return Err(self.status_error(&r, &format!("reading {path}")));
         }
         let (data, updated) = match kv {
-            KvVersion::V2 => (
-                r.body.pointer("/data/data"),
-                Self::timestamp(r.body.pointer("/data/metadata/created_time")),
-            ),
-            KvVersion::V1 => (r.body.get("data"), None),
+            KvVersion::V2 => {
+                let reply: KvV2Read = r.typed().map_err(|m| m.into_error(&self.describe(), |why| self.corrupt(name, &why)))?;
+                let updated = reply
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.metadata.as_ref())
+                    .and_then(|m| Self::timestamp(m.created_time.as_deref()));
+                (reply.data.and_then(|d| d.data), updated)
+            }
+            KvVersion::V1 => {
+                let reply: KvV1Read = r.typed().map_err(|m| m.into_error(&self.describe(), |why| self.corrupt(name, &why)))?;
+                (reply.data, None)
+            }
         };
-        let data = data.filter(|d| d.is_object()).ok_or_else(|| {
+        let data = data.ok_or_else(|| {
             self.err(
                 ErrorKind::Corrupt,
                 format!("reading {path}: the reply has no data object"),
@@ -988,21 +1035,23 @@ impl CredentialBackend for VaultBackend {
         let kv = self.kv_version().await?;
         let name = cred.name();
         let path = self.data_path(kv, name);
-        let data = Self::encode(cred);
-        let body = match kv {
-            KvVersion::V2 => match mode {
-                // cas = 0: Vault writes only if no version exists, atomically.
-                StoreMode::CreateNew => json!({"options": {"cas": 0}, "data": data}),
-                StoreMode::Replace => json!({"data": data}),
-            },
+        let data = SecretOut::of(cred);
+        let r = match kv {
+            KvVersion::V2 => {
+                let body = KvV2Write {
+                    // cas = 0: Vault writes only if no version exists, atomically.
+                    options: (mode == StoreMode::CreateNew).then_some(CasOptions { cas: 0 }),
+                    data,
+                };
+                self.call(Method::POST, &path, Some(&body)).await?
+            }
             KvVersion::V1 => {
                 if mode == StoreMode::CreateNew && self.exists(kv, name).await? {
                     return Err(Error::already_exists(self.describe(), name));
                 }
-                data
+                self.call(Method::POST, &path, Some(&data)).await?
             }
         };
-        let r = self.call(Method::POST, &path, Some(body)).await?;
         if r.status.is_success() {
             return Ok(());
         }
@@ -1023,7 +1072,7 @@ impl CredentialBackend for VaultBackend {
         }
         // v2: the metadata path removes every version, not just the latest.
         let path = self.metadata_path(kv, name);
-        let r = self.call(Method::DELETE, &path, None).await?;
+        let r = self.call(Method::DELETE, &path, NO_BODY).await?;
         if r.status.is_success() {
             return Ok(());
         }
@@ -1045,7 +1094,7 @@ impl CredentialBackend for VaultBackend {
                 format!("cannot build a LIST request: {e}"),
             )
         })?;
-        let r = self.call(list, &path, None).await?;
+        let r = self.call(list, &path, NO_BODY).await?;
         if r.status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
@@ -1053,7 +1102,7 @@ impl CredentialBackend for VaultBackend {
             return Err(self.status_error(&r, &format!("listing {path}")));
         }
         let keys: Vec<CredentialName> = r
-            .body
+            .json()
             .pointer("/data/keys")
             .and_then(Value::as_array)
             .map(|a| {
