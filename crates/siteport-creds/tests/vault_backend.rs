@@ -10,8 +10,7 @@ use std::time::Duration;
 use siteport_creds::backends::vault::{KvVersion, VaultBackend, VaultEnv, VaultSettings};
 use siteport_creds::testkit;
 use siteport_creds::{
-    Credential, CredentialBackend, CredentialName, ErrorKind, ExposeSecret, SecretString,
-    StoreMode,
+    Credential, CredentialBackend, CredentialName, ErrorKind, ExposeSecret, SecretString, StoreMode,
 };
 use siteport_testsupport::vault_fake::{ROOT_TOKEN, VaultFake};
 
@@ -85,7 +84,8 @@ async fn a_string_port_written_by_hand_still_reads() {
     let fake = VaultFake::start().await;
     let (env, _home) = env_with_token(ROOT_TOKEN);
     let b = VaultBackend::open_with_env(&settings(&fake.address(), "secret"), &env).unwrap();
-    let body = r#"{"data":{"username":"m","password":"manual-pw","host":"h.example","port":"2121"}}"#;
+    let body =
+        r#"{"data":{"username":"m","password":"manual-pw","host":"h.example","port":"2121"}}"#;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/secret/data/siteport/manual", fake.address()))
         .header("X-Vault-Token", ROOT_TOKEN)

@@ -32,8 +32,8 @@ use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
-use crate::cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
 use crate::backends::payload;
+use crate::cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -386,7 +386,8 @@ impl AwsBackend {
             ))
         };
         let text = text.ok_or_else(|| corrupt("it has no SecretString (binary secret)".into()))?;
-        let cred = payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
+        let cred =
+            payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
         Ok(cred.with_times(times.0, times.1))
     }
 

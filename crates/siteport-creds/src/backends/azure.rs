@@ -68,8 +68,8 @@ use tokio::sync::OnceCell;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
-use crate::cloud_settings::{AzureSettings, DEFAULT_AZURE_PREFIX};
 use crate::backends::payload;
+use crate::cloud_settings::{AzureSettings, DEFAULT_AZURE_PREFIX};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -766,7 +766,8 @@ impl AzureBackend {
             ))
         };
         let text = text.ok_or_else(|| corrupt("it has no value".into()))?;
-        let cred = payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
+        let cred =
+            payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
         Ok(cred.with_times(times.0, times.1))
     }
 
