@@ -10,7 +10,6 @@
 mod backend;
 pub mod backends;
 mod chain;
-mod cloud_settings;
 mod credential;
 mod error;
 pub mod reference;
@@ -19,11 +18,10 @@ mod select;
 pub mod testkit;
 
 pub use backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
+pub use backends::aws::{AwsSettings, DEFAULT_SECRET_PREFIX};
+pub use backends::azure::{AzureSettings, DEFAULT_AZURE_PREFIX};
+pub use backends::gcp::{DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, GcpSettings};
 pub use chain::ChainBackend;
-pub use cloud_settings::{
-    AwsSettings, AzureSettings, DEFAULT_AZURE_PREFIX, DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX,
-    DEFAULT_SECRET_PREFIX, GcpSettings,
-};
 pub use credential::{
     Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,
 };

@@ -1,45 +1,23 @@
-//! AWS Secrets Manager (feature `aws`), through the official `aws-sdk-secretsmanager`.
-//!
-//! One secret per credential, named `<prefix><name>` (`siteport/acme` by default), whose
-//! `SecretString` is JSON: `{"username": …, "password": …, "host": …, "port": …}` (host and
-//! port optional; a port written as a string is accepted, for secrets made by hand).
-//!
-//! Authentication is the SDK's default chain (environment, `~/.aws` profiles, web identity,
-//! `credential_process`, ECS and EC2 instance roles); region and endpoint come from
-//! [`AwsSettings`] or the SDK's own variables. The HTTPS client is rustls on ring (no aws-lc,
-//! no cmake) and the SSO token clients are left out to keep the build small: SSO users run
-//! `aws sso login` and point `credential_process` or exported keys at the result.
-//!
-//! Deleting schedules the secret for deletion with a recovery window (7 days unless
-//! configured) so that a mistaken `siteport credential rm` can be undone with
-//! `aws secretsmanager restore-secret`; `force_delete = true` deletes immediately. A secret
-//! scheduled for deletion reads as not found, and storing over it fails with the restore and
-//! purge commands in the hint.
+//! The [`AwsBackend`]: settings, secret naming and the credential operations.
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use aws_smithy_http_client::tls;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
+use super::settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::backends::payload;
-use crate::cloud_settings::{AwsSettings, DEFAULT_SECRET_PREFIX};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 
-const DEFAULT_RECOVERY_DAYS: i64 = 7;
-const DEFAULT_ATTEMPTS: u32 = 3;
-const DEFAULT_TIMEOUT_SECS: u64 = 30;
+use super::client::Fault;
+
+pub(super) const DEFAULT_RECOVERY_DAYS: i64 = 7;
 
 /// What deleting a secret does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +31,12 @@ pub enum DeletePolicy {
 /// The AWS Secrets Manager backend. The SDK is configured on first use (reading the shared
 /// config files is I/O, and opening a backend must not do any).
 pub struct AwsBackend {
-    settings: AwsSettings,
-    prefix: String,
-    delete: DeletePolicy,
-    describe: String,
-    credentials: Option<aws_sdk_secretsmanager::config::SharedCredentialsProvider>,
-    client: OnceCell<Client>,
+    pub(super) settings: AwsSettings,
+    pub(super) prefix: String,
+    pub(super) delete: DeletePolicy,
+    pub(super) describe: String,
+    pub(super) credentials: Option<aws_sdk_secretsmanager::config::SharedCredentialsProvider>,
+    pub(super) client: OnceCell<Client>,
 }
 
 impl fmt::Debug for AwsBackend {
@@ -70,15 +48,6 @@ impl fmt::Debug for AwsBackend {
             .finish_non_exhaustive()
     }
 }
-
-/// How a failed call is classified before it becomes an [`Error`].
-enum Fault {
-    NotFound,
-    Exists,
-    ScheduledForDeletion,
-    Other(Error),
-}
-
 impl AwsBackend {
     /// Builds the backend from settings; validates them, contacts nothing.
     pub fn open(settings: &AwsSettings) -> Result<Self> {
@@ -163,201 +132,7 @@ impl AwsBackend {
         format!("{}{}", self.prefix, name)
     }
 
-    async fn client(&self) -> Result<&Client> {
-        self.client
-            .get_or_try_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
-                let attempts = self.settings.max_attempts.unwrap_or(DEFAULT_ATTEMPTS);
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .retry_config(
-                        RetryConfig::standard()
-                            .with_max_attempts(attempts)
-                            .with_initial_backoff(Duration::from_millis(200)),
-                    )
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(5))
-                            .operation_timeout(Duration::from_secs(
-                                self.settings.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
-                            ))
-                            .build(),
-                    );
-                if let Some(r) = &self.settings.region {
-                    loader = loader.region(aws_config::Region::new(r.clone()));
-                }
-                if let Some(e) = &self.settings.endpoint_url {
-                    loader = loader.endpoint_url(e.clone());
-                }
-                if let Some(c) = &self.credentials {
-                    loader = loader.credentials_provider(c.clone());
-                }
-                if let Some(p) = &self.settings.profile {
-                    loader = loader.profile_name(p.clone());
-                }
-                let conf = loader.load().await;
-                if conf.region().is_none() {
-                    return Err(Error::new(
-                        ErrorKind::Invalid,
-                        self.describe.clone(),
-                        "no AWS region is configured",
-                    )
-                    .with_hint(
-                        "set `region = \"eu-west-1\"` in [credentials.aws], or export AWS_REGION",
-                    ));
-                }
-                Ok(Client::new(&conf))
-            })
-            .await
-    }
-
-    /// Classifies an SDK failure. Service messages name secrets, never values.
-    fn fault<E>(&self, op: &str, secret: &str, e: SdkError<E>) -> Fault
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let d = &self.describe;
-        let context = DisplayErrorContext(&e).to_string();
-        match &e {
-            SdkError::ServiceError(se) => {
-                let err = se.err();
-                let code = err.code().unwrap_or("");
-                let message = err.message().unwrap_or("").to_owned();
-                let status = se.raw().status().as_u16();
-                let what = format!(
-                    "{op} '{secret}' failed: {} (HTTP {status}) {message}",
-                    if code.is_empty() { "error" } else { code }
-                );
-                match code {
-                    "ResourceNotFoundException" => Fault::NotFound,
-                    "ResourceExistsException" => Fault::Exists,
-                    "InvalidRequestException"
-                        if message.contains("deletion") || message.contains("deleted") =>
-                    {
-                        Fault::ScheduledForDeletion
-                    }
-                    "AccessDeniedException"
-                    | "AccessDenied"
-                    | "UnrecognizedClientException"
-                    | "InvalidSignatureException"
-                    | "IncompleteSignature"
-                    | "MissingAuthenticationToken"
-                    | "InvalidClientTokenId"
-                    | "ExpiredTokenException"
-                    | "ExpiredToken" => Fault::Other(
-                        Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
-                            "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
-                        ),
-                    ),
-                    _ if status == 401 || status == 403 => Fault::Other(
-                        Error::new(ErrorKind::PermissionDenied, d, what).with_hint(
-                            "check the AWS identity (`aws sts get-caller-identity`) and that its IAM policy allows secretsmanager:* on the siteport/ secrets",
-                        ),
-                    ),
-                    "ThrottlingException"
-                    | "TooManyRequestsException"
-                    | "RequestLimitExceeded"
-                    | "InternalServiceError"
-                    | "InternalFailure"
-                    | "ServiceUnavailable" => Fault::Other(
-                        Error::new(ErrorKind::Unavailable, d, what)
-                            .with_hint("AWS is throttling or failing; try again in a minute"),
-                    ),
-                    _ if status >= 500 => Fault::Other(
-                        Error::new(ErrorKind::Unavailable, d, what)
-                            .with_hint("AWS is failing; try again in a minute"),
-                    ),
-                    _ => Fault::Other(Error::new(ErrorKind::Invalid, d, what)),
-                }
-            }
-            SdkError::TimeoutError(_) => Fault::Other(
-                Error::new(
-                    ErrorKind::Unavailable,
-                    d,
-                    format!("{op} '{secret}' timed out: {context}"),
-                )
-                .with_hint("check the network and the endpoint, or raise `timeout_secs` in [credentials.aws]"),
-            ),
-            SdkError::DispatchFailure(df) if df.is_user() || context.contains("credentials") => {
-                Fault::Other(
-                    Error::new(
-                        ErrorKind::PermissionDenied,
-                        d,
-                        format!("{op} '{secret}' failed: {context}"),
-                    )
-                    .with_hint(
-                        "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                    ),
-                )
-            }
-            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Fault::Other(
-                Error::new(
-                    ErrorKind::Unavailable,
-                    d,
-                    format!("{op} '{secret}': cannot reach Secrets Manager: {context}"),
-                )
-                .with_hint(
-                    "check the network, `endpoint_url`/`region` in [credentials.aws] and AWS_ENDPOINT_URL",
-                ),
-            ),
-            _ if context.contains("credentials") => Fault::Other(
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    d,
-                    format!("{op} '{secret}' failed: {context}"),
-                )
-                .with_hint(
-                    "configure AWS credentials: `aws configure`, AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                ),
-            ),
-            _ => Fault::Other(Error::new(
-                ErrorKind::Invalid,
-                d,
-                format!("{op} '{secret}' failed: {context}"),
-            )),
-        }
-    }
-
-    fn scheduled_hint(&self, secret: &str) -> String {
-        format!(
-            "restore it with `aws secretsmanager restore-secret --secret-id {secret}`, or purge it with `aws secretsmanager delete-secret --secret-id {secret} --force-delete-without-recovery`"
-        )
-    }
-
-    fn scheduled_error(&self, name: &CredentialName, secret: &str) -> Error {
-        Error::new(
-            ErrorKind::AlreadyExists,
-            &self.describe,
-            format!(
-                "credential '{name}' cannot be stored: secret '{secret}' is scheduled for deletion"
-            ),
-        )
-        .with_hint(self.scheduled_hint(secret))
-    }
-
-    fn not_found_scheduled(&self, name: &CredentialName, secret: &str) -> Error {
-        Error::new(
-            ErrorKind::NotFound,
-            &self.describe,
-            format!("credential '{name}' not found: secret '{secret}' is scheduled for deletion"),
-        )
-        .with_hint(self.scheduled_hint(secret))
-    }
-
-    fn unexpected(&self, name: &CredentialName, fault: Fault) -> Error {
-        match fault {
-            Fault::Other(e) => e,
-            Fault::NotFound => Error::not_found(&self.describe, name),
-            Fault::Exists => Error::already_exists(&self.describe, name),
-            Fault::ScheduledForDeletion => self.scheduled_error(name, &self.secret_id(name)),
-        }
-    }
-
-    fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
+    pub(super) fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
         // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
         payload::encode(cred).map_err(|e| {
             Error::new(
@@ -368,7 +143,7 @@ impl AwsBackend {
         })
     }
 
-    fn decode(
+    pub(super) fn decode(
         &self,
         name: &CredentialName,
         secret: &str,
@@ -391,7 +166,7 @@ impl AwsBackend {
         Ok(cred.with_times(times.0, times.1))
     }
 
-    async fn create(&self, cred: &Credential) -> std::result::Result<(), Fault> {
+    pub(super) async fn create(&self, cred: &Credential) -> std::result::Result<(), Fault> {
         let client = self.client().await.map_err(Fault::Other)?;
         let secret = self.secret_id(cred.name());
         let json = Self::encode(cred).map_err(Fault::Other)?;
@@ -408,7 +183,7 @@ impl AwsBackend {
 
     /// Whether the secret exists: `Ok(false)` when absent, `ScheduledForDeletion` when it is
     /// waiting out its recovery window.
-    async fn exists(&self, secret: &str) -> std::result::Result<bool, Fault> {
+    pub(super) async fn exists(&self, secret: &str) -> std::result::Result<bool, Fault> {
         let client = self.client().await.map_err(Fault::Other)?;
         match client.describe_secret().secret_id(secret).send().await {
             Ok(d) if d.deleted_date().is_some() => Err(Fault::ScheduledForDeletion),
@@ -420,7 +195,7 @@ impl AwsBackend {
         }
     }
 
-    async fn put(&self, cred: &Credential) -> std::result::Result<(), Fault> {
+    pub(super) async fn put(&self, cred: &Credential) -> std::result::Result<(), Fault> {
         let client = self.client().await.map_err(Fault::Other)?;
         let secret = self.secret_id(cred.name());
         let json = Self::encode(cred).map_err(Fault::Other)?;
@@ -435,11 +210,13 @@ impl AwsBackend {
     }
 }
 
-fn env_nonempty(var: &str) -> Option<String> {
+pub(super) fn env_nonempty(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn to_time(t: Option<&aws_sdk_secretsmanager::primitives::DateTime>) -> Option<OffsetDateTime> {
+pub(super) fn to_time(
+    t: Option<&aws_sdk_secretsmanager::primitives::DateTime>,
+) -> Option<OffsetDateTime> {
     let t = t?;
     OffsetDateTime::from_unix_timestamp_nanos(
         i128::from(t.secs()) * 1_000_000_000 + i128::from(t.subsec_nanos()),
