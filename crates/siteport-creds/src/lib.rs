@@ -12,8 +12,11 @@ pub mod backends;
 mod chain;
 mod credential;
 mod error;
+mod open;
+mod prompt;
 pub mod reference;
-mod select;
+mod settings;
+mod spec;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -26,9 +29,9 @@ pub use credential::{
     Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use select::{
-    BackendSettings, BackendSpec, DirSettings, FileSettings, KeychainSettings, NoPrompter,
-    Prompter, VaultSettings, open_backend,
-};
+pub use open::open_backend;
+pub use prompt::{NoPrompter, Prompter};
+pub use settings::{BackendSettings, DirSettings, FileSettings, KeychainSettings, VaultSettings};
+pub use spec::BackendSpec;
 
 pub use secrecy::{ExposeSecret, SecretString};

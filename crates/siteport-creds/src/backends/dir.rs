@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -21,7 +22,14 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::env::strip_newlines;
 use crate::credential::{Credential, CredentialName, ValidationError, parse_port};
 use crate::error::{Error, ErrorKind, Result};
-use crate::select::DirSettings;
+
+/// Settings of the dir backend (`[credentials.dir]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSettings {
+    /// Root of the mounted secrets; else `SITEPORT_SECRETS_DIR`, else `/run/secrets/siteport`.
+    pub root: Option<PathBuf>,
+}
 
 /// Variable naming the root when the config does not.
 pub const SECRETS_DIR_ENV: &str = "SITEPORT_SECRETS_DIR";

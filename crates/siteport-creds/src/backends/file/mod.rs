@@ -10,8 +10,9 @@
 
 mod crypto;
 mod document;
-mod env;
 mod fsio;
+mod paths;
+mod settings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,13 +29,14 @@ use zeroize::Zeroizing;
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::select::{FileSettings, Prompter};
+use crate::prompt::Prompter;
 
 use crypto::Key;
 use document::{Document, Record};
 
 pub use crypto::PASSPHRASE_WORK_FACTOR;
-pub use env::{CREDENTIALS_FILE_ENV, FileEnv, IDENTITY_FILE_ENV, PASSPHRASE_ENV};
+pub use paths::{CREDENTIALS_FILE_ENV, FileEnv, IDENTITY_FILE_ENV, PASSPHRASE_ENV};
+pub use settings::FileSettings;
 
 /// How long a writer waits for another process's lock before giving up with `Locked`.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
