@@ -71,7 +71,7 @@ fn open_one(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "azure")))]
 mod tests {
     use super::*;
     use crate::backend::BackendKind;
@@ -79,7 +79,6 @@ mod tests {
     use crate::prompt::NoPrompter;
     use crate::spec::BackendSpec;
 
-    #[cfg(not(feature = "azure"))]
     #[test]
     fn azure_without_the_feature_says_how_to_build_it() {
         let e = open_backend(
