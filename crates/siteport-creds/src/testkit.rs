@@ -176,8 +176,33 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         );
     }
     let fx = fixtures();
+    expect_absent(b, &fx).await;
+    create_and_read_back(b, &fx).await;
+    create_new_refuses_an_existing_name(b, &fx[0]).await;
+    replace_changes_every_field(b, &fx).await;
+    list_is_sorted_complete_and_clean(b, &fx).await;
+    let gone = &fx[1];
+    delete_removes_only_its_credential(b, &fx, gone).await;
+    validation_never_echoes();
+    assert_no_secret("Debug of the backend", &format!("{b:?}"));
+    assert_no_secret("describe()", &b.describe());
+    if let Err(e) = b.check().await {
+        panic!("check() failed after use: {e}");
+    }
+    if let Ok(h) = b.check().await {
+        assert_no_secret("check() notes", &format!("{h:?}"));
+    }
 
-    for f in &fx {
+    for f in fx.iter().filter(|f| f.name() != gone.name()) {
+        b.delete(f.name())
+            .await
+            .unwrap_or_else(|e| panic!("cleanup delete('{}'): {e}", f.name()));
+    }
+}
+
+/// None of the fixtures exists yet.
+async fn expect_absent(b: &dyn CredentialBackend, fx: &[Credential]) {
+    for f in fx {
         match b.get(f.name()).await {
             Err(e) => assert_eq!(
                 e.kind(),
@@ -191,14 +216,16 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
             ),
         }
     }
+}
 
+async fn create_and_read_back(b: &dyn CredentialBackend, fx: &[Credential]) {
     // Create.
-    for f in &fx {
+    for f in fx {
         if let Err(e) = b.store(f, StoreMode::CreateNew).await {
             panic!("store('{}', CreateNew) failed: {e}", f.name());
         }
     }
-    for f in &fx {
+    for f in fx {
         let got = b
             .get(f.name())
             .await
@@ -206,9 +233,10 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         assert_same(&format!("get('{}') after store", f.name()), &got, f);
         assert_no_secret("Debug of a credential", &format!("{got:?}"));
     }
+}
 
-    // CreateNew on an existing name refuses and keeps the old value.
-    let first = &fx[0];
+/// CreateNew on an existing name refuses and keeps the old value.
+async fn create_new_refuses_an_existing_name(b: &dyn CredentialBackend, first: &Credential) {
     let changed = Credential::new(
         first.name().clone(),
         "someone-else",
@@ -231,9 +259,11 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
     assert_error_clean("AlreadyExists error", b, &e);
     let got = b.get(first.name()).await.expect("get after refused store");
     assert_same("value after a refused CreateNew", &got, first);
+}
 
+async fn replace_changes_every_field(b: &dyn CredentialBackend, fx: &[Credential]) {
     // Replace changes every field, including dropping host and port.
-    for f in &fx {
+    for f in fx {
         let r = Credential::new(
             f.name().clone(),
             format!("{}-2", f.username()),
@@ -251,7 +281,9 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         let got = b.get(f.name()).await.expect("get after replace");
         assert_same(&format!("get('{}') after Replace", f.name()), &got, &r);
     }
+}
 
+async fn list_is_sorted_complete_and_clean(b: &dyn CredentialBackend, fx: &[Credential]) {
     // List: sorted, complete, no password, source shown.
     let list = b
         .list()
@@ -259,7 +291,7 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         .unwrap_or_else(|e| panic!("list failed: {e}"));
     assert_sorted("list", &list);
     assert_listing_clean("list", &list);
-    for f in &fx {
+    for f in fx {
         let info = find(&list, f.name())
             .unwrap_or_else(|| panic!("list does not contain '{}': {list:?}", f.name()));
         assert_eq!(
@@ -270,9 +302,14 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         );
         assert_source(b, info);
     }
+}
 
+async fn delete_removes_only_its_credential(
+    b: &dyn CredentialBackend,
+    fx: &[Credential],
+    gone: &Credential,
+) {
     // Delete.
-    let gone = &fx[1];
     b.delete(gone.name())
         .await
         .unwrap_or_else(|e| panic!("delete('{}') failed: {e}", gone.name()));
@@ -317,22 +354,6 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
             f.name(),
             gone.name()
         );
-    }
-
-    validation_never_echoes();
-    assert_no_secret("Debug of the backend", &format!("{b:?}"));
-    assert_no_secret("describe()", &b.describe());
-    if let Err(e) = b.check().await {
-        panic!("check() failed after use: {e}");
-    }
-    if let Ok(h) = b.check().await {
-        assert_no_secret("check() notes", &format!("{h:?}"));
-    }
-
-    for f in fx.iter().filter(|f| f.name() != gone.name()) {
-        b.delete(f.name())
-            .await
-            .unwrap_or_else(|e| panic!("cleanup delete('{}'): {e}", f.name()));
     }
 }
 

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use super::auth::Auth;
 use super::fault::{Fault, RBAC_HINT};
 use super::names::{MAX_SECRET_NAME, decode_name, encode_name};
-use super::transport::host_of;
+use super::transport::http_client;
 
 pub(super) const DEFAULT_ATTEMPTS: u32 = 3;
 pub(super) const DEFAULT_TIMEOUT_SECS: u64 = 30;
@@ -139,49 +139,13 @@ impl AzureBackend {
 
         let timeout =
             Duration::from_secs(settings.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS).max(1));
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            // Azure REST guidelines: services do not redirect; never follow one with a token.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("siteport/", env!("CARGO_PKG_VERSION")));
-        for url in [Some(vault_url.as_str()), authority_host.as_deref()]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(h) = host_of(url)
-                && (h == "localhost" || h.ends_with(".localhost"))
-            {
-                builder = builder.resolve(&h, (std::net::Ipv4Addr::LOCALHOST, 0).into());
-            }
-        }
-        if let Some(ca) = &settings.ca_cert {
-            let hint = "fix `ca_cert` in [credentials.azure] (a PEM file)";
-            let pem = std::fs::read(ca).map_err(|e| {
-                invalid(
-                    &describe,
-                    format!("cannot read the CA certificate {}: {e}", ca.display()),
-                    hint,
-                )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                invalid(
-                    &describe,
-                    format!("{} is not a PEM certificate: {e}", ca.display()),
-                    hint,
-                )
-            })?;
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
-        let http = builder.build().map_err(|e| {
-            Error::new(
-                ErrorKind::Invalid,
-                &describe,
-                format!("cannot set up the HTTP client: {e}"),
-            )
-        })?;
+        let http = http_client(
+            settings,
+            &vault_url,
+            authority_host.as_deref(),
+            timeout,
+            &describe,
+        )?;
         Ok(Self {
             vault_url,
             prefix,

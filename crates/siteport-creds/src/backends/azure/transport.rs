@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::http::headers::{HeaderName, HeaderValue, Headers};
@@ -15,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 use super::backend::AzureBackend;
 use super::fault::safe_message;
+use super::settings::AzureSettings;
 
 /// The SDK's HTTP transport over reqwest 0.12 with rustls on ring.
 #[derive(Debug)]
@@ -151,4 +153,58 @@ impl AzureBackend {
             })
             .await
     }
+}
+
+/// The HTTPS client under the SDK: timeouts, no redirects, `*.localhost` resolved locally,
+/// and the extra CAs of `ca_cert`.
+pub(super) fn http_client(
+    settings: &AzureSettings,
+    vault_url: &str,
+    authority_host: Option<&str>,
+    timeout: Duration,
+    describe: &str,
+) -> Result<reqwest::Client> {
+    let invalid = |d: &str, detail: String, hint: &str| {
+        Error::new(ErrorKind::Invalid, d, detail).with_hint(hint.to_owned())
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        // Azure REST guidelines: services do not redirect; never follow one with a token.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("siteport/", env!("CARGO_PKG_VERSION")));
+    for url in [Some(vault_url), authority_host].into_iter().flatten() {
+        if let Some(h) = host_of(url)
+            && (h == "localhost" || h.ends_with(".localhost"))
+        {
+            builder = builder.resolve(&h, (std::net::Ipv4Addr::LOCALHOST, 0).into());
+        }
+    }
+    if let Some(ca) = &settings.ca_cert {
+        let hint = "fix `ca_cert` in [credentials.azure] (a PEM file)";
+        let pem = std::fs::read(ca).map_err(|e| {
+            invalid(
+                describe,
+                format!("cannot read the CA certificate {}: {e}", ca.display()),
+                hint,
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            invalid(
+                describe,
+                format!("{} is not a PEM certificate: {e}", ca.display()),
+                hint,
+            )
+        })?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| {
+        Error::new(
+            ErrorKind::Invalid,
+            describe,
+            format!("cannot set up the HTTP client: {e}"),
+        )
+    })
 }
