@@ -12,6 +12,7 @@ pub mod backends;
 mod chain;
 mod credential;
 mod error;
+mod fsutil;
 mod open;
 mod prompt;
 pub mod reference;

@@ -506,16 +506,7 @@ pub fn fixture_vars(creds: &[Credential], file_dir: Option<&Path>) -> Vec<(OsStr
 }
 
 fn write_private(path: &Path, content: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    f.write_all(content.as_bytes())
+    crate::fsutil::write_private(path, content.as_bytes())
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
