@@ -16,6 +16,7 @@ mod fsutil;
 mod open;
 mod prompt;
 pub mod reference;
+mod remedy;
 mod settings;
 mod spec;
 #[cfg(feature = "testkit")]
@@ -32,6 +33,7 @@ pub use credential::{
 pub use error::{Error, ErrorKind, Result};
 pub use open::open_backend;
 pub use prompt::{NoPrompter, Prompter};
+pub use remedy::Remedy;
 pub use settings::{BackendSettings, DirSettings, FileSettings, KeychainSettings, VaultSettings};
 pub use spec::BackendSpec;
 

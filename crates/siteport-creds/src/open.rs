@@ -7,6 +7,7 @@ use crate::backends::{dir::DirBackend, env::EnvBackend, file::FileBackend};
 use crate::chain::ChainBackend;
 use crate::error::{Error, ErrorKind, Result};
 use crate::prompt::Prompter;
+use crate::remedy::Remedy;
 use crate::settings::BackendSettings;
 use crate::spec::BackendSpec;
 
@@ -65,9 +66,7 @@ fn open_one(
             format!("{other} backend"),
             "this backend is not built into this siteport binary",
         )
-        .with_hint(format!(
-            "rebuild with `cargo install siteport --features {other}`"
-        ))),
+        .with_remedy(Remedy::RebuildWithFeature(other.to_string()))),
     }
 }
 
@@ -89,6 +88,10 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         assert!(e.to_string().contains("azure backend"), "{e}");
-        assert!(e.hint().unwrap().contains("--features azure"), "{e:?}");
+        assert_eq!(
+            e.remedy(),
+            Some(&crate::Remedy::RebuildWithFeature("azure".into())),
+            "{e:?}"
+        );
     }
 }

@@ -80,7 +80,7 @@ pub fn assert_no_secret(what: &str, text: &str) {
 
 /// Everything an error shows: `Display`, `Debug`, hint and the source chain.
 fn error_text(e: &Error) -> String {
-    let mut out = format!("{e}\n{e:?}\n{}", e.hint().unwrap_or(""));
+    let mut out = format!("{e}\n{e:?}\n{}\n{:?}", e.hint().unwrap_or(""), e.remedy());
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         out.push_str(&format!("\n{s}"));
@@ -253,8 +253,8 @@ async fn create_new_refuses_an_existing_name(b: &dyn CredentialBackend, first: &
         "store(CreateNew) of an existing name: {e}"
     );
     assert!(
-        e.hint().is_some(),
-        "AlreadyExists must carry a hint (e.g. --force): {e}"
+        e.hint().is_some() || e.remedy().is_some(),
+        "AlreadyExists must carry a fix (e.g. --force): {e}"
     );
     assert_error_clean("AlreadyExists error", b, &e);
     let got = b.get(first.name()).await.expect("get after refused store");
@@ -318,7 +318,10 @@ async fn delete_removes_only_its_credential(
         .await
         .expect_err("get after delete must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "get after delete: {e}");
-    assert!(e.hint().is_some(), "NotFound must carry a hint: {e}");
+    assert!(
+        e.hint().is_some() || e.remedy().is_some(),
+        "NotFound must carry a fix: {e}"
+    );
     assert!(
         e.to_string().contains(gone.name().as_str()),
         "NotFound must name the credential: {e}"
@@ -423,7 +426,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
         .expect_err("get of a missing name must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "get of a missing name: {e}");
     assert!(
-        e.hint().is_some_and(|h| !h.is_empty()),
+        e.hint().is_some_and(|h| !h.is_empty()) || e.remedy().is_some(),
         "NotFound must say how to provide the credential: {e}"
     );
     assert!(
@@ -443,7 +446,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
             "store on a read-only backend: {e}"
         );
         assert!(
-            e.hint().is_some(),
+            e.hint().is_some() || e.remedy().is_some(),
             "Unsupported store must explain the alternative: {e}"
         );
         assert_error_clean("Unsupported store error", b, &e);
@@ -457,7 +460,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
             "delete on a read-only backend: {e}"
         );
         assert!(
-            e.hint().is_some(),
+            e.hint().is_some() || e.remedy().is_some(),
             "Unsupported delete must explain the alternative: {e}"
         );
         assert_error_clean("Unsupported delete error", b, &e);

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde_json::json;
+use siteport_creds::Remedy;
 use siteport_creds::backends::azure::{AzureBackend, decode_name, encode_name};
 use siteport_creds::testkit::{self, assert_no_secret, fixtures};
 use siteport_creds::{
@@ -207,7 +208,7 @@ async fn not_found_and_soft_delete() {
     let e = b.get(&name("nope")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("azure backend"), "{e}");
-    assert!(e.hint().unwrap().contains("siteport credential add nope"));
+    assert_eq!(e.remedy(), Some(&Remedy::AddCredential(name("nope"))));
     assert_eq!(
         b.delete(&name("nope")).await.unwrap_err().kind(),
         ErrorKind::NotFound

@@ -3,6 +3,7 @@
 //! `authorized_user` flow (token refresh against the fake's token endpoint), plus an opt-in
 //! live test against real Secret Manager.
 
+use siteport_creds::Remedy;
 use siteport_creds::backends::gcp::{GcpBackend, MAX_PREFIX_LEN, decode_name, encode_name};
 use siteport_creds::testkit::{self, assert_no_secret, fixtures};
 use siteport_creds::{
@@ -285,7 +286,7 @@ async fn not_found_and_disabled_version() {
     let err = b.get(&name("nope")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(err.to_string().contains("gcp backend"), "{err}");
-    assert!(err.hint().unwrap().contains("siteport credential add nope"));
+    assert_eq!(err.remedy(), Some(&Remedy::AddCredential(name("nope"))));
     let err = b.delete(&name("nope")).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
 

@@ -78,7 +78,7 @@ impl From<siteport_creds::Error> for CliError {
             code: exit::CREDENTIAL,
             kind: e.kind().as_str(),
             message,
-            hint: e.hint().map(str::to_owned),
+            hint: crate::remedy::hint(&e),
         }
     }
 }

@@ -13,3 +13,4 @@ pub mod migrate;
 pub mod output;
 pub mod progress;
 pub mod prompt;
+mod remedy;

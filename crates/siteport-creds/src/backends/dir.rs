@@ -22,6 +22,7 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::env::strip_newlines;
 use crate::credential::{Credential, CredentialName, ValidationError, parse_port};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 /// Settings of the dir backend (`[credentials.dir]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -390,15 +391,12 @@ impl CredentialBackend for DirBackend {
     }
 
     async fn store(&self, cred: &Credential, _mode: StoreMode) -> Result<()> {
-        Err(
-            Error::unsupported(self.describe(), "storing a credential").with_hint(format!(
-                "the dir backend reads a mounted secrets volume and never writes to it; create \
-                 {0}/username and {0}/password through your orchestrator (e.g. `siteport \
-                 credential export --format k8s-secret {1}`), or use the file backend",
-                self.root.join(cred.name().as_str()).display(),
-                cred.name()
-            )),
-        )
+        Err(Error::unsupported(self.describe(), "storing a credential")
+            .with_hint("the dir backend reads a mounted secrets volume and never writes to it")
+            .with_remedy(Remedy::CreateThroughOrchestrator {
+                dir: self.root.join(cred.name().as_str()),
+                name: cred.name().clone(),
+            }))
     }
 
     async fn delete(&self, name: &CredentialName) -> Result<()> {

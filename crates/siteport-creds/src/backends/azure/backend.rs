@@ -20,6 +20,7 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::payload;
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 use super::auth::Auth;
 use super::fault::{Fault, RBAC_HINT};
@@ -200,9 +201,10 @@ impl AzureBackend {
                 &self.describe,
                 format!("secret '{secret}' is not a siteport credential: {why}"),
             )
-            .with_hint(format!(
-                "its value must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\"); rewrite it with `siteport credential add {name} --force`"
-            ))
+            .with_hint(
+                "its value must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")",
+            )
+            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
         };
         let text = text.ok_or_else(|| corrupt("it has no value".into()))?;
         let cred =

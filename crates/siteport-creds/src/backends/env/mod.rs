@@ -31,6 +31,7 @@ use zeroize::Zeroizing;
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName, check_host, check_username, parse_port};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 mod names;
 #[cfg(test)]
@@ -407,15 +408,13 @@ impl CredentialBackend for EnvBackend {
 
     async fn store(&self, cred: &Credential, _mode: StoreMode) -> Result<()> {
         let n = env_var_names(cred.name());
-        Err(Error::unsupported(self.describe(), "storing a credential").with_hint(format!(
-            "the env backend only reads variables and cannot persist anything; export {} and {} \
-             (or {}{FILE_SUFFIX} pointing to a secret file) where siteport runs, or store it in \
-             the file backend with `siteport --credential-backend file credential add {}`",
-            n.username,
-            n.password,
-            n.password,
-            cred.name()
-        )))
+        Err(Error::unsupported(self.describe(), "storing a credential")
+            .with_hint(format!(
+                "the env backend only reads variables and cannot persist anything; export {} and {} \
+                 (or {}{FILE_SUFFIX} pointing to a secret file) where siteport runs",
+                n.username, n.password, n.password,
+            ))
+            .with_remedy_joined(Remedy::AddToFileBackend(cred.name().clone()), ", or "))
     }
 
     async fn delete(&self, name: &CredentialName) -> Result<()> {

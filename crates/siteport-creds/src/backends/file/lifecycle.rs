@@ -3,6 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{ErrorKind, Result};
+use crate::remedy::Remedy;
 
 use super::crypto::{self, Key};
 use super::document::Document;
@@ -32,10 +33,7 @@ impl Inner {
                     ErrorKind::AlreadyExists,
                     format!("store {} already exists", self.store.display()),
                 )
-                .with_hint(
-                    "change its keys with `siteport credential rekey`, or start over with \
-                 `siteport credential init --force` (the old store is kept as a backup)",
-                ));
+                .with_remedy(Remedy::RekeyOrReinit));
         }
         let (key, identity_created) = match opts.mode {
             KeyMode::Identity => match self.load_identity()? {
@@ -111,12 +109,10 @@ impl Inner {
         let _lock = fsio::StoreLock::acquire(&self.store, self.lock_timeout, &self.describe)?;
         fsio::remove_stale_temps(&self.store);
         if !self.refresh(&mut state)? {
-            return Err(self
-                .err(
-                    ErrorKind::NotFound,
-                    format!("store {} does not exist", self.store.display()),
-                )
-                .with_hint(self.init_hint()));
+            return Err(Self::with_init_fix(self.err(
+                ErrorKind::NotFound,
+                format!("store {} does not exist", self.store.display()),
+            )));
         }
         let (old_ciphertext, doc, old_own) = match (&state.cache, &state.key) {
             (Some(c), Some(k)) => (c.ciphertext.clone(), c.doc.duplicate(), k.public_keys()),

@@ -30,6 +30,7 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::prompt::Prompter;
+use crate::remedy::Remedy;
 
 use crypto::Key;
 use document::{Document, Record};
@@ -356,22 +357,21 @@ impl Inner {
         Error::new(kind, self.describe.clone(), detail)
     }
 
-    fn init_hint(&self) -> String {
-        "create it with `siteport credential init` (or point SITEPORT_CREDENTIALS_FILE at an \
-         existing store)"
-            .to_owned()
+    /// The store is missing: create it, or point at an existing one.
+    fn with_init_fix(e: Error) -> Error {
+        e.with_hint("(or point SITEPORT_CREDENTIALS_FILE at an existing store)")
+            .with_remedy_first(Remedy::InitStore, " ")
     }
 
     fn no_store_no_identity(&self) -> Error {
-        self.err(
+        Self::with_init_fix(self.err(
             ErrorKind::NotFound,
             format!(
                 "store {} does not exist and there is no identity at {}",
                 self.store.display(),
                 self.identity.display()
             ),
-        )
-        .with_hint(self.init_hint())
+        ))
     }
 
     fn read_store(&self) -> Result<Option<Vec<u8>>> {
@@ -533,11 +533,12 @@ impl CredentialBackend for FileBackend {
         self.blocking(move |inner| {
             inner.with_doc(|doc| {
                 let Some(doc) = doc else {
-                    return Err(Error::not_found(inner.describe.clone(), &name).with_hint(format!(
-                        "the store {} does not exist yet; create it with `siteport credential init`, \
-                         then `siteport credential add {name}`",
-                        inner.store.display()
-                    )));
+                    return Err(Error::not_found(inner.describe.clone(), &name)
+                        .with_hint(format!(
+                            "the store {} does not exist yet",
+                            inner.store.display()
+                        ))
+                        .with_remedy(Remedy::InitStoreThenAdd(name.clone())));
                 };
                 let rec = doc
                     .credentials
@@ -549,7 +550,7 @@ impl CredentialBackend for FileBackend {
                             ErrorKind::Corrupt,
                             format!("credential '{name}' in the store is invalid: {e}"),
                         )
-                        .with_hint(format!("replace it with `siteport credential add {name} --force`"))
+                        .with_remedy(Remedy::ReplaceCredential(name.clone()))
                 })
             })
         })

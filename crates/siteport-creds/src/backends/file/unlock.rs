@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::error::{ErrorKind, Result};
+use crate::remedy::Remedy;
 
 use super::crypto::{self, Key};
 use super::document::Document;
@@ -41,10 +42,10 @@ impl Inner {
                 format!("identity file {} does not exist", self.identity.display()),
             )
             .with_hint(format!(
-                "create a store and identity with `siteport credential init`, or set \
-                 SITEPORT_IDENTITY_FILE to the identity that opens {}",
+                "set SITEPORT_IDENTITY_FILE to the identity that opens {}",
                 self.store.display()
             ))
+            .with_remedy_first(Remedy::InitStoreAndIdentity, ", or ")
         })
     }
 

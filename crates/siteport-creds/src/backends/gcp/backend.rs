@@ -18,6 +18,7 @@ use super::settings::{DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, GcpSettings};
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 use super::client::Fault;
 use super::names::{MAX_PREFIX_LEN, decode_name, encode_name};
@@ -153,9 +154,8 @@ impl GcpBackend {
                     "{SDK_LOGGING_VAR}=true makes the Google client log response bodies, which hold FTP passwords"
                 ),
             )
-            .with_hint(format!(
-                "unset {SDK_LOGGING_VAR}; use `siteport -vvv` for siteport's own redacted logs"
-            )));
+            .with_hint(format!("unset {SDK_LOGGING_VAR}"))
+            .with_remedy(Remedy::UseVerboseLogging));
         }
         Ok(Self {
             project,
@@ -231,9 +231,10 @@ impl GcpBackend {
                 &self.describe,
                 format!("secret '{secret}' is not a siteport credential: {why}"),
             )
-            .with_hint(format!(
-                "its latest version must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\"); rewrite it with `siteport credential add {name} --force`"
-            ))
+            .with_hint(
+                "its latest version must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")",
+            )
+            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
         };
         let payload = payload.ok_or_else(|| corrupt("the version has no payload".into()))?;
         if let Some(want) = payload.data_crc32c {
@@ -246,7 +247,8 @@ impl GcpBackend {
                         "secret '{secret}': the payload's CRC32C does not match the one Secret Manager sent (damaged in transit)"
                     ),
                 )
-                .with_hint("try again; if it persists, rewrite it with `siteport credential add NAME --force`"));
+                .with_hint("try again; if it persists")
+                .with_remedy_joined(Remedy::RewriteCredential(None), ", "));
             }
         }
         let text = Zeroizing::new(
@@ -347,10 +349,11 @@ impl CredentialBackend for GcpBackend {
                 ),
             )
             .with_hint(format!(
-                "enable a version with `gcloud secrets versions enable VERSION --secret {} --project {}`, or add it again with `siteport credential add {name} --force`",
+                "enable a version with `gcloud secrets versions enable VERSION --secret {} --project {}`",
                 self.secret_id(name),
                 self.project
-            ))),
+            ))
+            .with_remedy_joined(Remedy::AddCredentialAgain(name.clone()), ", or ")),
             Err(f) => Err(self.to_error(name, f)),
         }
     }

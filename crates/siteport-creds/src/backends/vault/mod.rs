@@ -57,6 +57,7 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::payload::{SecretIn, SecretOut};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 /// Default address, the same as the Vault CLI's.
 pub const DEFAULT_ADDRESS: &str = "https://127.0.0.1:8200";
@@ -144,10 +145,8 @@ impl VaultBackend {
                 self.prefix
             ),
         )
-        .with_hint(format!(
-            "rewrite it with `siteport credential add {name} --force`; it needs the keys \
-             username, password and optionally host and port"
-        ))
+        .with_hint("it needs the keys username, password and optionally host and port")
+        .with_remedy_first(Remedy::RewriteCredential(Some(name.clone())), "; ")
     }
 
     fn timestamp(v: Option<&str>) -> Option<OffsetDateTime> {
