@@ -466,6 +466,7 @@ fn bad_settings_are_refused() {
         project: Some("p".into()),
         ..Default::default()
     };
+    let mut failures = Vec::new();
     for (s, needle) in [
         (
             GcpSettings {
@@ -510,11 +511,28 @@ fn bad_settings_are_refused() {
             "not a project ID",
         ),
     ] {
-        let e = GcpBackend::open(&s).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
-        assert!(e.to_string().contains(needle), "{e}");
-        assert!(e.hint().unwrap().contains("[credentials.gcp]"), "{e:?}");
+        // Every row runs; the test fails once, listing each row that did not hold.
+        match GcpBackend::open(&s) {
+            Ok(_) => failures.push(format!("{needle}: accepted")),
+            Err(e)
+                if e.kind() != ErrorKind::Invalid
+                    || !e.to_string().contains(needle)
+                    || !e.hint().is_some_and(|h| h.contains("[credentials.gcp]")) =>
+            {
+                failures.push(format!(
+                    "{needle}: {} error: {e} (hint {:?})",
+                    e.kind(),
+                    e.hint()
+                ))
+            }
+            Err(_) => {}
+        }
     }
+    assert!(
+        failures.is_empty(),
+        "bad settings not refused as expected:\n{}",
+        failures.join("\n")
+    );
     // Without `project`, GOOGLE_CLOUD_PROJECT decides; when neither is set, a clear error.
     if std::env::var_os("GOOGLE_CLOUD_PROJECT").is_none() {
         let e = GcpBackend::open(&GcpSettings::default()).unwrap_err();
