@@ -3,7 +3,18 @@
 //! A [`Credential`] is a name, a username, a password (a [`secrecy::SecretString`]) and an
 //! optional host and port. Backends implement [`CredentialBackend`]; [`open_backend`] builds one
 //! (or a [`ChainBackend`]) from a [`BackendSpec`] and [`BackendSettings`]. The library never
-//! touches the terminal: anything interactive comes in through [`Prompter`].
+//! touches the terminal: anything interactive comes in through [`Prompter`], and it never
+//! spells out a command line: a fix that is an action of the embedding program is a [`Remedy`]
+//! the program renders.
+//!
+//! Layout: `spec` (which backends: [`BackendSpec`] and its precedence), `settings` (every
+//! backend's settings gathered into [`BackendSettings`]), `open` ([`open_backend`]), `prompt`
+//! ([`Prompter`]), `error` and `remedy`, `credential` (the validated value), `reference`
+//! (`${cred:…}` / `${env:…}` expansion), `chain`, `fsutil` (every 0600 file and 0700
+//! directory). `backends/` holds one module per backend, a folder where it is big
+//! (`vault/`, `aws/`, `gcp/`, `azure/`, `file/`, `env/`: its settings, builder, client or
+//! transport, codec and the backend itself), and `payload` (the JSON codec the remote
+//! backends share).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

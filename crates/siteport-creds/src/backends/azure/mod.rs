@@ -42,7 +42,7 @@
 //! `recover` permission) and then writes the new version, so `remove` then `add` works.
 //!
 //! The SDK hands secret values around as plain `String`s; siteport moves them into a
-//! [`SecretString`] and zeroizes its own copies, but cannot scrub the SDK's buffers.
+//! [`SecretString`](crate::SecretString) and zeroizes its own copies, but cannot scrub the SDK's buffers.
 
 mod settings;
 pub use settings::{AzureSettings, DEFAULT_AZURE_PREFIX};

@@ -2,9 +2,9 @@
 //!
 //! One secret per credential in the configured project, with the ID `<prefix><mapped name>`
 //! (`siteport-acme` by default) and a label (`siteport=managed` unless `label` says otherwise).
-//! Every [`store`](CredentialBackend::store) adds a new secret version whose payload is JSON:
+//! Every [`store`](crate::CredentialBackend::store) adds a new secret version whose payload is JSON:
 //! `{"username": …, "password": …, "host": …, "port": …}` (host and port optional; a port
-//! written as a string is accepted, for secrets made by hand). [`get`](CredentialBackend::get)
+//! written as a string is accepted, for secrets made by hand). [`get`](crate::CredentialBackend::get)
 //! reads the `latest` version and checks its CRC32C when the service sends one.
 //!
 //! **Name mapping.** Secret IDs allow only `[A-Za-z0-9_-]` (at most 255 characters); credential

@@ -1,7 +1,9 @@
 //! The `vault` backend: HashiCorp Vault's KV secrets engine, version 2 or 1.
 //!
 //! Each credential is one secret at `<mount>/<path_prefix><name>` holding the keys `username`,
-//! `password` and, when set, `host` and `port` (a string, as `vault kv put` writes it).
+//! `password` and, when set, `host` and `port`: the payload every remote backend shares
+//! (`backends/payload.rs`). `port` is written as a number; a string port (older siteport
+//! versions, `vault kv put`) is still read.
 //!
 //! - **KV v2**: read `GET <mount>/data/<path>`, write `POST <mount>/data/<path>` with
 //!   `options.cas = 0` when the name must be new (Vault refuses the write if a version exists, so
