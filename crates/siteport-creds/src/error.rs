@@ -66,7 +66,8 @@ pub struct Error {
     backend: String,
     detail: String,
     hint: Option<String>,
-    remedy: Option<(Remedy, Join)>,
+    // Boxed: kept off the error's inline size, which every `Result` in the crate carries.
+    remedy: Option<Box<(Remedy, Join)>>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -102,13 +103,13 @@ impl Error {
 
     /// Adds a remedy after the hint, joined by `sep` (e.g. `", or "` for an alternative).
     pub(crate) fn with_remedy_joined(mut self, remedy: Remedy, sep: &'static str) -> Self {
-        self.remedy = Some((remedy, Join::After(sep)));
+        self.remedy = Some(Box::new((remedy, Join::After(sep))));
         self
     }
 
     /// Adds a remedy before the hint, joined by `sep`.
     pub(crate) fn with_remedy_first(mut self, remedy: Remedy, sep: &'static str) -> Self {
-        self.remedy = Some((remedy, Join::Before(sep)));
+        self.remedy = Some(Box::new((remedy, Join::Before(sep))));
         self
     }
 
@@ -171,12 +172,12 @@ impl Error {
     }
     /// The action of the embedding program that fixes it, if any.
     pub fn remedy(&self) -> Option<&Remedy> {
-        self.remedy.as_ref().map(|(r, _)| r)
+        self.remedy.as_deref().map(|(r, _)| r)
     }
     /// The whole fix as one text: the hint with the remedy, rendered by `render`, in its place.
     /// `None` when there is neither.
     pub fn hint_with(&self, render: impl FnOnce(&Remedy) -> String) -> Option<String> {
-        match (&self.hint, &self.remedy) {
+        match (&self.hint, self.remedy.as_deref()) {
             (None, None) => None,
             (Some(h), None) => Some(h.clone()),
             (None, Some((r, _))) => Some(render(r)),

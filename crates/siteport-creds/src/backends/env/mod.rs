@@ -40,8 +40,6 @@ mod tests;
 pub use names::{ENV_PREFIX, EnvVarNames, FILE_SUFFIX, env_var_names};
 use names::{Field, MAX_SECRET_FILE, parse_var, stem_names, stem_of};
 
-/// Largest `_FILE` accepted: a secret file is a few bytes; anything bigger is a wrong path.
-
 /// A variable's value as captured: text, or a marker that it was not UTF-8 (so that the error
 /// can name the variable without ever holding the undecodable bytes).
 enum EnvValue {

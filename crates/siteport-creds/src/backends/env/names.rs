@@ -7,6 +7,7 @@ pub const ENV_PREFIX: &str = "SITEPORT_CRED_";
 
 /// Suffix of the variable form that holds a path instead of a value.
 pub const FILE_SUFFIX: &str = "_FILE";
+/// Largest `_FILE` accepted: a secret file is a few bytes; anything bigger is a wrong path.
 pub(super) const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 /// One field of a credential, as stored in variables.
