@@ -24,6 +24,8 @@ pub enum FtpErrorKind {
     Protocol,
     /// The request itself is unusable (e.g. a path containing CR or LF); nothing was sent.
     Invalid,
+    /// Reading or writing the local file of a transfer failed (the server is not to blame).
+    LocalIo,
 }
 
 impl FtpErrorKind {
@@ -38,6 +40,7 @@ impl FtpErrorKind {
             FtpErrorKind::Network => "network",
             FtpErrorKind::Protocol => "protocol",
             FtpErrorKind::Invalid => "invalid",
+            FtpErrorKind::LocalIo => "local_io",
         }
     }
 }
@@ -50,7 +53,8 @@ impl fmt::Display for FtpErrorKind {
 
 /// An FTP error. `Display` reads `ftp HOST:PORT: COMMAND: what happened`, e.g.
 /// `ftp 127.0.0.1:2121: STOR /site/a.html: 553 Could not create file`. The password is never part
-/// of it: a `PASS` command is always shown as `PASS ****`.
+/// of it: the connection sends `PASS` from a buffer whose only printable form is `PASS ****`,
+/// and that label is what a failed `PASS` carries.
 #[derive(Debug)]
 pub struct FtpError {
     kind: FtpErrorKind,
@@ -98,24 +102,23 @@ impl FtpError {
         }
     }
 
-    /// An error from a server reply `code text` to `command`, with the kind the code maps to.
+    /// An error from a server reply `code text` to `command` (as shown: never a secret), with
+    /// the kind the code maps to.
     pub fn from_reply(server: &str, command: &str, code: u16, text: &str) -> Self {
         let kind = kind_for_reply(code, text);
         let mut e = Self::new(kind, server, format!("{code} {}", text.trim()));
         e.code = Some(code);
-        e.command = Some(redact_command(command));
+        e.command = Some(command.to_string());
         e.hint = match kind {
-            FtpErrorKind::Login => Some(
-                "check the username and password: `siteport credential test NAME`; \
-                 replace them with `siteport credential add NAME --force`"
-                    .into(),
-            ),
+            // What to check, not which command checks it: the CLI adds its own commands.
+            FtpErrorKind::Login => Some("check the username and password".into()),
             _ => None,
         };
         e
     }
 
-    /// An I/O failure while running `command` (None: while connecting).
+    /// An I/O failure while running `command` (as shown: never a secret; None: while
+    /// connecting).
     pub fn from_io(server: &str, command: Option<&str>, err: io::Error) -> Self {
         let kind = kind_for_io(&err);
         let what = match command {
@@ -123,17 +126,19 @@ impl FtpError {
             Some(_) => "connection lost",
         };
         let mut e = Self::new(kind, server, what).with_source(err);
-        e.command = command.map(redact_command);
+        e.command = command.map(str::to_string);
         e
     }
 
-    /// Adds the command this error belongs to (redacted if it is `PASS`).
+    /// Adds the command this error belongs to, as shown (never a secret: a `PASS` is shown as
+    /// `PASS ****`).
     pub fn with_command(mut self, command: &str) -> Self {
-        self.command = Some(redact_command(command));
+        self.command = Some(command.to_string());
         self
     }
 
-    /// Adds the fix: a command to run or a setting to change.
+    /// Adds the fix: what to check, or which setting to change (a library error names no CLI
+    /// command; the program around it adds those).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -216,20 +221,6 @@ fn kind_for_io(err: &io::Error) -> FtpErrorKind {
     }
 }
 
-/// `PASS secret` → `PASS ****`; other commands unchanged.
-pub(crate) fn redact_command(command: &str) -> String {
-    let upper: String = command
-        .chars()
-        .take(5)
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if upper.starts_with("PASS") {
-        "PASS ****".to_string()
-    } else {
-        command.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,13 +249,16 @@ mod tests {
 
     #[test]
     fn display_names_server_and_command_never_the_password() {
-        let e = FtpError::from_reply("127.0.0.1:21", "PASS hunter2", 530, "Login incorrect.");
+        let pass = crate::command::SecretLine::pass(&secrecy::SecretString::from("hunter2"));
+        let e = FtpError::from_reply("127.0.0.1:21", pass.label(), 530, "Login incorrect.");
         let s = e.to_string();
         assert_eq!(s, "ftp 127.0.0.1:21: PASS ****: 530 Login incorrect.");
         assert!(!format!("{e:?}").contains("hunter2"));
         assert_eq!(e.kind(), FtpErrorKind::Login);
         assert!(!e.retryable());
         assert!(e.hint().is_some());
+        // The library says what to check; the CLI adds the command that does it.
+        assert_eq!(e.hint(), Some("check the username and password"));
         let t = FtpError::from_reply("h:21", "STOR /a", 426, "Failure writing network stream.");
         assert!(t.retryable());
         assert_eq!(t.code(), Some(426));

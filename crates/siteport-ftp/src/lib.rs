@@ -11,10 +11,17 @@
 //! with `require_ssl_reuse=YES` accepts the data connection at all), so this crate speaks the
 //! protocol itself; the command set a mirror needs is small.
 //!
-//! The protocol is traced at `trace` level (target `siteport_ftp::proto`), with `PASS ****`.
+//! The protocol is traced at `trace` level (target `siteport_ftp::proto`), with `PASS ****`:
+//! the password is sent from a buffer that is wiped on drop and can only print that label.
+//!
+//! Layout: `conn/` is [`FtpConnection`], a file per job (`login`, `data` for the passive data
+//! channel, `listing`, `upload`, `download`, `file_ops`); `stream` is the control channel and
+//! its reply reader; `command` the command lines, with `PASS` in a buffer wiped on drop; `tls`
+//! the rustls configuration; `list` the listing parsers; `pool` and `error` what they say.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod command;
 mod conn;
 mod error;
 mod list;

@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{FtpError, FtpErrorKind, redact_command};
+use crate::command::Command;
+use crate::error::{FtpError, FtpErrorKind};
 
 /// Plain TCP or TLS over TCP.
 pub(crate) enum Stream {
@@ -146,34 +147,61 @@ impl Control {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
-    /// Sends one command line. Refuses CR/LF/NUL inside it (command injection).
-    pub(crate) async fn send(&mut self, command: &str) -> Result<(), FtpError> {
-        self.send_all(&[command]).await
+    /// Sends one command line. Refuses CR/LF/NUL inside it (command injection). A
+    /// [`Command::Secret`] is written straight from its own wiped buffer, never copied into
+    /// another one here.
+    pub(crate) async fn send<'a>(
+        &mut self,
+        command: impl Into<Command<'a>>,
+    ) -> Result<(), FtpError> {
+        let command = command.into();
+        self.refuse_line_break(command)?;
+        tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "> {command}");
+        match command {
+            Command::Secret(line) => self.write(line.wire_bytes(), command.label()).await,
+            Command::Plain(c) => {
+                let mut line = Vec::with_capacity(c.len() + 2);
+                line.extend_from_slice(c.as_bytes());
+                line.extend_from_slice(b"\r\n");
+                self.write(&line, c).await
+            }
+        }
     }
 
-    /// Sends several command lines in one write (pipelining); the caller reads one reply per
-    /// command, in order. Refuses CR/LF/NUL inside any of them (command injection).
+    /// Sends several plain command lines in one write (pipelining); the caller reads one
+    /// reply per command, in order. Refuses CR/LF/NUL inside any of them (command injection).
+    /// Takes no secret: a secret line is only ever sent alone, from its own buffer.
     pub(crate) async fn send_all(&mut self, commands: &[&str]) -> Result<(), FtpError> {
         let mut line = Vec::with_capacity(commands.iter().map(|c| c.len() + 2).sum());
-        for command in commands {
-            if command.contains(['\r', '\n', '\0']) {
-                return Err(FtpError::new(
-                    FtpErrorKind::Invalid,
-                    self.server.clone(),
-                    "refusing to send a command containing CR, LF or NUL",
-                )
-                .with_command(&redact_command(&command.replace(['\r', '\n', '\0'], "?"))));
-            }
-            tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "> {}", redact_command(command));
+        for &command in commands {
+            self.refuse_line_break(Command::Plain(command))?;
+            tracing::trace!(target: "siteport_ftp::proto", server = %self.server, "> {command}");
             line.extend_from_slice(command.as_bytes());
             line.extend_from_slice(b"\r\n");
         }
-        let command = commands.first().copied().unwrap_or_default();
+        let label = commands.first().copied().unwrap_or_default();
+        self.write(&line, label).await
+    }
+
+    fn refuse_line_break(&self, command: Command<'_>) -> Result<(), FtpError> {
+        if !command.has_line_break() {
+            return Ok(());
+        }
+        Err(FtpError::new(
+            FtpErrorKind::Invalid,
+            self.server.clone(),
+            "refusing to send a command containing CR, LF or NUL",
+        )
+        .with_command(&command.label().replace(['\r', '\n', '\0'], "?")))
+    }
+
+    /// Writes `bytes` (whole command lines) and flushes; `label` names them in errors.
+    async fn write(&mut self, bytes: &[u8], label: &str) -> Result<(), FtpError> {
         let timeout = self.timeout;
         let server = self.server.clone();
-        let stream = self.stream(command)?;
+        let stream = self.stream(label)?;
         let res = tokio::time::timeout(timeout, async {
-            stream.write_all(&line).await?;
+            stream.write_all(bytes).await?;
             stream.flush().await
         })
         .await;
@@ -181,11 +209,11 @@ impl Control {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 self.stream = None;
-                Err(FtpError::from_io(&server, Some(command), e))
+                Err(FtpError::from_io(&server, Some(label), e))
             }
             Err(_) => {
                 self.stream = None;
-                Err(self.timed_out(command))
+                Err(self.timed_out(label))
             }
         }
     }
@@ -292,18 +320,32 @@ impl Control {
     }
 
     /// Sends a command and reads its reply.
-    pub(crate) async fn cmd(&mut self, command: &str) -> Result<Reply, FtpError> {
+    pub(crate) async fn cmd<'a>(
+        &mut self,
+        command: impl Into<Command<'a>>,
+    ) -> Result<Reply, FtpError> {
+        let command = command.into();
         self.send(command).await?;
-        self.read_reply(command).await
+        self.read_reply(command.label()).await
     }
 
     /// Sends a command and fails unless the reply code is one of `ok`.
-    pub(crate) async fn expect(&mut self, command: &str, ok: &[u16]) -> Result<Reply, FtpError> {
+    pub(crate) async fn expect<'a>(
+        &mut self,
+        command: impl Into<Command<'a>>,
+        ok: &[u16],
+    ) -> Result<Reply, FtpError> {
+        let command = command.into();
         let r = self.cmd(command).await?;
         if ok.contains(&r.code) {
             Ok(r)
         } else {
-            Err(FtpError::from_reply(&self.server, command, r.code, &r.text))
+            Err(FtpError::from_reply(
+                &self.server,
+                command.label(),
+                r.code,
+                &r.text,
+            ))
         }
     }
 

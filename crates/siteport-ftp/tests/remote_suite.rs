@@ -43,16 +43,140 @@ fn content(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// What the checks of one suite run share: the server, a logged-in connection, a local temp
+/// directory, and what earlier checks left for later ones.
+struct Suite<'a> {
+    server: &'a FtpServer,
+    label: String,
+    opts: ConnectOptions,
+    local: tempfile::TempDir,
+    /// `None` after a check quit it or panicked with it; the runner reconnects.
+    c: Option<FtpConnection>,
+    /// The contents of `/site/a/b/big.bin`.
+    big: Vec<u8>,
+    /// `/site/a` as listed after the odd names were uploaded.
+    listing_a: BTreeMap<String, RemoteEntry>,
+}
+
+impl Suite<'_> {
+    fn c(&mut self) -> &mut FtpConnection {
+        self.c
+            .as_mut()
+            .expect("the runner connects before each check")
+    }
+}
+
+/// A check: `async fn(&mut Suite)`, failing by panicking (`assert!`, `unwrap`).
+type Check = for<'s, 'a> fn(&'s mut Suite<'a>) -> BoxFuture<'s>;
+type BoxFuture<'s> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 's>>;
+
+/// Makes a [`Check`] of an `async fn(&mut Suite)`.
+macro_rules! check {
+    ($f:ident) => {
+        (stringify!($f), (|s| Box::pin($f(s))) as Check)
+    };
+}
+
+/// Runs every check in order against `server`, each one whatever happened to the ones before
+/// (after a failure, on a fresh connection), then fails naming the server and every failed
+/// check with its message.
 async fn suite(server: &FtpServer) {
     let label = server.label();
     let opts = options(server);
-    let local = tempfile::tempdir().unwrap();
-    let mut c = FtpConnection::connect(&opts)
+    let c = FtpConnection::connect(&opts)
         .await
         .unwrap_or_else(|e| panic!("{label}: connect: {e}"));
-    assert_eq!(c.is_tls(), server.tls, "{label}");
+    let mut s = Suite {
+        server,
+        label: label.clone(),
+        opts,
+        local: tempfile::tempdir().unwrap(),
+        c: Some(c),
+        big: Vec::new(),
+        listing_a: BTreeMap::new(),
+    };
+    let checks: [(&str, Check); 14] = [
+        check!(connected_as_configured),
+        check!(mkdir_nested_and_existing),
+        check!(put_atomic_observed_then_listed),
+        check!(odd_names_round_trip),
+        check!(stat_listing_agrees_with_list),
+        check!(get_file_byte_identical),
+        check!(mdtm_when_offered),
+        check!(rename_delete_remove_dir),
+        check!(not_found_errors),
+        check!(pipelining_stays_in_step),
+        check!(memory_transfers),
+        check!(many_files_one_connection),
+        check!(wrong_password_is_login),
+        check!(pool_reuses_connections),
+    ];
+    let mut failed = Vec::new();
+    for (name, check) in checks {
+        if s.c.is_none() {
+            match FtpConnection::connect(&s.opts).await {
+                Ok(c) => s.c = Some(c),
+                Err(e) => {
+                    failed.push(format!("{name}: not run, cannot reconnect: {e}"));
+                    continue;
+                }
+            }
+        }
+        if let Err(panic) = CatchUnwind(check(&mut s)).await {
+            failed.push(format!("{name}: {}", panic_message(&*panic)));
+            // Its state is unknown now: the next check gets a fresh connection.
+            s.c = None;
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{label}: {} of {} checks failed:\n  {}",
+        failed.len(),
+        checks.len(),
+        failed.join("\n  ")
+    );
+}
 
-    // mkdir nested, and again (exists: fine)
+/// Resolves to `Err(payload)` if polling the future panics (a check's failed assertion).
+struct CatchUnwind<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(inner).poll(cx)
+        })) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else {
+        "panicked".to_string()
+    }
+}
+
+async fn connected_as_configured(s: &mut Suite<'_>) {
+    let (label, tls) = (s.label.clone(), s.server.tls);
+    assert_eq!(s.c().is_tls(), tls, "{label}");
+}
+
+/// mkdir nested, and again (exists: fine)
+async fn mkdir_nested_and_existing(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let c = s.c.as_mut().unwrap();
     for d in ["/site", "/site/a", "/site/a/b"] {
         c.mkdir(d)
             .await
@@ -61,14 +185,20 @@ async fn suite(server: &FtpServer) {
     c.mkdir("/site/a")
         .await
         .unwrap_or_else(|e| panic!("{label}: mkdir existing: {e}"));
-    assert!(server.root().join("site/a/b").is_dir(), "{label}");
+    assert!(s.server.root().join("site/a/b").is_dir(), "{label}");
+}
 
-    // put_atomic + list (size, mtime), no temp file left behind. More 256 KiB chunks than
-    // the reader holds ahead, the last one short: buffers given back are filled again, and
-    // a stale tail or chunk would show in the bytes stored or in what the observer saw.
+/// put_atomic + list (size, mtime), no temp file left behind. More 256 KiB chunks than
+/// the reader holds ahead, the last one short: buffers given back are filled again, and
+/// a stale tail or chunk would show in the bytes stored or in what the observer saw.
+async fn put_atomic_observed_then_listed(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let server = s.server;
     let big = content(7, 5 * 256 * 1024 + 17);
-    let big_path = local.path().join("big.bin");
+    s.big = big.clone();
+    let big_path = s.local.path().join("big.bin");
     std::fs::write(&big_path, &big).unwrap();
+    let c = s.c.as_mut().unwrap();
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let feed = seen.clone();
@@ -121,8 +251,13 @@ async fn suite(server: &FtpServer) {
         !listing.contains_key(".") && !listing.contains_key(".."),
         "{label}"
     );
+}
 
-    // odd names: spaces, unicode, leading dash, '#', dot-file; round trip byte-identical
+/// odd names: spaces, unicode, leading dash, '#', dot-file; round trip byte-identical
+async fn odd_names_round_trip(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let local = s.local.path().to_path_buf();
+    let c = s.c.as_mut().unwrap();
     let names = [
         "with space.txt",
         "ünïcødé ファイル.html",
@@ -132,12 +267,12 @@ async fn suite(server: &FtpServer) {
     ];
     for (i, name) in names.iter().enumerate() {
         let data = content(i as u8 + 1, 1000 + i);
-        let p = local.path().join(format!("odd{i}"));
+        let p = local.join(format!("odd{i}"));
         std::fs::write(&p, &data).unwrap();
         c.put_atomic(&p, &format!("/site/a/{name}"), None)
             .await
             .unwrap_or_else(|e| panic!("{label}: put {name:?}: {e}"));
-        let back = local.path().join(format!("back{i}"));
+        let back = local.join(format!("back{i}"));
         let got = c
             .get_file(&format!("/site/a/{name}"), &back)
             .await
@@ -160,40 +295,58 @@ async fn suite(server: &FtpServer) {
     // Relative path resolves against the login directory (the root here).
     let rel = by_name(c.list_dir("site/a").await.unwrap());
     assert_eq!(rel.len(), listing.len(), "{label}");
+    s.listing_a = listing;
+}
 
-    // After its first non-empty listing a connection lists over the control connection
-    // (`STAT -a`) where the server gives the same entries there; a fresh connection's first
-    // listing goes over a data connection, and both must agree, odd names included.
-    let over_control = c.lists_over_control();
+/// After its first non-empty listing a connection lists over the control connection
+/// (`STAT -a`) where the server gives the same entries there; a fresh connection's first
+/// listing goes over a data connection, and both must agree, odd names included.
+async fn stat_listing_agrees_with_list(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let over_control = s.c().lists_over_control();
     eprintln!("{label}: lists over control: {over_control:?}");
-    match server.kind {
+    match s.server.kind {
         ServerKind::Vsftpd => assert_eq!(over_control, Some(true), "{label}"),
         // MLSD is better still: STAT is never tried.
         ServerKind::InProcess => assert_eq!(over_control, None, "{label}"),
         _ => {}
     }
-    let mut fresh = FtpConnection::connect(&opts).await.unwrap();
+    let mut fresh = FtpConnection::connect(&s.opts).await.unwrap();
     let by_data = by_name(fresh.list_dir("/site/a").await.unwrap());
-    assert_eq!(by_data, listing, "{label}: STAT and LIST listings differ");
+    assert_eq!(
+        by_data, s.listing_a,
+        "{label}: STAT and LIST listings differ"
+    );
     assert_eq!(
         by_name(fresh.list_dir("/site/a").await.unwrap()),
         by_data,
         "{label}"
     );
     fresh.quit().await.unwrap();
+}
 
-    // get_file byte-identical for the big file
-    let back = local.path().join("big.back");
-    c.get_file("/site/a/b/big.bin", &back).await.unwrap();
-    assert_eq!(std::fs::read(&back).unwrap(), big, "{label}");
+/// get_file byte-identical for the big file
+async fn get_file_byte_identical(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let back = s.local.path().join("big.back");
+    s.c().get_file("/site/a/b/big.bin", &back).await.unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), s.big, "{label}");
+}
 
-    // mdtm
+async fn mdtm_when_offered(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let c = s.c();
     if c.features().mdtm {
         let t = c.mdtm("/site/a/b/big.bin").await.unwrap();
         assert!(t.is_some(), "{label}: MDTM offered but no time");
     }
+}
 
-    // rename, then delete, then remove_dir
+/// rename, then delete, then remove_dir
+async fn rename_delete_remove_dir(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let root = s.server.root().to_path_buf();
+    let c = s.c();
     c.rename("/site/a/b/big.bin", "/site/a/b/renamed.bin")
         .await
         .unwrap();
@@ -205,30 +358,36 @@ async fn suite(server: &FtpServer) {
     c.delete_file("/site/a/b/renamed.bin").await.unwrap();
     assert!(c.list_dir("/site/a/b").await.unwrap().is_empty(), "{label}");
     c.remove_dir("/site/a/b").await.unwrap();
-    assert!(!server.root().join("site/a/b").exists(), "{label}");
+    assert!(!root.join("site/a/b").exists(), "{label}");
+}
 
-    // not found
-    let err = c
-        .get_file("/site/nope.txt", &local.path().join("x"))
-        .await
-        .unwrap_err();
+async fn not_found_errors(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let port = s.server.port;
+    let x = s.local.path().join("x");
+    let c = s.c();
+    let err = c.get_file("/site/nope.txt", &x).await.unwrap_err();
     assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
     let err = c.list_dir("/site/no-such-dir").await.unwrap_err();
     assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
     assert!(
-        err.to_string()
-            .contains(&format!("127.0.0.1:{}", server.port)),
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
         "{err}"
     );
     // the connection is still usable after errors
     c.noop().await.unwrap();
+}
 
-    // Pipelining only with servers known to answer in order (libunftp does not), and a failed
-    // pipelined rename (RNFR of a missing file: the server also answers the RNTO, with 503)
-    // leaves the connection in step: the next commands get their own replies.
+/// Pipelining only with servers known to answer in order (libunftp does not), and a failed
+/// pipelined rename (RNFR of a missing file: the server also answers the RNTO, with 503)
+/// leaves the connection in step: the next commands get their own replies.
+async fn pipelining_stays_in_step(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let kind = s.server.kind;
+    let c = s.c();
     assert_eq!(
         c.pipelines(),
-        server.kind != ServerKind::InProcess,
+        kind != ServerKind::InProcess,
         "{label}: pipelining"
     );
     let err = c
@@ -241,8 +400,13 @@ async fn suite(server: &FtpServer) {
     assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
     assert!(err.to_string().contains("CWD"), "{label}: {err}");
     assert!(!c.list_dir("/site/a").await.unwrap().is_empty(), "{label}");
+}
 
-    // from memory and into memory (the engine's path for small files)
+/// from memory and into memory (the engine's path for small files)
+async fn memory_transfers(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let root = s.server.root().to_path_buf();
+    let c = s.c();
     let body = content(7, 70_000);
     let sent = c
         .put_atomic_bytes(&body, "/site/mem.bin", None)
@@ -250,7 +414,7 @@ async fn suite(server: &FtpServer) {
         .unwrap_or_else(|e| panic!("{label}: put_atomic_bytes: {e}"));
     assert_eq!(sent, body.len() as u64, "{label}");
     assert_eq!(
-        std::fs::read(server.root().join("site/mem.bin")).unwrap(),
+        std::fs::read(root.join("site/mem.bin")).unwrap(),
         body,
         "{label}"
     );
@@ -265,7 +429,7 @@ async fn suite(server: &FtpServer) {
         .await
         .unwrap();
     assert_eq!(
-        std::fs::read(server.root().join("site/tiny.txt")).unwrap(),
+        std::fs::read(root.join("site/tiny.txt")).unwrap(),
         b"tiny",
         "{label}"
     );
@@ -297,13 +461,18 @@ async fn suite(server: &FtpServer) {
         "{label}: {err}"
     );
     assert!(!c.is_open(), "{label}");
-    c = FtpConnection::connect(&opts).await.unwrap();
+    let c = s.c.insert(FtpConnection::connect(&s.opts).await.unwrap());
     c.delete_file("/site/mem.bin").await.unwrap();
+}
 
-    // many files over one connection (under TLS every data connection must resume the
-    // control connection's session: vsftpd require_ssl_reuse refuses the transfer otherwise)
+/// many files over one connection (under TLS every data connection must resume the
+/// control connection's session: vsftpd require_ssl_reuse refuses the transfer otherwise)
+async fn many_files_one_connection(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let kind = s.server.kind;
+    let small = s.local.path().join("small");
+    let c = s.c();
     c.mkdir("/site/many").await.unwrap();
-    let small = local.path().join("small");
     std::fs::write(&small, b"0123456789").unwrap();
     let started = std::time::Instant::now();
     for i in 0..40 {
@@ -315,24 +484,30 @@ async fn suite(server: &FtpServer) {
     assert_eq!(c.list_dir("/site/many").await.unwrap().len(), 40, "{label}");
     // Nagle + delayed ACK would cost ~40 ms per file; we expect a few ms on loopback. libunftp
     // itself answers in ~45 ms per file, so the bound is for the C servers only.
-    if server.kind != ServerKind::InProcess {
+    if kind != ServerKind::InProcess {
         assert!(
             per_file < Duration::from_millis(35),
             "{label}: {per_file:?} per file"
         );
     }
-    c.quit().await.unwrap();
+    s.c.take().unwrap().quit().await.unwrap();
+}
 
-    // wrong password → Login
-    let mut bad = opts.clone();
+/// wrong password → Login
+async fn wrong_password_is_login(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let mut bad = s.opts.clone();
     bad.password = SecretString::from("definitely-wrong".to_string());
     let err = FtpConnection::connect(&bad).await.unwrap_err();
     assert_eq!(err.kind(), FtpErrorKind::Login, "{label}: {err}");
     assert!(!err.to_string().contains("definitely-wrong"), "{err}");
     assert!(!err.retryable());
+}
 
-    // pool reuse: two concurrent, then both idle, then reused without a new login
-    let pool = Pool::new(opts.clone(), 2);
+/// pool reuse: two concurrent, then both idle, then reused without a new login
+async fn pool_reuses_connections(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let pool = Pool::new(s.opts.clone(), 2);
     {
         let (a, b) = tokio::join!(pool.get(), pool.get());
         let (mut a, mut b) = (a.unwrap(), b.unwrap());

@@ -1,5 +1,6 @@
-//! [`FtpRemote`]: the engine's [`Remote`] over one `siteport-ftp` control connection, and
-//! [`FtpRemoteFactory`], which opens one per worker.
+//! The FTP/FTPS adapter: [`FtpRemote`], the engine's [`Remote`] over one `siteport-ftp`
+//! control connection, and [`FtpRemoteFactory`], which opens one per worker. It alone turns an
+//! [`Endpoint`] into `siteport-ftp`'s `ConnectOptions` and FTP errors into the engine's kinds.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -7,13 +8,14 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 
+use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
 /// server has too many connections (the engine then lowers its count); later it is an
 /// ordinary transient failure.
-pub fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
+fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
     let kind = match e.kind() {
         FtpErrorKind::Login => ErrorKind::Login,
         FtpErrorKind::NotFound => ErrorKind::NotFound,
@@ -24,7 +26,7 @@ pub fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
             ErrorKind::TooManyConnections
         }
         FtpErrorKind::Transient if e.code().is_none() => ErrorKind::Network,
-        FtpErrorKind::Invalid if e.message().contains("local file") => ErrorKind::LocalIo,
+        FtpErrorKind::LocalIo => ErrorKind::LocalIo,
         _ => ErrorKind::Transfer,
     };
     let place = format!("ftp {}", e.server());
@@ -41,8 +43,40 @@ pub fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
     out.with_source(e)
 }
 
+/// `siteport-ftp`'s options for `endpoint` (the password moves from one `SecretString` into
+/// another, never through a plain `String`).
+fn connect_options(endpoint: &Endpoint, settings: &FtpSettings) -> ConnectOptions {
+    let tls = match settings.tls {
+        TlsMode::None => siteport_ftp::TlsMode::None,
+        TlsMode::Explicit => siteport_ftp::TlsMode::Explicit,
+        TlsMode::Implicit => siteport_ftp::TlsMode::Implicit,
+    };
+    let mut o = ConnectOptions::new(
+        endpoint.host.clone(),
+        endpoint.port,
+        tls,
+        endpoint.login.username.clone(),
+        endpoint.login.password.clone(),
+    );
+    o.ca_file = settings.ca_file.clone();
+    o.fingerprint = settings.fingerprint.clone();
+    o.insecure = settings.insecure;
+    o.timeout = endpoint.timeout;
+    o
+}
+
+/// [`crate::test_login`] over FTP: connect and log in, then `QUIT` (whose failure says nothing
+/// about the login, so it is ignored).
+pub(crate) async fn test_login(endpoint: &Endpoint, settings: &FtpSettings) -> Result<()> {
+    let conn = FtpConnection::connect(&connect_options(endpoint, settings))
+        .await
+        .map_err(|e| map_ftp_error(e, true))?;
+    let _ = conn.quit().await;
+    Ok(())
+}
+
 /// One logged-in FTP connection, rooted at the site's remote directory.
-pub struct FtpRemote {
+pub(crate) struct FtpRemote {
     conn: Option<FtpConnection>,
     root: String,
     server: String,
@@ -60,7 +94,7 @@ impl std::fmt::Debug for FtpRemote {
 impl FtpRemote {
     /// Wraps a connection; `root` is the site's remote directory (absolute, or relative to the
     /// login directory; empty for the login directory itself).
-    pub fn new(conn: FtpConnection, root: &str) -> Self {
+    fn new(conn: FtpConnection, root: &str) -> Self {
         let server = conn.server().to_string();
         Self {
             conn: Some(conn),
@@ -215,7 +249,7 @@ impl Remote for FtpRemote {
 
 /// Opens [`FtpRemote`]s with the same options (the password stays inside `ConnectOptions`,
 /// a `SecretString`).
-pub struct FtpRemoteFactory {
+pub(crate) struct FtpRemoteFactory {
     opts: ConnectOptions,
     root: String,
 }
@@ -231,11 +265,11 @@ impl std::fmt::Debug for FtpRemoteFactory {
 }
 
 impl FtpRemoteFactory {
-    /// Connections with `opts` to the site directory `root` on the server.
-    pub fn new(opts: ConnectOptions, root: impl Into<String>) -> Self {
+    /// Connections to `endpoint`, in its remote root.
+    pub(crate) fn new(endpoint: &Endpoint, settings: &FtpSettings) -> Self {
         Self {
-            opts,
-            root: root.into(),
+            opts: connect_options(endpoint, settings),
+            root: endpoint.root.clone(),
         }
     }
 }
@@ -256,5 +290,20 @@ impl RemoteFactory for FtpRemoteFactory {
             .await
             .map_err(|e| map_ftp_error(e, true))?;
         Ok(Box::new(FtpRemote::new(conn, &self.root)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure on the local side of an FTP transfer is the engine's `LocalIo`, by the FTP
+    /// error's kind, not by its wording.
+    #[test]
+    fn ftp_local_io_maps_to_local_io() {
+        let e = FtpError::new(FtpErrorKind::LocalIo, "127.0.0.1:21", "disk on fire")
+            .with_source(std::io::Error::other("EIO"));
+        let mapped = map_ftp_error(e, false);
+        assert_eq!(mapped.kind(), ErrorKind::LocalIo, "{mapped}");
     }
 }

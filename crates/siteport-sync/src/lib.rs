@@ -1,19 +1,30 @@
 //! The mirror engine of siteport: scan both sides, plan, execute in parallel, journal.
 //!
-//! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (FTP in [`ftp`], a local
+//! - [`Endpoint`]: a site's server in the engine's own types (host, port, [`Protocol`] with
+//!   its settings such as [`FtpSettings`], remote root, [`Login`]). [`connect_factory`] turns
+//!   it into a [`RemoteFactory`] and [`test_login`] tries a login, both through the adapter of
+//!   the protocol (FTP/FTPS in `ftp.rs`, over `siteport-ftp`; feature `ftp`, on by default).
+//!   Callers never see a transport's own types or errors.
+//! - [`Remote`] / [`RemoteFactory`]: the seam to a transport (an adapter, or a local
 //!   directory in [`LocalDirRemote`]). Each worker owns one connection and reuses it.
 //! - [`scan_local`] and the engine's parallel remote listing produce [`Tree`]s;
 //!   [`plan_export`] / [`plan_import`] (pure) turn them and the [`Journal`] into a [`Plan`].
 //! - [`Engine`] executes a plan: directories first, transfers over N connections with
-//!   retries and reconnects, deletes last; every completed file is journaled at once.
-//! - [`Report`] says what happened; [`Progress`] reports it as it happens.
+//!   retries and reconnects, deletes last; every completed file is journaled at once. Its
+//!   `engine/` folder: `mod.rs` (options, phases), `scan.rs` (remote listing), `scheduler.rs`
+//!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
+//!   upload), `download.rs` (download finished into place), `local.rs` (local directory
+//!   operations and the checks that keep writes inside the local root).
+//! - [`Report`] says what happened; [`Progress`] reports it as it happens; [`Error`] carries
+//!   an [`ErrorKind`] the CLI maps to exit codes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod endpoint;
 mod engine;
 mod error;
 #[cfg(feature = "ftp")]
-pub mod ftp;
+mod ftp;
 mod journal;
 mod local_remote;
 mod path;
@@ -22,6 +33,9 @@ mod remote;
 mod report;
 mod tree;
 
+pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
+#[cfg(feature = "ftp")]
+pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};

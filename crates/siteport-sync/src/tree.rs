@@ -94,6 +94,16 @@ impl Tree {
             .next()
             .is_some_and(|k| k.starts_with(&prefix))
     }
+
+    /// Leaves `path` alone (kept) and says why.
+    fn set_aside(&mut self, path: String, kind: ProblemKind, detail: impl Into<String>) {
+        self.kept.insert(path.clone());
+        self.problems.push(ScanProblem {
+            path,
+            kind,
+            detail: detail.into(),
+        });
+    }
 }
 
 /// Exclude patterns, matched against paths relative to the root (`.git/**`, `*.tmp`,
@@ -215,12 +225,11 @@ pub fn scan_local(root: &Path, excludes: &Excludes) -> Result<Tree> {
                 .unwrap_or(ent.path())
                 .to_string_lossy()
                 .into_owned();
-            tree.kept.insert(lossy.clone());
-            tree.problems.push(ScanProblem {
-                path: lossy,
-                kind: ProblemKind::NonUtf8,
-                detail: "name is not valid UTF-8; rename it to mirror it".into(),
-            });
+            tree.set_aside(
+                lossy,
+                ProblemKind::NonUtf8,
+                "name is not valid UTF-8; rename it to mirror it",
+            );
             if is_dir {
                 it.skip_current_dir();
             }
@@ -228,12 +237,7 @@ pub fn scan_local(root: &Path, excludes: &Excludes) -> Result<Tree> {
         };
         let name = ent.file_name().to_string_lossy();
         if let Err(why) = check_name(&name) {
-            tree.kept.insert(rel.clone());
-            tree.problems.push(ScanProblem {
-                path: rel,
-                kind: ProblemKind::UnsafeName,
-                detail: why.to_string(),
-            });
+            tree.set_aside(rel, ProblemKind::UnsafeName, why);
             if is_dir {
                 it.skip_current_dir();
             }
@@ -249,49 +253,37 @@ pub fn scan_local(root: &Path, excludes: &Excludes) -> Result<Tree> {
             tree.kept.insert(rel);
             continue;
         }
-        let ft = ent.file_type();
-        if ft.is_dir() {
-            tree.entries.insert(rel, TreeEntry::dir());
-        } else if ft.is_file() {
-            match ent.metadata() {
-                Ok(m) => {
-                    tree.entries
-                        .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
-                }
-                Err(e) => {
-                    tree.kept.insert(rel.clone());
-                    tree.problems.push(ScanProblem {
-                        path: rel,
-                        kind: ProblemKind::Unreadable,
-                        detail: e.to_string(),
-                    });
-                }
-            }
-        } else if ft.is_symlink() {
-            match follow_inside(&canon_root, ent.path()) {
-                Ok(m) => {
-                    tree.entries
-                        .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
-                }
-                Err(detail) => {
-                    tree.kept.insert(rel.clone());
-                    tree.problems.push(ScanProblem {
-                        path: rel,
-                        kind: ProblemKind::Symlink,
-                        detail,
-                    });
-                }
-            }
-        } else {
-            tree.kept.insert(rel.clone());
-            tree.problems.push(ScanProblem {
-                path: rel,
-                kind: ProblemKind::Special,
-                detail: "not a regular file or directory".into(),
-            });
-        }
+        add_entry(&mut tree, &canon_root, &ent, rel);
     }
     Ok(tree)
+}
+
+/// Adds a walked entry that passed the name and exclude checks: a directory or regular file
+/// takes part; a link only if it leads to a regular file inside the root; anything else is
+/// set aside.
+fn add_entry(tree: &mut Tree, canon_root: &Path, ent: &walkdir::DirEntry, rel: String) {
+    let ft = ent.file_type();
+    if ft.is_dir() {
+        tree.entries.insert(rel, TreeEntry::dir());
+    } else if ft.is_file() {
+        match ent.metadata() {
+            Ok(m) => {
+                tree.entries
+                    .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
+            }
+            Err(e) => tree.set_aside(rel, ProblemKind::Unreadable, e.to_string()),
+        }
+    } else if ft.is_symlink() {
+        match follow_inside(canon_root, ent.path()) {
+            Ok(m) => {
+                tree.entries
+                    .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
+            }
+            Err(detail) => tree.set_aside(rel, ProblemKind::Symlink, detail),
+        }
+    } else {
+        tree.set_aside(rel, ProblemKind::Special, "not a regular file or directory");
+    }
 }
 
 /// The metadata of a link's target when the target is a regular file inside the root.

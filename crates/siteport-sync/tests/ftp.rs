@@ -1,5 +1,5 @@
 //! The engine against a real FTP server: the embedded libunftp server (plain and explicit
-//! FTPS), through `FtpRemoteFactory` and the real `siteport-ftp` client.
+//! FTPS), through `connect_factory` and the real `siteport-ftp` client.
 
 mod common;
 
@@ -7,21 +7,22 @@ use std::sync::Arc;
 
 use common::*;
 use secrecy::SecretString;
-use siteport_ftp::{ConnectOptions, TlsMode};
 use siteport_ftpd::EmbeddedServer;
-use siteport_sync::ftp::FtpRemoteFactory;
 use siteport_sync::*;
 
 const USER: &str = "site-user";
 const PASS: &str = "correct horse battery staple";
 
-fn opts(server: &EmbeddedServer, tls: TlsMode, pass: &str) -> ConnectOptions {
-    ConnectOptions::new(
+fn opts(server: &EmbeddedServer, tls: TlsMode, pass: &str) -> Endpoint {
+    Endpoint::new(
         "127.0.0.1",
         server.port(),
-        tls,
-        USER,
-        SecretString::from(pass.to_string()),
+        Protocol::Ftp(FtpSettings {
+            tls,
+            ..FtpSettings::default()
+        }),
+        "/htdocs",
+        Login::new(USER, SecretString::from(pass.to_string())),
     )
 }
 
@@ -46,7 +47,11 @@ async fn cycle(tls: bool) {
         )
         .unwrap();
         let mut o = opts(&s, TlsMode::Explicit, PASS);
-        o.fingerprint = Some(fp);
+        o.protocol = Protocol::Ftp(FtpSettings {
+            tls: TlsMode::Explicit,
+            fingerprint: Some(fp),
+            ..FtpSettings::default()
+        });
         (s, o)
     } else {
         let s = EmbeddedServer::start(&served, USER, SecretString::from(PASS.to_string()), None)
@@ -55,7 +60,8 @@ async fn cycle(tls: bool) {
         (s, o)
     };
     o.timeout = std::time::Duration::from_secs(10);
-    let factory: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(o.clone(), "/htdocs"));
+    let factory: Arc<dyn RemoteFactory> = connect_factory(&o);
+    test_login(&o).await.unwrap();
     let journal = t.path().join("state/j.json");
 
     let mut so = SyncOptions::new(&local);
@@ -111,8 +117,11 @@ async fn cycle(tls: bool) {
 
     // A wrong password is a login error for the whole run, without the password in it.
     let mut bad_opts = o.clone();
-    bad_opts.password = SecretString::from("wrong-password-xyz".to_string());
-    let bad: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(bad_opts, "/htdocs"));
+    bad_opts.login.password = SecretString::from("wrong-password-xyz".to_string());
+    let err = test_login(&bad_opts).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Login, "{err}");
+    assert!(!format!("{err:?}").contains("wrong-password-xyz"));
+    let bad = bad_opts.factory();
     let mut e = Engine::new(
         bad,
         SyncOptions::new(&local),

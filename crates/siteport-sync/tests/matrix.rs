@@ -1,6 +1,6 @@
 //! The mirror engine's acceptance on every real server of the matrix: the in-process server
 //! (plain and explicit FTPS), vsftpd (plain, and explicit FTPS with `require_ssl_reuse`) and
-//! pure-ftpd (plain, and explicit FTPS required), through `FtpRemoteFactory` and the real
+//! pure-ftpd (plain, and explicit FTPS required), through `connect_factory` and the real
 //! `siteport-ftp` client.
 //!
 //! - one test per server config runs the whole sequence on one generated tree: export,
@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use secrecy::{ExposeSecret, SecretString};
-use siteport_ftp::{ConnectOptions, FtpConnection, TlsMode};
-use siteport_sync::ftp::FtpRemoteFactory;
+use siteport_ftp::{ConnectOptions, FtpConnection};
 use siteport_sync::*;
 use siteport_testsupport::{FaultyProxy, FtpServer, HOSTILE_NAMES, HostileServer, ServerKind};
 
@@ -47,14 +46,37 @@ fn spec_for(kind: ServerKind) -> SiteSpec {
     }
 }
 
+fn endpoint(server: &FtpServer, port: u16) -> Endpoint {
+    let settings = FtpSettings {
+        tls: if server.tls {
+            TlsMode::Explicit
+        } else {
+            TlsMode::None
+        },
+        ca_file: server.ca_path(),
+        ..FtpSettings::default()
+    };
+    let login = Login::new(server.user.clone(), server.password.clone());
+    let mut e = Endpoint::new(
+        server.host.clone(),
+        port,
+        Protocol::Ftp(settings),
+        REMOTE,
+        login,
+    );
+    e.timeout = Duration::from_secs(20);
+    e
+}
+
+/// The same server for the test's own direct `siteport-ftp` connections.
 fn connect_options(server: &FtpServer, port: u16) -> ConnectOptions {
     let mut o = ConnectOptions::new(
         server.host.clone(),
         port,
         if server.tls {
-            TlsMode::Explicit
+            siteport_ftp::TlsMode::Explicit
         } else {
-            TlsMode::None
+            siteport_ftp::TlsMode::None
         },
         server.user.clone(),
         server.password.clone(),
@@ -65,7 +87,7 @@ fn connect_options(server: &FtpServer, port: u16) -> ConnectOptions {
 }
 
 fn factory(server: &FtpServer, port: u16) -> Arc<dyn RemoteFactory> {
-    Arc::new(FtpRemoteFactory::new(connect_options(server, port), REMOTE))
+    connect_factory(&endpoint(server, port))
 }
 
 fn sync_options(local: &Path) -> SyncOptions {
@@ -363,12 +385,15 @@ fn export_child() {
     assert_eq!(role, "export");
     let var = |k: &str| std::env::var(k).unwrap();
     let password = std::fs::read_to_string(var("CHILD_PASSWORD_FILE")).unwrap();
-    let mut o = ConnectOptions::new(
+    let mut o = Endpoint::new(
         "127.0.0.1",
         var("CHILD_PORT").parse().unwrap(),
-        TlsMode::None,
-        var("CHILD_USER"),
-        SecretString::from(password),
+        Protocol::Ftp(FtpSettings {
+            tls: TlsMode::None,
+            ..FtpSettings::default()
+        }),
+        REMOTE,
+        Login::new(var("CHILD_USER"), SecretString::from(password)),
     );
     o.timeout = Duration::from_secs(20);
     let local = PathBuf::from(var("CHILD_LOCAL"));
@@ -378,7 +403,7 @@ fn export_child() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let f: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(o, REMOTE));
+        let f: Arc<dyn RemoteFactory> = connect_factory(&o);
         let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
         let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
         let r = e.run(Direction::Export).await.unwrap();
@@ -638,14 +663,20 @@ async fn import_from_hostile_listing() {
     // escaping it (`..`, `../..`) lands where this test looks.
     let outer = t.path().join("outer");
     let local = outer.join("one/two/site");
-    let o = ConnectOptions::new(
+    let o = Endpoint::new(
         "127.0.0.1",
         server.port(),
-        TlsMode::None,
-        "anonymous",
-        SecretString::from("guest@example.invalid".to_string()),
+        Protocol::Ftp(FtpSettings {
+            tls: TlsMode::None,
+            ..FtpSettings::default()
+        }),
+        REMOTE,
+        Login::new(
+            "anonymous",
+            SecretString::from("guest@example.invalid".to_string()),
+        ),
     );
-    let f: Arc<dyn RemoteFactory> = Arc::new(FtpRemoteFactory::new(o, REMOTE));
+    let f: Arc<dyn RemoteFactory> = connect_factory(&o);
     let j = Journal::open(&t.path().join("state/j.json")).unwrap();
     let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
     let plan = e.plan(Direction::Import).await.unwrap();

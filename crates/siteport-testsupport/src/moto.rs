@@ -11,7 +11,7 @@ const MOTO_HINT: &str = "run `scripts/install-test-deps` (as root) to install mo
 pub fn moto_server_path() -> PathBuf {
     std::env::var_os("SITEPORT_MOTO_SERVER")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::server::tools_dir().join("venv/bin/moto_server"))
+        .unwrap_or_else(|| crate::tools_dir().join("venv/bin/moto_server"))
 }
 
 /// A `moto_server` on 127.0.0.1 and a free port, killed on drop. Each instance has its own
@@ -35,7 +35,7 @@ impl MotoServer {
         if !bin.is_file() {
             panic!("moto_server not found at {} — {MOTO_HINT}", bin.display());
         }
-        let port = crate::server::free_port();
+        let port = crate::free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .envs(env.iter().copied())

@@ -1,7 +1,7 @@
 //! Real FTP servers on loopback: in-process (siteport-ftpd), vsftpd, pure-ftpd.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 
 use crate::certs::TestCerts;
+use crate::{free_port, tools_dir};
 
 /// Which server software.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,14 +46,6 @@ impl ServerKind {
 pub const FTP_SYSTEM_USER: &str = "siteport-ftp";
 const INSTALL_HINT: &str =
     "run `scripts/install-test-deps` (as root) to install the test FTP servers";
-
-pub(crate) fn tools_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SITEPORT_TOOLS") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| "/root".into());
-    PathBuf::from(home).join(".cache/siteport-tools")
-}
 
 /// Where vsftpd is: `SITEPORT_VSFTPD`, else `/usr/sbin/vsftpd`.
 pub fn vsftpd_path() -> PathBuf {
@@ -95,13 +88,6 @@ fn system_user(name: &str) -> (u32, u32) {
         }
     }
     panic!("system user {name} does not exist — {INSTALL_HINT}");
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port on 127.0.0.1")
-        .port()
 }
 
 /// A random passive range of 100 ports in 10000–29999 (below Linux's ephemeral range).

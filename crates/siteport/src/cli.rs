@@ -1,15 +1,20 @@
-//! Argument parsing (clap derive) and dispatch.
+//! Argument parsing (clap derive) and dispatch: the global flags and the top-level commands.
+//! Each command's own arguments are defined next to it, in `commands/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use secrecy::SecretString;
 use siteport_creds::backends::env::ENV_PREFIX;
 use siteport_creds::backends::file::PASSPHRASE_ENV;
 
-use crate::commands::{check, credential, demo, sync};
+use crate::commands::config_check::{self, ConfigCommand};
+use crate::commands::credential::{self, CredentialCommand};
+use crate::commands::demo;
+use crate::commands::export_import::{self, ExportArgs, ImportArgs};
+use crate::commands::migrate::MigrateArgs;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit;
@@ -79,191 +84,6 @@ pub enum Command {
     },
 }
 
-/// `siteport migrate`.
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// The config file to migrate [default: --config, then the usual search].
-    #[arg(value_name = "CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Where to store the passwords (file, dir, …) [default: as --credential-backend].
-    #[arg(long, value_name = "KIND")]
-    pub backend: Option<String>,
-    /// Show the diff (passwords masked) and the plan; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Do not ask for confirmation (required without a terminal).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Also move `password = "${VAR}"`: copy the variable's current value into the store.
-    #[arg(long)]
-    pub from_env: bool,
-    /// Append the sites of FileZilla's sitemanager.xml to the config, passwords into the store.
-    #[arg(long, value_name = "XML", conflicts_with_all = ["from_netrc", "from_env"])]
-    pub from_filezilla: Option<PathBuf>,
-    /// Store the logins of a netrc file (machine/login/password) as credentials.
-    #[arg(long, value_name = "NETRC", conflicts_with_all = ["from_env", "config"])]
-    pub from_netrc: Option<PathBuf>,
-}
-
-/// `siteport credential …`.
-#[derive(Debug, Subcommand)]
-pub enum CredentialCommand {
-    /// Create the encrypted credential store (file backend), generating an age identity unless
-    /// --passphrase is given.
-    Init(InitArgs),
-    /// Store a credential. The password is read from a hidden prompt or --password-stdin, never
-    /// from the command line.
-    Add(AddArgs),
-    /// Delete a credential.
-    Remove {
-        /// Credential name.
-        name: String,
-    },
-    /// List credentials (never their passwords).
-    List,
-    /// Show one credential; the password is masked unless --reveal.
-    Show {
-        /// Credential name.
-        name: String,
-        /// Print the password too.
-        #[arg(long)]
-        reveal: bool,
-    },
-    /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
-    /// recipients. The old store is kept as a backup.
-    Rekey(RekeyArgs),
-    /// Write credentials as an env file, a Docker secrets directory or a Kubernetes Secret,
-    /// for containers (files 0600; stdout only with `-o -`).
-    Export(crate::commands::credential_export::ExportArgs),
-    /// Log in to the FTP server with each credential (host and port from the credential or
-    /// from the sites that use it) and report per credential.
-    Test(TestArgs),
-}
-
-/// `siteport config …`.
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Validate the config and resolve every reference of every site (credentials included),
-    /// without printing a secret.
-    Check,
-}
-
-/// Which sites a transfer command works on.
-#[derive(Debug, Args)]
-pub struct SiteSelection {
-    /// Site names (`[[site]]` entries of the config).
-    #[arg(value_name = "SITE", required_unless_present = "all")]
-    pub sites: Vec<String>,
-    /// Every site of the config, in file order.
-    #[arg(long, conflicts_with = "sites")]
-    pub all: bool,
-}
-
-/// Options shared by `export` and `import`.
-#[derive(Debug, Args)]
-pub struct TransferArgs {
-    /// The sites.
-    #[command(flatten)]
-    pub selection: SiteSelection,
-    /// Print the plan (action, path, size, reason) and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Delete what is gone from the source (the site's `delete = true` does the same for export).
-    #[arg(long)]
-    pub delete: bool,
-    /// Parallel FTP connections [default: the site's max_connections, else 4].
-    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub jobs: Option<u16>,
-}
-
-/// `siteport export`.
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    /// Sites and options.
-    #[command(flatten)]
-    pub common: TransferArgs,
-    /// Compare content hashes for every file instead of trusting size and time.
-    #[arg(long)]
-    pub checksum: bool,
-}
-
-/// `siteport import`.
-#[derive(Debug, Args)]
-pub struct ImportArgs {
-    /// Sites and options.
-    #[command(flatten)]
-    pub common: TransferArgs,
-}
-
-/// `siteport credential test`.
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// Credential names.
-    #[arg(value_name = "NAME", required_unless_present = "all")]
-    pub names: Vec<String>,
-    /// Every credential in the selected backend.
-    #[arg(long, conflicts_with = "names")]
-    pub all: bool,
-}
-
-/// `siteport credential init`.
-#[derive(Debug, Args)]
-pub struct InitArgs {
-    /// Encrypt with a passphrase (age scrypt) instead of an identity file. The passphrase comes
-    /// from SITEPORT_PASSPHRASE, `passphrase_command` in the config, or a hidden prompt.
-    #[arg(long)]
-    pub passphrase: bool,
-    /// Also encrypt to this recipient (`age1…` or an SSH public key); repeatable.
-    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
-    pub recipient: Vec<String>,
-    /// Replace an existing store (it is kept as a backup).
-    #[arg(long)]
-    pub force: bool,
-}
-
-/// `siteport credential rekey`.
-#[derive(Debug, Args)]
-pub struct RekeyArgs {
-    /// Switch to (or stay in) passphrase mode; asks for the new passphrase.
-    #[arg(long, conflicts_with = "identity")]
-    pub passphrase: bool,
-    /// Switch to (or stay in) identity mode.
-    #[arg(long)]
-    pub identity: bool,
-    /// Generate a new identity; the old identity file is backed up.
-    #[arg(long, conflicts_with = "passphrase")]
-    pub new_identity: bool,
-    /// The new set of extra recipients (`age1…` or SSH public keys); repeatable. Without it
-    /// the current extra recipients are kept.
-    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
-    pub recipient: Vec<String>,
-    /// Drop every extra recipient: encrypt to the own identity only.
-    #[arg(long, conflicts_with_all = ["passphrase", "recipient"])]
-    pub clear_recipients: bool,
-}
-
-/// `siteport credential add`.
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// Credential name: 1-64 characters of a-z, 0-9, '.', '_', '-' (lowercased).
-    pub name: String,
-    /// FTP username (prompted on a terminal when missing).
-    #[arg(long, short = 'u', value_name = "U")]
-    pub username: Option<String>,
-    /// FTP host the credential belongs to.
-    #[arg(long, value_name = "H")]
-    pub host: Option<String>,
-    /// FTP port.
-    #[arg(long, short = 'p', value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
-    /// Read the password from the first line of stdin (only the trailing newline is removed).
-    #[arg(long)]
-    pub password_stdin: bool,
-    /// Replace an existing credential of that name.
-    #[arg(long)]
-    pub force: bool,
-}
-
 /// Runs the CLI: parses arguments, sets up logging, runs the command and maps the outcome to
 /// an exit code from [`crate::exit`].
 pub fn main() -> ExitCode {
@@ -279,14 +99,17 @@ pub fn main() -> ExitCode {
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
     register_env_secrets();
     let output = Output { json: cli.json };
-    match run(cli) {
-        Ok(()) => ExitCode::from(exit::OK),
+    let code = match run(cli) {
+        Ok(()) => exit::OK,
         Err(e) => {
             tracing::debug!(code = e.code, kind = e.kind, "command failed");
             output.error(&e);
-            ExitCode::from(e.code)
+            e.code
         }
-    }
+    };
+    // Nothing is printed after this: wipe the secrets the redactor held.
+    logging::clear_secrets();
+    ExitCode::from(code)
 }
 
 /// Secrets that reach the process through its environment (the store passphrase, env-backend
@@ -303,13 +126,13 @@ fn register_env_secrets() {
 }
 
 fn run(cli: Cli) -> CliResult {
-    let ctx = Context {
-        output: Output { json: cli.json },
-        backend_flag: cli.credential_backend,
-        config_path: cli.config,
-        verbosity: Verbosity::from_flags(cli.verbose, cli.quiet),
-        state_dir: None,
-    };
+    let ctx = Context::new(
+        Output { json: cli.json },
+        cli.credential_backend,
+        cli.config,
+        Verbosity::from_flags(cli.verbose, cli.quiet),
+        None,
+    );
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -318,10 +141,17 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
         Command::Migrate(m) => block_on(crate::commands::migrate::run(&ctx, m)),
-        Command::Export(a) => block_on(sync::run(&ctx, &sync::Request::export(a))),
-        Command::Import(a) => block_on(sync::run(&ctx, &sync::Request::import(a))),
-        Command::Plan { site } => block_on(sync::run(&ctx, &sync::Request::plan(site))),
-        Command::Config(ConfigCommand::Check) => block_on(check::run(&ctx)),
+        Command::Export(a) => {
+            block_on(export_import::run(&ctx, &export_import::Request::export(a)))
+        }
+        Command::Import(a) => {
+            block_on(export_import::run(&ctx, &export_import::Request::import(a)))
+        }
+        Command::Plan { site } => block_on(export_import::run(
+            &ctx,
+            &export_import::Request::plan(site),
+        )),
+        Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),
     }
 }

@@ -1,8 +1,9 @@
-//! What every command needs from the global flags: the output mode, and the credential backend
-//! chosen by `--credential-backend` > `SITEPORT_CREDENTIAL_BACKEND` > config > `file`.
+//! What every command needs from the global flags: the output mode, the config file (read
+//! once per command run) and the credential backend chosen by `--credential-backend` >
+//! `SITEPORT_CREDENTIAL_BACKEND` > config > `file`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use siteport_creds::{BackendSettings, BackendSpec, CredentialBackend, Prompter, open_backend};
 
@@ -17,7 +18,7 @@ use crate::prompt::TerminalPrompter;
 pub const BACKEND_ENV: &str = "SITEPORT_CREDENTIAL_BACKEND";
 
 /// Global state for one command run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Context {
     /// Human or JSON output.
     pub output: Output,
@@ -30,16 +31,38 @@ pub struct Context {
     /// Where per-site journals go instead of `$XDG_STATE_HOME/siteport` (`siteport demo` keeps
     /// everything in its temp dir).
     pub state_dir: Option<PathBuf>,
+    /// The config file as found and read by the first command step that needed it (`None`:
+    /// there is none where one is only looked for). Commands need it for their sites and for
+    /// the backend selection: it is read and parsed once per run, not once per need.
+    config: OnceLock<Option<Config>>,
 }
 
 impl Context {
+    /// The state for one run from the global flags (the config is read when first needed).
+    pub fn new(
+        output: Output,
+        backend_flag: Option<String>,
+        config_path: Option<PathBuf>,
+        verbosity: Verbosity,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            output,
+            backend_flag,
+            config_path,
+            verbosity,
+            state_dir,
+            config: OnceLock::new(),
+        }
+    }
+
     /// The backend spec and settings, after applying the precedence rules.
     pub fn credentials(&self) -> CliResult<(BackendSpec, BackendSettings)> {
-        let (config_spec, settings) = match self.find_config()? {
-            Some(path) => {
-                let cfg = Config::load(&path)?;
-                (cfg.credentials.backend, cfg.credentials.settings)
-            }
+        let (config_spec, settings) = match self.config_if_any()? {
+            Some(cfg) => (
+                cfg.credentials.backend.clone(),
+                cfg.credentials.settings.clone(),
+            ),
             None => (None, BackendSettings::default()),
         };
         let env = std::env::var(BACKEND_ENV).ok();
@@ -71,20 +94,50 @@ impl Context {
     }
 
     /// The config file, which the site commands need: not finding one is a usage error
-    /// (exit 2) with the places looked at.
-    pub fn load_config(&self) -> CliResult<Config> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))?;
-        let path = find_config(self.config_path.as_deref(), &|k| std::env::var_os(k), &cwd)?;
-        Ok(Config::load(&path)?)
+    /// (exit 2) with the places looked at. Read once per run (see [`Self::config_if_any`]).
+    pub fn config(&self) -> CliResult<&Config> {
+        if let Some(cfg) = self.config_if_any()? {
+            return Ok(cfg);
+        }
+        // Nothing where one is only looked for: the strict search says where it looked.
+        match find_config(
+            self.config_path.as_deref(),
+            &|k| std::env::var_os(k),
+            &cwd()?,
+        ) {
+            Err(e) => Err(e.into()),
+            // Only if the file appeared since it was looked for: not read halfway through a run.
+            Ok(p) => Err(CliError::usage(format!(
+                "config file {} appeared while siteport was running",
+                p.display()
+            ))
+            .with_hint("run the command again")),
+        }
     }
 
-    /// The config file if there is one (`credential test` works without).
-    pub fn optional_config(&self) -> CliResult<Option<Config>> {
-        match self.find_config()? {
-            Some(p) => Ok(Some(Config::load(&p)?)),
-            None => Ok(None),
+    /// The config file if there is one (`credential test` and the credential commands work
+    /// without). Found and read the first time it is asked for; later calls (the backend
+    /// selection, the command itself) get the same parsed file without reading it again. A
+    /// failure is not kept: it ends the command.
+    pub fn config_if_any(&self) -> CliResult<Option<&Config>> {
+        if let Some(cached) = self.config.get() {
+            return Ok(cached.as_ref());
         }
+        let loaded = match self.find_config()? {
+            Some(p) => Some(Config::load(&p)?),
+            None => None,
+        };
+        Ok(self.config.get_or_init(|| loaded).as_ref())
+    }
+
+    /// A copy of [`Self::config`] (read once per run all the same).
+    pub fn load_config(&self) -> CliResult<Config> {
+        self.config().cloned()
+    }
+
+    /// A copy of [`Self::config_if_any`] (read once per run all the same).
+    pub fn optional_config(&self) -> CliResult<Option<Config>> {
+        Ok(self.config_if_any()?.cloned())
     }
 
     /// The journal directory: the override, else `$XDG_STATE_HOME/siteport/journal`, else
@@ -114,14 +167,21 @@ impl Context {
     fn find_config(&self) -> CliResult<Option<PathBuf>> {
         let named = self.config_path.is_some()
             || std::env::var_os(CONFIG_ENV).is_some_and(|v| !v.is_empty());
-        let cwd = std::env::current_dir()
-            .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))?;
-        match find_config(self.config_path.as_deref(), &|k| std::env::var_os(k), &cwd) {
+        match find_config(
+            self.config_path.as_deref(),
+            &|k| std::env::var_os(k),
+            &cwd()?,
+        ) {
             Ok(p) => Ok(Some(p)),
             Err(e) if !named && e.kind() == ConfigErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+fn cwd() -> CliResult<PathBuf> {
+    std::env::current_dir()
+        .map_err(|e| CliError::usage(format!("cannot read the current directory: {e}")))
 }
 
 fn backend_hint() -> String {
@@ -136,13 +196,13 @@ mod tests {
 
     #[test]
     fn missing_named_config_is_an_error_missing_default_is_not() {
-        let ctx = Context {
-            output: Output { json: false },
-            backend_flag: None,
-            config_path: Some(PathBuf::from("/nonexistent/siteport.toml")),
-            verbosity: Verbosity::Normal,
-            state_dir: None,
-        };
+        let ctx = Context::new(
+            Output { json: false },
+            None,
+            Some(PathBuf::from("/nonexistent/siteport.toml")),
+            Verbosity::Normal,
+            None,
+        );
         let e = ctx.find_config().unwrap_err();
         assert_eq!(e.code, crate::exit::USAGE);
         assert!(
@@ -150,5 +210,32 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn the_config_is_read_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("siteport.toml");
+        std::fs::write(
+            &path,
+            "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"a\"\nhost = \"h\"\nlocal = \".\"\n",
+        )
+        .unwrap();
+        let ctx = Context::new(
+            Output { json: false },
+            None,
+            Some(path.clone()),
+            Verbosity::Normal,
+            None,
+        );
+        let first: *const Config = ctx.config().unwrap();
+        // Gone from disk: every later need is served from the one read.
+        std::fs::remove_file(&path).unwrap();
+        let (spec, _) = ctx.credentials().unwrap();
+        assert_eq!(spec.to_string(), "env");
+        assert!(std::ptr::eq(first, ctx.config().unwrap()));
+        assert!(std::ptr::eq(first, ctx.config_if_any().unwrap().unwrap()));
+        assert_eq!(ctx.load_config().unwrap().sites.len(), 1);
+        assert!(ctx.backend().is_ok());
     }
 }

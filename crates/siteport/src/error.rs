@@ -4,14 +4,15 @@ use std::fmt;
 
 use siteport_creds::ValidationError;
 
-use crate::config::ConfigError;
-use crate::exit;
+use crate::config::{ConfigError, ConfigErrorKind};
+use crate::exit::{self, Failure};
 
 /// A failure a command reports to the user. It never carries a secret: it is built from
 /// names, paths and library errors, which by contract hold none (and output is redacted anyway).
 #[derive(Debug)]
 pub struct CliError {
-    /// Process exit code (see [`crate::exit`]).
+    /// Process exit code, decided by [`exit::code`] when the error is built (never changed
+    /// afterwards; a summary of several failures copies the first one's).
     pub code: u8,
     /// Short machine-readable label for `--json` (`usage`, `not_found`, `bad_key`, …).
     pub kind: &'static str,
@@ -22,24 +23,30 @@ pub struct CliError {
 }
 
 impl CliError {
-    /// A usage or configuration error (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
+    /// A `failure` (which decides the exit code through [`exit::code`]) labelled `kind` for
+    /// `--json`, without a hint.
+    pub fn new(failure: Failure, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
-            code: exit::USAGE,
-            kind: "usage",
+            code: exit::code(failure),
+            kind,
             message: message.into(),
             hint: None,
         }
     }
 
+    /// A usage or configuration error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Failure::Usage, "usage", message)
+    }
+
     /// An unexpected internal failure (exit 1).
     pub fn internal(message: impl Into<String>) -> Self {
-        Self {
-            code: exit::INTERNAL,
-            kind: "internal",
-            message: message.into(),
-            hint: None,
-        }
+        Self::new(Failure::Internal, "internal", message)
+    }
+
+    /// A file the user asked for could not be written (exit 1, kind `io`).
+    pub fn local_write(message: impl Into<String>) -> Self {
+        Self::new(Failure::LocalWrite, "io", message)
     }
 
     /// Adds or replaces the hint.
@@ -51,12 +58,7 @@ impl CliError {
     /// A validation failure of input the user gave (a flag, stdin, a prompt): exit 2. The
     /// message names the field, never the value.
     pub fn input(e: ValidationError) -> Self {
-        Self {
-            code: exit::USAGE,
-            kind: "invalid_input",
-            message: e.to_string(),
-            hint: None,
-        }
+        Self::new(Failure::InvalidInput, "invalid_input", e.to_string())
     }
 }
 
@@ -75,7 +77,7 @@ impl From<siteport_creds::Error> for CliError {
             source = s.source();
         }
         Self {
-            code: exit::CREDENTIAL,
+            code: exit::code(Failure::Credential(e.kind())),
             kind: e.kind().as_str(),
             message,
             hint: crate::remedy::hint(&e),
@@ -87,10 +89,9 @@ impl From<ConfigError> for CliError {
     /// Config errors keep their own exit code (2, or 3 when a credential could not be had) and
     /// carry `file:line:column` in the message.
     fn from(e: ConfigError) -> Self {
-        let code = e.exit_code();
         Self {
-            code,
-            kind: if code == exit::CREDENTIAL {
+            code: exit::code(Failure::Config(e.kind())),
+            kind: if e.kind() == ConfigErrorKind::Credential {
                 "credential"
             } else {
                 "config"

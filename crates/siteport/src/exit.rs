@@ -1,5 +1,15 @@
-//! Process exit codes. Scripts depend on these numbers: they are documented in the README and in
-//! `siteport --help`, and never change meaning.
+//! Process exit codes, and the one policy that maps every failure to one. Scripts depend on
+//! these numbers: they are documented in the README and in `siteport --help` (the docs test
+//! checks that the three agree), and never change meaning.
+//!
+//! Every [`CliError`](crate::error::CliError) gets its code from [`code`]: commands say *what*
+//! failed (a [`Failure`]: a library error kind, or the CLI's own), never a number.
+
+use siteport_creds::ErrorKind as CredentialKind;
+use siteport_sync::ErrorKind as SyncKind;
+
+use crate::config::ConfigErrorKind;
+use crate::migrate::MigrateErrorKind;
 
 /// Success.
 pub const OK: u8 = 0;
@@ -19,6 +29,18 @@ pub const TRANSFERS_FAILED: u8 = 5;
 /// A network or TLS error: connection refused, timeout, certificate rejected.
 pub const NETWORK: u8 = 6;
 
+/// Every code, in order, with the constant's name (the docs test checks the README and
+/// [`HELP_TABLE`] against it).
+pub const ALL: [(u8, &str); 7] = [
+    (OK, "OK"),
+    (INTERNAL, "INTERNAL"),
+    (USAGE, "USAGE"),
+    (CREDENTIAL, "CREDENTIAL"),
+    (LOGIN_REFUSED, "LOGIN_REFUSED"),
+    (TRANSFERS_FAILED, "TRANSFERS_FAILED"),
+    (NETWORK, "NETWORK"),
+];
+
 /// The table shown at the end of `siteport --help`.
 pub const HELP_TABLE: &str = "\
 Exit codes:
@@ -29,3 +51,215 @@ Exit codes:
   4  FTP login refused
   5  some transfers failed
   6  network or TLS error";
+
+/// What failed, as the exit-code policy sees it: each library's error kind, and the CLI's own
+/// failures. [`code`] turns it into the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A wrong command line or state the user must change (bad flag combination, missing site,
+    /// no terminal to prompt on): 2.
+    Usage,
+    /// Input the user typed (a flag, stdin, a prompt) failed validation: 2.
+    InvalidInput,
+    /// A bug or an unexpected failure inside siteport (no runtime, stdout gone): 1.
+    Internal,
+    /// A file the command was asked to write (e.g. `credential export -o`) could not be
+    /// written: 1, as for any output siteport cannot write.
+    LocalWrite,
+    /// A config file failure: 3 when a credential could not be had, else 2.
+    Config(ConfigErrorKind),
+    /// A credential backend failure, whatever its kind (a backend's own `Invalid` included:
+    /// the store, not the command line, needs fixing): 3.
+    Credential(CredentialKind),
+    /// A sync-engine failure that stopped a transfer command.
+    Sync(SyncKind),
+    /// A sync-engine failure while only testing a login (`credential test`): as [`Sync`](Self::Sync),
+    /// except that a failure that would mean "transfers failed" (5) is reported as a
+    /// connection problem (6): no transfer ran, and the failure says nothing about the password.
+    LoginTest(SyncKind),
+    /// A `migrate` failure: 3 for the backend, 2 for the config or the files it writes.
+    Migrate(MigrateErrorKind),
+    /// A transfer run finished, but some of its actions failed: 5.
+    TransfersFailed,
+}
+
+/// The exit code of `failure`: the one place the policy is decided.
+pub fn code(failure: Failure) -> u8 {
+    match failure {
+        Failure::Usage | Failure::InvalidInput => USAGE,
+        Failure::Internal | Failure::LocalWrite => INTERNAL,
+        Failure::Config(kind) => config_code(kind),
+        Failure::Credential(kind) => credential_code(kind),
+        Failure::Sync(kind) => sync_code(kind),
+        Failure::LoginTest(kind) => match sync_code(kind) {
+            TRANSFERS_FAILED => NETWORK,
+            other => other,
+        },
+        Failure::Migrate(kind) => migrate_code(kind),
+        Failure::TransfersFailed => TRANSFERS_FAILED,
+    }
+}
+
+/// Every credential-store failure exits 3 (SPEC §5): see [`Failure::Credential`].
+fn credential_code(kind: CredentialKind) -> u8 {
+    match kind {
+        CredentialKind::NotFound
+        | CredentialKind::AlreadyExists
+        | CredentialKind::Locked
+        | CredentialKind::BadKey
+        | CredentialKind::PermissionDenied
+        | CredentialKind::Corrupt
+        | CredentialKind::Unavailable
+        | CredentialKind::Invalid
+        | CredentialKind::Unsupported => CREDENTIAL,
+        // A kind added later is still a store failure.
+        _ => CREDENTIAL,
+    }
+}
+
+/// Engine kinds (SPEC §5): login refused → 4, network/TLS → 6, bad options → 2, anything else
+/// that stopped the run → 5.
+fn sync_code(kind: SyncKind) -> u8 {
+    match kind {
+        SyncKind::Login => LOGIN_REFUSED,
+        SyncKind::Network | SyncKind::Tls | SyncKind::TooManyConnections => NETWORK,
+        SyncKind::Config => USAGE,
+        SyncKind::NotFound
+        | SyncKind::Permission
+        | SyncKind::Transfer
+        | SyncKind::LocalIo
+        | SyncKind::UnsafeName
+        | SyncKind::Conflict
+        | SyncKind::Journal => TRANSFERS_FAILED,
+        // A kind added later stopped the run like the others.
+        _ => TRANSFERS_FAILED,
+    }
+}
+
+/// Config kinds: a credential that could not be had → 3, anything else about the file → 2.
+fn config_code(kind: ConfigErrorKind) -> u8 {
+    match kind {
+        ConfigErrorKind::Credential => CREDENTIAL,
+        ConfigErrorKind::NotFound
+        | ConfigErrorKind::Io
+        | ConfigErrorKind::Syntax
+        | ConfigErrorKind::Invalid
+        | ConfigErrorKind::Reference => USAGE,
+    }
+}
+
+/// Migrate kinds: the backend → 3; the config, the import file or writing the new config → 2.
+fn migrate_code(kind: MigrateErrorKind) -> u8 {
+    match kind {
+        MigrateErrorKind::Credential => CREDENTIAL,
+        MigrateErrorKind::Config | MigrateErrorKind::Io => USAGE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asserts `code(failure) == want`, naming the failure when it is not.
+    #[track_caller]
+    fn check(failure: Failure, want: u8) {
+        assert_eq!(code(failure), want, "exit code of {failure:?}");
+    }
+
+    #[test]
+    fn cli_failures() {
+        check(Failure::Usage, USAGE);
+        check(Failure::InvalidInput, USAGE);
+        check(Failure::Internal, INTERNAL);
+        check(Failure::LocalWrite, INTERNAL);
+        check(Failure::TransfersFailed, TRANSFERS_FAILED);
+    }
+
+    #[test]
+    fn every_credential_kind_exits_3() {
+        for kind in [
+            CredentialKind::NotFound,
+            CredentialKind::AlreadyExists,
+            CredentialKind::Locked,
+            CredentialKind::BadKey,
+            CredentialKind::PermissionDenied,
+            CredentialKind::Corrupt,
+            CredentialKind::Unavailable,
+            CredentialKind::Invalid,
+            CredentialKind::Unsupported,
+        ] {
+            check(Failure::Credential(kind), CREDENTIAL);
+        }
+    }
+
+    #[test]
+    fn sync_kinds_follow_the_spec() {
+        let table = [
+            (SyncKind::Login, LOGIN_REFUSED),
+            (SyncKind::Network, NETWORK),
+            (SyncKind::Tls, NETWORK),
+            (SyncKind::TooManyConnections, NETWORK),
+            (SyncKind::Config, USAGE),
+            (SyncKind::NotFound, TRANSFERS_FAILED),
+            (SyncKind::Permission, TRANSFERS_FAILED),
+            (SyncKind::Transfer, TRANSFERS_FAILED),
+            (SyncKind::LocalIo, TRANSFERS_FAILED),
+            (SyncKind::UnsafeName, TRANSFERS_FAILED),
+            (SyncKind::Conflict, TRANSFERS_FAILED),
+            (SyncKind::Journal, TRANSFERS_FAILED),
+        ];
+        for (kind, want) in table {
+            check(Failure::Sync(kind), want);
+        }
+        // The numbers themselves, as SPEC §5 writes them.
+        check(Failure::Sync(SyncKind::Login), 4);
+        check(Failure::Sync(SyncKind::Network), 6);
+        check(Failure::Sync(SyncKind::Transfer), 5);
+        check(Failure::Sync(SyncKind::Config), 2);
+    }
+
+    #[test]
+    fn a_login_test_never_reports_transfers_failed() {
+        let table = [
+            (SyncKind::Login, LOGIN_REFUSED),
+            (SyncKind::Network, NETWORK),
+            (SyncKind::Tls, NETWORK),
+            (SyncKind::TooManyConnections, NETWORK),
+            (SyncKind::Config, USAGE),
+            (SyncKind::NotFound, NETWORK),
+            (SyncKind::Permission, NETWORK),
+            (SyncKind::Transfer, NETWORK),
+            (SyncKind::LocalIo, NETWORK),
+            (SyncKind::UnsafeName, NETWORK),
+            (SyncKind::Conflict, NETWORK),
+            (SyncKind::Journal, NETWORK),
+        ];
+        for (kind, want) in table {
+            check(Failure::LoginTest(kind), want);
+        }
+    }
+
+    #[test]
+    fn config_kinds() {
+        check(Failure::Config(ConfigErrorKind::NotFound), USAGE);
+        check(Failure::Config(ConfigErrorKind::Io), USAGE);
+        check(Failure::Config(ConfigErrorKind::Syntax), USAGE);
+        check(Failure::Config(ConfigErrorKind::Invalid), USAGE);
+        check(Failure::Config(ConfigErrorKind::Reference), USAGE);
+        check(Failure::Config(ConfigErrorKind::Credential), CREDENTIAL);
+    }
+
+    #[test]
+    fn migrate_kinds() {
+        check(Failure::Migrate(MigrateErrorKind::Config), USAGE);
+        check(Failure::Migrate(MigrateErrorKind::Io), USAGE);
+        check(Failure::Migrate(MigrateErrorKind::Credential), CREDENTIAL);
+    }
+
+    #[test]
+    fn all_lists_every_code_once_in_order() {
+        for (i, (code, name)) in ALL.iter().enumerate() {
+            assert_eq!(usize::from(*code), i, "{name} is out of order");
+        }
+    }
+}

@@ -22,8 +22,10 @@ fn secrets() -> &'static Mutex<Vec<SecretString>> {
     SECRETS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
-/// Remembers `secret` so that [`redact`] masks it in all later stderr output. Kept (zeroized on
-/// exit) for the life of the process: a value once seen may show up in any later message.
+/// Remembers `secret` so that [`redact`] masks it in all later stderr output. Kept for the life
+/// of the process (a value once seen may show up in any later message) and wiped by
+/// [`clear_secrets`], which `main` calls on its way out: the list lives in a static, which is
+/// never dropped, so nothing else would wipe it.
 pub fn register_secret(secret: &SecretString) {
     if secret.expose_secret().is_empty() {
         return;
@@ -38,6 +40,13 @@ pub fn register_secret(secret: &SecretString) {
         // Longest first, so that a secret containing another is masked whole.
         list.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
     }
+}
+
+/// Wipes every registered secret (each is a [`SecretString`], zeroized when dropped). Output
+/// written after this is no longer masked: call it last, once nothing more is printed.
+pub fn clear_secrets() {
+    let taken = std::mem::take(&mut *secrets().lock().unwrap_or_else(|p| p.into_inner()));
+    drop(taken);
 }
 
 /// `text` with every registered secret replaced by [`MASK`].

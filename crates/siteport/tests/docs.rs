@@ -218,3 +218,76 @@ fn runnable_doc_blocks_run() {
     assert!(out.contains("password\nusername\n"), "{out}");
     assert!(!stderr(&o).contains(server.password.expose_secret()));
 }
+
+/// The rows of the README's "## Exit codes" table: (code, meaning).
+fn readme_exit_codes() -> Vec<(u8, String)> {
+    let text = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = text
+        .split("\n## Exit codes\n")
+        .nth(1)
+        .expect("README has an '## Exit codes' section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    section
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.trim().trim_matches('|').split('|').collect();
+            let code = cells.first()?.trim().parse::<u8>().ok()?;
+            Some((code, cells.get(1)?.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The rows of `exit::HELP_TABLE` (what `siteport --help` ends with): (code, meaning).
+fn help_exit_codes() -> Vec<(u8, String)> {
+    siteport::exit::HELP_TABLE
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (code, meaning) = l.trim().split_once("  ").unwrap_or_else(|| {
+                panic!("HELP_TABLE line `{l}` is not `CODE  MEANING`");
+            });
+            (code.parse().unwrap(), meaning.trim().to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn exit_code_tables_agree() {
+    let constants: Vec<u8> = siteport::exit::ALL.iter().map(|(c, _)| *c).collect();
+    let readme = readme_exit_codes();
+    let help = help_exit_codes();
+    let codes = |rows: &[(u8, String)]| rows.iter().map(|(c, _)| *c).collect::<Vec<u8>>();
+    assert_eq!(codes(&readme), constants, "README exit codes vs exit::ALL");
+    assert_eq!(
+        codes(&help),
+        constants,
+        "HELP_TABLE exit codes vs exit::ALL"
+    );
+    assert!(siteport::exit::HELP_TABLE.starts_with("Exit codes:\n"));
+    // The same meaning in both: the README row starts with the help line's headline (the
+    // help line up to its parenthesis, which only abbreviates the README's examples).
+    let mut failures = Vec::new();
+    for ((code, long), (_, short)) in readme.iter().zip(&help) {
+        let headline = short.split(" (").next().unwrap_or(short);
+        if !long.starts_with(headline) {
+            failures.push(format!(
+                "code {code}: README says `{long}`, --help says `{short}`"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The numbers scripts rely on (SPEC §5).
+    use siteport::exit::*;
+    assert_eq!(
+        [
+            OK,
+            INTERNAL,
+            USAGE,
+            CREDENTIAL,
+            LOGIN_REFUSED,
+            TRANSFERS_FAILED,
+            NETWORK
+        ],
+        [0, 1, 2, 3, 4, 5, 6]
+    );
+}

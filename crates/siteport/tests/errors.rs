@@ -58,8 +58,28 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-#[test]
-fn every_user_error_says_what_where_and_how_to_fix_it() {
+/// What the rows run against: a real FTP server, sandboxes in the states the rows need, and
+/// config files for the site errors.
+struct Fixture {
+    server: FtpServer,
+    /// A HOME without a store.
+    fresh: Sandbox,
+    /// A store made group-readable.
+    loose: Sandbox,
+    /// A passphrase store (opened with the wrong passphrase).
+    locked: Sandbox,
+    /// A store with credentials `web` (right password) and `wrong`.
+    sb: Sandbox,
+    closed: u16,
+    good: String,
+    refused: String,
+    unreachable: String,
+    missing_cred: String,
+    broken: String,
+    unset_var: String,
+}
+
+fn fixture() -> Fixture {
     let server = FtpServer::start(ServerKind::InProcess, false);
     let fresh = Sandbox::new();
     // A store made group-readable, and one opened with the wrong passphrase.
@@ -110,7 +130,6 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
         0,
     );
     write(&sb.workdir().join("public/index.html"), "hi\n");
-    let dir = |name: &str| sb.path(name).display().to_string();
     let cfg = |name: &str, text: &str| {
         let p = sb.path(name);
         write(&p, text);
@@ -133,8 +152,32 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
         &site(server.port, "web").replace("127.0.0.1", "${NO_SUCH_HOST_VAR}"),
     );
     write(&sb.path("existing.env"), "x\n");
+    Fixture {
+        server,
+        fresh,
+        loose,
+        locked,
+        sb,
+        closed,
+        good,
+        refused,
+        unreachable,
+        missing_cred,
+        broken,
+        unset_var,
+    }
+}
 
-    let cases = vec![
+/// The table: one row per error of docs/troubleshooting.md.
+fn cases(f: &Fixture) -> Vec<Case> {
+    let mut rows = store_cases();
+    rows.extend(config_and_site_cases(f));
+    rows
+}
+
+/// Rows about the credential store and what the user types.
+fn store_cases() -> Vec<Case> {
+    vec![
         case(
             "no-store",
             3,
@@ -256,6 +299,25 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
             "SITEPORT_SECRETS_DIR",
         )
         .env("SITEPORT_SECRETS_DIR", "/nonexistent/secrets"),
+    ]
+}
+
+/// Rows about the config file, the sites' servers and export targets.
+fn config_and_site_cases(f: &Fixture) -> Vec<Case> {
+    let Fixture {
+        sb,
+        closed,
+        good,
+        refused,
+        unreachable,
+        missing_cred,
+        broken,
+        unset_var,
+        ..
+    } = f;
+    let closed = *closed;
+    let dir = |name: &str| sb.path(name).display().to_string();
+    vec![
         case(
             "config-missing",
             2,
@@ -271,42 +333,42 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
         case(
             "config-syntax",
             2,
-            &["--config", &broken, "export", "web"],
+            &["--config", broken.as_str(), "export", "web"],
             "broken.toml:3:",
             "siteport config check",
         ),
         case(
             "config-unset-var",
             2,
-            &["--config", &unset_var, "export", "web"],
+            &["--config", unset_var.as_str(), "export", "web"],
             "unset.toml:",
             "NO_SUCH_HOST_VAR",
         ),
         case(
             "unknown-site",
             2,
-            &["--config", &good, "export", "nosuch"],
+            &["--config", good.as_str(), "export", "nosuch"],
             "nosuch",
             "web",
         ),
         case(
             "site-credential-missing",
             3,
-            &["--config", &missing_cred, "export", "web"],
+            &["--config", missing_cred.as_str(), "export", "web"],
             "nosuch",
             "siteport credential add nosuch",
         ),
         case(
             "login-refused",
             4,
-            &["--config", &refused, "export", "web"],
+            &["--config", refused.as_str(), "export", "web"],
             "127.0.0.1",
             "siteport credential add wrong",
         ),
         case(
             "connection-refused",
             6,
-            &["--config", &unreachable, "export", "web"],
+            &["--config", unreachable.as_str(), "export", "web"],
             &format!("127.0.0.1:{closed}"),
             "",
         ),
@@ -338,8 +400,44 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
             "docker-secrets",
             "-o ./secrets",
         ),
-    ];
+    ]
+}
 
+/// What is wrong with row `c`'s run `o` (empty when nothing is).
+fn problems(c: &Case, o: &std::process::Output, doc: &str, password: &str) -> Vec<String> {
+    let err = stderr(o);
+    let error_line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or("");
+    let hint_line = err.lines().find(|l| l.starts_with("hint: ")).unwrap_or("");
+    let mut problems = Vec::new();
+    if o.status.code() != Some(c.code) {
+        problems.push(format!("exit {:?}, expected {}", o.status.code(), c.code));
+    }
+    if error_line.is_empty() || !error_line.contains(&c.where_) {
+        problems.push(format!("error line lacks '{}'", c.where_));
+    }
+    if c.code != 2 || !c.fix.is_empty() {
+        if hint_line.is_empty() {
+            problems.push("no hint".into());
+        }
+        if !hint_line.contains(c.fix) {
+            problems.push(format!("hint lacks '{}'", c.fix));
+        }
+    }
+    if !doc.contains(&format!("| `{}` | {} |", c.id, c.code)) {
+        problems.push("no row in docs/troubleshooting.md".into());
+    }
+    if err.contains(password) {
+        problems.push("the password leaked".into());
+    }
+    problems
+}
+
+/// Every row runs, whatever the others did; the test fails once, listing each failing row
+/// (its id, what went wrong, its stderr).
+#[test]
+fn every_user_error_says_what_where_and_how_to_fix_it() {
+    let f = fixture();
+    let cases = cases(&f);
     let print = std::env::var_os("SITEPORT_PRINT_ERROR_ROWS").is_some();
     let doc = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/troubleshooting.md"),
@@ -349,10 +447,10 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
     for c in &cases {
         // `no-store` needs a HOME without a store.
         let runner = match c.id {
-            "no-store" => &fresh,
-            "store-permissions" => &loose,
-            "wrong-passphrase" => &locked,
-            _ => &sb,
+            "no-store" => &f.fresh,
+            "store-permissions" => &f.loose,
+            "wrong-passphrase" => &f.locked,
+            _ => &f.sb,
         };
         let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = c
@@ -362,38 +460,23 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
             .collect();
         let o = runner.run(&args, &c.stdin, &env);
         let err = stderr(&o);
-        let error_line = err.lines().find(|l| l.starts_with("error: ")).unwrap_or("");
-        let hint_line = err.lines().find(|l| l.starts_with("hint: ")).unwrap_or("");
         if print {
+            let line = |prefix: &str| {
+                err.lines()
+                    .find(|l| l.starts_with(prefix))
+                    .unwrap_or("")
+                    .trim_start_matches(prefix)
+                    .replace('|', "\\|")
+            };
             println!(
                 "| `{}` | {} | {} | {} |",
                 c.id,
                 o.status.code().unwrap_or(-1),
-                error_line.trim_start_matches("error: ").replace('|', "\\|"),
-                hint_line.trim_start_matches("hint: ").replace('|', "\\|")
+                line("error: "),
+                line("hint: ")
             );
         }
-        let mut problems = Vec::new();
-        if o.status.code() != Some(c.code) {
-            problems.push(format!("exit {:?}, expected {}", o.status.code(), c.code));
-        }
-        if error_line.is_empty() || !error_line.contains(&c.where_) {
-            problems.push(format!("error line lacks '{}'", c.where_));
-        }
-        if c.code != 2 || !c.fix.is_empty() {
-            if hint_line.is_empty() {
-                problems.push("no hint".into());
-            }
-            if !hint_line.contains(c.fix) {
-                problems.push(format!("hint lacks '{}'", c.fix));
-            }
-        }
-        if !doc.contains(&format!("| `{}` | {} |", c.id, c.code)) {
-            problems.push("no row in docs/troubleshooting.md".into());
-        }
-        if err.contains(server.password.expose_secret()) {
-            problems.push("the password leaked".into());
-        }
+        let problems = problems(c, &o, &doc, f.server.password.expose_secret());
         if !problems.is_empty() {
             failures.push(format!(
                 "{}: {}\n  stderr: {err}",
@@ -402,5 +485,11 @@ fn every_user_error_says_what_where_and_how_to_fix_it() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

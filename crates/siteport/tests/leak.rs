@@ -12,9 +12,12 @@ const PASS: &str = "Leak-Canary-passphrase-e41";
 const CFG_PW: &str = "Leak-Canary-cfgpw-a1b2";
 const SECRETS: [&str; 5] = [PW, PW2, ENV_PW, PASS, CFG_PW];
 
+/// The runs so far and every problem found, so that one failing command does not hide the
+/// others: the test fails once, at the end, listing each command and what went wrong.
 struct Run<'a> {
     sb: &'a Sandbox,
     runs: usize,
+    failures: Vec<String>,
 }
 
 impl Run<'_> {
@@ -30,10 +33,12 @@ impl Run<'_> {
             let o = self.sb.run(&full, stdin, env);
             for s in SECRETS {
                 for (stream, text) in [("stdout", stdout(&o)), ("stderr", stderr(&o))] {
-                    assert!(
+                    self.expect_that(
                         !text.contains(s),
-                        "secret leaked on {stream} of `siteport {}`:\n{text}",
-                        full.join(" ")
+                        format!(
+                            "secret leaked on {stream} of `siteport {}`:\n{text}",
+                            full.join(" ")
+                        ),
                     );
                 }
             }
@@ -42,19 +47,70 @@ impl Run<'_> {
         }
         last.unwrap()
     }
+
+    /// [`check`](Self::check), and the last run (the `--json` one) exits `code`.
+    fn expect(&mut self, args: &[&str], stdin: &str, env: &[(&str, &str)], code: i32) {
+        let o = self.check(args, stdin, env);
+        self.expect_code(&o, code, &format!("--json {}", args.join(" ")));
+    }
+
+    fn expect_code(&mut self, o: &std::process::Output, code: i32, what: &str) {
+        self.expect_that(
+            o.status.code() == Some(code),
+            format!(
+                "`siteport {what}`: exit {:?}, expected {code}\nstdout:\n{}\nstderr:\n{}",
+                o.status.code(),
+                stdout(o),
+                stderr(o)
+            ),
+        );
+    }
+
+    /// Records `problem` unless `ok`.
+    fn expect_that(&mut self, ok: bool, problem: String) {
+        if !ok {
+            self.failures.push(problem);
+        }
+    }
 }
 
 #[test]
 fn no_command_leaks_a_secret_at_any_verbosity() {
     let sb = Sandbox::new();
-    let mut r = Run { sb: &sb, runs: 0 };
-    let env_cred = [
-        ("SITEPORT_CRED_ENVSITE_USERNAME", "eu"),
-        ("SITEPORT_CRED_ENVSITE_PASSWORD", ENV_PW),
-    ];
-    let pass = [("SITEPORT_PASSPHRASE", PASS)];
-    let pw_line = format!("{PW}\n");
+    let mut r = Run {
+        sb: &sb,
+        runs: 0,
+        failures: Vec::new(),
+    };
+    // Each phase builds on the state the previous ones left (a store, a credential, …).
+    before_a_store(&mut r);
+    adding(&mut r);
+    reading(&mut r);
+    config_and_keys(&mut r);
+    exporting(&mut r);
+    revealing_and_removing(&mut r);
+    let runs = r.runs;
+    r.expect_that(runs >= 60, format!("only {runs} runs"));
+    assert!(
+        r.failures.is_empty(),
+        "{} problem(s):\n\n{}",
+        r.failures.len(),
+        r.failures.join("\n\n")
+    );
+}
 
+const ENV_CRED: [(&str, &str); 2] = [
+    ("SITEPORT_CRED_ENVSITE_USERNAME", "eu"),
+    ("SITEPORT_CRED_ENVSITE_PASSWORD", ENV_PW),
+];
+const WITH_PASSPHRASE: [(&str, &str); 1] = [("SITEPORT_PASSPHRASE", PASS)];
+
+fn pw_line() -> String {
+    format!("{PW}\n")
+}
+
+fn before_a_store(r: &mut Run) {
+    let pw_line = pw_line();
     // Before a store exists.
     r.check(&["credential", "list"], "", &[]);
     r.check(&["credential", "show", "acme"], "", &[]);
@@ -65,153 +121,142 @@ fn no_command_leaks_a_secret_at_any_verbosity() {
     );
     r.check(&["credential", "rekey"], "", &[]);
     let o = r.check(&["credential", "init"], "", &[]);
-    assert_code(&o, 3); // the first (non-JSON) run created it; the JSON run found it existing.
+    // The first (non-JSON) run created it; the JSON run found it existing.
+    r.expect_code(&o, 3, "--json credential init");
+}
 
+fn adding(r: &mut Run) {
+    let pw_line = pw_line();
     // Adding, with every kind of failure around it.
-    assert_code(
-        &r.check(
-            &[
-                "credential",
-                "add",
-                "acme",
-                "-u",
-                "u1",
-                "--host",
-                "h",
-                "--password-stdin",
-            ],
-            &pw_line,
-            &[],
-        ),
+    r.expect(
+        &[
+            "credential",
+            "add",
+            "acme",
+            "-u",
+            "u1",
+            "--host",
+            "h",
+            "--password-stdin",
+        ],
+        &pw_line,
+        &[],
         3,
     );
-    assert_code(
-        &r.check(
-            &[
-                "credential",
-                "add",
-                "acme",
-                "-u",
-                "u1",
-                "--password-stdin",
-                "--force",
-            ],
-            &format!("{PW2}\n"),
-            &[],
-        ),
+    r.expect(
+        &[
+            "credential",
+            "add",
+            "acme",
+            "-u",
+            "u1",
+            "--password-stdin",
+            "--force",
+        ],
+        &format!("{PW2}\n"),
+        &[],
         0,
     );
-    assert_code(
-        &r.check(
-            &[
-                "credential",
-                "add",
-                "Bad/Name",
-                "-u",
-                "u",
-                "--password-stdin",
-            ],
-            &pw_line,
-            &[],
-        ),
+    r.expect(
+        &[
+            "credential",
+            "add",
+            "Bad/Name",
+            "-u",
+            "u",
+            "--password-stdin",
+        ],
+        &pw_line,
+        &[],
         2,
     );
-    assert_code(
-        &r.check(
-            &["credential", "add", "ctl", "-u", "u", "--password-stdin"],
-            &format!("{PW}\u{7}x\n"),
-            &[],
-        ),
+    r.expect(
+        &["credential", "add", "ctl", "-u", "u", "--password-stdin"],
+        &format!("{PW}\u{7}x\n"),
+        &[],
         2,
     );
-    assert_code(
-        &r.check(
-            &[
-                "credential",
-                "add",
-                "ctl",
-                "-u",
-                "u\u{1}",
-                "--password-stdin",
-            ],
-            &pw_line,
-            &[],
-        ),
+    r.expect(
+        &[
+            "credential",
+            "add",
+            "ctl",
+            "-u",
+            "u\u{1}",
+            "--password-stdin",
+        ],
+        &pw_line,
+        &[],
         2,
     );
-    assert_code(
-        &r.check(
-            &["credential", "add", "ctl", "-u", "u", "--port", "x"],
-            &pw_line,
-            &[],
-        ),
+    r.expect(
+        &["credential", "add", "ctl", "-u", "u", "--port", "x"],
+        &pw_line,
+        &[],
         2,
     );
-    assert_code(
-        &r.check(&["credential", "add", "noterm", "-u", "u"], &pw_line, &[]),
+    r.expect(
+        &["credential", "add", "noterm", "-u", "u"],
+        &pw_line,
+        &[],
         2,
     );
-    assert_code(
-        &r.check(
-            &["credential", "add", "env1", "-u", "u", "--password-stdin"],
-            &pw_line,
-            &[("SITEPORT_CREDENTIAL_BACKEND", "env")],
-        ),
+    r.expect(
+        &["credential", "add", "env1", "-u", "u", "--password-stdin"],
+        &pw_line,
+        &[("SITEPORT_CREDENTIAL_BACKEND", "env")],
         3,
     );
+}
 
+fn reading(r: &mut Run) {
+    let env_cred = ENV_CRED;
     // Reading.
-    assert_code(&r.check(&["credential", "list"], "", &[]), 0);
-    assert_code(&r.check(&["credential", "show", "acme"], "", &[]), 0);
-    assert_code(&r.check(&["credential", "show", "ghost"], "", &[]), 3);
-    assert_code(
-        &r.check(
-            &["--credential-backend", "env", "credential", "list"],
-            "",
-            &env_cred,
-        ),
+    r.expect(&["credential", "list"], "", &[], 0);
+    r.expect(&["credential", "show", "acme"], "", &[], 0);
+    r.expect(&["credential", "show", "ghost"], "", &[], 3);
+    r.expect(
+        &["--credential-backend", "env", "credential", "list"],
+        "",
+        &env_cred,
         0,
     );
-    assert_code(
-        &r.check(
-            &[
-                "--credential-backend",
-                "env",
-                "credential",
-                "show",
-                "envsite",
-            ],
-            "",
-            &env_cred,
-        ),
+    r.expect(
+        &[
+            "--credential-backend",
+            "env",
+            "credential",
+            "show",
+            "envsite",
+        ],
+        "",
+        &env_cred,
         0,
     );
-    assert_code(
-        &r.check(
-            &["--credential-backend", "env,file", "credential", "list"],
-            "",
-            &env_cred,
-        ),
+    r.expect(
+        &["--credential-backend", "env,file", "credential", "list"],
+        "",
+        &env_cred,
         0,
     );
-    assert_code(
-        &r.check(
-            &["--credential-backend", "nope", "credential", "list"],
-            "",
-            &env_cred,
-        ),
+    r.expect(
+        &["--credential-backend", "nope", "credential", "list"],
+        "",
+        &env_cred,
         2,
     );
+}
 
+fn config_and_keys(r: &mut Run) {
+    let sb = r.sb;
+    let pass = WITH_PASSPHRASE;
     // A config with a hard-coded password and a syntax error on that line.
     let cfg = sb.path("bad.toml");
     std::fs::write(&cfg, format!("[[site]]\npassword = \"{CFG_PW}\" x\n")).unwrap();
-    assert_code(
-        &r.check(
-            &["--config", cfg.to_str().unwrap(), "credential", "list"],
-            "",
-            &[],
-        ),
+    r.expect(
+        &["--config", cfg.to_str().unwrap(), "credential", "list"],
+        "",
+        &[],
         2,
     );
 
@@ -219,26 +264,22 @@ fn no_command_leaks_a_secret_at_any_verbosity() {
     // The plain run switches to passphrase mode; the JSON run then finds it already there and,
     // with no terminal to ask a new passphrase on, fails: only the next `list` is asserted.
     r.check(&["credential", "rekey", "--passphrase"], "", &pass);
-    assert_code(&r.check(&["credential", "list"], "", &pass), 0);
-    assert_code(
-        &r.check(
-            &["credential", "list"],
-            "",
-            &[("SITEPORT_PASSPHRASE", "wrong")],
-        ),
+    r.expect(&["credential", "list"], "", &pass, 0);
+    r.expect(
+        &["credential", "list"],
+        "",
+        &[("SITEPORT_PASSPHRASE", "wrong")],
         3,
     );
-    assert_code(&r.check(&["credential", "show", "acme"], "", &[]), 3);
-    assert_code(
-        &r.check(&["credential", "rekey", "--identity"], "", &pass),
-        0,
-    );
-    assert_code(
-        &r.check(&["credential", "rekey", "--new-identity"], "", &[]),
-        0,
-    );
-    assert_code(&r.check(&["completions", "bash"], "", &[]), 0);
+    r.expect(&["credential", "show", "acme"], "", &[], 3);
+    r.expect(&["credential", "rekey", "--identity"], "", &pass, 0);
+    r.expect(&["credential", "rekey", "--new-identity"], "", &[], 0);
+    r.expect(&["completions", "bash"], "", &[], 0);
+}
 
+fn exporting(r: &mut Run) {
+    let sb = r.sb;
+    let env_cred = ENV_CRED;
     // credential export to files (the secrets go into the files, never to the terminal),
     // from the store and from the env backend, succeeding and failing.
     let out_env = sb.path("leak-export.env");
@@ -258,47 +299,61 @@ fn no_command_leaks_a_secret_at_any_verbosity() {
             "-o",
             out.to_str().unwrap(),
         ];
-        assert_code(&r.check(&args, "", &env_cred), 2);
+        r.expect(&args, "", &env_cred, 2);
         let mut forced = args.to_vec();
         forced.push("--force");
-        assert_code(&r.check(&forced, "", &env_cred), 0);
+        r.expect(&forced, "", &env_cred, 0);
         let mut from_env = vec!["--credential-backend", "env"];
         from_env.extend(forced);
-        assert_code(&r.check(&from_env, "", &env_cred), 0);
+        r.expect(&from_env, "", &env_cred, 0);
     }
-    assert!(std::fs::read_to_string(&out_env).unwrap().contains(ENV_PW));
-    assert_code(
-        &r.check(
-            &[
-                "credential",
-                "export",
-                "--format",
-                "env-file",
-                "-o",
-                "-",
-                "nosuch",
-            ],
-            "",
-            &[],
-        ),
+    let written = std::fs::read_to_string(&out_env).unwrap_or_default();
+    r.expect_that(
+        written.contains(ENV_PW),
+        format!("{} lacks the env backend's password", out_env.display()),
+    );
+    r.expect(
+        &[
+            "credential",
+            "export",
+            "--format",
+            "env-file",
+            "-o",
+            "-",
+            "nosuch",
+        ],
+        "",
+        &[],
         3,
     );
+}
 
+fn revealing_and_removing(r: &mut Run) {
     // --reveal prints the asked-for password on stdout only, nothing on stderr.
     for json in [false, true] {
         let mut args = vec!["-vvv", "credential", "show", "acme", "--reveal"];
         if json {
             args.insert(1, "--json");
         }
-        let o = sb.run(&args, "", &[]);
-        assert_code(&o, 0);
-        assert_eq!(stdout(&o).matches(PW2).count(), 1, "{}", stdout(&o));
+        let o = r.sb.run(&args, "", &[]);
+        r.expect_code(&o, 0, &args.join(" "));
+        let shown = stdout(&o).matches(PW2).count();
+        r.expect_that(
+            shown == 1,
+            format!(
+                "`{}`: the password shown {shown} times:\n{}",
+                args.join(" "),
+                stdout(&o)
+            ),
+        );
         for s in SECRETS {
-            assert!(!stderr(&o).contains(s), "{}", stderr(&o));
+            r.expect_that(
+                !stderr(&o).contains(s),
+                format!("`{}`: a secret on stderr:\n{}", args.join(" "), stderr(&o)),
+            );
         }
     }
 
-    assert_code(&r.check(&["credential", "remove", "acme"], "", &[]), 3); // JSON run: already gone
-    assert_code(&r.check(&["credential", "remove", "acme"], "", &[]), 3);
-    assert!(r.runs >= 60, "only {} runs", r.runs);
+    r.expect(&["credential", "remove", "acme"], "", &[], 3); // JSON run: already gone
+    r.expect(&["credential", "remove", "acme"], "", &[], 3);
 }

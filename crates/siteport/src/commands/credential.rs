@@ -1,5 +1,6 @@
 //! `siteport credential …`: add, remove, list and show credentials in the selected backend.
 
+use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use siteport_creds::backends::env::env_var_names;
@@ -8,12 +9,104 @@ use siteport_creds::{
     BackendKind, Credential, CredentialBackend, CredentialName, Error, StoreMode,
 };
 
-use crate::cli::{AddArgs, CredentialCommand, InitArgs, RekeyArgs};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;
 use crate::output::timestamp;
 use crate::prompt;
+
+/// `siteport credential …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Create the encrypted credential store (file backend), generating an age identity unless
+    /// --passphrase is given.
+    Init(InitArgs),
+    /// Store a credential. The password is read from a hidden prompt or --password-stdin, never
+    /// from the command line.
+    Add(AddArgs),
+    /// Delete a credential.
+    Remove {
+        /// Credential name.
+        name: String,
+    },
+    /// List credentials (never their passwords).
+    List,
+    /// Show one credential; the password is masked unless --reveal.
+    Show {
+        /// Credential name.
+        name: String,
+        /// Print the password too.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Re-encrypt the store (file backend) to a new identity, a passphrase, or a new set of
+    /// recipients. The old store is kept as a backup.
+    Rekey(RekeyArgs),
+    /// Write credentials as an env file, a Docker secrets directory or a Kubernetes Secret,
+    /// for containers (files 0600; stdout only with `-o -`).
+    Export(super::credential_export::ExportArgs),
+    /// Log in to the FTP server with each credential (host and port from the credential or
+    /// from the sites that use it) and report per credential.
+    Test(super::credential_test::TestArgs),
+}
+
+/// `siteport credential init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Encrypt with a passphrase (age scrypt) instead of an identity file. The passphrase comes
+    /// from SITEPORT_PASSPHRASE, `passphrase_command` in the config, or a hidden prompt.
+    #[arg(long)]
+    pub passphrase: bool,
+    /// Also encrypt to this recipient (`age1…` or an SSH public key); repeatable.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Replace an existing store (it is kept as a backup).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `siteport credential rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Switch to (or stay in) passphrase mode; asks for the new passphrase.
+    #[arg(long, conflicts_with = "identity")]
+    pub passphrase: bool,
+    /// Switch to (or stay in) identity mode.
+    #[arg(long)]
+    pub identity: bool,
+    /// Generate a new identity; the old identity file is backed up.
+    #[arg(long, conflicts_with = "passphrase")]
+    pub new_identity: bool,
+    /// The new set of extra recipients (`age1…` or SSH public keys); repeatable. Without it
+    /// the current extra recipients are kept.
+    #[arg(long, value_name = "R", conflicts_with = "passphrase")]
+    pub recipient: Vec<String>,
+    /// Drop every extra recipient: encrypt to the own identity only.
+    #[arg(long, conflicts_with_all = ["passphrase", "recipient"])]
+    pub clear_recipients: bool,
+}
+
+/// `siteport credential add`.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Credential name: 1-64 characters of a-z, 0-9, '.', '_', '-' (lowercased).
+    pub name: String,
+    /// FTP username (prompted on a terminal when missing).
+    #[arg(long, short = 'u', value_name = "U")]
+    pub username: Option<String>,
+    /// FTP host the credential belongs to.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// FTP port.
+    #[arg(long, short = 'p', value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Read the password from the first line of stdin (only the trailing newline is removed).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Replace an existing credential of that name.
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// Runs one `credential` subcommand.
 pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
@@ -25,7 +118,7 @@ pub async fn run(ctx: &Context, cmd: CredentialCommand) -> CliResult {
         CredentialCommand::Init(args) => init(ctx, args),
         CredentialCommand::Rekey(args) => rekey(ctx, args).await,
         CredentialCommand::Export(args) => super::credential_export::run(ctx, args).await,
-        CredentialCommand::Test(args) => crate::commands::login_test::run(ctx, args).await,
+        CredentialCommand::Test(args) => crate::commands::credential_test::run(ctx, args).await,
     }
 }
 

@@ -344,10 +344,7 @@ fn exists(path: &Path) -> CliError {
 }
 
 fn io_err(action: &str, path: &Path, e: &std::io::Error) -> CliError {
-    let mut err = CliError::usage(format!("cannot {action} {}: {e}", path.display()));
-    err.code = crate::exit::INTERNAL;
-    err.kind = "io";
-    err.with_hint(format!(
+    CliError::local_write(format!("cannot {action} {}: {e}", path.display())).with_hint(format!(
         "check that the directory of {} exists and is writable, or choose another path with -o",
         path.display()
     ))

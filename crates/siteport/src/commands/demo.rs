@@ -17,8 +17,8 @@ use siteport_creds::{
 use siteport_ftpd::EmbeddedServer;
 use siteport_sync::Direction;
 
-use crate::cli::TestArgs;
-use crate::commands::{login_test, sync};
+use crate::commands::credential_test::{self, TestArgs};
+use crate::commands::export_import;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;
@@ -90,7 +90,30 @@ async fn demo(ctx: &Context, base: &Path) -> CliResult {
         ),
     )?;
 
-    // 3. A throw-away encrypted store holding that password.
+    store_password(ctx, base, password, port).await?;
+    let config = write_config(ctx, base, port)?;
+    run_commands(ctx, base, &config).await?;
+
+    let imported = base.join("imported");
+    let n = compare_trees(&site_dir, &imported)?;
+    step(
+        ctx,
+        &format!(
+            "9. verified: all {n} files in {} are byte-identical to the originals",
+            imported.display()
+        ),
+    )?;
+    server.shutdown();
+    Ok(())
+}
+
+/// 3. A throw-away encrypted store holding the server's password.
+async fn store_password(
+    ctx: &Context,
+    base: &Path,
+    password: SecretString,
+    port: u16,
+) -> CliResult {
     let mut settings = BackendSettings::default();
     settings.file.path = Some(base.join("store/credentials.age"));
     settings.file.identity = Some(base.join("store/identity.txt"));
@@ -110,8 +133,11 @@ async fn demo(ctx: &Context, base: &Path) -> CliResult {
             base.join("store/credentials.age").display()
         ),
     )?;
+    Ok(())
+}
 
-    // 4. A config that names the credential, never the password.
+/// 4. A config that names the credential, never the password.
+fn write_config(ctx: &Context, base: &Path, port: u16) -> CliResult<PathBuf> {
     let config = base.join("siteport.toml");
     let text = format!(
         r#"# written by `siteport demo`
@@ -148,16 +174,20 @@ remote = "/www"
             config.display()
         ),
     )?;
+    Ok(config)
+}
 
-    let sub = Context {
-        output: ctx.output,
+/// 5–8. The commands a user would run, against the demo's own config and store.
+async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
+    let sub = Context::new(
+        ctx.output,
         // The demo's own store, whatever SITEPORT_CREDENTIAL_BACKEND says.
-        backend_flag: Some("file".into()),
-        config_path: Some(config.clone()),
-        verbosity: ctx.verbosity,
-        state_dir: Some(base.join("state")),
-    };
-    let export = |site: &str| sync::Request {
+        Some("file".into()),
+        Some(config.to_owned()),
+        ctx.verbosity,
+        Some(base.join("state")),
+    );
+    let export = |site: &str| export_import::Request {
         direction: Direction::Export,
         sites: vec![site.to_owned()],
         all: false,
@@ -168,14 +198,14 @@ remote = "/www"
     };
 
     step(ctx, "5. $ siteport export demo")?;
-    sync::run(&sub, &export("demo")).await?;
+    export_import::run(&sub, &export("demo")).await?;
     step(
         ctx,
         "6. $ siteport export demo   (again: nothing changed, nothing is sent)",
     )?;
-    sync::run(&sub, &export("demo")).await?;
+    export_import::run(&sub, &export("demo")).await?;
     step(ctx, "7. $ siteport credential test demo")?;
-    login_test::run(
+    credential_test::run(
         &sub,
         TestArgs {
             names: vec![CRED.into()],
@@ -186,18 +216,7 @@ remote = "/www"
     step(ctx, "8. $ siteport import demo-copy")?;
     let mut import = export("demo-copy");
     import.direction = Direction::Import;
-    sync::run(&sub, &import).await?;
-
-    let imported = base.join("imported");
-    let n = compare_trees(&site_dir, &imported)?;
-    step(
-        ctx,
-        &format!(
-            "9. verified: all {n} files in {} are byte-identical to the originals",
-            imported.display()
-        ),
-    )?;
-    server.shutdown();
+    export_import::run(&sub, &import).await?;
     Ok(())
 }
 

@@ -5,27 +5,53 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+use clap::Args;
 use siteport_creds::{BackendSettings, BackendSpec, CredentialBackend, open_backend};
 
-use crate::cli::MigrateArgs;
 use crate::config::{CONFIG_ENV, Config, find_config};
 use crate::context::{BACKEND_ENV, Context};
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::migrate::{
     self, Action, MigrateError, MigrateErrorKind, MigrateOptions, MigrationReport,
 };
 use crate::prompt::terminal_available;
 
+/// `siteport migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The config file to migrate [default: --config, then the usual search].
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where to store the passwords (file, dir, …) [default: as --credential-backend].
+    #[arg(long, value_name = "KIND")]
+    pub backend: Option<String>,
+    /// Show the diff (passwords masked) and the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also move `password = "${VAR}"`: copy the variable's current value into the store.
+    #[arg(long)]
+    pub from_env: bool,
+    /// Append the sites of FileZilla's sitemanager.xml to the config, passwords into the store.
+    #[arg(long, value_name = "XML", conflicts_with_all = ["from_netrc", "from_env"])]
+    pub from_filezilla: Option<PathBuf>,
+    /// Store the logins of a netrc file (machine/login/password) as credentials.
+    #[arg(long, value_name = "NETRC", conflicts_with_all = ["from_env", "config"])]
+    pub from_netrc: Option<PathBuf>,
+}
+
 impl From<MigrateError> for CliError {
     /// Config problems exit 2, backend problems 3; the message already says what was stored.
     fn from(e: MigrateError) -> Self {
-        let (code, kind) = match e.kind {
-            MigrateErrorKind::Credential => (exit::CREDENTIAL, "credential"),
-            _ => (exit::USAGE, "config"),
+        let kind = match e.kind {
+            MigrateErrorKind::Credential => "credential",
+            _ => "config",
         };
         Self {
-            code,
+            code: exit::code(Failure::Migrate(e.kind)),
             kind,
             message: e.message,
             hint: e.hint,

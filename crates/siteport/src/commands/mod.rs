@@ -1,11 +1,11 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
-pub mod check;
+pub mod config_check;
 pub mod credential;
 pub mod credential_export;
+pub mod credential_test;
 pub mod demo;
+pub mod export_import;
 pub mod journal_place;
-pub mod login_test;
 pub mod migrate;
 pub mod site;
-pub mod sync;

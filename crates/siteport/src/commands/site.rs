@@ -1,19 +1,18 @@
-//! What the site commands share: a resolved site turned into FTP connection options, the
-//! per-site journal path, and engine errors turned into CLI errors with documented exit codes.
+//! What the site commands share: a resolved site turned into the engine's [`Endpoint`], the
+//! per-site journal path, and engine errors turned into CLI errors (exit codes from [`crate::exit`]).
 
 use std::path::{Path, PathBuf};
 
-use siteport_ftp::ConnectOptions;
-use siteport_sync::ErrorKind;
+use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol};
 
 use crate::config::{ResolvedSite, TlsMode};
 use crate::error::CliError;
-use crate::exit;
+use crate::exit::Failure;
 use crate::logging::register_secret;
 
-/// The connection options of a resolved site. Registers the site's password with the
-/// redactor (so no later output can show it) and warns about plain FTP.
-pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
+/// The endpoint of a resolved site. Registers the site's password with the redactor (so no
+/// later output can show it) and warns about plain FTP.
+pub fn endpoint(site: &ResolvedSite) -> Endpoint {
     register_secret(&site.password);
     let tls = site.tls;
     if tls == TlsMode::None {
@@ -34,17 +33,19 @@ pub fn connect_options(site: &ResolvedSite) -> ConnectOptions {
             site.name
         );
     }
-    let mut o = ConnectOptions::new(
+    let settings = FtpSettings {
+        tls,
+        ca_file: site.ca_file.clone(),
+        fingerprint: site.fingerprint.clone(),
+        insecure: site.insecure,
+    };
+    Endpoint::new(
         site.host.clone(),
         site.port,
-        tls,
-        site.username.clone(),
-        site.password.clone(),
-    );
-    o.ca_file = site.ca_file.clone();
-    o.fingerprint = site.fingerprint.clone();
-    o.insecure = site.insecure;
-    o
+        Protocol::Ftp(settings),
+        site.remote.clone(),
+        Login::new(site.username.clone(), site.password.clone()),
+    )
 }
 
 /// `<dir>/<site>.json`, the site name made safe for a file name (anything outside
@@ -64,17 +65,6 @@ pub fn journal_path(dir: &Path, site: &str) -> PathBuf {
         safe.insert(0, '_');
     }
     dir.join(format!("{safe}.json"))
-}
-
-/// The exit code for an engine error kind (SPEC §5): login refused → 4, network/TLS → 6,
-/// config and local setup problems → 2, anything else that stopped the run → 5.
-pub fn exit_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::Login => exit::LOGIN_REFUSED,
-        ErrorKind::Network | ErrorKind::Tls | ErrorKind::TooManyConnections => exit::NETWORK,
-        ErrorKind::Config => exit::USAGE,
-        _ => exit::TRANSFERS_FAILED,
-    }
 }
 
 /// An engine error that ended the run for `site`, as a CLI error naming the site, the
@@ -106,12 +96,7 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
             e.hint().map(str::to_owned),
         ),
     };
-    let mut out = CliError {
-        code: exit_code(e.kind()),
-        kind: e.kind().as_str(),
-        message,
-        hint: None,
-    };
+    let mut out = CliError::new(Failure::Sync(e.kind()), e.kind().as_str(), message);
     out.hint = hint.or_else(|| match e.kind() {
         ErrorKind::Network => Some(format!(
             "check that {server} is the right host and port and that the server is running \
@@ -133,15 +118,5 @@ mod tests {
         assert_eq!(journal_path(d, "../x"), Path::new("/s/_.._x.json"));
         assert_eq!(journal_path(d, "a b/c"), Path::new("/s/a_b_c.json"));
         assert_eq!(journal_path(d, ".hidden"), Path::new("/s/_.hidden.json"));
-    }
-
-    #[test]
-    fn exit_codes_follow_the_spec() {
-        assert_eq!(exit_code(ErrorKind::Login), 4);
-        assert_eq!(exit_code(ErrorKind::Network), 6);
-        assert_eq!(exit_code(ErrorKind::Tls), 6);
-        assert_eq!(exit_code(ErrorKind::TooManyConnections), 6);
-        assert_eq!(exit_code(ErrorKind::Transfer), 5);
-        assert_eq!(exit_code(ErrorKind::Config), 2);
     }
 }

@@ -5,7 +5,16 @@ use siteport_creds::backends::env::EnvBackend;
 use siteport_creds::testkit::{MemoryBackend, fixture_vars};
 use siteport_creds::{BackendKind, Credential, StoreMode};
 
+use secrecy::{ExposeSecret, SecretString};
+use siteport_creds::reference::NotUnicode;
+use siteport_creds::{CredentialBackend, CredentialName};
+
 use super::*;
+
+/// The exit code the CLI gives `e` (the policy lives in `crate::exit`).
+fn exit_code(e: &ConfigError) -> u8 {
+    crate::exit::code(crate::exit::Failure::Config(e.kind()))
+}
 
 fn env_of(
     pairs: &[(&str, &str)],
@@ -85,7 +94,7 @@ fn search_order() {
     std::fs::remove_file(&local).unwrap();
     let home_only = |k: &str| (k == "HOME").then(|| t.path().join("home").into_os_string());
     let e = find_config(None, &home_only, &cwd).unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CONFIG);
+    assert_eq!(exit_code(&e), crate::exit::USAGE);
     assert!(
         e.to_string().contains("home/.config/siteport/config.toml"),
         "{e}"
@@ -261,7 +270,7 @@ async fn old_style_env_config_keeps_working() {
     let env = env_of(&[("FTP_HOST", "h")]);
     let e = cfg.resolve_site("legacy", &empty, &env).await.unwrap_err();
     assert_eq!(e.kind(), ConfigErrorKind::Reference);
-    assert_eq!(e.exit_code(), EXIT_CONFIG);
+    assert_eq!(exit_code(&e), crate::exit::USAGE);
     let loc = e.location().unwrap();
     assert_eq!((loc.line, loc.column), (7, 13), "{e}");
     assert!(
@@ -306,7 +315,7 @@ async fn unknown_credential_is_a_credential_error_with_location_and_hint() {
     let env = env_of(&[]);
     let e = cfg.resolve_site("a", &b, &env).await.unwrap_err();
     assert_eq!(e.kind(), ConfigErrorKind::Credential);
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     let loc = e.location().unwrap();
     assert_eq!((loc.line, loc.column), (4, 14), "{e}");
     let hint = e.hint_text().unwrap();
@@ -317,7 +326,7 @@ async fn unknown_credential_is_a_credential_error_with_location_and_hint() {
     );
 
     let e = cfg.resolve_site("b", &b, &env).await.unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     let loc = e.location().unwrap();
     // `password = "x${cred:ghost}"`: the reference starts at column 14.
     assert_eq!((loc.line, loc.column), (11, 14), "{e}");
@@ -461,7 +470,7 @@ async fn literal_passwords_and_missing_pieces() {
     assert_eq!(r.password.expose_secret(), "pa$word");
 
     let e = cfg.resolve_site("nopw", &b, &env).await.unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
     assert!(
         e.hint_text()
             .unwrap()
@@ -475,7 +484,7 @@ async fn literal_passwords_and_missing_pieces() {
 
     let e = cfg.resolve_site("noport", &b, &env).await.unwrap_err();
     assert!(e.to_string().contains("credential 'c' has no port"), "{e}");
-    assert_eq!(e.exit_code(), EXIT_CREDENTIAL);
+    assert_eq!(exit_code(&e), crate::exit::CREDENTIAL);
 }
 
 #[tokio::test]
@@ -580,4 +589,88 @@ fn azure_table_is_parsed_into_settings() {
     let e = load_err("[credentials.azure]\nvault = \"x\"\n");
     assert!(e.to_string().contains("credentials.azure"), "{e}");
     assert!(e.to_string().contains("vault"), "{e}");
+}
+
+/// A backend that counts the `get` calls it answers.
+#[derive(Debug)]
+struct CountingBackend {
+    inner: MemoryBackend,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CredentialBackend for CountingBackend {
+    fn kind(&self) -> BackendKind {
+        self.inner.kind()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn is_writable(&self) -> bool {
+        false
+    }
+    async fn get(&self, name: &CredentialName) -> siteport_creds::Result<Credential> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(name).await
+    }
+    async fn store(&self, cred: &Credential, mode: StoreMode) -> siteport_creds::Result<()> {
+        self.inner.store(cred, mode).await
+    }
+    async fn delete(&self, name: &CredentialName) -> siteport_creds::Result<()> {
+        self.inner.delete(name).await
+    }
+    async fn list(&self) -> siteport_creds::Result<Vec<siteport_creds::CredentialInfo>> {
+        self.inner.list().await
+    }
+    async fn check(&self) -> siteport_creds::Result<siteport_creds::Health> {
+        self.inner.check().await
+    }
+}
+
+#[tokio::test]
+async fn each_credential_is_fetched_once_per_resolution() {
+    let text = r#"
+[[site]]
+name = "one"
+host = "${cred:acme#host}"
+username = "${cred:acme#username}"
+credential = "acme"
+local = "."
+
+[[site]]
+name = "two"
+host = "${cred:acme#host}"
+username = "${cred:acme#username}"
+password = "${cred:acme}"
+local = "."
+"#;
+    let cfg = Config::parse(text, Path::new("/c/siteport.toml"), &env_of(&[])).unwrap();
+    let acme = cred("acme", "acme-user", "acme-pw-123")
+        .with_host("cred.acme.example")
+        .unwrap();
+    let backend = CountingBackend {
+        inner: memory_with(&[acme]).await,
+        gets: 0.into(),
+    };
+    let count = || backend.gets.load(std::sync::atomic::Ordering::SeqCst);
+    for site in ["one", "two"] {
+        let before = count();
+        let r = cfg
+            .resolve_site(site, &backend, &env_of(&[]))
+            .await
+            .unwrap();
+        assert_eq!(r.host, "cred.acme.example", "site {site}");
+        assert_eq!(r.username, "acme-user", "site {site}");
+        assert_eq!(r.password.expose_secret(), "acme-pw-123", "site {site}");
+        assert_eq!(
+            count() - before,
+            1,
+            "site {site}: three references to one credential, one backend call"
+        );
+    }
+    // Each resolution asks again: nothing outlives it.
+    cfg.resolve_site("one", &backend, &env_of(&[]))
+        .await
+        .unwrap();
+    assert_eq!(count(), 3);
 }

@@ -1,9 +1,26 @@
 //! FileZilla's site manager (`sitemanager.xml`): servers in nested folders, passwords plain or
 //! base64 (`<Pass encoding="base64">`); master-password-encrypted ones (`encoding="crypt"`)
-//! cannot be read without FileZilla and are reported, not guessed.
+//! cannot be read without FileZilla and are reported, not guessed. [`import_filezilla`] turns
+//! the servers into `[[site]]` tables and their passwords into credentials.
+
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use base64::Engine;
 use secrecy::SecretString;
+use siteport_creds::reference;
+use siteport_creds::{CredentialBackend, CredentialName};
+use toml_edit::{DocumentMut, Item, Table};
+
+use super::MigrateOptions;
+use super::error::{MigrateError, MigrateErrorKind, unnamed};
+use super::files::{read_config, read_input};
+use super::plan::{Pending, placeholder, slug};
+use super::report::{Action, Finding, MigrationReport, SiteReport};
+use super::rewrite::{mask_password, mask_url, not_aot, parse_doc, site_table_mut, unified_diff};
+use super::store::{choose_names, ensure_writable, finish};
+use crate::config::{Config, suggested_name};
+use crate::logging::register_secret;
 
 /// One `<Server>` entry.
 #[derive(Debug, Clone)]
@@ -148,6 +165,286 @@ fn remote_dir(raw: &str) -> Option<String> {
     }
     let parts: Vec<String> = segments.into_iter().filter(|s| !s.is_empty()).collect();
     Some(format!("/{}", parts.join("/")))
+}
+
+/// Imports FileZilla's `sitemanager.xml` at `xml`: each FTP/FTPS server becomes a `[[site]]`
+/// appended to the config at `config` (created 0600 if missing) and its password a credential.
+/// Servers already in the config (same name and host) are left alone, so a re-run does nothing.
+pub async fn import_filezilla(
+    config: &Path,
+    xml: &Path,
+    backend: &dyn CredentialBackend,
+    options: MigrateOptions,
+) -> Result<MigrationReport, MigrateError> {
+    let servers = parse_sitemanager(&read_input(xml, "FileZilla site manager")?).map_err(|e| {
+        MigrateError::new(MigrateErrorKind::Config, format!("{}: {e}", xml.display()))
+            .hint("export it from FileZilla with File > Export…, or pass ~/.config/filezilla/sitemanager.xml")
+    })?;
+    for s in &servers {
+        if let Some(p) = &s.password {
+            register_secret(p);
+        }
+    }
+    let old_text = if config.exists() {
+        Some(read_config(config)?)
+    } else {
+        None
+    };
+    let text = old_text.clone().unwrap_or_default();
+    let cfg = Config::parse(&text, config, &reference::process_env)?;
+    let mut doc = parse_doc(&text, config)?;
+    let mut plan = Import {
+        report: MigrationReport::empty(Some(config.to_owned()), backend, options),
+        pending: Vec::new(),
+        new_sites: Vec::new(),
+        names: cfg.sites.iter().map(|s| s.name.clone()).collect(),
+    };
+    for s in servers {
+        plan.server(&cfg, s);
+    }
+    let Import {
+        mut report,
+        mut pending,
+        new_sites,
+        ..
+    } = plan;
+    if new_sites.is_empty() {
+        for e in &mut report.sites {
+            if e.action == Action::WouldMigrate {
+                e.action = Action::LeftAlone;
+            }
+        }
+        return Ok(report);
+    }
+    if !pending.is_empty() {
+        ensure_writable(backend, &report, &pending)?;
+    }
+    let taken: BTreeSet<CredentialName> = cfg
+        .sites
+        .iter()
+        .flat_map(|s| s.credential_names())
+        .collect();
+    choose_names(backend, &mut pending, &taken).await?;
+    append_sites(&mut doc, new_sites, &pending, &mut report, config)?;
+    let new_text = doc.to_string();
+    Config::parse(&new_text, config, &reference::process_env).map_err(|e| {
+        MigrateError::new(
+            MigrateErrorKind::Config,
+            format!("the imported sites would not load ({e}); nothing was changed"),
+        )
+    })?;
+    report.diff = Some(masked_diff(&cfg, &text, &new_text, config)?);
+    report.changed = true;
+    finish(
+        config,
+        old_text.as_deref(),
+        &new_text,
+        backend,
+        pending,
+        &mut report,
+        options,
+    )
+    .await?;
+    if !options.dry_run {
+        for e in &mut report.sites {
+            if e.action == Action::WouldMigrate {
+                e.action = Action::Migrated;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// An import under way: the report, the secrets to store, the site tables to append (each
+/// with its index into `pending`, if it has a password) and the site names taken so far.
+struct Import {
+    report: MigrationReport,
+    pending: Vec<Pending>,
+    new_sites: Vec<(Table, Option<usize>)>,
+    names: BTreeSet<String>,
+}
+
+impl Import {
+    /// Plans one FileZilla server: skipped (SFTP, unknown protocol), left alone (already in
+    /// the config) or a new `[[site]]` table, its password pending.
+    fn server(&mut self, cfg: &Config, s: FileZillaServer) {
+        let mut parts: Vec<&str> = s.folders.iter().map(String::as_str).collect();
+        parts.push(&s.name);
+        let base = slug(&parts);
+        let mut entry = SiteReport {
+            site: base.clone(),
+            finding: Finding::Imported,
+            action: Action::WouldMigrate,
+            credential: None,
+            note: None,
+        };
+        if let Some(existing) = cfg.site(&base)
+            && existing.host.as_deref() == Some(s.host.as_str())
+        {
+            entry.action = Action::LeftAlone;
+            entry.note = Some("already in the config".into());
+            self.report.sites.push(entry);
+            return;
+        }
+        let tls = match s.protocol {
+            0 | 4 => "explicit",
+            3 => "implicit",
+            6 => "none",
+            1 => {
+                entry.action = Action::Skipped;
+                entry.note = Some("SFTP is not supported by siteport".into());
+                self.report.sites.push(entry);
+                return;
+            }
+            other => {
+                entry.action = Action::Skipped;
+                entry.note = Some(format!("FileZilla protocol {other} is not FTP or FTPS"));
+                self.report.sites.push(entry);
+                return;
+            }
+        };
+        let mut site_name = base.clone();
+        let mut n = 2;
+        while self.names.contains(&site_name) {
+            site_name = format!("{base}-{n}");
+            n += 1;
+        }
+        self.names.insert(site_name.clone());
+        entry.site = site_name.clone();
+        let mut t = Table::new();
+        t.insert("name", toml_edit::value(site_name.as_str()));
+        t.insert("host", toml_edit::value(s.host.as_str()));
+        let default_port = if tls == "implicit" { 990 } else { 21 };
+        if let Some(p) = s.port.filter(|p| *p != default_port) {
+            t.insert("port", toml_edit::value(i64::from(p)));
+        }
+        t.insert("tls", toml_edit::value(tls));
+        let user = s.user.clone().unwrap_or_else(|| "anonymous".into());
+        let pidx = self.password(&s, &site_name, &user, &mut entry);
+        if pidx.is_none() {
+            t.insert("user", toml_edit::value(user.as_str()));
+        }
+        let local = s
+            .local_dir
+            .clone()
+            .unwrap_or_else(|| format!("sites/{site_name}"));
+        t.insert("local", toml_edit::value(local));
+        if let Some(r) = s.remote_dir.as_deref().filter(|r| *r != "/") {
+            t.insert("remote", toml_edit::value(r));
+        }
+        self.new_sites.push((t, pidx));
+        self.report.sites.push(entry);
+    }
+
+    /// The server's password as a pending credential (its index), or a note on `entry` saying
+    /// why there is none.
+    fn password(
+        &mut self,
+        s: &FileZillaServer,
+        site_name: &str,
+        user: &str,
+        entry: &mut SiteReport,
+    ) -> Option<usize> {
+        match (&s.password, &s.password_problem) {
+            (Some(pw), _) => {
+                let p = Pending {
+                    report: self.report.sites.len(),
+                    base: suggested_name(site_name),
+                    username: user.to_owned(),
+                    password: pw.clone(),
+                    host: Some(s.host.clone()),
+                    port: s.port,
+                    name: None,
+                    reuse: false,
+                };
+                match p.credential(placeholder()) {
+                    Ok(_) => {
+                        self.pending.push(p);
+                        Some(self.pending.len() - 1)
+                    }
+                    Err(e) => {
+                        entry.note = Some(format!("password not imported: {e}"));
+                        None
+                    }
+                }
+            }
+            (None, problem) => {
+                entry.note = Some(format!(
+                    "{}; store one with `siteport credential add {1} --username {user}` and add \
+                     `credential = \"{1}\"` to the site",
+                    problem
+                        .as_deref()
+                        .unwrap_or("no password saved in FileZilla"),
+                    suggested_name(site_name)
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Appends the new site tables to `doc`, each with its credential once named.
+fn append_sites(
+    doc: &mut DocumentMut,
+    new_sites: Vec<(Table, Option<usize>)>,
+    pending: &[Pending],
+    report: &mut MigrationReport,
+    config: &Path,
+) -> Result<(), MigrateError> {
+    let aot = doc
+        .entry("site")
+        .or_insert(Item::ArrayOfTables(Default::default()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| not_aot(config))?;
+    for (mut t, pidx) in new_sites {
+        if let Some(p) = pidx {
+            let name = pending[p].name.clone().ok_or_else(unnamed)?;
+            let pos = t.len() - usize::from(t.contains_key("remote")) - 1;
+            t.insert("credential", toml_edit::value(name.as_str()));
+            // Keep `credential` before `local`/`remote`, as in the documented example.
+            let order = [
+                "name",
+                "host",
+                "port",
+                "tls",
+                "credential",
+                "user",
+                "local",
+                "remote",
+            ];
+            let rank = |k: &str| order.iter().position(|o| *o == k).unwrap_or(pos);
+            t.sort_values_by(|a, _, b, _| rank(a.get()).cmp(&rank(b.get())));
+            report.sites[pending[p].report].credential = Some(name);
+        }
+        t.decor_mut().set_prefix("\n");
+        aot.push(t);
+    }
+    Ok(())
+}
+
+/// The diff from `text` to `new_text`, with the secrets already in the config masked.
+fn masked_diff(
+    cfg: &Config,
+    text: &str,
+    new_text: &str,
+    config: &Path,
+) -> Result<String, MigrateError> {
+    let mut masked_old = parse_doc(text, config)?;
+    let mut masked_new = parse_doc(new_text, config)?;
+    for (i, s) in cfg.sites.iter().enumerate() {
+        for d in [&mut masked_old, &mut masked_new] {
+            if s.password_in_url() {
+                mask_url(site_table_mut(d, i, config)?);
+            } else if s.has_literal_password() {
+                mask_password(site_table_mut(d, i, config)?);
+            }
+        }
+    }
+    Ok(unified_diff(
+        config,
+        &masked_old.to_string(),
+        &masked_new.to_string(),
+    ))
 }
 
 #[cfg(test)]

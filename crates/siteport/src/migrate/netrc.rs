@@ -1,7 +1,20 @@
 //! `~/.netrc`: `machine HOST login USER password PASS` entries (any whitespace between tokens,
-//! `default` entries, `account`, and `macdef` bodies up to the next blank line).
+//! `default` entries, `account`, and `macdef` bodies up to the next blank line), and
+//! [`import_netrc`], which stores each login as a credential.
+
+use std::collections::BTreeSet;
+use std::path::Path;
 
 use secrecy::SecretString;
+use siteport_creds::CredentialBackend;
+
+use super::MigrateOptions;
+use super::error::{MigrateError, MigrateErrorKind};
+use super::files::read_input;
+use super::plan::{Pending, placeholder, slug};
+use super::report::{Action, Finding, MigrationReport, SiteReport};
+use super::store::{choose_names, ensure_writable, finish};
+use crate::logging::register_secret;
 
 /// One `machine` (or `default`) entry.
 #[derive(Debug, Clone)]
@@ -70,6 +83,79 @@ pub fn parse_netrc(text: &str) -> Result<Vec<NetrcEntry>, String> {
         }
     }
     Ok(out)
+}
+
+/// Imports the logins of a netrc file (`machine HOST login USER password PASS`) into
+/// `backend`, one credential per machine named after the host, with the host set. Entries
+/// without a login or password, and the `default` entry, are reported and skipped. A login
+/// already stored with the same username and password is reused, so a re-run stores nothing.
+pub async fn import_netrc(
+    netrc: &Path,
+    backend: &dyn CredentialBackend,
+    options: MigrateOptions,
+) -> Result<MigrationReport, MigrateError> {
+    let entries = parse_netrc(&read_input(netrc, "netrc file")?).map_err(|e| {
+        MigrateError::new(
+            MigrateErrorKind::Config,
+            format!("{}: {e}", netrc.display()),
+        )
+    })?;
+    let mut report = MigrationReport::empty(None, backend, options);
+    let mut pending = Vec::new();
+    for e in entries {
+        if let Some(p) = &e.password {
+            register_secret(p);
+        }
+        let label = e.machine.clone().unwrap_or_else(|| "default".into());
+        let mut entry = SiteReport {
+            site: label.clone(),
+            finding: Finding::Imported,
+            action: Action::Skipped,
+            credential: None,
+            note: None,
+        };
+        match (e.machine, e.login, e.password) {
+            (None, ..) => entry.note = Some("the `default` entry names no host".into()),
+            (Some(_), None, _) | (Some(_), _, None) => {
+                entry.note = Some("no login or no password".into())
+            }
+            (Some(host), Some(login), Some(password)) => {
+                let p = Pending {
+                    report: report.sites.len(),
+                    base: slug(&[&host]),
+                    username: login,
+                    password,
+                    host: Some(host),
+                    port: None,
+                    name: None,
+                    reuse: false,
+                };
+                match p.credential(placeholder()) {
+                    Ok(_) => {
+                        entry.action = Action::WouldMigrate;
+                        pending.push(p);
+                    }
+                    Err(e) => entry.note = Some(format!("cannot store it: {e}")),
+                }
+            }
+        }
+        report.sites.push(entry);
+    }
+    if pending.is_empty() {
+        return Ok(report);
+    }
+    ensure_writable(backend, &report, &pending)?;
+    choose_names(backend, &mut pending, &BTreeSet::new()).await?;
+    for p in &pending {
+        let entry = &mut report.sites[p.report];
+        entry.credential = p.name.clone();
+        if p.reuse {
+            entry.action = Action::LeftAlone;
+            entry.note = Some("already stored".into());
+        }
+    }
+    finish(netrc, None, "", backend, pending, &mut report, options).await?;
+    Ok(report)
 }
 
 #[cfg(test)]

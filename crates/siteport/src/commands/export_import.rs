@@ -3,20 +3,66 @@
 
 use std::sync::Arc;
 
+use clap::Args;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
-use siteport_sync::ftp::FtpRemoteFactory;
 use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
 
-use crate::cli::{ExportArgs, ImportArgs};
-use crate::commands::site::{connect_options, sync_error};
+use crate::commands::site::{endpoint, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::{self, Failure};
 use crate::logging::eprint_redacted;
 use crate::progress::{CliProgress, Mode, outcome_line};
+
+/// Which sites a transfer command works on.
+#[derive(Debug, Args)]
+pub struct SiteSelection {
+    /// Site names (`[[site]]` entries of the config).
+    #[arg(value_name = "SITE", required_unless_present = "all")]
+    pub sites: Vec<String>,
+    /// Every site of the config, in file order.
+    #[arg(long, conflicts_with = "sites")]
+    pub all: bool,
+}
+
+/// Options shared by `export` and `import`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The sites.
+    #[command(flatten)]
+    pub selection: SiteSelection,
+    /// Print the plan (action, path, size, reason) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete what is gone from the source (the site's `delete = true` does the same for export).
+    #[arg(long)]
+    pub delete: bool,
+    /// Parallel FTP connections [default: the site's max_connections, else 4].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+}
+
+/// `siteport export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+    /// Compare content hashes for every file instead of trusting size and time.
+    #[arg(long)]
+    pub checksum: bool,
+}
+
+/// `siteport import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Sites and options.
+    #[command(flatten)]
+    pub common: TransferArgs,
+}
 
 /// One transfer command, whatever spelling it came from.
 #[derive(Debug, Clone)]
@@ -169,8 +215,8 @@ async fn run_site(
     name: &str,
 ) -> CliResult<Value> {
     let site = cfg.resolve_site(name, backend, &process_env).await?;
-    let opts = connect_options(&site);
-    tracing::info!(site = %site.name, server = %opts.server(), tls = %site.tls, remote = %site.remote,
+    let endpoint = endpoint(&site);
+    tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
     let excludes = Excludes::new(&site.exclude).map_err(|e| {
         CliError::usage(format!("site '{}': exclude: {e}", site.name))
@@ -189,7 +235,7 @@ async fn run_site(
         Mode::choose(ctx.verbosity, ctx.output.json)
     };
     let progress = Arc::new(CliProgress::new(mode, &site.name));
-    let factory = Arc::new(FtpRemoteFactory::new(opts, site.remote.clone()));
+    let factory = siteport_sync::connect_factory(&endpoint);
     let mut engine = Engine::new(factory, sync, journal, progress.clone());
 
     let plan = engine.plan(req.direction).await.map_err(|e| {
@@ -225,7 +271,7 @@ async fn run_site(
             eprint_redacted(&format!("{}\n", outcome_line(o)));
         }
         return Err(CliError {
-            code: exit::TRANSFERS_FAILED,
+            code: exit::code(Failure::TransfersFailed),
             kind: "transfers_failed",
             message: format!(
                 "site '{}': {} of {} actions failed",

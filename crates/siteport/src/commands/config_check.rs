@@ -1,6 +1,7 @@
 //! `siteport config check`: parse and validate the config, then resolve every reference of
 //! every site through the selected backend, printing what each site resolves to, never a secret.
 
+use clap::Subcommand;
 use serde_json::json;
 use siteport_creds::reference::process_env;
 
@@ -9,10 +10,18 @@ use crate::error::{CliError, CliResult};
 use crate::logging::register_secret;
 use crate::output::print_line;
 
+/// `siteport config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and resolve every reference of every site (credentials included),
+    /// without printing a secret.
+    Check,
+}
+
 /// Runs `config check`. Exit 0 when every site resolves; otherwise every failing site is
 /// reported and the exit code is the first failure's (2 config, 3 credential).
 pub async fn run(ctx: &Context) -> CliResult {
-    let cfg = ctx.load_config()?;
+    let cfg = ctx.config()?;
     let backend = ctx.backend()?;
     let mut rows = Vec::new();
     let mut failures: Vec<CliError> = Vec::new();

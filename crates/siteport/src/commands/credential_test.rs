@@ -2,20 +2,30 @@
 //! report per credential. The server comes from the sites that use the credential (with their
 //! TLS settings), else from the credential's own host and port (explicit TLS).
 
+use clap::Args;
 use serde_json::json;
 use siteport_creds::reference::process_env;
 use siteport_creds::{Credential, CredentialBackend, CredentialName};
-use siteport_ftp::{ConnectOptions, FtpConnection};
-use siteport_sync::ftp::map_ftp_error;
+use siteport_sync::{Endpoint, FtpSettings, Login, Protocol, TlsMode, test_login};
 
-use crate::cli::TestArgs;
-use crate::commands::site::{connect_options, exit_code};
+use crate::commands::site::endpoint;
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
-use crate::exit;
+use crate::exit::Failure;
 use crate::logging::register_secret;
 use crate::output::print_line;
+
+/// `siteport credential test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Credential names.
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+    /// Every credential in the selected backend.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
 
 /// One login attempt's outcome.
 struct Outcome {
@@ -131,18 +141,17 @@ async fn test_one(
         })
         .unwrap_or_default();
 
-    let mut targets: Vec<(Option<String>, ConnectOptions)> = Vec::new();
+    let mut targets: Vec<(Option<String>, Endpoint)> = Vec::new();
     for site in sites {
         let Some(cfg) = cfg else { break };
         match cfg.resolve_site(site, backend, &process_env).await {
             Ok(r) => {
-                let mut o = connect_options(&r);
+                let mut o = endpoint(&r);
                 // The site may combine several credentials; this test is about this one.
-                o.username = cred.username().to_owned();
-                o.password = cred.password().clone();
+                o.login = Login::new(cred.username(), cred.password().clone());
                 if !targets
                     .iter()
-                    .any(|(_, t)| t.server() == o.server() && t.username == o.username)
+                    .any(|(_, t)| t.server() == o.server() && t.login.username == o.login.username)
                 {
                     targets.push((Some(site.to_owned()), o));
                 }
@@ -159,12 +168,9 @@ async fn test_one(
     let mut out = Vec::new();
     for (site, opts) in targets {
         let server = opts.server();
-        let error = match FtpConnection::connect(&opts).await {
-            Ok(conn) => {
-                let _ = conn.quit().await;
-                None
-            }
-            Err(e) => Some(login_error(name, &opts, map_ftp_error(e, true))),
+        let error = match test_login(&opts).await {
+            Ok(()) => None,
+            Err(e) => Some(login_error(name, &opts, e)),
         };
         out.push(Outcome {
             name: name.to_string(),
@@ -176,7 +182,7 @@ async fn test_one(
     out
 }
 
-fn own_server(cred: &Credential) -> CliResult<ConnectOptions> {
+fn own_server(cred: &Credential) -> CliResult<Endpoint> {
     let Some(host) = cred.host() else {
         return Err(CliError::usage(format!(
             "credential '{}' has no host, and no site in the config uses it",
@@ -187,24 +193,27 @@ fn own_server(cred: &Credential) -> CliResult<ConnectOptions> {
             cred.name()
         )));
     };
-    let tls = siteport_ftp::TlsMode::Explicit;
-    Ok(ConnectOptions::new(
+    let tls = TlsMode::Explicit;
+    Ok(Endpoint::new(
         host,
         cred.port().unwrap_or(tls.default_port()),
-        tls,
-        cred.username(),
-        cred.password().clone(),
+        Protocol::Ftp(FtpSettings {
+            tls,
+            ..FtpSettings::default()
+        }),
+        "",
+        Login::new(cred.username(), cred.password().clone()),
     ))
 }
 
-fn login_error(name: &CredentialName, opts: &ConnectOptions, e: siteport_sync::Error) -> CliError {
+fn login_error(name: &CredentialName, opts: &Endpoint, e: siteport_sync::Error) -> CliError {
     let kind = e.kind();
     let (message, hint) = if kind == siteport_sync::ErrorKind::Login {
         (
             format!(
                 "{} refused the login of user '{}': {}",
                 opts.server(),
-                opts.username,
+                opts.login.username,
                 e.detail()
             ),
             Some(format!(
@@ -214,16 +223,9 @@ fn login_error(name: &CredentialName, opts: &ConnectOptions, e: siteport_sync::E
     } else {
         (e.to_string(), e.hint().map(str::to_owned))
     };
-    let code = exit_code(kind);
-    CliError {
-        // A connection that fails for another reason still tells nothing about the password.
-        code: if code == exit::TRANSFERS_FAILED {
-            exit::NETWORK
-        } else {
-            code
-        },
-        kind: kind.as_str(),
-        message,
-        hint,
-    }
+    // Only a login was tried: a failure of another kind is a connection problem (see
+    // `Failure::LoginTest`) and still tells nothing about the password.
+    let mut out = CliError::new(Failure::LoginTest(kind), kind.as_str(), message);
+    out.hint = hint;
+    out
 }

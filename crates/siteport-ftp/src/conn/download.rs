@@ -1,0 +1,70 @@
+//! Downloads: streamed into a local file, or into memory up to a limit.
+
+use std::io;
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::data::COPY_BUF;
+use super::{FtpConnection, check_path};
+use crate::error::{FtpError, FtpErrorKind};
+
+impl FtpConnection {
+    /// Downloads `remote_path` into `local` (created or truncated), streaming. The caller
+    /// handles the temp name, `fsync` and rename. Returns the bytes received.
+    pub async fn get_file(&mut self, remote_path: &str, local: &Path) -> Result<u64, FtpError> {
+        check_path(self.server(), "download", remote_path)?;
+        let command = format!("RETR {}", self.abs(remote_path));
+        let local_err = |server: &str, e: io::Error| {
+            FtpError::new(
+                FtpErrorKind::LocalIo,
+                server,
+                format!("cannot write local file {}", local.display()),
+            )
+            .with_source(e)
+        };
+        let mut file = tokio::fs::File::create(local)
+            .await
+            .map_err(|e| local_err(self.server(), e))?;
+        let Some(mut data) = self.start_transfer(&command).await? else {
+            return Ok(0);
+        };
+        let timeout = self.ctrl.timeout;
+        let mut chunk = vec![0u8; COPY_BUF];
+        let mut got = 0u64;
+        loop {
+            match tokio::time::timeout(timeout, data.read(&mut chunk)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => {
+                    if let Err(e) = file.write_all(&chunk[..n]).await {
+                        drop(data);
+                        let _ = self.ctrl.read_reply(&command).await;
+                        return Err(local_err(self.server(), e));
+                    }
+                    got += n as u64;
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Ok(Err(e)) => return Err(self.data_err(&command, e)),
+                Err(_) => return Err(self.ctrl.timed_out(&command)),
+            }
+        }
+        if data.is_tls() {
+            let _ = tokio::time::timeout(timeout, data.shutdown()).await;
+        }
+        drop(data);
+        file.flush()
+            .await
+            .map_err(|e| local_err(self.server(), e))?;
+        self.finish_transfer(&command).await?;
+        Ok(got)
+    }
+
+    /// Downloads `remote_path` into memory: for small files, where the blocking-pool round
+    /// trips of writing through `tokio::fs` cost more than the bytes. Fails (and closes the
+    /// connection) if the file is longer than `max` bytes.
+    pub async fn get_bytes(&mut self, remote_path: &str, max: usize) -> Result<Vec<u8>, FtpError> {
+        check_path(self.server(), "download", remote_path)?;
+        let command = format!("RETR {}", self.abs(remote_path));
+        self.read_all_limited(&command, max, "remote file").await
+    }
+}

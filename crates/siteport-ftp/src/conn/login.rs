@@ -1,0 +1,271 @@
+//! Connecting and logging in: TCP (with `TCP_NODELAY`), TLS on the control connection
+//! (implicit, or explicit with `AUTH TLS`), `USER`/`PASS`, then the session settings
+//! (`PBSZ`/`PROT`, `TYPE I`, `FEAT`, `PWD`).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::upload::tmp_tag;
+use super::{Features, FtpConnection, TlsCtx, tls_handshake};
+use crate::command::SecretLine;
+use crate::error::{FtpError, FtpErrorKind};
+use crate::options::{ConnectOptions, TlsMode};
+use crate::stream::{Control, Stream};
+use crate::tls;
+
+impl FtpConnection {
+    /// Connects, negotiates TLS as asked, logs in, switches to binary type, reads `FEAT`.
+    ///
+    /// TLS 1.2 is offered first: every FTPS server speaks it, and resuming the control
+    /// connection's session on each data connection (what vsftpd's `require_ssl_reuse`
+    /// demands) is a cheap session-ID lookup under 1.2, while 1.3 does a key exchange and
+    /// issues new tickets on every data connection. A server that refuses 1.2 gets a second
+    /// connection offering 1.3.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, FtpError> {
+        match Self::connect_with(opts, true).await {
+            Err(e) if opts.tls != TlsMode::None && tls::is_version_refusal(&e) => {
+                tracing::debug!(server = %opts.server(), "the server refused TLS 1.2; connecting again with TLS 1.3");
+                Self::connect_with(opts, false).await
+            }
+            r => r,
+        }
+    }
+
+    async fn connect_with(opts: &ConnectOptions, tls12_only: bool) -> Result<Self, FtpError> {
+        let server = opts.server();
+        let tls = match opts.tls {
+            TlsMode::None => {
+                tracing::warn!(server = %server, "plain FTP: the password and files travel unencrypted (tls = \"none\")");
+                None
+            }
+            _ => {
+                let config: Arc<ClientConfig> = tls::client_config(opts, tls12_only)?;
+                Some(TlsCtx {
+                    connector: TlsConnector::from(config),
+                    name: tls::server_name(opts)?,
+                })
+            }
+        };
+        let tcp = connect_tcp(opts).await?;
+        let peer = tcp
+            .peer_addr()
+            .map_err(|e| FtpError::from_io(&server, None, e))?
+            .ip();
+        let stream = match (&tls, opts.tls) {
+            (Some(t), TlsMode::Implicit) => {
+                tls_handshake(t, tcp, opts.timeout, &server, "the control connection").await?
+            }
+            _ => Stream::Plain(tcp),
+        };
+        let mut ctrl = Control::new(stream, server.clone(), opts.timeout);
+        let banner = ctrl.read_reply("(greeting)").await?;
+        if banner.code != 220 {
+            return Err(FtpError::from_reply(
+                &server,
+                "(greeting)",
+                banner.code,
+                &banner.text,
+            ));
+        }
+
+        let pipelining = sequential_server(&banner.text);
+
+        if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
+            auth_tls(&mut ctrl, t, opts.timeout, &server).await?;
+        }
+        login(&mut ctrl, opts, &server).await?;
+        let (features, home) = session_setup(&mut ctrl, tls.is_some()).await?;
+        tracing::debug!(server = %server, tls = %opts.tls, mlsd = features.mlsd, mfmt = features.mfmt, "logged in");
+        Ok(Self {
+            ctrl,
+            features,
+            tls,
+            peer,
+            home,
+            epsv: true,
+            list_all: true,
+            pipelining,
+            stat_listing: None,
+            tmp_tag: tmp_tag(),
+        })
+    }
+}
+
+/// Upgrades the control connection with `AUTH TLS`. Never falls back to plain text.
+async fn auth_tls(
+    ctrl: &mut Control,
+    t: &TlsCtx,
+    timeout: Duration,
+    server: &str,
+) -> Result<(), FtpError> {
+    let r = ctrl.cmd("AUTH TLS").await?;
+    if r.code != 234 {
+        // Never fall back to plain text: the password would go out in clear.
+        return Err(FtpError::new(
+            FtpErrorKind::Tls,
+            server,
+            format!("server refused AUTH TLS: {} {}", r.code, r.text.trim()),
+        )
+        .with_command("AUTH TLS")
+        .with_hint(
+            "the server does not offer explicit FTPS; use tls = \"implicit\" if it \
+             listens for FTPS on port 990, or tls = \"none\" only on a trusted network",
+        ));
+    }
+    let tcp = ctrl.take_plain()?;
+    let s = tls_handshake(t, tcp, timeout, server, "the control connection").await?;
+    ctrl.put(s);
+    Ok(())
+}
+
+/// `USER`, then `PASS` if asked for, sent from a buffer wiped right after (see [`SecretLine`]).
+async fn login(ctrl: &mut Control, opts: &ConnectOptions, server: &str) -> Result<(), FtpError> {
+    let user_cmd = format!("USER {}", opts.username);
+    let r = ctrl.cmd(&user_cmd).await?;
+    match r.code {
+        230 => {}
+        331 => {
+            let pass = SecretLine::pass(&opts.password);
+            let label = pass.label();
+            let r = ctrl.cmd(&pass).await;
+            // Wiped now, not at the end of the login.
+            drop(pass);
+            let r = r?;
+            if r.code != 230 && r.code != 202 {
+                let mut e = FtpError::from_reply(server, label, r.code, &r.text);
+                if r.code / 100 == 5 && e.kind() == FtpErrorKind::Protocol {
+                    e = FtpError::new(FtpErrorKind::Login, server, e.message().to_string())
+                        .with_command(label);
+                }
+                return Err(e);
+            }
+        }
+        c => {
+            let mut e = FtpError::from_reply(server, &user_cmd, c, &r.text);
+            if c == 530 || c == 332 {
+                e = e.with_hint("check the username");
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// After login: protected data channel under TLS, binary type, `FEAT` (and UTF-8 names when
+/// offered), and the login directory from `PWD`.
+async fn session_setup(ctrl: &mut Control, tls: bool) -> Result<(Features, String), FtpError> {
+    if tls {
+        ctrl.expect("PBSZ 0", &[200]).await?;
+        ctrl.expect("PROT P", &[200]).await?;
+    }
+    ctrl.expect("TYPE I", &[200]).await?;
+    let feat = ctrl.cmd("FEAT").await?;
+    let features = if feat.code == 211 {
+        Features::parse(&feat.text)
+    } else {
+        Features::default()
+    };
+    if features.utf8 {
+        // Some servers only send UTF-8 names after this; failure is harmless.
+        let _ = ctrl.cmd("OPTS UTF8 ON").await?;
+    }
+    let pwd = ctrl.cmd("PWD").await?;
+    let home = if pwd.code == 257 {
+        parse_pwd(&pwd.text).unwrap_or_else(|| "/".to_string())
+    } else {
+        "/".to_string()
+    };
+    Ok((features, home))
+}
+
+/// Whether the greeting names a server known to read and answer pipelined commands strictly
+/// in order (tested in `tests/remote_suite.rs` against the real servers).
+fn sequential_server(greeting: &str) -> bool {
+    greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
+}
+
+/// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).
+fn parse_pwd(text: &str) -> Option<String> {
+    let start = text.find('"')? + 1;
+    let mut out = String::new();
+    let mut chars = text[start..].chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                out.push('"');
+            } else {
+                return Some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+async fn connect_tcp(opts: &ConnectOptions) -> Result<TcpStream, FtpError> {
+    let server = opts.server();
+    let host = opts.host.trim_start_matches('[').trim_end_matches(']');
+    let connect = async {
+        // Resolve separately: resolver failures are not connection failures and have no
+        // stable io::ErrorKind of their own.
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, opts.port))
+            .await
+            .map_err(|e| {
+                FtpError::new(
+                    FtpErrorKind::Network,
+                    &server,
+                    format!("cannot resolve host '{host}'"),
+                )
+                .with_source(e)
+                .with_hint("check the host name in the site's config")
+            })?
+            .collect();
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        let e = last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"));
+        Err(FtpError::from_io(&server, None, e)
+            .with_hint("check the host and port in the site's config and that the server runs"))
+    };
+    let tcp = match tokio::time::timeout(opts.timeout, connect).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(FtpError::new(
+                FtpErrorKind::Network,
+                &server,
+                format!(
+                    "connecting timed out after {} s",
+                    opts.timeout.as_secs_f32()
+                ),
+            ));
+        }
+    };
+    // Without it FTPS pays Nagle + delayed ACK on every small command and every file.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pwd() {
+        assert_eq!(
+            parse_pwd("\"/home/a \"\"q\"\"\" is the current directory"),
+            Some("/home/a \"q\"".to_string())
+        );
+    }
+}

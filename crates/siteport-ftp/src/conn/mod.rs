@@ -1,0 +1,228 @@
+//! One logged-in control connection and its data transfers, by what they do:
+//! [`login`] connects and logs in, [`data`] opens passive data connections (EPSV/PASV, TLS
+//! resumption), [`listing`] lists directories (MLSD, LIST, STAT over the control connection),
+//! [`upload`] and [`download`] move files, [`file_ops`] runs the single-command operations
+//! (MKD, DELE, RMD, RNFR/RNTO, MDTM). This file holds the connection itself, what the server
+//! offers, and what the parts share.
+
+mod data;
+mod download;
+mod file_ops;
+mod listing;
+mod login;
+mod upload;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{FtpError, FtpErrorKind};
+use crate::stream::{Control, Stream};
+
+pub use upload::ReadObserver;
+
+/// What the server offers, from `FEAT` (and what we learned by trying).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// `MLST`/`MLSD` (RFC 3659): machine-readable listings with exact UTC times.
+    pub mlsd: bool,
+    /// `MFMT`: set a file's modification time.
+    pub mfmt: bool,
+    /// `MDTM`: read a file's modification time.
+    pub mdtm: bool,
+    /// `SIZE`.
+    pub size: bool,
+    /// `UTF8` file names.
+    pub utf8: bool,
+    /// `REST STREAM`: resume transfers.
+    pub rest: bool,
+    /// `EPSV` (extended passive mode); tried first even when not advertised.
+    pub epsv: bool,
+    /// `TVFS`: Unix-like `/` paths.
+    pub tvfs: bool,
+    /// `AUTH TLS`.
+    pub auth_tls: bool,
+    /// The raw `FEAT` lines, trimmed.
+    pub raw: Vec<String>,
+}
+
+impl Features {
+    fn parse(text: &str) -> Self {
+        let mut f = Features::default();
+        // The first and last lines are the reply's own text ("Features:", "End").
+        for line in text.lines().filter(|l| l.starts_with(' ')) {
+            let line = line.trim();
+            let upper = line.to_ascii_uppercase();
+            let word = upper.split_whitespace().next().unwrap_or("");
+            match word {
+                "MLST" | "MLSD" => f.mlsd = true,
+                "MFMT" => f.mfmt = true,
+                "MDTM" => f.mdtm = true,
+                "SIZE" => f.size = true,
+                "UTF8" => f.utf8 = true,
+                "REST" if upper.contains("STREAM") => f.rest = true,
+                "EPSV" => f.epsv = true,
+                "TVFS" => f.tvfs = true,
+                "AUTH" if upper.contains("TLS") => f.auth_tls = true,
+                _ => {}
+            }
+            f.raw.push(line.to_string());
+        }
+        f
+    }
+}
+
+/// What each TLS handshake of a connection needs: one connector, so that its session cache
+/// lets every data connection resume the control connection's session, and the server name.
+struct TlsCtx {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+/// One logged-in control connection: binary type, passive mode (EPSV, falling back to PASV).
+/// Paths may be absolute or relative to the login directory; they are always sent absolute, so
+/// the `CWD` that listings use never changes what a path means.
+pub struct FtpConnection {
+    ctrl: Control,
+    features: Features,
+    tls: Option<TlsCtx>,
+    peer: IpAddr,
+    home: String,
+    epsv: bool,
+    list_all: bool,
+    /// A server known to work strictly in order (vsftpd, pure-ftpd): several commands may be
+    /// sent in one write, and a transfer's `150` comes before the data channel's TLS
+    /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
+    /// and handshake before `150`.
+    pipelining: bool,
+    /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
+    /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
+    stat_listing: Option<bool>,
+    /// Part of this connection's upload temp names (see `put_atomic`).
+    tmp_tag: String,
+}
+
+impl std::fmt::Debug for FtpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpConnection")
+            .field("server", &self.ctrl.server)
+            .field("tls", &self.tls.is_some())
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_path(server: &str, op: &str, path: &str) -> Result<(), FtpError> {
+    if path.is_empty() || path.contains(['\r', '\n', '\0']) {
+        return Err(FtpError::new(
+            FtpErrorKind::Invalid,
+            server,
+            format!(
+                "{op}: path {:?} is empty or contains CR, LF or NUL",
+                path.replace(['\r', '\n', '\0'], "?")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn tls_handshake(
+    tls: &TlsCtx,
+    tcp: TcpStream,
+    timeout: Duration,
+    server: &str,
+    what: &str,
+) -> Result<Stream, FtpError> {
+    match tokio::time::timeout(timeout, tls.connector.connect(tls.name.clone(), tcp)).await {
+        Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            let is_rustls = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
+            let kind = if is_rustls {
+                FtpErrorKind::Tls
+            } else {
+                FtpErrorKind::Transient
+            };
+            Err(FtpError::new(kind, server, format!("TLS handshake failed on {what}"))
+                .with_source(e)
+                .with_hint(
+                    "for a self-signed server certificate set `ca_file` or `fingerprint` in the site's config",
+                ))
+        }
+        Err(_) => Err(FtpError::new(
+            FtpErrorKind::Transient,
+            server,
+            format!("TLS handshake on {what} timed out"),
+        )),
+    }
+}
+
+impl FtpConnection {
+    /// What the server offers.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// `host:port` of the server.
+    pub fn server(&self) -> &str {
+        &self.ctrl.server
+    }
+
+    /// False once the control connection broke (I/O error, timeout); a pool drops such a
+    /// connection instead of reusing it.
+    pub fn is_open(&self) -> bool {
+        self.ctrl.is_open()
+    }
+
+    /// Whether the control connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.ctrl.is_tls()
+    }
+
+    /// Whether this connection pipelines commands: only with servers known to answer in order
+    /// (vsftpd, pure-ftpd), recognised by their greeting.
+    pub fn pipelines(&self) -> bool {
+        self.pipelining
+    }
+
+    fn abs(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_string()
+        } else if self.home.ends_with('/') {
+            format!("{}{}", self.home, path)
+        } else {
+            format!("{}/{}", self.home, path)
+        }
+    }
+
+    /// `NOOP`: checks that the connection is alive (and keeps it so).
+    pub async fn noop(&mut self) -> Result<(), FtpError> {
+        self.ctrl.expect("NOOP", &[200]).await.map(drop)
+    }
+
+    /// `QUIT`, then closes the connection (with `close_notify` under TLS).
+    pub async fn quit(mut self) -> Result<(), FtpError> {
+        let res = self.ctrl.expect("QUIT", &[221]).await.map(drop);
+        self.ctrl.close().await;
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features() {
+        let f = Features::parse(
+            "Features:\n EPRT\n EPSV\n MDTM\n PASV\n REST STREAM\n SIZE\n TVFS\n UTF8\nEnd",
+        );
+        assert!(f.epsv && f.mdtm && f.rest && f.size && f.tvfs && f.utf8);
+        assert!(!f.mlsd && !f.mfmt);
+        let g = Features::parse("Extensions:\n MLST type*;size*;modify*;\n MFMT\n AUTH TLS\nEnd");
+        assert!(g.mlsd && g.mfmt && g.auth_tls);
+    }
+}

@@ -1,0 +1,368 @@
+//! The engine: scans both sides, plans, and executes the plan over N reused connections.
+//!
+//! - this file: the options ([`SyncOptions`], [`RetryPolicy`]), the state the workers share,
+//!   and [`Engine`]'s phases (plan, execute, finish);
+//! - `scan.rs`: the remote tree, listed level by level over the connections;
+//! - `scheduler.rs`: the work queue, the worker pool (how many connections, when to open
+//!   another), retries with backoff, reconnects, the lowered count after `421`;
+//! - `transfer.rs`: one remote action per job (upload, delete, mkdir) and its journal entry;
+//! - `download.rs`: one download, finished into place (temporary file, fsync, mode, mtime,
+//!   rename) and journaled;
+//! - `local.rs`: an import's local directory operations and the checks that keep every local
+//!   write inside the local root.
+
+mod download;
+mod local;
+mod scan;
+mod scheduler;
+mod transfer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{Journal, hash_file};
+use crate::path::local_path;
+use crate::plan::{Action, Direction, Op, Plan, PlanOptions, plan_export, plan_import};
+use crate::remote::{Capabilities, RemoteFactory};
+use crate::report::{FileOutcome, Progress, Report, Status};
+use crate::tree::{Excludes, Tree, scan_local};
+
+use local::create_local_root;
+use scan::set_aside_temp_files;
+use scheduler::{Job, Queue, Results, Worker, levels};
+
+/// How transient errors are retried: exponential backoff from `base_delay`, doubled each
+/// time up to `max_delay`, for at most `max_attempts` tries in all, on a fresh connection
+/// each time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub base_delay: Duration,
+    /// Longest delay between tries.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+/// What to mirror and how.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The local site directory.
+    pub local_root: PathBuf,
+    /// Paths left alone on both sides: never sent, fetched or deleted.
+    pub excludes: Excludes,
+    /// Delete target entries that are gone from the source.
+    pub delete: bool,
+    /// Compare content hashes (against the journal) for every file.
+    pub checksum: bool,
+    /// Connections (and workers) at most; default 4.
+    pub max_connections: usize,
+    /// Retries of transient errors.
+    pub retry: RetryPolicy,
+}
+
+impl SyncOptions {
+    /// Defaults for the site at `local_root`: no excludes, no deletes, 4 connections.
+    pub fn new(local_root: impl Into<PathBuf>) -> Self {
+        Self {
+            local_root: local_root.into(),
+            excludes: Excludes::none(),
+            delete: false,
+            checksum: false,
+            max_connections: 4,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+struct Shared {
+    factory: Arc<dyn RemoteFactory>,
+    queue: Mutex<Queue>,
+    results: Mutex<Results>,
+    stop: Arc<AtomicBool>,
+    fatal: Mutex<Option<Error>>,
+    caps: Mutex<Option<Capabilities>>,
+    pool_size: AtomicUsize,
+    retry: RetryPolicy,
+    progress: Arc<dyn Progress>,
+    journal: Mutex<Journal>,
+    local_root: PathBuf,
+    direction: Mutex<Direction>,
+    /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
+    login_ns: AtomicU64,
+    /// Workers logging in right now.
+    logging_in: AtomicUsize,
+    /// Jobs finished in the current phase and their summed wall time: the cost of one job.
+    phase_jobs: AtomicU64,
+    phase_busy_ns: AtomicU64,
+}
+
+/// Locks a mutex, recovering the data if a worker panicked while holding it: every critical
+/// section here leaves the data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The mirror engine for one site. Typical use:
+///
+/// ```no_run
+/// # async fn f(factory: std::sync::Arc<dyn siteport_sync::RemoteFactory>) -> siteport_sync::Result<()> {
+/// use siteport_sync::*;
+/// let journal = Journal::open("/home/me/.local/state/siteport/journal/acme.json".as_ref())?;
+/// let mut engine = Engine::new(factory, SyncOptions::new("public"), journal, std::sync::Arc::new(NoProgress));
+/// let plan = engine.plan(Direction::Export).await?;
+/// let report = engine.execute(&plan).await?;
+/// engine.finish().await?;
+/// # Ok(()) }
+/// ```
+pub struct Engine {
+    shared: Arc<Shared>,
+    opts: SyncOptions,
+    pool: Vec<Worker>,
+    remote_root_missing: bool,
+}
+
+impl Engine {
+    /// A new engine. No connection is opened until [`plan`](Engine::plan).
+    pub fn new(
+        factory: Arc<dyn RemoteFactory>,
+        opts: SyncOptions,
+        journal: Journal,
+        progress: Arc<dyn Progress>,
+    ) -> Self {
+        let n = opts.max_connections.max(1);
+        let shared = Arc::new(Shared {
+            factory,
+            queue: Mutex::new(Queue::default()),
+            results: Mutex::new(Results::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            fatal: Mutex::new(None),
+            caps: Mutex::new(None),
+            pool_size: AtomicUsize::new(n),
+            retry: opts.retry,
+            progress,
+            journal: Mutex::new(journal),
+            local_root: opts.local_root.clone(),
+            direction: Mutex::new(Direction::Export),
+            login_ns: AtomicU64::new(0),
+            logging_in: AtomicUsize::new(0),
+            phase_jobs: AtomicU64::new(0),
+            phase_busy_ns: AtomicU64::new(0),
+        });
+        let pool = (0..n)
+            .map(|id| Worker {
+                id,
+                conn: None,
+                opened: false,
+                counted_login: false,
+            })
+            .collect();
+        Self {
+            shared,
+            opts,
+            pool,
+            remote_root_missing: false,
+        }
+    }
+
+    /// A flag that, once set, makes workers stop taking new actions (actions in flight
+    /// finish and are journaled). For Ctrl-C handling, and for tests that simulate a crash.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        self.shared.stop.clone()
+    }
+
+    /// Connections currently in the pool (lowered after `421` replies).
+    pub fn connections(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Scans the local tree and lists the remote tree (directories in parallel over the
+    /// connections), then plans. Changes nothing: this is `--dry-run` and `siteport plan`.
+    pub async fn plan(&mut self, direction: Direction) -> Result<Plan> {
+        *lock(&self.shared.direction) = direction;
+        let root = self.opts.local_root.clone();
+        let excludes = self.opts.excludes.clone();
+        let local_missing = direction == Direction::Import
+            && matches!(std::fs::symlink_metadata(&root), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        // The local scan runs while the remote side is logged in to and listed: one waits on
+        // the disk, the other on the server.
+        let local_scan = (!local_missing)
+            .then(|| tokio::task::spawn_blocking(move || scan_local(&root, &excludes)));
+        let remote = self.scan_remote(direction).await;
+        let local = match local_scan {
+            None => Tree::default(),
+            Some(scan) => scan.await.map_err(|e| {
+                Error::new(
+                    ErrorKind::LocalIo,
+                    "local scan",
+                    format!("scan failed: {e}"),
+                )
+            })??,
+        };
+        self.shared.progress.scanned(true, local.entries.len());
+        let remote = remote?;
+        self.shared.progress.scanned(false, remote.entries.len());
+        let (mut local, mut remote) = (local, remote);
+        // Our own temporary files (a crashed run's leftovers) are never a source; on the
+        // target side they are extras, which `delete` cleans up.
+        match direction {
+            Direction::Export => set_aside_temp_files(&mut local),
+            Direction::Import => set_aside_temp_files(&mut remote),
+        }
+        let caps = lock(&self.shared.caps).unwrap_or_default();
+        let popts = PlanOptions {
+            delete: self.opts.delete,
+            checksum: self.opts.checksum,
+            capabilities: caps,
+        };
+        let records = lock(&self.shared.journal).records().clone();
+        let root = self.opts.local_root.clone();
+        let plan = tokio::task::spawn_blocking(move || {
+            let mut hasher = |p: &str| hash_file(&local_path(&root, p)).ok();
+            match direction {
+                Direction::Export => plan_export(&local, &remote, &records, &popts, &mut hasher),
+                Direction::Import => plan_import(&local, &remote, &records, &popts, &mut hasher),
+            }
+        })
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::LocalIo,
+                "planner",
+                format!("planning failed: {e}"),
+            )
+        })?;
+        self.shared.progress.planned(&plan);
+        Ok(plan)
+    }
+
+    /// Executes a plan made by [`plan`](Engine::plan): directories first (parents first),
+    /// then transfers over the connections, then deletes (files, then directories deepest
+    /// first). Every completed file is journaled at once.
+    ///
+    /// Per-file failures are in the [`Report`]; an `Err` means the run could not go on at all
+    /// (login refused, TLS failure, server unreachable): what completed before is journaled.
+    pub async fn execute(&mut self, plan: &Plan) -> Result<Report> {
+        let started = Instant::now();
+        *lock(&self.shared.direction) = plan.direction;
+        let mut report = Report::new(plan);
+        {
+            let mut j = lock(&self.shared.journal);
+            for (p, r) in &plan.journal_updates {
+                if let Err(e) = j.record(p, r.clone()) {
+                    report.warnings.push(e.to_string());
+                    break;
+                }
+            }
+        }
+        let by = |op: Op| plan.actions.iter().filter(move |a| a.op == op).cloned();
+        for a in by(Op::Conflict) {
+            let o = FileOutcome {
+                op: a.op,
+                path: a.path.clone(),
+                bytes: 0,
+                attempts: 0,
+                status: Status::Failed {
+                    kind: ErrorKind::Conflict,
+                    message: format!("{}: {}", a.path, a.reason.as_str()),
+                    hint: Some("remove or rename one of the two, then run again".into()),
+                },
+            };
+            self.shared.progress.finished(0, &o);
+            report.add(o);
+        }
+        match plan.direction {
+            Direction::Export => {
+                if self.remote_root_missing {
+                    let root = Action {
+                        op: Op::Mkdir,
+                        path: String::new(),
+                        size: 0,
+                        reason: crate::plan::Reason::New,
+                        source_mtime: None,
+                    };
+                    self.run_phase(vec![Job::Act(root)]).await;
+                }
+                for d in levels(by(Op::Mkdir).collect(), false) {
+                    self.run_phase(d.into_iter().map(Job::Act).collect()).await;
+                }
+                self.run_phase(by(Op::Upload).map(Job::Act).collect()).await;
+                self.run_phase(by(Op::Delete).map(Job::Act).collect()).await;
+                for d in levels(by(Op::RemoveDir).collect(), true) {
+                    self.run_phase(d.into_iter().map(Job::Act).collect()).await;
+                }
+            }
+            Direction::Import => {
+                if !self.stopped() {
+                    create_local_root(&self.opts.local_root)?;
+                }
+                for a in by(Op::Mkdir) {
+                    self.local_op(&a);
+                }
+                self.run_phase(by(Op::Download).map(Job::Act).collect())
+                    .await;
+                for a in by(Op::Delete).chain(by(Op::RemoveDir)) {
+                    self.local_op(&a);
+                }
+            }
+        }
+        let results = std::mem::take(&mut *lock(&self.shared.results));
+        for (_, o) in results.outcomes {
+            report.add(o);
+        }
+        report.warnings.extend(results.warnings);
+        report.stopped = self.stopped();
+        report.connections = self.pool.iter().filter(|w| w.opened).count();
+        report.set_duration(started.elapsed());
+        self.check_fatal()?;
+        Ok(report)
+    }
+
+    /// Plans and executes in one go.
+    pub async fn run(&mut self, direction: Direction) -> Result<Report> {
+        let plan = self.plan(direction).await?;
+        self.execute(&plan).await
+    }
+
+    /// Closes the connections politely and compacts the journal. Dropping the engine without
+    /// calling it loses nothing (the journal log is replayed on the next open).
+    pub async fn finish(mut self) -> Result<()> {
+        for w in &mut self.pool {
+            if let Some(mut c) = w.conn.take() {
+                let _ = c.close().await;
+            }
+        }
+        lock(&self.shared.journal).compact()
+    }
+
+    fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::SeqCst)
+    }
+
+    fn check_fatal(&self) -> Result<()> {
+        match lock(&self.shared.fatal).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The remote side of a scan: the tree listed level by level (each level's directories in
+//! parallel over the connections), with unsafe names, links and unlistable directories set
+//! aside as problems, and siteport's own temporary files kept out of the plan.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::path::{check_name, join};
+use crate::plan::Direction;
+use crate::remote::EntryKind;
+use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
+
+use super::scheduler::Job;
+use super::{Engine, lock};
+
+impl Engine {
+    pub(super) async fn scan_remote(&mut self, direction: Direction) -> Result<Tree> {
+        let mut tree = Tree::default();
+        let mut level = vec![String::new()];
+        self.remote_root_missing = false;
+        while !level.is_empty() {
+            self.run_phase(level.drain(..).map(Job::List).collect())
+                .await;
+            self.check_fatal()?;
+            let mut listings = std::mem::take(&mut lock(&self.shared.results).listings);
+            listings.sort_by(|a, b| a.0.cmp(&b.0));
+            for (dir, res) in listings {
+                let entries = match res {
+                    Ok(e) => e,
+                    Err(e) if dir.is_empty() && e.kind() == ErrorKind::NotFound => {
+                        if direction == Direction::Import {
+                            return Err(Error::new(
+                                ErrorKind::NotFound,
+                                self.shared.factory.describe(),
+                                "the remote directory does not exist",
+                            )
+                            .with_hint("check `remote` in the site's config"));
+                        }
+                        self.remote_root_missing = true;
+                        continue;
+                    }
+                    Err(e) if dir.is_empty() => return Err(e),
+                    Err(e) => {
+                        // Nothing under an unlistable directory is touched.
+                        tree.kept.insert(dir.clone());
+                        tree.entries.remove(&dir);
+                        tree.problems.push(ScanProblem {
+                            path: dir,
+                            kind: ProblemKind::Unreadable,
+                            detail: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                for ent in entries {
+                    if ent.name == "." || ent.name == ".." {
+                        continue;
+                    }
+                    if let Err(why) = check_name(&ent.name) {
+                        let shown = join(&dir, &ent.name.escape_debug().to_string());
+                        tracing::warn!(path = %shown, why, "unsafe remote name refused");
+                        tree.kept.insert(shown.clone());
+                        tree.problems.push(ScanProblem {
+                            path: shown,
+                            kind: ProblemKind::UnsafeName,
+                            detail: format!("unsafe remote name refused: {why}"),
+                        });
+                        continue;
+                    }
+                    let path = join(&dir, &ent.name);
+                    match ent.kind {
+                        EntryKind::Dir => {
+                            if self.opts.excludes.prunes_dir(&path) {
+                                tree.kept.insert(path);
+                            } else {
+                                tree.entries.insert(path.clone(), TreeEntry::dir());
+                                level.push(path);
+                            }
+                        }
+                        EntryKind::File => {
+                            if self.opts.excludes.is_excluded(&path) {
+                                tree.kept.insert(path);
+                            } else {
+                                tree.entries.insert(
+                                    path,
+                                    TreeEntry::file(ent.size, ent.mtime, ent.mtime_precise),
+                                );
+                            }
+                        }
+                        EntryKind::Symlink | EntryKind::Other => {
+                            if !self.opts.excludes.is_excluded(&path) {
+                                tree.problems.push(ScanProblem {
+                                    path: path.clone(),
+                                    kind: if ent.kind == EntryKind::Symlink {
+                                        ProblemKind::Symlink
+                                    } else {
+                                        ProblemKind::Special
+                                    },
+                                    detail: "remote link or special entry left alone".into(),
+                                });
+                            }
+                            tree.kept.insert(path);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(tree)
+    }
+}
+
+/// Whether a name is one of siteport's temporary files: `.siteport-*.part` (downloads, and
+/// `LocalDirRemote` uploads) or `.NAME.TAG.siteport-tmp` (FTP uploads).
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.')
+        && ((name.starts_with(".siteport-") && name.ends_with(".part"))
+            || name.ends_with(".siteport-tmp"))
+}
+
+pub(super) fn set_aside_temp_files(tree: &mut Tree) {
+    let temps: Vec<String> = tree
+        .entries
+        .iter()
+        .filter(|(p, e)| {
+            e.kind == EntryKind::File && is_temp_name(p.rsplit('/').next().unwrap_or(p))
+        })
+        .map(|(p, _)| p.clone())
+        .collect();
+    for p in temps {
+        tree.entries.remove(&p);
+        tree.kept.insert(p);
+    }
+}

@@ -1,0 +1,150 @@
+//! One remote action per job, on the worker's connection: mkdir, upload, delete, remove
+//! directory (downloads are in `download.rs`), and the journal entry each completed file
+//! gets at once.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{JournalRecord, to_ns};
+use crate::path::local_path;
+use crate::plan::{Action, Direction, Op};
+use crate::remote::Remote;
+
+use super::download::download;
+use super::{Shared, lock};
+
+pub(super) async fn remote_action(
+    sh: &Shared,
+    conn: &mut dyn Remote,
+    a: &Action,
+    direction: Direction,
+) -> Result<u64> {
+    let gone_ok = |r: Result<()>| match r {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+        Ok(()) => Ok(0),
+    };
+    match (direction, a.op) {
+        (Direction::Export, Op::Mkdir) => conn.mkdir(&a.path).await.map(|()| 0),
+        (Direction::Export, Op::Upload) => upload(sh, conn, a).await,
+        (Direction::Export, Op::Delete) => {
+            let n = gone_ok(conn.delete_file(&a.path).await)?;
+            journal_remove(sh, &a.path);
+            Ok(n)
+        }
+        (Direction::Export, Op::RemoveDir) => gone_ok(conn.remove_dir(&a.path).await),
+        (Direction::Import, Op::Download) => download(sh, conn, a).await,
+        (_, op) => Err(Error::new(
+            ErrorKind::Config,
+            a.path.clone(),
+            format!("internal: {} is not a remote action here", op.as_str()),
+        )),
+    }
+}
+
+pub(super) fn journal_record(sh: &Shared, path: &str, rec: JournalRecord) {
+    if let Err(e) = lock(&sh.journal).record(path, rec) {
+        lock(&sh.results).warnings.push(e.to_string());
+    }
+}
+
+fn journal_remove(sh: &Shared, path: &str) {
+    if let Err(e) = lock(&sh.journal).remove(path) {
+        lock(&sh.results).warnings.push(e.to_string());
+    }
+}
+
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::new(
+            ErrorKind::LocalIo,
+            "worker",
+            format!("local task failed: {e}"),
+        ))
+    })
+}
+
+/// Files up to this size are read (upload) or received (download) whole in memory, with one
+/// trip to the blocking pool per file for stat, read, hash (and on download write, fsync,
+/// rename); larger ones are streamed. Most of a website is small files, and for them those
+/// trips cost more than the bytes.
+pub(super) const SMALL_FILE: u64 = 1024 * 1024;
+
+async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
+    let abs = local_path(&sh.local_root, &a.path);
+    // A small file is read right here, on the runtime thread: a few KiB from the page cache
+    // take microseconds, less than the hand-off to the blocking pool and back (which was the
+    // largest cost per file of a first export). Larger files are hashed as they are sent:
+    // one pass over the file instead of two, and the hash is of exactly the bytes sent.
+    let (hash, size, mtime, n, from_memory) = match read_small(&abs)? {
+        Some((m, data)) => {
+            let h = blake3::hash(&data).to_hex().to_string();
+            let mtime = m.modified().ok();
+            let n = conn
+                .put_atomic_contents(&abs, &data, &a.path, mtime)
+                .await?;
+            (h, m.len(), mtime, n, true)
+        }
+        None => {
+            let m = std::fs::metadata(&abs).map_err(|e| Error::local_io("stat", &abs, e))?;
+            if !m.is_file() {
+                // Replaced by a FIFO or device since the scan: opening it could block forever.
+                return Err(Error::new(
+                    ErrorKind::LocalIo,
+                    abs.display().to_string(),
+                    "no longer a regular file; not uploaded",
+                ));
+            }
+            let mtime = m.modified().ok();
+            let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+            let feed = hasher.clone();
+            let observe: crate::remote::ReadObserver = Box::new(move |chunk: &[u8]| {
+                lock(&feed).update(chunk);
+            });
+            let n = conn.put_atomic(&abs, &a.path, mtime, Some(observe)).await?;
+            let h = lock(&hasher).finalize().to_hex().to_string();
+            (h, m.len(), mtime, n, false)
+        }
+    };
+    // Journal only what was actually sent: a file edited during the upload goes again. A
+    // file sent from memory needs no second look: its hash is of exactly the bytes sent, so an
+    // edit after the stat shows up next run as an mtime that differs, then a hash that
+    // matches what the server has.
+    let unchanged = n == size
+        && (from_memory
+            || std::fs::metadata(&abs)
+                .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime));
+    if unchanged {
+        journal_record(
+            sh,
+            &a.path,
+            JournalRecord {
+                size,
+                local_mtime_ns: mtime.map(to_ns),
+                remote_size: n,
+                remote_mtime_ns: None,
+                hash,
+            },
+        );
+    }
+    Ok(n)
+}
+
+/// Reads `path` whole if it is a regular file of at most [`SMALL_FILE`] bytes; `None`:
+/// larger (or not a regular file: the streaming path reports that).
+fn read_small(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>> {
+    use std::io::Read;
+    // stat before open: opening a FIFO put there since the scan would block the runtime.
+    let m = std::fs::metadata(path).map_err(|e| Error::local_io("stat", path, e))?;
+    if !m.is_file() || m.len() > SMALL_FILE {
+        return Ok(None);
+    }
+    let mut f = std::fs::File::open(path).map_err(|e| Error::local_io("open", path, e))?;
+    let mut data = Vec::with_capacity(m.len() as usize + 1);
+    f.read_to_end(&mut data)
+        .map_err(|e| Error::local_io("read", path, e))?;
+    Ok(Some((m, data)))
+}

@@ -1,0 +1,78 @@
+//! The config file's TOML shapes, as serde reads them (with spans for error locations).
+//! Validation and defaults are in [`super::site`] and [`super::credentials_section`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) credentials: Option<RawCredentials>,
+    #[serde(default)]
+    pub(super) site: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCredentials {
+    // Parsed by hand: serde's untagged-enum error ("did not match any variant") says nothing.
+    pub(super) backend: Option<Spanned<toml::Value>>,
+    pub(super) file: Option<RawFile>,
+    pub(super) dir: Option<RawDir>,
+    pub(super) vault: Option<toml::Table>,
+    pub(super) aws: Option<toml::Table>,
+    pub(super) gcp: Option<toml::Table>,
+    pub(super) azure: Option<toml::Table>,
+    pub(super) keychain: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) identity: Option<Spanned<String>>,
+    pub(super) passphrase_command: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDir {
+    pub(super) root: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawPort {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub(super) name: Spanned<String>,
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) port: Option<Spanned<RawPort>>,
+    pub(super) tls: Option<Spanned<String>>,
+    #[serde(alias = "username")]
+    pub(super) user: Option<Spanned<String>>,
+    // Any TOML type, so that a mistyped password (`password = 1234`) is reported by us,
+    // without the value, rather than by serde's "invalid type: integer `1234`".
+    pub(super) password: Option<Spanned<toml::Value>>,
+    pub(super) credential: Option<Spanned<String>>,
+    pub(super) local: Option<Spanned<String>>,
+    pub(super) remote: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) exclude: Vec<String>,
+    #[serde(default)]
+    pub(super) delete: bool,
+    pub(super) max_connections: Option<Spanned<i64>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) fingerprint: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) insecure: bool,
+    pub(super) passive: Option<bool>,
+    /// Legacy: `ftp://user:pass@host:port/path` (or `ftps://`) instead of host/port/user/
+    /// password/remote.
+    pub(super) url: Option<Spanned<String>>,
+}
