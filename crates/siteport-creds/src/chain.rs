@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 /// Several backends consulted in order.
 #[derive(Debug)]
@@ -70,10 +71,10 @@ impl CredentialBackend for ChainBackend {
         }
         let e = Error::not_found(self.describe(), name);
         Err(match self.first_writable("store") {
-            Ok(w) => e.with_hint(format!(
-                "add it with `siteport credential add {name}` (stores into the {})",
-                w.describe()
-            )),
+            Ok(w) => e.with_remedy(Remedy::AddCredentialInto {
+                name: name.clone(),
+                backend: w.describe(),
+            }),
             // No member can store it: `credential add` would fail, so relay how each member
             // can be given the credential instead.
             Err(_) if !hints.is_empty() => e.with_hint(hints.join("; or ")),

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::credential::{CredentialName, ValidationError};
+use crate::remedy::{Join, Remedy};
 
 /// What went wrong, independent of the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +54,8 @@ impl fmt::Display for ErrorKind {
 
 /// A credential store error. It always says which backend and where (`backend`, e.g.
 /// `file backend (/home/me/.local/share/siteport/credentials.age)`), what failed (`detail`),
-/// and, when there is one, the command or change that fixes it (`hint`).
+/// and, when there is one, the fix: a change to make (`hint`, plain text) and/or an action of
+/// the embedding program (`remedy`, a [`Remedy`] the program renders as its own command).
 ///
 /// Nothing secret ever goes into an `Error`: backends put names, paths and addresses in it,
 /// never values.
@@ -64,6 +66,8 @@ pub struct Error {
     backend: String,
     detail: String,
     hint: Option<String>,
+    // Boxed: kept off the error's inline size, which every `Result` in the crate carries.
+    remedy: Option<Box<(Remedy, Join)>>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -79,13 +83,33 @@ impl Error {
             backend: backend.into(),
             detail: detail.into(),
             hint: None,
+            remedy: None,
             source: None,
         }
     }
 
-    /// Adds the fix: a command to run or a setting to change.
+    /// Sets the fix: a setting to change or a thing to do outside the program. It replaces
+    /// any fix set before, remedy included (add one after with [`with_remedy`](Self::with_remedy)).
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self.remedy = None;
+        self
+    }
+
+    /// Adds an action of the embedding program that fixes it, after the hint (joined by `; `).
+    pub fn with_remedy(self, remedy: Remedy) -> Self {
+        self.with_remedy_joined(remedy, "; ")
+    }
+
+    /// Adds a remedy after the hint, joined by `sep` (e.g. `", or "` for an alternative).
+    pub(crate) fn with_remedy_joined(mut self, remedy: Remedy, sep: &'static str) -> Self {
+        self.remedy = Some(Box::new((remedy, Join::After(sep))));
+        self
+    }
+
+    /// Adds a remedy before the hint, joined by `sep`.
+    pub(crate) fn with_remedy_first(mut self, remedy: Remedy, sep: &'static str) -> Self {
+        self.remedy = Some(Box::new((remedy, Join::Before(sep))));
         self
     }
 
@@ -95,26 +119,24 @@ impl Error {
         self
     }
 
-    /// `credential 'NAME' not found`, with the hint to add it.
+    /// `credential 'NAME' not found`, with the remedy to add it.
     pub fn not_found(backend: impl Into<String>, name: &CredentialName) -> Self {
         Self::new(
             ErrorKind::NotFound,
             backend,
             format!("credential '{name}' not found"),
         )
-        .with_hint(format!("add it with `siteport credential add {name}`"))
+        .with_remedy(Remedy::AddCredential(name.clone()))
     }
 
-    /// `credential 'NAME' already exists`, with the hint to replace it.
+    /// `credential 'NAME' already exists`, with the remedy to replace it.
     pub fn already_exists(backend: impl Into<String>, name: &CredentialName) -> Self {
         Self::new(
             ErrorKind::AlreadyExists,
             backend,
             format!("credential '{name}' already exists"),
         )
-        .with_hint(format!(
-            "replace it with `siteport credential add {name} --force`"
-        ))
+        .with_remedy(Remedy::ReplaceCredential(name.clone()))
     }
 
     /// The operation is not supported by this backend.
@@ -143,9 +165,25 @@ impl Error {
     pub fn detail(&self) -> &str {
         &self.detail
     }
-    /// The fix, if known.
+    /// The fix as plain text, if there is one beyond the [`remedy`](Self::remedy). It never
+    /// holds a command line of the embedding program.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()
+    }
+    /// The action of the embedding program that fixes it, if any.
+    pub fn remedy(&self) -> Option<&Remedy> {
+        self.remedy.as_deref().map(|(r, _)| r)
+    }
+    /// The whole fix as one text: the hint with the remedy, rendered by `render`, in its place.
+    /// `None` when there is neither.
+    pub fn hint_with(&self, render: impl FnOnce(&Remedy) -> String) -> Option<String> {
+        match (&self.hint, self.remedy.as_deref()) {
+            (None, None) => None,
+            (Some(h), None) => Some(h.clone()),
+            (None, Some((r, _))) => Some(render(r)),
+            (Some(h), Some((r, Join::After(sep)))) => Some(format!("{h}{sep}{}", render(r))),
+            (Some(h), Some((r, Join::Before(sep)))) => Some(format!("{}{sep}{h}", render(r))),
+        }
     }
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
@@ -165,7 +203,26 @@ mod tests {
             e.to_string(),
             "file backend (/tmp/x.age): credential 'acme' not found"
         );
-        assert_eq!(e.hint(), Some("add it with `siteport credential add acme`"));
+        assert_eq!(e.hint(), None);
+        assert_eq!(e.remedy(), Some(&Remedy::AddCredential(n.clone())));
+        let render = |r: &Remedy| format!("<{r:?}>");
+        assert_eq!(
+            e.hint_with(render).as_deref(),
+            Some("<AddCredential(CredentialName(\"acme\"))>")
+        );
+        let f = Error::not_found("b", &n)
+            .with_hint("first")
+            .with_remedy(Remedy::InitStore);
+        assert_eq!(f.hint_with(render).as_deref(), Some("first; <InitStore>"));
+        let f = f.with_remedy_first(Remedy::InitStore, ", or ");
+        assert_eq!(
+            f.hint_with(render).as_deref(),
+            Some("<InitStore>, or first")
+        );
+        assert_eq!(
+            f.with_hint("only").hint_with(render).as_deref(),
+            Some("only")
+        );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(!e.is_retryable());
     }

@@ -695,11 +695,11 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(source.kind(), ErrorKind::NotFound);
-        assert!(
-            source
-                .hint()
-                .unwrap()
-                .contains("siteport credential add other")
+        assert_eq!(
+            source.remedy(),
+            Some(&crate::Remedy::AddCredential(
+                CredentialName::new("other").unwrap()
+            ))
         );
 
         let err = expand_str("${cred:acme#port}", &e, &b).await.unwrap_err();

@@ -80,7 +80,7 @@ pub fn assert_no_secret(what: &str, text: &str) {
 
 /// Everything an error shows: `Display`, `Debug`, hint and the source chain.
 fn error_text(e: &Error) -> String {
-    let mut out = format!("{e}\n{e:?}\n{}", e.hint().unwrap_or(""));
+    let mut out = format!("{e}\n{e:?}\n{}\n{:?}", e.hint().unwrap_or(""), e.remedy());
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         out.push_str(&format!("\n{s}"));
@@ -176,8 +176,33 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         );
     }
     let fx = fixtures();
+    expect_absent(b, &fx).await;
+    create_and_read_back(b, &fx).await;
+    create_new_refuses_an_existing_name(b, &fx[0]).await;
+    replace_changes_every_field(b, &fx).await;
+    list_is_sorted_complete_and_clean(b, &fx).await;
+    let gone = &fx[1];
+    delete_removes_only_its_credential(b, &fx, gone).await;
+    validation_never_echoes();
+    assert_no_secret("Debug of the backend", &format!("{b:?}"));
+    assert_no_secret("describe()", &b.describe());
+    if let Err(e) = b.check().await {
+        panic!("check() failed after use: {e}");
+    }
+    if let Ok(h) = b.check().await {
+        assert_no_secret("check() notes", &format!("{h:?}"));
+    }
 
-    for f in &fx {
+    for f in fx.iter().filter(|f| f.name() != gone.name()) {
+        b.delete(f.name())
+            .await
+            .unwrap_or_else(|e| panic!("cleanup delete('{}'): {e}", f.name()));
+    }
+}
+
+/// None of the fixtures exists yet.
+async fn expect_absent(b: &dyn CredentialBackend, fx: &[Credential]) {
+    for f in fx {
         match b.get(f.name()).await {
             Err(e) => assert_eq!(
                 e.kind(),
@@ -191,14 +216,16 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
             ),
         }
     }
+}
 
+async fn create_and_read_back(b: &dyn CredentialBackend, fx: &[Credential]) {
     // Create.
-    for f in &fx {
+    for f in fx {
         if let Err(e) = b.store(f, StoreMode::CreateNew).await {
             panic!("store('{}', CreateNew) failed: {e}", f.name());
         }
     }
-    for f in &fx {
+    for f in fx {
         let got = b
             .get(f.name())
             .await
@@ -206,9 +233,10 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         assert_same(&format!("get('{}') after store", f.name()), &got, f);
         assert_no_secret("Debug of a credential", &format!("{got:?}"));
     }
+}
 
-    // CreateNew on an existing name refuses and keeps the old value.
-    let first = &fx[0];
+/// CreateNew on an existing name refuses and keeps the old value.
+async fn create_new_refuses_an_existing_name(b: &dyn CredentialBackend, first: &Credential) {
     let changed = Credential::new(
         first.name().clone(),
         "someone-else",
@@ -225,15 +253,17 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         "store(CreateNew) of an existing name: {e}"
     );
     assert!(
-        e.hint().is_some(),
-        "AlreadyExists must carry a hint (e.g. --force): {e}"
+        e.hint().is_some() || e.remedy().is_some(),
+        "AlreadyExists must carry a fix (e.g. --force): {e}"
     );
     assert_error_clean("AlreadyExists error", b, &e);
     let got = b.get(first.name()).await.expect("get after refused store");
     assert_same("value after a refused CreateNew", &got, first);
+}
 
+async fn replace_changes_every_field(b: &dyn CredentialBackend, fx: &[Credential]) {
     // Replace changes every field, including dropping host and port.
-    for f in &fx {
+    for f in fx {
         let r = Credential::new(
             f.name().clone(),
             format!("{}-2", f.username()),
@@ -251,7 +281,9 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         let got = b.get(f.name()).await.expect("get after replace");
         assert_same(&format!("get('{}') after Replace", f.name()), &got, &r);
     }
+}
 
+async fn list_is_sorted_complete_and_clean(b: &dyn CredentialBackend, fx: &[Credential]) {
     // List: sorted, complete, no password, source shown.
     let list = b
         .list()
@@ -259,7 +291,7 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         .unwrap_or_else(|e| panic!("list failed: {e}"));
     assert_sorted("list", &list);
     assert_listing_clean("list", &list);
-    for f in &fx {
+    for f in fx {
         let info = find(&list, f.name())
             .unwrap_or_else(|| panic!("list does not contain '{}': {list:?}", f.name()));
         assert_eq!(
@@ -270,9 +302,14 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         );
         assert_source(b, info);
     }
+}
 
+async fn delete_removes_only_its_credential(
+    b: &dyn CredentialBackend,
+    fx: &[Credential],
+    gone: &Credential,
+) {
     // Delete.
-    let gone = &fx[1];
     b.delete(gone.name())
         .await
         .unwrap_or_else(|e| panic!("delete('{}') failed: {e}", gone.name()));
@@ -281,7 +318,10 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
         .await
         .expect_err("get after delete must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "get after delete: {e}");
-    assert!(e.hint().is_some(), "NotFound must carry a hint: {e}");
+    assert!(
+        e.hint().is_some() || e.remedy().is_some(),
+        "NotFound must carry a fix: {e}"
+    );
     assert!(
         e.to_string().contains(gone.name().as_str()),
         "NotFound must name the credential: {e}"
@@ -317,22 +357,6 @@ pub async fn writable_suite(b: &dyn CredentialBackend) {
             f.name(),
             gone.name()
         );
-    }
-
-    validation_never_echoes();
-    assert_no_secret("Debug of the backend", &format!("{b:?}"));
-    assert_no_secret("describe()", &b.describe());
-    if let Err(e) = b.check().await {
-        panic!("check() failed after use: {e}");
-    }
-    if let Ok(h) = b.check().await {
-        assert_no_secret("check() notes", &format!("{h:?}"));
-    }
-
-    for f in fx.iter().filter(|f| f.name() != gone.name()) {
-        b.delete(f.name())
-            .await
-            .unwrap_or_else(|e| panic!("cleanup delete('{}'): {e}", f.name()));
     }
 }
 
@@ -402,7 +426,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
         .expect_err("get of a missing name must fail");
     assert_eq!(e.kind(), ErrorKind::NotFound, "get of a missing name: {e}");
     assert!(
-        e.hint().is_some_and(|h| !h.is_empty()),
+        e.hint().is_some_and(|h| !h.is_empty()) || e.remedy().is_some(),
         "NotFound must say how to provide the credential: {e}"
     );
     assert!(
@@ -422,7 +446,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
             "store on a read-only backend: {e}"
         );
         assert!(
-            e.hint().is_some(),
+            e.hint().is_some() || e.remedy().is_some(),
             "Unsupported store must explain the alternative: {e}"
         );
         assert_error_clean("Unsupported store error", b, &e);
@@ -436,7 +460,7 @@ pub async fn read_only_suite(b: &dyn CredentialBackend) {
             "delete on a read-only backend: {e}"
         );
         assert!(
-            e.hint().is_some(),
+            e.hint().is_some() || e.remedy().is_some(),
             "Unsupported delete must explain the alternative: {e}"
         );
         assert_error_clean("Unsupported delete error", b, &e);
@@ -485,16 +509,7 @@ pub fn fixture_vars(creds: &[Credential], file_dir: Option<&Path>) -> Vec<(OsStr
 }
 
 fn write_private(path: &Path, content: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-    f.write_all(content.as_bytes())
+    crate::fsutil::write_private(path, content.as_bytes())
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 

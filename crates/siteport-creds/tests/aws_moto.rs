@@ -1,6 +1,7 @@
 //! The aws backend against a real `moto_server` (started per test on 127.0.0.1), through the
 //! official SDK, plus an opt-in live test against real AWS.
 
+use siteport_creds::Remedy;
 use siteport_creds::backends::aws::{AwsBackend, DeletePolicy};
 use siteport_creds::testkit::{self, assert_no_secret, fixtures};
 use siteport_creds::{
@@ -144,7 +145,7 @@ async fn not_found_and_scheduled_deletion() {
     let e = b.get(&name("nope")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("aws backend"), "{e}");
-    assert!(e.hint().unwrap().contains("siteport credential add nope"));
+    assert_eq!(e.remedy(), Some(&Remedy::AddCredential(name("nope"))));
 
     // Default delete keeps the secret restorable: adding the name again says how to restore or
     // purge it.

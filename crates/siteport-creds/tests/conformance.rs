@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 
+use siteport_creds::Remedy;
 use siteport_creds::backends::dir::DirBackend;
 use siteport_creds::backends::env::EnvBackend;
 use siteport_creds::backends::file::FileBackend;
@@ -189,9 +190,11 @@ async fn chain_semantics() {
     assert!(e.to_string().contains("env backend"), "{e}");
     assert!(e.to_string().contains("dir backend"), "{e}");
     assert!(
-        e.hint()
-            .unwrap()
-            .contains("siteport credential add nowhere"),
+        matches!(
+            e.remedy(),
+            Some(Remedy::AddCredential(n) | Remedy::AddCredentialInto { name: n, .. })
+                if n.as_str() == "nowhere"
+        ),
         "{e:?}"
     );
 

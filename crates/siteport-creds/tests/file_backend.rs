@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use siteport_creds::Remedy;
 use siteport_creds::backends::file::{FileBackend, FileEnv, InitOptions, KeyMode, RekeyOptions};
 use siteport_creds::{
     Credential, CredentialBackend, CredentialName, ErrorKind, ExposeSecret, FileSettings,
@@ -232,8 +233,9 @@ async fn missing_store_behaviour() {
     let b = fx.open();
     let e = b.get(&name("acme")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(
-        e.hint().unwrap().contains("siteport credential init"),
+    assert_eq!(
+        e.remedy(),
+        Some(&Remedy::InitStoreThenAdd(name("acme"))),
         "{e:?}"
     );
     assert!(b.list().await.unwrap().is_empty());
@@ -249,10 +251,7 @@ async fn missing_store_behaviour() {
         .store(&cred("acme", "u", "p"), StoreMode::Replace)
         .await
         .unwrap_err();
-    assert!(
-        e.hint().unwrap().contains("siteport credential init"),
-        "{e:?}"
-    );
+    assert_eq!(e.remedy(), Some(&Remedy::InitStore), "{e:?}");
     assert!(!fx.store().exists());
     assert_eq!(b.detect_mode().unwrap(), None);
 

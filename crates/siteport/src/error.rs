@@ -80,7 +80,7 @@ impl From<siteport_creds::Error> for CliError {
             code: exit::code(Failure::Credential(e.kind())),
             kind: e.kind().as_str(),
             message,
-            hint: e.hint().map(str::to_owned),
+            hint: crate::remedy::hint(&e),
         }
     }
 }

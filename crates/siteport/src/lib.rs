@@ -17,3 +17,4 @@ pub mod migrate;
 pub mod output;
 pub mod progress;
 pub mod prompt;
+mod remedy;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
@@ -21,7 +22,15 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::env::strip_newlines;
 use crate::credential::{Credential, CredentialName, ValidationError, parse_port};
 use crate::error::{Error, ErrorKind, Result};
-use crate::select::DirSettings;
+use crate::remedy::Remedy;
+
+/// Settings of the dir backend (`[credentials.dir]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirSettings {
+    /// Root of the mounted secrets; else `SITEPORT_SECRETS_DIR`, else `/run/secrets/siteport`.
+    pub root: Option<PathBuf>,
+}
 
 /// Variable naming the root when the config does not.
 pub const SECRETS_DIR_ENV: &str = "SITEPORT_SECRETS_DIR";
@@ -382,15 +391,12 @@ impl CredentialBackend for DirBackend {
     }
 
     async fn store(&self, cred: &Credential, _mode: StoreMode) -> Result<()> {
-        Err(
-            Error::unsupported(self.describe(), "storing a credential").with_hint(format!(
-                "the dir backend reads a mounted secrets volume and never writes to it; create \
-                 {0}/username and {0}/password through your orchestrator (e.g. `siteport \
-                 credential export --format k8s-secret {1}`), or use the file backend",
-                self.root.join(cred.name().as_str()).display(),
-                cred.name()
-            )),
-        )
+        Err(Error::unsupported(self.describe(), "storing a credential")
+            .with_hint("the dir backend reads a mounted secrets volume and never writes to it")
+            .with_remedy(Remedy::CreateThroughOrchestrator {
+                dir: self.root.join(cred.name().as_str()),
+                name: cred.name().clone(),
+            }))
     }
 
     async fn delete(&self, name: &CredentialName) -> Result<()> {

@@ -26,6 +26,7 @@ use zeroize::Zeroizing;
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 /// Default keychain service name.
 pub const DEFAULT_SERVICE: &str = "siteport";
@@ -249,9 +250,7 @@ impl KeychainBackend {
                 self.describe(),
                 format!("entry '{name}' is not a siteport credential: {why}"),
             )
-            .with_hint(format!(
-                "rewrite it with `siteport credential add {name} --force`"
-            ))
+            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
         };
         let v: Value = serde_json::from_str(text)
             .map_err(|e| corrupt(format!("bad JSON at {}:{}", e.line(), e.column())))?;

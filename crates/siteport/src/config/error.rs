@@ -117,10 +117,7 @@ pub(super) fn credential_error(
     e: siteport_creds::Error,
 ) -> ConfigError {
     let add = format!("siteport credential add {name}");
-    let mut hint = e
-        .hint()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("add it with `{add}`"));
+    let mut hint = crate::remedy::hint(&e).unwrap_or_else(|| format!("add it with `{add}`"));
     if !hint.contains(&add) {
         hint.push_str(&format!(
             "; or store it in a writable backend with `{add}` (credentials are looked up in the {})",

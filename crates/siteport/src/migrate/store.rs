@@ -59,7 +59,9 @@ pub(super) async fn finish(
             .hint(format!(
                 "{}run `siteport migrate` again once the backend works: credentials already \
                  stored are recognised and reused",
-                e.hint().map(|h| format!("{h}; then ")).unwrap_or_default()
+                crate::remedy::hint(&e)
+                    .map(|h| format!("{h}; then "))
+                    .unwrap_or_default()
             ));
             err.stored = stored;
             return Err(err);
@@ -173,7 +175,7 @@ pub(super) async fn choose_names(
                     }
                 }
                 Err(e) => {
-                    let hint = e.hint().map(str::to_owned);
+                    let hint = crate::remedy::hint(&e);
                     let mut err = MigrateError::new(
                         MigrateErrorKind::Credential,
                         format!(

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::remedy::Remedy;
 
 /// scrypt work factor (log2 N) for passphrase mode: what the reference `age` CLI uses.
 pub const PASSPHRASE_WORK_FACTOR: u8 = 18;
@@ -124,8 +125,9 @@ pub(crate) fn parse_identity_file(
                 )
                 .with_hint(
                     "point SITEPORT_IDENTITY_FILE (or `[credentials.file] identity`) at an age \
-                     identity file, or create one with `siteport credential init`",
-                ));
+                     identity file",
+                )
+                .with_remedy_joined(Remedy::CreateIdentity, ", or "));
             }
         }
     }
@@ -135,7 +137,7 @@ pub(crate) fn parse_identity_file(
             backend,
             format!("identity file {} contains no age identity", path.display()),
         )
-        .with_hint("create one with `siteport credential init`"));
+        .with_remedy(Remedy::CreateIdentity));
     }
     Ok(ids)
 }
@@ -274,11 +276,8 @@ pub(crate) fn decrypt(
                 identity_path.display()
             ),
         )
-        .with_hint(format!(
-            "use the identity this store was created with (SITEPORT_IDENTITY_FILE), or ask someone \
-             who can open it to add you with `siteport credential rekey --recipient {}`",
-            "<your age1… public key>"
-        )),
+        .with_hint("use the identity this store was created with (SITEPORT_IDENTITY_FILE)")
+        .with_remedy_joined(Remedy::AddRecipient(None), ", or "),
         (
             DecryptError::DecryptionFailed
             | DecryptError::KeyDecryptionFailed

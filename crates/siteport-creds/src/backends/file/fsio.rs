@@ -1,12 +1,13 @@
 //! Private files on disk: permission checks, the advisory lock, atomic replacement, backups.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::fsutil;
 
 /// I/O failure on `path`, with a kind that fits the cause.
 pub(crate) fn io_error(backend: &str, action: &str, path: &Path, e: &io::Error) -> Error {
@@ -36,11 +37,7 @@ pub(crate) fn ensure_dir(dir: &Path, backend: &str) -> Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io_error(backend, "create directory", dir, &e))
+    fsutil::create_private_dir(dir).map_err(|e| io_error(backend, "create directory", dir, &e))
 }
 
 /// Refuses a file whose mode gives group or others any access, as ssh does with private keys.
@@ -98,12 +95,10 @@ pub(crate) struct StoreLock {
 impl StoreLock {
     pub fn acquire(store: &Path, timeout: Duration, backend: &str) -> Result<Self> {
         let path = lock_path(store);
-        let file = OpenOptions::new()
+        let file = fsutil::private_file()
             .read(true)
-            .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
             .open(&path)
             .map_err(|e| io_error(backend, "open lock file", &path, &e))?;
         let start = Instant::now();
@@ -156,7 +151,9 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], backend: &str) -> Result<(
     let mut tmp = tempfile::Builder::new()
         .prefix(&temp_prefix(path))
         .suffix(TEMP_SUFFIX)
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            fsutil::PRIVATE_FILE_MODE,
+        ))
         .tempfile_in(dir)
         .map_err(|e| io_error(backend, "create a temporary file in", dir, &e))?;
     tmp.write_all(bytes)
@@ -211,12 +208,7 @@ pub(crate) fn write_backup(path: &Path, bytes: &[u8], backend: &str) -> Result<P
             name.push(format!("-{n}"));
         }
         let candidate = PathBuf::from(name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&candidate)
-        {
+        match fsutil::private_file().create_new(true).open(&candidate) {
             Ok(mut f) => {
                 f.write_all(bytes)
                     .and_then(|()| f.sync_all())

@@ -10,31 +10,34 @@
 
 mod crypto;
 mod document;
-mod env;
 mod fsio;
+mod lifecycle;
+mod paths;
+mod settings;
+mod unlock;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::select::{FileSettings, Prompter};
+use crate::prompt::Prompter;
+use crate::remedy::Remedy;
 
 use crypto::Key;
 use document::{Document, Record};
 
 pub use crypto::PASSPHRASE_WORK_FACTOR;
-pub use env::{CREDENTIALS_FILE_ENV, FileEnv, IDENTITY_FILE_ENV, PASSPHRASE_ENV};
+pub use paths::{CREDENTIALS_FILE_ENV, FileEnv, IDENTITY_FILE_ENV, PASSPHRASE_ENV};
+pub use settings::FileSettings;
 
 /// How long a writer waits for another process's lock before giving up with `Locked`.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -354,22 +357,21 @@ impl Inner {
         Error::new(kind, self.describe.clone(), detail)
     }
 
-    fn init_hint(&self) -> String {
-        "create it with `siteport credential init` (or point SITEPORT_CREDENTIALS_FILE at an \
-         existing store)"
-            .to_owned()
+    /// The store is missing: create it, or point at an existing one.
+    fn with_init_fix(e: Error) -> Error {
+        e.with_hint("(or point SITEPORT_CREDENTIALS_FILE at an existing store)")
+            .with_remedy_first(Remedy::InitStore, " ")
     }
 
     fn no_store_no_identity(&self) -> Error {
-        self.err(
+        Self::with_init_fix(self.err(
             ErrorKind::NotFound,
             format!(
                 "store {} does not exist and there is no identity at {}",
                 self.store.display(),
                 self.identity.display()
             ),
-        )
-        .with_hint(self.init_hint())
+        ))
     }
 
     fn read_store(&self) -> Result<Option<Vec<u8>>> {
@@ -381,171 +383,6 @@ impl Inner {
                 .map(|mut b| Some(std::mem::take(&mut *b)))
                 .map_err(|e| fsio::io_error(&self.describe, "read store", &self.store, &e)),
         }
-    }
-
-    /// The identities in the identity file, or `None` if it does not exist.
-    fn load_identity(&self) -> Result<Option<Vec<age::x25519::Identity>>> {
-        let Some(f) = fsio::open_private(&self.identity, "identity file", &self.describe)? else {
-            return Ok(None);
-        };
-        let bytes = crypto::read_all(f).map_err(|e| {
-            fsio::io_error(&self.describe, "read identity file", &self.identity, &e)
-        })?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            self.err(
-                ErrorKind::BadKey,
-                format!(
-                    "identity file {} is not UTF-8 text",
-                    self.identity.display()
-                ),
-            )
-        })?;
-        crypto::parse_identity_file(text, &self.describe, &self.identity).map(Some)
-    }
-
-    fn require_identity(&self) -> Result<Vec<age::x25519::Identity>> {
-        self.load_identity()?.ok_or_else(|| {
-            self.err(
-                ErrorKind::BadKey,
-                format!("identity file {} does not exist", self.identity.display()),
-            )
-            .with_hint(format!(
-                "create a store and identity with `siteport credential init`, or set \
-                 SITEPORT_IDENTITY_FILE to the identity that opens {}",
-                self.store.display()
-            ))
-        })
-    }
-
-    /// The passphrase from `SITEPORT_PASSPHRASE`, then `passphrase_command`, then the prompter
-    /// (asked twice when `confirm`).
-    fn obtain_passphrase(&self, confirm: bool, new: bool) -> Result<SecretString> {
-        if let Some(p) = &self.env_passphrase {
-            return Ok(p.clone());
-        }
-        if let Some(cmd) = &self.passphrase_command {
-            return self.run_passphrase_command(cmd);
-        }
-        self.prompt_passphrase(confirm, new)
-    }
-
-    fn prompt_passphrase(&self, confirm: bool, new: bool) -> Result<SecretString> {
-        let what = if new { "New passphrase" } else { "Passphrase" };
-        let first = self
-            .prompter
-            .secret(&format!("{what} for {}: ", self.store.display()))
-            .filter(|p| !p.expose_secret().is_empty())
-            .ok_or_else(|| {
-                self.err(
-                    ErrorKind::BadKey,
-                    format!(
-                        "store {} is passphrase-protected and no passphrase was given",
-                        self.store.display()
-                    ),
-                )
-                .with_hint(
-                    "set SITEPORT_PASSPHRASE, or `[credentials.file] passphrase_command`, or run \
-                     in a terminal to be prompted",
-                )
-            })?;
-        if confirm {
-            let again = self.prompter.secret(&format!(
-                "Confirm {} for {}: ",
-                what.to_lowercase(),
-                self.store.display()
-            ));
-            if again.as_ref().map(|a| a.expose_secret()) != Some(first.expose_secret()) {
-                return Err(self.err(ErrorKind::Invalid, "the passphrases do not match"));
-            }
-        }
-        Ok(first)
-    }
-
-    fn run_passphrase_command(&self, cmd: &str) -> Result<SecretString> {
-        let fail = |detail: String| {
-            self.err(ErrorKind::BadKey, detail).with_hint(
-                "fix `[credentials.file] passphrase_command` (it runs under `sh -c` and must \
-                 print the passphrase on stdout), or set SITEPORT_PASSPHRASE",
-            )
-        };
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stdin(Stdio::inherit())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| fail(format!("cannot run passphrase_command with sh: {e}")))?;
-        let stdout = Zeroizing::new(out.stdout);
-        if !out.status.success() {
-            return Err(fail(format!("passphrase_command failed ({})", out.status)));
-        }
-        let mut text = std::str::from_utf8(&stdout)
-            .map_err(|_| fail("passphrase_command printed something that is not UTF-8".into()))?;
-        text = text.strip_suffix('\n').unwrap_or(text);
-        text = text.strip_suffix('\r').unwrap_or(text);
-        if text.is_empty() {
-            return Err(fail(
-                "passphrase_command printed an empty passphrase".into(),
-            ));
-        }
-        Ok(SecretString::from(text.to_owned()))
-    }
-
-    /// A key able to open `ciphertext`: the cached one if its mode fits, else a fresh one.
-    fn key_for(&self, state: &mut State, ciphertext: &[u8]) -> Result<()> {
-        let passphrase = crypto::header_is_passphrase(ciphertext, &self.describe, &self.store)?;
-        let fits = state.key.as_ref().map(Key::is_passphrase) == Some(passphrase);
-        if !fits {
-            state.key = None;
-            let key = if passphrase {
-                Key::Passphrase(self.obtain_passphrase(false, false)?)
-            } else {
-                Key::Identity(self.require_identity()?)
-            };
-            state.key = Some(key);
-        }
-        Ok(())
-    }
-
-    fn decrypt_with_state(&self, state: &mut State, ciphertext: &[u8]) -> Result<Document> {
-        self.key_for(state, ciphertext)?;
-        let key = state
-            .key
-            .as_ref()
-            .ok_or_else(|| self.err(ErrorKind::BadKey, "no key"))?;
-        let plaintext =
-            match crypto::decrypt(ciphertext, key, &self.describe, &self.store, &self.identity) {
-                Ok(p) => p,
-                Err(e) if e.kind() == ErrorKind::BadKey && !key.is_passphrase() => {
-                    // The identity file may have been replaced since we cached it (a rekey by
-                    // another process): read it again once before giving up.
-                    state.key = Some(Key::Identity(self.require_identity()?));
-                    let key = state
-                        .key
-                        .as_ref()
-                        .ok_or_else(|| self.err(ErrorKind::BadKey, "no key"))?;
-                    crypto::decrypt(ciphertext, key, &self.describe, &self.store, &self.identity)?
-                }
-                Err(e) => {
-                    if key.is_passphrase() {
-                        state.key = None;
-                    }
-                    return Err(e);
-                }
-            };
-        Document::parse(&plaintext).map_err(|why| {
-            self.err(
-                ErrorKind::Corrupt,
-                format!("store {}: {why}; nothing was changed", self.store.display()),
-            )
-            .with_hint(format!(
-                "inspect it with `age -d -i {} {}`, or restore a backup ({}.bak-*)",
-                self.identity.display(),
-                self.store.display(),
-                self.store.display()
-            ))
-        })
     }
 
     /// Brings the cache up to date with the file on disk; `false` if there is no store.
@@ -629,197 +466,6 @@ impl Inner {
         *slot = Some(Cache { ciphertext, doc });
         Ok(())
     }
-
-    fn init(&self, opts: InitOptions) -> Result<InitReport> {
-        let extras = self.parse_recipients(&opts.recipients)?;
-        if opts.mode == KeyMode::Passphrase && !extras.is_empty() {
-            return Err(self
-                .err(
-                    ErrorKind::Invalid,
-                    "a passphrase store cannot also have recipients (age does not mix them)",
-                )
-                .with_hint("use identity mode (the default) to share the store with recipients"));
-        }
-        if let Some(parent) = self.store.parent() {
-            fsio::ensure_dir(parent, &self.describe)?;
-        }
-        let mut state = self.lock_state();
-        let _lock = fsio::StoreLock::acquire(&self.store, self.lock_timeout, &self.describe)?;
-        let existing = self.read_store()?;
-        if existing.is_some() && !opts.force {
-            return Err(self
-                .err(
-                    ErrorKind::AlreadyExists,
-                    format!("store {} already exists", self.store.display()),
-                )
-                .with_hint(
-                    "change its keys with `siteport credential rekey`, or start over with \
-                 `siteport credential init --force` (the old store is kept as a backup)",
-                ));
-        }
-        let (key, identity_created) = match opts.mode {
-            KeyMode::Identity => match self.load_identity()? {
-                Some(ids) => (Key::Identity(ids), false),
-                None => {
-                    let (id, text) = crypto::generate_identity();
-                    if let Some(parent) = self.identity.parent() {
-                        fsio::ensure_dir(parent, &self.describe)?;
-                    }
-                    fsio::atomic_write(&self.identity, text.as_bytes(), &self.describe)?;
-                    (Key::Identity(vec![id]), true)
-                }
-            },
-            KeyMode::Passphrase => (Key::Passphrase(self.obtain_passphrase(true, false)?), false),
-        };
-        let mut backups = Vec::new();
-        if let Some(old) = &existing {
-            backups.push(fsio::write_backup(&self.store, old, &self.describe)?);
-        }
-        let doc = Document::new(extras);
-        let public_key = key.public_keys().into_iter().next();
-        self.write_doc(&mut state.cache, &key, doc)?;
-        state.key = Some(key);
-        Ok(InitReport {
-            store: self.store.clone(),
-            identity: (opts.mode == KeyMode::Identity).then(|| self.identity.clone()),
-            public_key,
-            mode: opts.mode,
-            identity_created,
-            backups,
-        })
-    }
-
-    fn parse_recipients(&self, list: &[String]) -> Result<Vec<String>> {
-        let mut out: Vec<String> = Vec::new();
-        for r in list {
-            let r = crypto::parse_recipient(r).map_err(|e| {
-                self.err(ErrorKind::Invalid, e)
-                    .with_hint("give an age public key (age1…) or an SSH public key line")
-            })?;
-            if !out.contains(&r) {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
-
-    fn rekey(
-        &self,
-        opts: RekeyOptions,
-        new_passphrase: Option<SecretString>,
-    ) -> Result<RekeyReport> {
-        let extras_given = opts
-            .recipients
-            .as_deref()
-            .map(|r| self.parse_recipients(r))
-            .transpose()?;
-        if opts.mode == KeyMode::Passphrase {
-            if extras_given.as_ref().is_some_and(|r| !r.is_empty()) {
-                return Err(self.err(
-                    ErrorKind::Invalid,
-                    "a passphrase store cannot also have recipients (age does not mix them)",
-                ));
-            }
-            if opts.new_identity {
-                return Err(self.err(
-                    ErrorKind::Invalid,
-                    "a new identity makes no sense for a passphrase store",
-                ));
-            }
-        }
-        let mut state = self.lock_state();
-        let _lock = fsio::StoreLock::acquire(&self.store, self.lock_timeout, &self.describe)?;
-        fsio::remove_stale_temps(&self.store);
-        if !self.refresh(&mut state)? {
-            return Err(self
-                .err(
-                    ErrorKind::NotFound,
-                    format!("store {} does not exist", self.store.display()),
-                )
-                .with_hint(self.init_hint()));
-        }
-        let (old_ciphertext, doc, old_own) = match (&state.cache, &state.key) {
-            (Some(c), Some(k)) => (c.ciphertext.clone(), c.doc.duplicate(), k.public_keys()),
-            _ => return Err(self.err(ErrorKind::BadKey, "store is not unlocked")),
-        };
-        let was_passphrase = state.key.as_ref().is_some_and(Key::is_passphrase);
-
-        let mut identity_backup = None;
-        let new_key = match opts.mode {
-            KeyMode::Passphrase => {
-                let p = match new_passphrase {
-                    Some(p) if !p.expose_secret().is_empty() => p,
-                    _ if !was_passphrase => self.obtain_passphrase(true, true)?,
-                    _ => self.prompt_passphrase(true, true)?,
-                };
-                Key::Passphrase(p)
-            }
-            KeyMode::Identity if opts.new_identity => Key::Identity(Vec::new()),
-            KeyMode::Identity => match self.load_identity()? {
-                Some(ids) => Key::Identity(ids),
-                None => Key::Identity(Vec::new()),
-            },
-        };
-        // Back up the store before touching any key material.
-        let backup = fsio::write_backup(&self.store, &old_ciphertext, &self.describe)?;
-        let new_key = match new_key {
-            Key::Identity(ids) if ids.is_empty() => {
-                // Generate; the old identity file (if any) is backed up first and the new one
-                // written before the store, so no moment exists where the store is encrypted to
-                // a key that is not on disk.
-                if let Some(f) =
-                    fsio::open_private(&self.identity, "identity file", &self.describe)?
-                {
-                    let bytes = crypto::read_all(f).map_err(|e| {
-                        fsio::io_error(&self.describe, "read identity file", &self.identity, &e)
-                    })?;
-                    identity_backup =
-                        Some(fsio::write_backup(&self.identity, &bytes, &self.describe)?);
-                }
-                let (id, text) = crypto::generate_identity();
-                if let Some(parent) = self.identity.parent() {
-                    fsio::ensure_dir(parent, &self.describe)?;
-                }
-                fsio::atomic_write(&self.identity, text.as_bytes(), &self.describe)?;
-                Key::Identity(vec![id])
-            }
-            k => k,
-        };
-        let mut doc = doc;
-        doc.recipients = match (&new_key, extras_given) {
-            (Key::Passphrase(_), _) => Vec::new(),
-            (_, Some(given)) => given,
-            // Keep the extra recipients, minus the keys being replaced.
-            (_, None) => doc
-                .recipients
-                .iter()
-                .filter(|r| !old_own.contains(r))
-                .cloned()
-                .collect(),
-        };
-        self.write_doc(&mut state.cache, &new_key, doc)?;
-        let recipients = state
-            .cache
-            .as_ref()
-            .map(|c| c.doc.recipients.clone())
-            .unwrap_or_default();
-        let public_key = new_key.public_keys().into_iter().next();
-        let mode = if new_key.is_passphrase() {
-            KeyMode::Passphrase
-        } else {
-            KeyMode::Identity
-        };
-        state.key = Some(new_key);
-        Ok(RekeyReport {
-            store: self.store.clone(),
-            backup,
-            mode,
-            public_key,
-            identity_backup,
-            recipients,
-        })
-    }
-
     fn check(&self) -> Result<Health> {
         let mut h = Health::default();
         let mut state = self.lock_state();
@@ -887,11 +533,12 @@ impl CredentialBackend for FileBackend {
         self.blocking(move |inner| {
             inner.with_doc(|doc| {
                 let Some(doc) = doc else {
-                    return Err(Error::not_found(inner.describe.clone(), &name).with_hint(format!(
-                        "the store {} does not exist yet; create it with `siteport credential init`, \
-                         then `siteport credential add {name}`",
-                        inner.store.display()
-                    )));
+                    return Err(Error::not_found(inner.describe.clone(), &name)
+                        .with_hint(format!(
+                            "the store {} does not exist yet",
+                            inner.store.display()
+                        ))
+                        .with_remedy(Remedy::InitStoreThenAdd(name.clone())));
                 };
                 let rec = doc
                     .credentials
@@ -903,7 +550,7 @@ impl CredentialBackend for FileBackend {
                             ErrorKind::Corrupt,
                             format!("credential '{name}' in the store is invalid: {e}"),
                         )
-                        .with_hint(format!("replace it with `siteport credential add {name} --force`"))
+                        .with_remedy(Remedy::ReplaceCredential(name.clone()))
                 })
             })
         })

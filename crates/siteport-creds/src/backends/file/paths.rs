@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
+use super::settings::FileSettings;
 use crate::error::{Error, ErrorKind, Result};
-use crate::select::FileSettings;
 
 /// Overrides the store path when `[credentials.file] path` is not set.
 pub const CREDENTIALS_FILE_ENV: &str = "SITEPORT_CREDENTIALS_FILE";
