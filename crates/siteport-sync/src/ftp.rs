@@ -139,6 +139,7 @@ impl Remote for FtpRemote {
             Some(c) => Capabilities {
                 precise_mtime: c.features().mlsd,
                 set_mtime: c.features().mfmt,
+                hash: None,
             },
             None => Capabilities::default(),
         }

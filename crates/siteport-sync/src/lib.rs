@@ -23,6 +23,7 @@
 mod endpoint;
 mod engine;
 mod error;
+mod digest;
 #[cfg(feature = "ftp")]
 mod ftp;
 mod journal;
@@ -31,19 +32,26 @@ mod path;
 mod plan;
 mod remote;
 mod report;
+mod state;
 mod tree;
 
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
 #[cfg(feature = "ftp")]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
+pub use digest::hash_file_with;
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};
+pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use path::{check_name, check_rel_path};
 pub use plan::{
-    Action, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export, plan_import,
+    Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
+    plan_export_with, plan_import,
 };
-pub use remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+pub use remote::{Capabilities, HashAlg, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
+pub use state::{
+    DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateCache, StateRecord, git_commit,
+    user_at_host,
+};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};

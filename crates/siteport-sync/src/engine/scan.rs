@@ -2,8 +2,12 @@
 //! parallel over the connections), with unsafe names, links and unlistable directories set
 //! aside as problems, and siteport's own temporary files kept out of the plan.
 
+use std::collections::BTreeMap;
+
+use crate::digest::hash_file_with;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{check_name, join};
+use crate::plan::Baseline;
+use crate::path::{check_name, join, local_path};
 use crate::plan::Direction;
 use crate::remote::EntryKind;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
@@ -104,6 +108,58 @@ impl Engine {
             }
         }
         Ok(tree)
+    }
+}
+
+impl Engine {
+    /// With no record of what the server has (no state, no journal), asks a server that can
+    /// hash for the hash of every same-size file and compares it with the local file's: `true`
+    /// when equal. Empty when the server cannot hash (those files are then sent).
+    pub(super) async fn prove_by_server_hash(
+        &mut self,
+        local: &Tree,
+        remote: &Tree,
+        base: &Baseline<'_>,
+    ) -> BTreeMap<String, bool> {
+        let Some(alg) = lock(&self.shared.caps).and_then(|c| c.hash) else {
+            return BTreeMap::new();
+        };
+        let candidates: Vec<String> = local
+            .entries
+            .iter()
+            .filter(|(p, l)| {
+                l.kind == EntryKind::File
+                    && !base.has_record(p)
+                    && remote
+                        .entries
+                        .get(*p)
+                        .is_some_and(|r| r.kind == EntryKind::File && r.size == l.size)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        if candidates.is_empty() {
+            return BTreeMap::new();
+        }
+        self.run_phase(
+            candidates
+                .into_iter()
+                .map(|p| Job::Hash(p, alg))
+                .collect(),
+        )
+        .await;
+        let got = std::mem::take(&mut lock(&self.shared.results).hashes);
+        let root = self.opts.local_root.clone();
+        tokio::task::spawn_blocking(move || {
+            got.into_iter()
+                .filter_map(|(p, r)| {
+                    let theirs = r.ok()?.to_ascii_lowercase();
+                    let mine = hash_file_with(&local_path(&root, &p), alg).ok()?;
+                    Some((p, mine == theirs))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 }
 
