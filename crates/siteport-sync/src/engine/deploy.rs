@@ -44,6 +44,7 @@ pub(super) struct Tracker {
     uploaded: Vec<String>,
     changed: bool,
     since_save: usize,
+    save_every: usize,
     last_save: Instant,
     saving: bool,
 }
@@ -223,6 +224,7 @@ impl Engine {
             uploaded: Vec::new(),
             changed: false,
             since_save: 0,
+            save_every: self.opts.state_save_every.max(1),
             last_save: Instant::now(),
             saving: false,
         };
@@ -404,7 +406,7 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
         t.uploaded.push(path.to_string());
         t.changed = true;
         t.since_save += 1;
-        if !t.saving && (t.since_save >= SAVE_EVERY || t.last_save.elapsed() >= SAVE_INTERVAL) {
+        if !t.saving && (t.since_save >= t.save_every || t.last_save.elapsed() >= SAVE_INTERVAL) {
             t.saving = true;
             t.since_save = 0;
             t.last_save = Instant::now();

@@ -89,6 +89,9 @@ pub struct SyncOptions {
     /// Where the deploy state is kept, relative to the remote root (default
     /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR)); `None`: no state on the server.
     pub state_dir: Option<String>,
+    /// The state is written during the run after this many uploads (default 500) or every
+    /// 10 s, whichever comes first.
+    pub state_save_every: usize,
 }
 
 impl SyncOptions {
@@ -103,6 +106,7 @@ impl SyncOptions {
             retry: RetryPolicy::default(),
             size_only: false,
             state_dir: Some(crate::state::DEFAULT_STATE_DIR.to_string()),
+            state_save_every: deploy::SAVE_EVERY,
         }
     }
 }
