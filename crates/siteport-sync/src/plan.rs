@@ -170,8 +170,10 @@ impl<'a> Baseline<'a> {
     }
 
     /// The record of what the server holds at `path`, if the server still lists it as the
-    /// record left it (size and time): the state's, else the journal's. Two matching records
-    /// that disagree on the content prove nothing: `None`.
+    /// record left it (size and time): the state's, else the journal's. When both match but
+    /// disagree (LIST times are minutes: two uploads in one minute look alike), the state
+    /// wins: it was written by the last deploy, from whichever machine, while this machine's
+    /// journal may predate it.
     pub fn server_record(&self, path: &str, r: &TreeEntry) -> Option<JournalRecord> {
         let s = self
             .state
@@ -183,7 +185,6 @@ impl<'a> Baseline<'a> {
             .get(path)
             .filter(|j| j.remote_matches(r.size, r.mtime));
         match (s, j) {
-            (Some(s), Some(j)) if s.hash != j.hash => None,
             (Some(s), _) => Some(s),
             (None, j) => j.cloned(),
         }

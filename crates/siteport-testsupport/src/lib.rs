@@ -13,6 +13,7 @@ mod certs;
 pub mod gcp_fake;
 mod hostile;
 mod moto;
+mod proftpd;
 mod proxy;
 mod server;
 pub mod vault_fake;
@@ -20,6 +21,7 @@ pub mod vault_fake;
 pub use certs::TestCerts;
 pub use hostile::{HOSTILE_NAMES, HostileServer};
 pub use moto::{MotoServer, moto_server_path};
+pub use proftpd::{ProFtpd, proftpd_path};
 pub use proxy::FaultyProxy;
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 
