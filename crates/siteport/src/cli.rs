@@ -185,6 +185,10 @@ pub struct ExportArgs {
     /// Compare content hashes for every file instead of trusting size and time.
     #[arg(long)]
     pub checksum: bool,
+    /// Compare sizes and times only, never hashes: faster on a first export over a tree
+    /// another tool uploaded, but a same-size edit is not sent.
+    #[arg(long, conflicts_with = "checksum")]
+    pub size_only: bool,
 }
 
 /// `siteport import`.

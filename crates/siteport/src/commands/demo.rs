@@ -165,6 +165,7 @@ remote = "/www"
         delete: false,
         jobs: None,
         checksum: false,
+        size_only: false,
     };
 
     step(ctx, "5. $ siteport export demo")?;

@@ -34,6 +34,8 @@ pub struct Request {
     pub jobs: Option<usize>,
     /// Compare hashes (export).
     pub checksum: bool,
+    /// Sizes and times only (export `--size-only`).
+    pub size_only: bool,
 }
 
 impl Request {
@@ -47,6 +49,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: a.checksum,
+            size_only: a.size_only,
         }
     }
 
@@ -60,6 +63,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: false,
+            size_only: false,
         }
     }
 
@@ -73,6 +77,7 @@ impl Request {
             delete: false,
             jobs: None,
             checksum: false,
+            size_only: false,
         }
     }
 
@@ -179,6 +184,7 @@ async fn run_site(
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
     sync.checksum = req.checksum;
+    sync.size_only = req.size_only;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
 
     let journal = crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?;
