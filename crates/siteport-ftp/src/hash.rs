@@ -68,7 +68,8 @@ fn hash_feature(raw: &[String]) -> Vec<(String, bool)> {
 }
 
 fn has_x_command(raw: &[String], alg: HashAlgorithm) -> bool {
-    raw.iter().any(|l| l.trim().eq_ignore_ascii_case(alg.x_command()))
+    raw.iter()
+        .any(|l| l.trim().eq_ignore_ascii_case(alg.x_command()))
 }
 
 /// The digest in a reply: the first token of the right length made of hex digits, lower case.
@@ -83,9 +84,9 @@ impl FtpConnection {
     pub fn hash_algorithm(&self) -> Option<HashAlgorithm> {
         let raw = &self.features().raw;
         let listed = hash_feature(raw);
-        HashAlgorithm::ALL.into_iter().find(|a| {
-            has_x_command(raw, *a) || listed.iter().any(|(n, _)| n == a.hash_name())
-        })
+        HashAlgorithm::ALL
+            .into_iter()
+            .find(|a| has_x_command(raw, *a) || listed.iter().any(|(n, _)| n == a.hash_name()))
     }
 
     /// The server's hash of the file `path` in `alg`, lower-case hex: the `X…` command when

@@ -10,7 +10,8 @@ use crate::remote::HashAlg;
 /// The hash of a local file in `alg`, lowercase hex, streamed. Blocking.
 pub fn hash_file_with(path: &Path, alg: HashAlg) -> Result<String> {
     use sha2::Digest as _;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut s256 = sha2::Sha256::new();
     let mut s1 = sha1::Sha1::new();

@@ -10,7 +10,9 @@ use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 
 use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
 /// server has too many connections (the engine then lowers its count); later it is an

@@ -106,7 +106,11 @@ impl LocalStat {
         Self {
             size: m.len(),
             mtime_ns: m.modified().ok().map(to_ns),
-            ctime_ns: Some(m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec())),
+            ctime_ns: Some(
+                m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec()),
+            ),
             ino: Some(m.ino()),
         }
     }
@@ -535,8 +539,17 @@ mod tests {
             ino: Some(7),
         };
         assert!(r.local_matches(&st));
-        assert!(!r.local_matches(&LocalStat { mtime_ns: Some(to_ns(t)), ..st }));
-        assert!(!r.local_matches(&LocalStat { ctime_ns: Some(9), ..st }), "touch -r");
+        assert!(!r.local_matches(&LocalStat {
+            mtime_ns: Some(to_ns(t)),
+            ..st
+        }));
+        assert!(
+            !r.local_matches(&LocalStat {
+                ctime_ns: Some(9),
+                ..st
+            }),
+            "touch -r"
+        );
         assert!(!r.local_matches(&LocalStat { ino: Some(9), ..st }));
     }
 }

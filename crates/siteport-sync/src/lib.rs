@@ -20,10 +20,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod digest;
 mod endpoint;
 mod engine;
 mod error;
-mod digest;
 #[cfg(feature = "ftp")]
 mod ftp;
 mod journal;
@@ -35,11 +35,11 @@ mod report;
 mod state;
 mod tree;
 
+pub use digest::hash_file_with;
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
 #[cfg(feature = "ftp")]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
-pub use digest::hash_file_with;
 pub use error::{Error, ErrorKind, Result};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
@@ -48,7 +48,9 @@ pub use plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
     plan_export_with, plan_import,
 };
-pub use remote::{Capabilities, HashAlg, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+pub use remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{
     DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateCache, StateRecord, git_commit,

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{check_rel_path, local_path};
-use crate::remote::{Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
 /// the target directory, fsync, rename) and keep modification times, so listings are
@@ -85,7 +87,11 @@ impl Remote for LocalDirRemote {
         tokio::task::spawn_blocking(move || crate::digest::hash_file_with(&p, alg))
             .await
             .unwrap_or_else(|e| {
-                Err(Error::new(ErrorKind::Transfer, "hash", format!("hash failed: {e}")))
+                Err(Error::new(
+                    ErrorKind::Transfer,
+                    "hash",
+                    format!("hash failed: {e}"),
+                ))
             })
     }
 

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::journal::{JournalRecord, to_ns};
-use crate::state::StateRecord;
 use crate::path::{depth, parent};
 use crate::remote::{Capabilities, EntryKind};
+use crate::state::StateRecord;
 use crate::tree::{ScanProblem, Tree, TreeEntry};
 
 /// Which way files go.
@@ -383,6 +383,10 @@ fn plan(
     let mut skips = Vec::new();
     let mut conflicts = Vec::new();
     let mut updates = Vec::new();
+    let decide = match direction {
+        Direction::Export => decide_export,
+        Direction::Import => decide_import,
+    };
     // Source directories whose target is unusable: nothing below them is attempted.
     let mut blocked: BTreeSet<&str> = BTreeSet::new();
 
@@ -436,20 +440,7 @@ fn plan(
                     Direction::Export => (src, &tgt),
                     Direction::Import => (&tgt, src),
                 };
-                let decision = match direction {
-                    Direction::Export => {
-                        decide_export(path, l, r, base, opts, hasher, &mut updates)
-                    }
-                    Direction::Import => decide_import(
-                        path,
-                        l,
-                        r,
-                        base.journal.get(path),
-                        opts,
-                        hasher,
-                        &mut updates,
-                    ),
-                };
+                let decision = decide(path, l, r, base, opts, hasher, &mut updates);
                 let action = Action {
                     op: if decision == Reason::Unchanged {
                         Op::Skip
@@ -478,8 +469,24 @@ fn plan(
     if opts.delete {
         actions.extend(plan_deletes(source, target));
     }
+    let notes = notes(&actions, opts, direction);
+    Plan {
+        direction,
+        notes,
+        actions,
+        local_problems: local.problems.clone(),
+        remote_problems: remote.problems.clone(),
+        journal_updates: updates,
+    }
+}
+
+/// The one-line explanations a plan carries: more sent than the diff, `--size-only`.
+fn notes(actions: &[Action], opts: &PlanOptions, direction: Direction) -> Vec<String> {
     let mut notes = Vec::new();
-    let unproven = actions.iter().filter(|a| a.reason == Reason::Unproven).count();
+    let unproven = actions
+        .iter()
+        .filter(|a| a.reason == Reason::Unproven)
+        .count();
     if unproven > 0 {
         notes.push(format!(
             "sending {unproven} same-size file(s) that may be unchanged: no deploy state or journal \
@@ -493,14 +500,7 @@ fn plan(
                 .to_string(),
         );
     }
-    Plan {
-        direction,
-        notes,
-        actions,
-        local_problems: local.problems.clone(),
-        remote_problems: remote.problems.clone(),
-        journal_updates: updates,
-    }
+    notes
 }
 
 /// Decides whether a file present on both sides must be uploaded; [`Reason::Unchanged`]
@@ -595,12 +595,15 @@ fn decide_import(
     path: &str,
     l: &TreeEntry,
     r: &TreeEntry,
-    j: Option<&JournalRecord>,
+    base: &Baseline<'_>,
     opts: &PlanOptions,
     hasher: &mut dyn FnMut(&str) -> Option<String>,
     updates: &mut Vec<(String, JournalRecord)>,
 ) -> Reason {
-    let remote_as_left = j.filter(|j| j.remote_matches(r.size, r.mtime));
+    let remote_as_left = base
+        .journal
+        .get(path)
+        .filter(|j| j.remote_matches(r.size, r.mtime));
     // Fills in what this listing taught us (the remote time after an upload, a new local
     // time of identical content) so the next run decides without hashing.
     let mut refresh = |j: &JournalRecord| {

@@ -196,7 +196,10 @@ impl DeployState {
         let mut files = BTreeMap::new();
         for (path, size, hash, remote_size, remote_mtime_ns) in doc.files {
             if path.is_empty() || path.len() > 4096 {
-                return Err(format!("a file path is empty or too long: {:?}", short(&path)));
+                return Err(format!(
+                    "a file path is empty or too long: {:?}",
+                    short(&path)
+                ));
             }
             check_rel_path(&path)
                 .map_err(|why| format!("unsafe path {:?}: {why}", short(&path)))?;
@@ -390,10 +393,19 @@ mod tests {
     fn hostile_and_broken_documents_are_refused_with_a_reason() {
         let bad = [
             (doc(&format!(r#"["../x",1,"{H}",1,null]"#)), "unsafe path"),
-            (doc(&format!(r#"["/etc/passwd",1,"{H}",1,null]"#)), "unsafe path"),
-            (doc(&format!(r#"["a/../../x",1,"{H}",1,null]"#)), "unsafe path"),
+            (
+                doc(&format!(r#"["/etc/passwd",1,"{H}",1,null]"#)),
+                "unsafe path",
+            ),
+            (
+                doc(&format!(r#"["a/../../x",1,"{H}",1,null]"#)),
+                "unsafe path",
+            ),
             (doc(&format!(r#"["",1,"{H}",1,null]"#)), "empty"),
-            (doc(&format!(r#"["a",99999999999999999,"{H}",1,null]"#)), "absurd size"),
+            (
+                doc(&format!(r#"["a",99999999999999999,"{H}",1,null]"#)),
+                "absurd size",
+            ),
             (doc(r#"["a",1,"zz",1,null]"#), "malformed hash"),
             (
                 doc(&format!(r#"["a",1,"{H}",1,null],["a",1,"{H}",1,null]"#)),
@@ -408,7 +420,9 @@ mod tests {
             let e = DeployState::parse(d.as_bytes()).unwrap_err();
             assert!(e.contains(why), "{d}: {e}");
         }
-        assert!(DeployState::parse(doc(&format!(r#"["a b/ü.html",1,"{H}",1,7]"#)).as_bytes()).is_ok());
+        assert!(
+            DeployState::parse(doc(&format!(r#"["a b/ü.html",1,"{H}",1,7]"#)).as_bytes()).is_ok()
+        );
     }
 
     #[test]
@@ -448,7 +462,11 @@ mod tests {
         std::fs::create_dir_all(t.path().join("site/sub")).unwrap();
         std::fs::write(g.join("HEAD"), "ref: refs/heads/main\n").unwrap();
         let c = "0123456789abcdef0123456789abcdef01234567";
-        std::fs::write(g.join("packed-refs"), format!("# pack\n{c} refs/heads/main\n")).unwrap();
+        std::fs::write(
+            g.join("packed-refs"),
+            format!("# pack\n{c} refs/heads/main\n"),
+        )
+        .unwrap();
         assert_eq!(git_commit(&t.path().join("site/sub")).as_deref(), Some(c));
         let c2 = "1123456789abcdef0123456789abcdef01234567";
         std::fs::write(g.join("refs/heads/main"), format!("{c2}\n")).unwrap();

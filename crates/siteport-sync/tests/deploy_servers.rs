@@ -15,9 +15,20 @@ use siteport_testsupport::{FtpServer, ProFtpd, ServerKind};
 const REMOTE: &str = "/site";
 const FILES: usize = 30;
 
-fn ftp_endpoint(host: &str, port: u16, tls: bool, ca: Option<std::path::PathBuf>, user: &str, pw: &secrecy::SecretString) -> Endpoint {
+fn ftp_endpoint(
+    host: &str,
+    port: u16,
+    tls: bool,
+    ca: Option<std::path::PathBuf>,
+    user: &str,
+    pw: &secrecy::SecretString,
+) -> Endpoint {
     let settings = FtpSettings {
-        tls: if tls { TlsMode::Explicit } else { TlsMode::None },
+        tls: if tls {
+            TlsMode::Explicit
+        } else {
+            TlsMode::None
+        },
         ca_file: ca,
         ..FtpSettings::default()
     };
@@ -35,14 +46,20 @@ fn ftp_endpoint(host: &str, port: u16, tls: bool, ca: Option<std::path::PathBuf>
 fn make_site(root: &Path, mtime: i64) {
     for i in 0..FILES {
         let rel = format!("s{}/p{i:02}.html", i % 4);
-        write(root, &rel, format!("<p>page {i:02} version 1.0.0</p>").as_bytes());
+        write(
+            root,
+            &rel,
+            format!("<p>page {i:02} version 1.0.0</p>").as_bytes(),
+        );
         set_mtime(&root.join(&rel), mtime);
     }
 }
 
 fn edit(root: &Path, rel: &str) {
     let p = root.join(rel);
-    let s = std::fs::read_to_string(&p).unwrap().replace("1.0.0", "1.0.1");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("1.0.0", "1.0.1");
     std::fs::write(&p, s).unwrap();
 }
 
@@ -97,11 +114,19 @@ async fn vsftpd_ftps_two_machines_and_first_export() {
     let mut e = Engine::new(f.clone(), so, Journal::in_memory(), Arc::new(NoProgress));
     let plan = e.plan(Direction::Export).await.unwrap();
     assert!(plan.is_noop(), "{plan}");
-    assert!(plan.notes.iter().any(|n| n.contains("same-size edit is not sent")));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("same-size edit is not sent"))
+    );
     drop(e);
     let (plan, r) = run(f.clone(), opts(&a), &ja, Direction::Export).await;
     assert_eq!(r.counts.uploaded, FILES, "{plan}");
-    let why: Vec<_> = r.warnings.iter().filter(|w| w.contains("next export is exact")).collect();
+    let why: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("next export is exact"))
+        .collect();
     assert_eq!(why.len(), 1, "{:?}", r.warnings);
     let served = server.root().join("site");
     assert_eq!(files_snapshot(&a), files_snapshot(&served));
@@ -163,7 +188,11 @@ async fn proftpd_hash_sends_only_the_differing_files() {
     }
     let journal = t.path().join("j.json");
     let (plan, r) = run(f.clone(), opts(&a), &journal, Direction::Export).await;
-    assert_eq!(uploaded(&plan), vec!["s1/p05.html", "s2/p10.html"], "{plan}");
+    assert_eq!(
+        uploaded(&plan),
+        vec!["s1/p05.html", "s2/p10.html"],
+        "{plan}"
+    );
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let site_stores: Vec<String> = server
         .stored()
@@ -172,7 +201,10 @@ async fn proftpd_hash_sends_only_the_differing_files() {
         .filter(|p| !p.contains("/.siteport/"))
         .collect();
     assert_eq!(site_stores.len(), 2, "{site_stores:?}");
-    assert_eq!(files_snapshot(&a), files_snapshot(&server.root().join("site")));
+    assert_eq!(
+        files_snapshot(&a),
+        files_snapshot(&server.root().join("site"))
+    );
     // The next export is exact and sends nothing.
     let before = server.stored().len();
     let (plan, _) = run(f, opts(&a), &journal, Direction::Export).await;

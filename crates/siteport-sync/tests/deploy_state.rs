@@ -101,11 +101,14 @@ async fn two_machines_send_exactly_the_edit() {
     assert_eq!(r.counts.uploaded, FILES);
     assert!(s.remote.join(".siteport/state.json").exists());
     assert!(s.remote.join(".siteport/.htaccess").exists());
-    let state = DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap())
-        .unwrap();
+    let state =
+        DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
     assert_eq!(state.files.len(), FILES);
     assert!(state.deploy.complete);
-    assert!(state.files.values().all(|r| r.remote_mtime_ns.is_some()), "listed after upload");
+    assert!(
+        state.files.values().all(|r| r.remote_mtime_ns.is_some()),
+        "listed after upload"
+    );
 
     // B: a fresh copy, no journal: hashes, sends nothing.
     let before = puts(&k);
@@ -185,7 +188,11 @@ async fn first_export_over_another_tools_tree() {
     assert_eq!(uploads(&plan).len(), FILES);
     assert!(uploads(&plan).iter().all(|(_, r)| *r == Reason::Unproven));
     assert_eq!(puts(&k), FILES);
-    let notes: Vec<_> = r.warnings.iter().filter(|w| w.contains("next export is exact")).collect();
+    let notes: Vec<_> = r
+        .warnings
+        .iter()
+        .filter(|w| w.contains("next export is exact"))
+        .collect();
     assert_eq!(notes.len(), 1, "{:?}", r.warnings);
     // …and the next run is exact.
     let (plan, _) = run(f, opts(&s.a), &s.ja, Direction::Export).await;
@@ -201,7 +208,9 @@ async fn first_export_over_another_tools_tree() {
     assert!(plan.is_noop(), "{plan}");
     assert_eq!(puts(&k), 0);
     assert!(
-        r.warnings.iter().any(|w| w.contains("--size-only") && w.contains("same-size edit")),
+        r.warnings
+            .iter()
+            .any(|w| w.contains("--size-only") && w.contains("same-size edit")),
         "{:?}",
         r.warnings
     );
@@ -260,8 +269,8 @@ async fn killed_on_a_resumed_on_b_sends_only_the_rest() {
     drop(e);
     let sent_by_a = puts(&k);
     assert!(sent_by_a < FILES, "{sent_by_a}");
-    let state = DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap())
-        .unwrap();
+    let state =
+        DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
     assert!(!state.deploy.complete);
     let recorded = state.files.len();
     assert!(recorded >= 10, "saved during the run: {recorded}");
@@ -270,8 +279,8 @@ async fn killed_on_a_resumed_on_b_sends_only_the_rest() {
     assert!(r.is_success());
     assert_eq!(plan.summary().transfer, FILES - recorded, "{plan}");
     assert_eq!(files_snapshot(&s.b), files_snapshot(&s.remote));
-    let state = DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap())
-        .unwrap();
+    let state =
+        DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
     assert!(state.deploy.complete);
     assert_eq!(state.files.len(), FILES);
 }
@@ -281,7 +290,10 @@ async fn broken_or_hostile_state_is_no_state() {
     let h = "a".repeat(64);
     let cases: Vec<(&str, String)> = vec![
         ("corrupt", "{not json at all".into()),
-        ("truncated", r#"{"siteport_state":1,"deploy":{"id":"ab","ti"#.into()),
+        (
+            "truncated",
+            r#"{"siteport_state":1,"deploy":{"id":"ab","ti"#.into(),
+        ),
         (
             "version",
             r#"{"siteport_state":99,"deploy":{},"files":[]}"#.into(),
@@ -326,11 +338,16 @@ async fn broken_or_hostile_state_is_no_state() {
         // Nothing written outside the local root, and the state is valid again.
         assert_eq!(files_snapshot(&s.outside), before, "{what}");
         assert!(!s.a.parent().unwrap().join("escape").exists());
-        DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap())
-            .unwrap();
+        DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
         // An import never brings the state dir.
         let back = s.b.parent().unwrap().join("back");
-        let (_, r) = run(f, opts(&back), &s.b.parent().unwrap().join("jback.json"), Direction::Import).await;
+        let (_, r) = run(
+            f,
+            opts(&back),
+            &s.b.parent().unwrap().join("jback.json"),
+            Direction::Import,
+        )
+        .await;
         assert!(r.is_success());
         assert!(!back.join(".siteport").exists(), "{what}");
     }
@@ -346,7 +363,10 @@ async fn state_dir_is_never_uploaded_over_deleted_or_planned() {
     o.delete = true;
     let (plan, r) = run(f.clone(), o.clone(), &s.ja, Direction::Export).await;
     assert!(r.is_success());
-    assert!(!plan.actions.iter().any(|a| a.path.starts_with(".siteport")), "{plan}");
+    assert!(
+        !plan.actions.iter().any(|a| a.path.starts_with(".siteport")),
+        "{plan}"
+    );
     DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
     // With delete and the local dir gone from under it, the state stays.
     std::fs::remove_dir_all(s.a.join(".siteport")).unwrap();
@@ -363,7 +383,10 @@ async fn journal_mirrors_the_state_so_it_is_not_downloaded_again() {
     run(f.clone(), opts(&s.a), &s.ja, Direction::Export).await;
     {
         let j = Journal::open(&s.ja).unwrap();
-        let c = j.state_cache().expect("the journal names the state it mirrors").clone();
+        let c = j
+            .state_cache()
+            .expect("the journal names the state it mirrors")
+            .clone();
         let state =
             DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap())
                 .unwrap();
@@ -374,8 +397,11 @@ async fn journal_mirrors_the_state_so_it_is_not_downloaded_again() {
     let p = s.remote.join(".siteport/state.json");
     let m = std::fs::metadata(&p).unwrap();
     std::fs::write(&p, vec![b' '; m.len() as usize]).unwrap();
-    filetime::set_file_mtime(&p, filetime::FileTime::from_system_time(m.modified().unwrap()))
-        .unwrap();
+    filetime::set_file_mtime(
+        &p,
+        filetime::FileTime::from_system_time(m.modified().unwrap()),
+    )
+    .unwrap();
     let (plan, r) = run(f, opts(&s.a), &s.ja, Direction::Export).await;
     assert!(plan.is_noop(), "{plan}");
     assert!(r.warnings.is_empty(), "not downloaded: {:?}", r.warnings);

@@ -85,7 +85,10 @@ fn crypt(password: &str) -> String {
         .expect("write password");
     let out = child.wait_with_output().expect("openssl passwd");
     assert!(out.status.success(), "openssl passwd failed");
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }
 
 fn random_password() -> String {

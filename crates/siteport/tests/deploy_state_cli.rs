@@ -65,7 +65,9 @@ fn write_site(root: &Path, files: usize, mtime: u64) {
 
 fn edit(root: &Path, rel: &str) {
     let p = root.join(rel);
-    let s = std::fs::read_to_string(&p).unwrap().replace("1.0.0", "1.0.1");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("1.0.0", "1.0.1");
     std::fs::write(&p, s).unwrap();
 }
 

@@ -33,7 +33,9 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
-            if p.strip_prefix(root).is_ok_and(|r| r == Path::new(".siteport")) {
+            if p.strip_prefix(root)
+                .is_ok_and(|r| r == Path::new(".siteport"))
+            {
                 continue;
             }
             if p.is_dir() {

@@ -25,6 +25,9 @@ pub(super) const SAVE_EVERY: usize = 500;
 /// …and at least this often while files arrive.
 pub(super) const SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// A listing of `state.json`: size, and time (ns) when exact.
+type Listed = (u64, Option<i64>);
+
 /// The state of the run in progress, shared by the workers.
 pub(super) struct Tracker {
     /// The state dir, relative to the remote root.
@@ -34,8 +37,8 @@ pub(super) struct Tracker {
     pub(super) records: BTreeMap<String, StateRecord>,
     /// The records as read at the start (from the server or the journal's mirror of it).
     loaded: Option<BTreeMap<String, StateRecord>>,
-    /// `state.json` as listed by the scan: size, time (ns) when exact.
-    listed: Option<(u64, Option<i64>)>,
+    /// `state.json` as listed by the scan.
+    listed: Option<Listed>,
     /// The id of the document read, if any.
     loaded_id: Option<String>,
     dir_ready: bool,
@@ -152,8 +155,9 @@ impl Engine {
         if let Some(b) = conn.get_contents(path, MAX_STATE_BYTES).await? {
             return Ok(b);
         }
-        let tmp = tempfile::NamedTempFile::new()
-            .map_err(|e| crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e))?;
+        let tmp = tempfile::NamedTempFile::new().map_err(|e| {
+            crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e)
+        })?;
         conn.get(path, tmp.path()).await?;
         std::fs::read(tmp.path()).map_err(|e| crate::error::Error::local_io("read", tmp.path(), e))
     }
@@ -281,9 +285,11 @@ impl Engine {
     /// Writes the final document (when anything differs from what the server has), then
     /// makes the journal mirror it. Failures are warnings: the files are on the server.
     pub(super) async fn finish_state(&mut self, warnings: &mut Vec<String>) {
+        // A stopped run (Ctrl-C) records what it did, as not complete.
+        let complete = !self.stopped();
         let Some((dir, bytes, must_write)) = lock(&self.shared.deploy).as_ref().map(|t| {
             let same = t.loaded.as_ref() == Some(&t.records);
-            (t.dir.clone(), t.document(true), t.changed || !same)
+            (t.dir.clone(), t.document(complete), t.changed || !same)
         }) else {
             return;
         };
@@ -317,7 +323,7 @@ impl Engine {
         self.mirror_into_journal(listed, warnings);
     }
 
-    async fn list_state_file(&mut self, dir: &str) -> Option<(u64, Option<i64>)> {
+    async fn list_state_file(&mut self, dir: &str) -> Option<Listed> {
         let c = self.any_conn().await.ok()?;
         let entries = c.list_dir(dir).await.ok()?;
         entries
@@ -330,7 +336,7 @@ impl Engine {
     /// is the same) and remember which document it mirrors.
     fn mirror_into_journal(
         &mut self,
-        listed: Option<((u64, Option<i64>), Option<String>)>,
+        listed: Option<(Listed, Option<String>)>,
         warnings: &mut Vec<String>,
     ) {
         let guard = lock(&self.shared.deploy);
@@ -428,9 +434,9 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
         }
     }
     if let Err(e) = res {
-        lock(&sh.results)
-            .warnings
-            .push(format!("the deploy state could not be saved during the run: {e}"));
+        lock(&sh.results).warnings.push(format!(
+            "the deploy state could not be saved during the run: {e}"
+        ));
     }
 }
 

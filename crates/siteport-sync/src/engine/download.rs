@@ -90,7 +90,9 @@ async fn finish_download(sh: &Shared, a: &Action, got: Received, n: u64) -> Resu
         tmp.persist(&dst)
             .map_err(|e| Error::local_io("rename into place", &dst, e.error))?;
         // Stat after the rename (which moves the ctime): the stat cache of the next run.
-        let stat = std::fs::symlink_metadata(&dst).ok().map(|m| LocalStat::of(&m));
+        let stat = std::fs::symlink_metadata(&dst)
+            .ok()
+            .map(|m| LocalStat::of(&m));
         Ok((hash, local_mtime, stat))
     })
     .await?;

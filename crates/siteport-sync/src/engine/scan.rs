@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::digest::hash_file_with;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::Baseline;
 use crate::path::{check_name, join, local_path};
+use crate::plan::Baseline;
 use crate::plan::Direction;
 use crate::remote::EntryKind;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
@@ -140,13 +140,8 @@ impl Engine {
         if candidates.is_empty() {
             return BTreeMap::new();
         }
-        self.run_phase(
-            candidates
-                .into_iter()
-                .map(|p| Job::Hash(p, alg))
-                .collect(),
-        )
-        .await;
+        self.run_phase(candidates.into_iter().map(|p| Job::Hash(p, alg)).collect())
+            .await;
         let got = std::mem::take(&mut lock(&self.shared.results).hashes);
         let root = self.opts.local_root.clone();
         tokio::task::spawn_blocking(move || {

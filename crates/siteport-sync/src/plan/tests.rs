@@ -101,27 +101,46 @@ fn size_differs_wins() {
 fn mtime_newer_only_with_precise_times() {
     let local = tree(&[("a", Some((5, 100)))]);
     let remote = tree(&[("a", Some((5, 50)))]);
-    let plan = plan_export(&local, &remote, &BTreeMap::new(), &size_only(), &mut no_hash);
+    let plan = plan_export(
+        &local,
+        &remote,
+        &BTreeMap::new(),
+        &size_only(),
+        &mut no_hash,
+    );
     assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::MtimeNewer)]);
     // LIST times (imprecise): size equal and no journal means unchanged.
     let plan = plan_export(
         &local,
         &remote,
         &BTreeMap::new(),
-        &PlanOptions { size_only: true, ..Default::default() },
+        &PlanOptions {
+            size_only: true,
+            ..Default::default()
+        },
         &mut no_hash,
     );
     assert_eq!(ops(&plan), vec![(Op::Skip, "a", Reason::Unchanged)]);
     // Within the one-second window: equal.
     let remote = tree(&[("a", Some((5, 100)))]);
-    let plan = plan_export(&local, &remote, &BTreeMap::new(), &size_only(), &mut no_hash);
+    let plan = plan_export(
+        &local,
+        &remote,
+        &BTreeMap::new(),
+        &size_only(),
+        &mut no_hash,
+    );
     assert_eq!(ops(&plan), vec![(Op::Skip, "a", Reason::Unchanged)]);
     // Without --size-only and with nothing recording what the server has, a same-size file
     // cannot be proven equal: sent, and the plan says why in one note.
     let plan = plan_export(&local, &remote, &BTreeMap::new(), &precise(), &mut no_hash);
     assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::Unproven)]);
     assert_eq!(plan.notes.len(), 1);
-    assert!(plan.notes[0].contains("next export is exact"), "{:?}", plan.notes);
+    assert!(
+        plan.notes[0].contains("next export is exact"),
+        "{:?}",
+        plan.notes
+    );
 }
 
 fn size_only() -> PlanOptions {
@@ -375,8 +394,16 @@ fn plan_prints_and_serializes() {
 #[test]
 fn state_and_server_hash_decide_without_a_journal() {
     let h = |c: &str| c.repeat(64);
-    let local = tree(&[("a", Some((5, 900))), ("b", Some((5, 900))), ("c", Some((5, 900)))]);
-    let remote = tree(&[("a", Some((5, 100))), ("b", Some((5, 100))), ("c", Some((5, 100)))]);
+    let local = tree(&[
+        ("a", Some((5, 900))),
+        ("b", Some((5, 900))),
+        ("c", Some((5, 900))),
+    ]);
+    let remote = tree(&[
+        ("a", Some((5, 100))),
+        ("b", Some((5, 100))),
+        ("c", Some((5, 100))),
+    ]);
     let state = BTreeMap::from([
         (
             "a".to_string(),
@@ -415,5 +442,9 @@ fn state_and_server_hash_decide_without_a_journal() {
             (Op::Skip, "c", Reason::Unchanged),
         ]
     );
-    assert_eq!(plan.journal_updates.len(), 2, "a and c are recorded for next time");
+    assert_eq!(
+        plan.journal_updates.len(),
+        2,
+        "a and c are recorded for next time"
+    );
 }
