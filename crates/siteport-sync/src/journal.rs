@@ -194,7 +194,7 @@ impl Journal {
                         format!("journal is corrupt: {e}"),
                     )
                     .with_hint(format!(
-                        "delete {} (the next run compares sizes and times only)",
+                        "delete {} (the next run hashes the files against the server's deploy state)",
                         path.display()
                     ))
                 })?;

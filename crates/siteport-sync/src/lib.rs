@@ -15,6 +15,12 @@
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
 //!   operations and the checks that keep writes inside the local root).
+//! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
+//!   (`<remote>/.siteport/state.json`), so any machine knows what the last export left there;
+//!   the engine reads it before planning, writes it during and after an export
+//!   (`engine/deploy.rs`) and mirrors it into the [`Journal`], whose stat cache
+//!   ([`LocalStat`]) tells which local files are untouched. [`Baseline`] is what the planner
+//!   knows of the last deploy.
 //! - [`Report`] says what happened; [`Progress`] reports it as it happens; [`Error`] carries
 //!   an [`ErrorKind`] the CLI maps to exit codes.
 #![forbid(unsafe_code)]

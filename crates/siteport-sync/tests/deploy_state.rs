@@ -126,7 +126,7 @@ async fn two_machines_send_exactly_the_edit() {
         std::fs::read(s.remote.join("d1/p7.html")).unwrap(),
         std::fs::read(s.b.join("d1/p7.html")).unwrap()
     );
-    // B again: nothing, and the untouched files are not even read (stat cache).
+    // B again: nothing (the stat cache now vouches for every file).
     let (plan, _) = run(f.clone(), opts(&s.b), &s.jb, Direction::Export).await;
     assert!(plan.is_noop(), "{plan}");
     assert_eq!(puts(&k), before + 1);

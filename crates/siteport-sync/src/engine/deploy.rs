@@ -342,6 +342,20 @@ impl Engine {
         let guard = lock(&self.shared.deploy);
         let Some(t) = guard.as_ref() else { return };
         let mut j = lock(&self.shared.journal);
+        // An exact mirror: a record the state does not hold (a file another machine deleted)
+        // would make the next run think the document differs from what it would write.
+        let stale: Vec<String> = j
+            .records()
+            .keys()
+            .filter(|p| !t.records.contains_key(*p))
+            .cloned()
+            .collect();
+        for p in stale {
+            if let Err(e) = j.remove(&p) {
+                warnings.push(e.to_string());
+                return;
+            }
+        }
         for (p, r) in &t.records {
             let next = match j.get(p) {
                 Some(old) if old.hash == r.hash => JournalRecord {
