@@ -361,6 +361,8 @@ async fn state_dir_is_never_uploaded_over_deleted_or_planned() {
     let (f, _) = WrapFactory::new(&s.remote);
     let mut o = opts(&s.a);
     o.delete = true;
+    // Excludes that would match it do not hide the state from the engine.
+    o.excludes = Excludes::new(&[".*", "*.json"]).unwrap();
     let (plan, r) = run(f.clone(), o.clone(), &s.ja, Direction::Export).await;
     assert!(r.is_success());
     assert!(
@@ -370,9 +372,17 @@ async fn state_dir_is_never_uploaded_over_deleted_or_planned() {
     DeployState::parse(&std::fs::read(s.remote.join(".siteport/state.json")).unwrap()).unwrap();
     // With delete and the local dir gone from under it, the state stays.
     std::fs::remove_dir_all(s.a.join(".siteport")).unwrap();
+    let before = std::fs::metadata(s.remote.join(".siteport/state.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let (plan, _) = run(f, o, &s.ja, Direction::Export).await;
     assert!(plan.is_noop(), "{plan}");
-    assert!(s.remote.join(".siteport/state.json").exists());
+    let after = std::fs::metadata(s.remote.join(".siteport/state.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "a no-change run does not rewrite the state");
     assert!(s.remote.join(".siteport/.htaccess").exists());
 }
 

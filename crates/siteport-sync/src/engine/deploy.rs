@@ -139,7 +139,7 @@ impl Engine {
         match DeployState::parse(&bytes) {
             Ok(s) => Some(s),
             Err(why) => {
-                tracing::warn!(%place, %why, "deploy state ignored");
+                // One line, through the report (the CLI prints its warnings once).
                 notes.push(format!(
                     "deploy state {place} ignored: {why}; exporting as if there was none (the \
                      next export rewrites it)"

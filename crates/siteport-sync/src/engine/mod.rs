@@ -430,7 +430,7 @@ impl Engine {
     }
 
     /// The state dir option, checked.
-    fn state_dir(&self) -> Result<Option<String>> {
+    pub(super) fn state_dir(&self) -> Result<Option<String>> {
         match &self.opts.state_dir {
             None => Ok(None),
             Some(d) => {

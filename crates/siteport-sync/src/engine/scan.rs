@@ -10,6 +10,7 @@ use crate::path::{check_name, join, local_path};
 use crate::plan::Baseline;
 use crate::plan::Direction;
 use crate::remote::EntryKind;
+use crate::state::in_state_dir;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
 
 use super::scheduler::Job;
@@ -19,6 +20,14 @@ impl Engine {
     pub(super) async fn scan_remote(&mut self, direction: Direction) -> Result<Tree> {
         let mut tree = Tree::default();
         let mut level = vec![String::new()];
+        // The deploy state dir is listed whatever the excludes say (`.*`, `*.json`): the
+        // engine takes it out of the trees itself.
+        let state_dir = self.state_dir()?;
+        let ours = |p: &str| {
+            state_dir.as_deref().is_some_and(|d| {
+                in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+            })
+        };
         self.remote_root_missing = false;
         while !level.is_empty() {
             self.run_phase(level.drain(..).map(Job::List).collect())
@@ -72,7 +81,7 @@ impl Engine {
                     let path = join(&dir, &ent.name);
                     match ent.kind {
                         EntryKind::Dir => {
-                            if self.opts.excludes.prunes_dir(&path) {
+                            if self.opts.excludes.prunes_dir(&path) && !ours(&path) {
                                 tree.kept.insert(path);
                             } else {
                                 tree.entries.insert(path.clone(), TreeEntry::dir());
@@ -80,7 +89,7 @@ impl Engine {
                             }
                         }
                         EntryKind::File => {
-                            if self.opts.excludes.is_excluded(&path) {
+                            if self.opts.excludes.is_excluded(&path) && !ours(&path) {
                                 tree.kept.insert(path);
                             } else {
                                 tree.entries.insert(
