@@ -50,6 +50,9 @@ pub(super) struct Tracker {
     save_every: usize,
     last_save: Instant,
     saving: bool,
+    /// A save during the run failed: no more until the final one (one warning, not one per
+    /// 500 files).
+    save_failed: bool,
 }
 
 impl Tracker {
@@ -231,6 +234,7 @@ impl Engine {
             save_every: self.opts.state_save_every.max(1),
             last_save: Instant::now(),
             saving: false,
+            save_failed: false,
         };
         *lock(&self.shared.deploy) = Some(t);
     }
@@ -426,7 +430,8 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
         t.uploaded.push(path.to_string());
         t.changed = true;
         t.since_save += 1;
-        if !t.saving && (t.since_save >= t.save_every || t.last_save.elapsed() >= SAVE_INTERVAL) {
+        let time_to_save = t.since_save >= t.save_every || t.last_save.elapsed() >= SAVE_INTERVAL;
+        if !t.saving && !t.save_failed && time_to_save {
             t.saving = true;
             t.since_save = 0;
             t.last_save = Instant::now();
@@ -445,6 +450,8 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
         if res.is_ok() {
             t.dir_ready = true;
             t.htaccess = true;
+        } else {
+            t.save_failed = true;
         }
     }
     if let Err(e) = res {
