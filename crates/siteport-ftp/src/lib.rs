@@ -24,6 +24,7 @@
 mod command;
 mod conn;
 mod error;
+mod hash;
 mod list;
 mod options;
 mod pool;
@@ -32,6 +33,7 @@ mod tls;
 
 pub use conn::{Features, FtpConnection, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};
+pub use hash::HashAlgorithm;
 pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
 pub use options::{ConnectOptions, TlsMode};
 pub use pool::{Pool, PooledConnection};

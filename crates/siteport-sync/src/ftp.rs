@@ -10,7 +10,9 @@ use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 
 use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
 /// server has too many connections (the engine then lowers its count); later it is an
@@ -139,6 +141,11 @@ impl Remote for FtpRemote {
             Some(c) => Capabilities {
                 precise_mtime: c.features().mlsd,
                 set_mtime: c.features().mfmt,
+                hash: c.hash_algorithm().map(|a| match a {
+                    siteport_ftp::HashAlgorithm::Sha256 => HashAlg::Sha256,
+                    siteport_ftp::HashAlgorithm::Sha1 => HashAlg::Sha1,
+                    siteport_ftp::HashAlgorithm::Md5 => HashAlg::Md5,
+                }),
             },
             None => Capabilities::default(),
         }
@@ -211,6 +218,19 @@ impl Remote for FtpRemote {
         let p = self.full(path);
         self.conn()?
             .get_file(&p, local)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn remote_hash(&mut self, path: &str, alg: HashAlg) -> Result<String> {
+        let p = self.full(path);
+        let alg = match alg {
+            HashAlg::Sha256 => siteport_ftp::HashAlgorithm::Sha256,
+            HashAlg::Sha1 => siteport_ftp::HashAlgorithm::Sha1,
+            HashAlg::Md5 => siteport_ftp::HashAlgorithm::Md5,
+        };
+        self.conn()?
+            .file_hash(&p, alg)
             .await
             .map_err(|e| map_ftp_error(e, false))
     }

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::state::StateCache;
 
 /// What the journal knows about one path after a completed transfer: both sides' state at
 /// that moment and the content hash.
@@ -27,6 +28,12 @@ pub struct JournalRecord {
     pub size: u64,
     /// Local modification time, nanoseconds since the Unix epoch.
     pub local_mtime_ns: Option<i64>,
+    /// Local status-change time (ctime), ns: any write, `touch -r` included, moves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ctime_ns: Option<i64>,
+    /// Local inode number: a file replaced by another (editor save, checkout) changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ino: Option<u64>,
     /// Remote size in bytes.
     pub remote_size: u64,
     /// Remote modification time as listed, nanoseconds since the epoch. `None` right after
@@ -43,15 +50,69 @@ impl JournalRecord {
         self.remote_size == size
             && match self.remote_mtime_ns {
                 None => true,
-                Some(ns) => mtime.map(to_ns) == Some(ns),
+                Some(ns) => mtime.map(to_ns).is_some_and(|m| listed_same(ns, m)),
             }
     }
 
-    /// Whether the local side is still as this record left it (size and exact mtime).
-    pub fn local_matches(&self, size: u64, mtime: Option<SystemTime>) -> bool {
-        self.size == size
+    /// Whether the local file is still the one this record hashed, like git's index: size,
+    /// mtime, ctime and inode all as recorded. Any difference (or a record without a stat
+    /// cache) means the content must be hashed to be known.
+    pub fn local_matches(&self, stat: &LocalStat) -> bool {
+        self.size == stat.size
             && self.local_mtime_ns.is_some()
-            && mtime.map(to_ns) == self.local_mtime_ns
+            && self.local_mtime_ns == stat.mtime_ns
+            && self.local_ctime_ns.is_some()
+            && self.local_ctime_ns == stat.ctime_ns
+            && self.local_ino.is_some()
+            && self.local_ino == stat.ino
+    }
+
+    /// Sets the local stat cache.
+    pub fn set_local(&mut self, stat: &LocalStat) {
+        self.size = stat.size;
+        self.local_mtime_ns = stat.mtime_ns;
+        self.local_ctime_ns = stat.ctime_ns;
+        self.local_ino = stat.ino;
+    }
+}
+
+/// Whether two listed times of one file are the same listing of the same upload. A LIST
+/// line drops the time of day for files older than six months (`Jan  5  2025`), so a time at
+/// midnight is the same as any time of that day.
+fn listed_same(recorded: i64, listed: i64) -> bool {
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    recorded == listed
+        || (recorded.rem_euclid(DAY) == 0 || listed.rem_euclid(DAY) == 0)
+            && recorded.div_euclid(DAY) == listed.div_euclid(DAY)
+}
+
+/// A local file's stat cache key: size, mtime, ctime, inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, ns.
+    pub mtime_ns: Option<i64>,
+    /// Status-change time, ns.
+    pub ctime_ns: Option<i64>,
+    /// Inode number.
+    pub ino: Option<u64>,
+}
+
+impl LocalStat {
+    /// The stat cache key of a file's metadata.
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            size: m.len(),
+            mtime_ns: m.modified().ok().map(to_ns),
+            ctime_ns: Some(
+                m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec()),
+            ),
+            ino: Some(m.ino()),
+        }
     }
 }
 
@@ -59,6 +120,9 @@ impl JournalRecord {
 struct Snapshot {
     version: u32,
     records: BTreeMap<String, JournalRecord>,
+    /// The server's deploy state these records mirror (see [`StateCache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<StateCache>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,6 +136,7 @@ struct LogLine {
 pub struct Journal {
     path: Option<PathBuf>,
     records: BTreeMap<String, JournalRecord>,
+    state: Option<StateCache>,
     log: Option<File>,
     /// Records changed since the snapshot was last written.
     dirty: bool,
@@ -86,6 +151,7 @@ impl Journal {
         Self {
             path: None,
             records: BTreeMap::new(),
+            state: None,
             log: None,
             dirty: false,
             _lock: None,
@@ -119,7 +185,7 @@ impl Journal {
             )
             .with_hint("wait for the other run to finish"));
         }
-        let mut records = match std::fs::read(path) {
+        let (mut records, state) = match std::fs::read(path) {
             Ok(bytes) => {
                 let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::new(
@@ -128,7 +194,7 @@ impl Journal {
                         format!("journal is corrupt: {e}"),
                     )
                     .with_hint(format!(
-                        "delete {} (the next run compares sizes and times only)",
+                        "delete {} (the next run hashes the files against the server's deploy state)",
                         path.display()
                     ))
                 })?;
@@ -140,9 +206,9 @@ impl Journal {
                     )
                     .with_hint(format!("delete {}", path.display())));
                 }
-                snap.records
+                (snap.records, snap.state)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), None),
             Err(e) => return Err(Error::local_io("read journal", path, e)),
         };
         let log_path = with_suffix(path, ".log");
@@ -157,6 +223,7 @@ impl Journal {
         let mut j = Self {
             path: Some(path.to_path_buf()),
             records,
+            state,
             log: None,
             dirty: had_log,
             _lock: Some(lock),
@@ -176,6 +243,26 @@ impl Journal {
     /// Every record, by path.
     pub fn records(&self) -> &BTreeMap<String, JournalRecord> {
         &self.records
+    }
+
+    /// The server state these records mirror, as last read or written.
+    pub fn state_cache(&self) -> Option<&StateCache> {
+        self.state.as_ref()
+    }
+
+    /// Sets (or clears) the state cache; written with the next snapshot. Cleared first thing
+    /// when a run starts changing the server, so a run killed midway never claims its records
+    /// mirror a document it has replaced since.
+    pub fn set_state_cache(&mut self, cache: Option<StateCache>) -> Result<()> {
+        if self.state != cache {
+            self.state = cache;
+            self.dirty = true;
+            if self.state.is_none() {
+                // Made durable at once: the log has no line for it.
+                self.compact()?;
+            }
+        }
+        Ok(())
     }
 
     /// Records a completed transfer (or a refreshed record), appending it to the log at once.
@@ -248,6 +335,7 @@ impl Journal {
         let snap = Snapshot {
             version: VERSION,
             records: std::mem::take(&mut self.records),
+            state: self.state.clone(),
         };
         let bytes = serde_json::to_vec(&snap);
         self.records = snap.records;
@@ -342,6 +430,8 @@ mod tests {
         JournalRecord {
             size,
             local_mtime_ns: Some(5),
+            local_ctime_ns: Some(6),
+            local_ino: Some(7),
             remote_size: size,
             remote_mtime_ns: None,
             hash: hash.into(),
@@ -442,7 +532,24 @@ mod tests {
         r.remote_mtime_ns = Some(to_ns(t));
         assert!(r.remote_matches(3, Some(t)));
         assert!(!r.remote_matches(3, Some(t0)));
-        assert!(r.local_matches(3, Some(from_ns(5))));
-        assert!(!r.local_matches(3, Some(t)));
+        let st = LocalStat {
+            size: 3,
+            mtime_ns: Some(5),
+            ctime_ns: Some(6),
+            ino: Some(7),
+        };
+        assert!(r.local_matches(&st));
+        assert!(!r.local_matches(&LocalStat {
+            mtime_ns: Some(to_ns(t)),
+            ..st
+        }));
+        assert!(
+            !r.local_matches(&LocalStat {
+                ctime_ns: Some(9),
+                ..st
+            }),
+            "touch -r"
+        );
+        assert!(!r.local_matches(&LocalStat { ino: Some(9), ..st }));
     }
 }

@@ -16,11 +16,18 @@
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
 //!   operations and the checks that keep writes inside the local root).
+//! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
+//!   (`<remote>/.siteport/state.json`), so any machine knows what the last export left there;
+//!   the engine reads it before planning, writes it during and after an export
+//!   (`engine/deploy.rs`) and mirrors it into the [`Journal`], whose stat cache
+//!   ([`LocalStat`]) tells which local files are untouched. [`Baseline`] is what the planner
+//!   knows of the last deploy.
 //! - [`Report`] says what happened; [`Progress`] reports it as it happens; [`Error`] carries
 //!   an [`ErrorKind`] the CLI maps to exit codes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod digest;
 mod endpoint;
 mod engine;
 mod error;
@@ -34,19 +41,28 @@ mod remote;
 mod report;
 #[cfg(feature = "sftp")]
 mod sftp;
+mod state;
 mod tree;
 
+pub use digest::hash_file_with;
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
 #[cfg(any(feature = "ftp", feature = "sftp"))]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
-pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};
+pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use path::{check_name, check_rel_path};
 pub use plan::{
-    Action, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export, plan_import,
+    Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
+    plan_export_with, plan_import,
 };
-pub use remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+pub use remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
+pub use state::{
+    DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateCache, StateRecord, git_commit,
+    user_at_host,
+};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};

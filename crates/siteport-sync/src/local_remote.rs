@@ -8,7 +8,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{check_rel_path, local_path};
-use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
 /// the target directory, fsync, rename) and keep modification times, so listings are
@@ -16,12 +18,22 @@ use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, 
 #[derive(Debug, Clone)]
 pub struct LocalDirRemote {
     root: PathBuf,
+    hash: Option<HashAlg>,
 }
 
 impl LocalDirRemote {
     /// A remote rooted at `root` (which must exist for listings to work).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            hash: None,
+        }
+    }
+
+    /// Makes it offer [`Remote::remote_hash`] in `alg`, like an FTP server with `HASH`.
+    pub fn with_hash(mut self, alg: Option<HashAlg>) -> Self {
+        self.hash = alg;
+        self
     }
 
     fn resolve(&self, path: &str) -> Result<PathBuf> {
@@ -66,7 +78,36 @@ impl Remote for LocalDirRemote {
         Capabilities {
             precise_mtime: true,
             set_mtime: true,
+            hash: self.hash,
         }
+    }
+
+    async fn remote_hash(&mut self, path: &str, alg: HashAlg) -> Result<String> {
+        let p = self.resolve(path)?;
+        tokio::task::spawn_blocking(move || crate::digest::hash_file_with(&p, alg))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(
+                    ErrorKind::Transfer,
+                    "hash",
+                    format!("hash failed: {e}"),
+                ))
+            })
+    }
+
+    async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
+        use std::io::Read;
+        let p = self.resolve(path)?;
+        let data = blocking(move || {
+            let mut v = Vec::new();
+            std::fs::File::open(&p)?
+                .take(max as u64)
+                .read_to_end(&mut v)?;
+            Ok(v)
+        })
+        .await
+        .map_err(|e| self.err("download", path, e))?;
+        Ok(Some(data))
     }
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
@@ -185,12 +226,22 @@ impl Remote for LocalDirRemote {
 #[derive(Debug, Clone)]
 pub struct LocalDirRemoteFactory {
     root: PathBuf,
+    hash: Option<HashAlg>,
 }
 
 impl LocalDirRemoteFactory {
     /// Connections to the directory `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            hash: None,
+        }
+    }
+
+    /// Connections that offer [`Remote::remote_hash`] in `alg`.
+    pub fn with_hash(mut self, alg: Option<HashAlg>) -> Self {
+        self.hash = alg;
+        self
     }
 }
 
@@ -201,7 +252,9 @@ impl RemoteFactory for LocalDirRemoteFactory {
     }
 
     async fn connect(&self) -> Result<Box<dyn Remote>> {
-        Ok(Box::new(LocalDirRemote::new(self.root.clone())))
+        Ok(Box::new(
+            LocalDirRemote::new(self.root.clone()).with_hash(self.hash),
+        ))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::journal::{JournalRecord, to_ns};
 use crate::path::{depth, parent};
 use crate::remote::{Capabilities, EntryKind};
+use crate::state::StateRecord;
 use crate::tree::{ScanProblem, Tree, TreeEntry};
 
 /// Which way files go.
@@ -73,6 +74,12 @@ pub enum Reason {
     Checksum,
     /// The local file could not be hashed; sent to be safe.
     Unverified,
+    /// Same size, but the server's copy changed since the last deploy recorded it (another
+    /// client wrote it).
+    RemoteChanged,
+    /// Same size and nothing records what the server has (no deploy state, no journal) and
+    /// the server cannot hash: sent because it cannot be proven equal.
+    Unproven,
     /// Present on the target side only, and deleting was asked for.
     Extra,
     /// Up to date.
@@ -93,6 +100,8 @@ impl Reason {
             Reason::HashDiffers => "content differs (hash)",
             Reason::Checksum => "checksum differs",
             Reason::Unverified => "could not hash, sending",
+            Reason::RemoteChanged => "changed on the server since the last deploy",
+            Reason::Unproven => "same size, content not provable equal",
             Reason::Extra => "not in source",
             Reason::Unchanged => "unchanged",
             Reason::KindConflict => "file on one side, directory on the other",
@@ -126,6 +135,60 @@ pub struct PlanOptions {
     pub checksum: bool,
     /// What the remote can do.
     pub capabilities: Capabilities,
+    /// `--size-only`: compare sizes and times only (today's old behaviour: misses
+    /// same-size edits), never hash.
+    pub size_only: bool,
+}
+
+/// What is known of the last deploy: the local journal (this machine's records, with the
+/// stat cache), the server's deploy state, and what the server's hash command proved.
+#[derive(Debug, Clone, Copy)]
+pub struct Baseline<'a> {
+    /// This machine's journal records.
+    pub journal: &'a BTreeMap<String, JournalRecord>,
+    /// The server's deploy state, when there is a valid one.
+    pub state: Option<&'a BTreeMap<String, StateRecord>>,
+    /// Files with no record whose server hash was compared with the local file: `true` when
+    /// equal.
+    pub proven: &'a BTreeMap<String, bool>,
+}
+
+impl<'a> Baseline<'a> {
+    /// Only a journal.
+    pub fn journal(journal: &'a BTreeMap<String, JournalRecord>) -> Self {
+        static EMPTY: BTreeMap<String, bool> = BTreeMap::new();
+        Self {
+            journal,
+            state: None,
+            proven: &EMPTY,
+        }
+    }
+
+    /// Whether anything records `path`.
+    pub fn has_record(&self, path: &str) -> bool {
+        self.journal.contains_key(path) || self.state.is_some_and(|s| s.contains_key(path))
+    }
+
+    /// The record of what the server holds at `path`, if the server still lists it as the
+    /// record left it (size and time): the state's, else the journal's. When both match but
+    /// disagree (LIST times are minutes: two uploads in one minute look alike), the state
+    /// wins: it was written by the last deploy, from whichever machine, while this machine's
+    /// journal may predate it.
+    pub fn server_record(&self, path: &str, r: &TreeEntry) -> Option<JournalRecord> {
+        let s = self
+            .state
+            .and_then(|s| s.get(path))
+            .map(StateRecord::to_journal)
+            .filter(|s| s.remote_matches(r.size, r.mtime));
+        let j = self
+            .journal
+            .get(path)
+            .filter(|j| j.remote_matches(r.size, r.mtime));
+        match (s, j) {
+            (Some(s), _) => Some(s),
+            (None, j) => j.cloned(),
+        }
+    }
 }
 
 /// Counts per action, for summaries.
@@ -163,6 +226,8 @@ pub struct Plan {
     /// listing, or a touched but identical file).
     #[serde(skip)]
     pub journal_updates: Vec<(String, JournalRecord)>,
+    /// One-line explanations the user must see (more sent than the diff, `--size-only`).
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -211,6 +276,9 @@ impl fmt::Display for Plan {
                 "ignored", "-", p.path, p.detail
             )?;
         }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
         let s = self.summary();
         write!(
             f,
@@ -254,7 +322,25 @@ pub fn plan_export(
     opts: &PlanOptions,
     hasher: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Plan {
-    plan(Direction::Export, local, remote, journal, opts, hasher)
+    plan(
+        Direction::Export,
+        local,
+        remote,
+        &Baseline::journal(journal),
+        opts,
+        hasher,
+    )
+}
+
+/// [`plan_export`] with the server's deploy state and hash proofs as well.
+pub fn plan_export_with(
+    local: &Tree,
+    remote: &Tree,
+    base: &Baseline<'_>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+) -> Plan {
+    plan(Direction::Export, local, remote, base, opts, hasher)
 }
 
 /// Plans an import (remote → local). `hasher` hashes local files, as for [`plan_export`]; it
@@ -266,14 +352,21 @@ pub fn plan_import(
     opts: &PlanOptions,
     hasher: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Plan {
-    plan(Direction::Import, local, remote, journal, opts, hasher)
+    plan(
+        Direction::Import,
+        local,
+        remote,
+        &Baseline::journal(journal),
+        opts,
+        hasher,
+    )
 }
 
 fn plan(
     direction: Direction,
     local: &Tree,
     remote: &Tree,
-    journal: &BTreeMap<String, JournalRecord>,
+    base: &Baseline<'_>,
     opts: &PlanOptions,
     hasher: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Plan {
@@ -290,6 +383,10 @@ fn plan(
     let mut skips = Vec::new();
     let mut conflicts = Vec::new();
     let mut updates = Vec::new();
+    let decide = match direction {
+        Direction::Export => decide_export,
+        Direction::Import => decide_import,
+    };
     // Source directories whose target is unusable: nothing below them is attempted.
     let mut blocked: BTreeSet<&str> = BTreeSet::new();
 
@@ -343,16 +440,7 @@ fn plan(
                     Direction::Export => (src, &tgt),
                     Direction::Import => (&tgt, src),
                 };
-                let decision = decide_file(
-                    direction,
-                    path,
-                    l,
-                    r,
-                    journal.get(path),
-                    opts,
-                    hasher,
-                    &mut updates,
-                );
+                let decision = decide(path, l, r, base, opts, hasher, &mut updates);
                 let action = Action {
                     op: if decision == Reason::Unchanged {
                         Op::Skip
@@ -381,8 +469,10 @@ fn plan(
     if opts.delete {
         actions.extend(plan_deletes(source, target));
     }
+    let notes = notes(&actions, opts, direction);
     Plan {
         direction,
+        notes,
         actions,
         local_problems: local.problems.clone(),
         remote_problems: remote.problems.clone(),
@@ -390,82 +480,173 @@ fn plan(
     }
 }
 
-/// Decides whether a file present on both sides needs a transfer; returns
-/// [`Reason::Unchanged`] when not. `l` is the local entry, `r` the remote one.
-#[allow(clippy::too_many_arguments)]
-fn decide_file(
-    direction: Direction,
+/// The one-line explanations a plan carries: more sent than the diff, `--size-only`.
+fn notes(actions: &[Action], opts: &PlanOptions, direction: Direction) -> Vec<String> {
+    let mut notes = Vec::new();
+    let unproven = actions
+        .iter()
+        .filter(|a| a.reason == Reason::Unproven)
+        .count();
+    if unproven > 0 {
+        notes.push(format!(
+            "sending {unproven} same-size file(s) that may be unchanged: no deploy state or journal \
+             records what the server has and it offers no hash command to compare; the next \
+             export is exact"
+        ));
+    }
+    if opts.size_only && direction == Direction::Export {
+        notes.push(
+            "--size-only: files are compared by size and time only; a same-size edit is not sent"
+                .to_string(),
+        );
+    }
+    notes
+}
+
+/// Decides whether a file present on both sides must be uploaded; [`Reason::Unchanged`]
+/// when not. `l` is the local entry, `r` the remote one.
+///
+/// Unchanged means both: the server still lists the file as a record (state or journal) left
+/// it, and the local content is known to equal that record's hash, known from the stat cache
+/// (size, mtime, ctime, inode as the journal saw them) or else by hashing the file now. With
+/// no record at all, only a server hash proof (`base.proven`) can show a same-size file equal.
+fn decide_export(
     path: &str,
     l: &TreeEntry,
     r: &TreeEntry,
-    j: Option<&JournalRecord>,
+    base: &Baseline<'_>,
     opts: &PlanOptions,
     hasher: &mut dyn FnMut(&str) -> Option<String>,
     updates: &mut Vec<(String, JournalRecord)>,
 ) -> Reason {
-    let remote_as_left = j.filter(|j| j.remote_matches(r.size, r.mtime));
+    if l.size != r.size {
+        return Reason::SizeDiffers;
+    }
+    if opts.size_only {
+        return if opts.capabilities.precise_mtime && r.mtime_precise && newer(l.mtime, r.mtime) {
+            Reason::MtimeNewer
+        } else {
+            Reason::Unchanged
+        };
+    }
+    let mine = base.journal.get(path);
+    let remember = |updates: &mut Vec<(String, JournalRecord)>, mut n: JournalRecord| {
+        match l.stat {
+            Some(st) => n.set_local(&st),
+            None => {
+                n.size = l.size;
+                n.local_mtime_ns = l.mtime.map(to_ns);
+            }
+        }
+        n.remote_mtime_ns = r.mtime.map(to_ns);
+        if Some(&n) != mine {
+            updates.push((path.to_string(), n));
+        }
+    };
+    let Some(known) = base.server_record(path, r) else {
+        if base.has_record(path) {
+            return Reason::RemoteChanged;
+        }
+        return match base.proven.get(path) {
+            Some(true) => match hasher(path) {
+                Some(hash) => {
+                    let rec = JournalRecord {
+                        size: l.size,
+                        local_mtime_ns: None,
+                        local_ctime_ns: None,
+                        local_ino: None,
+                        remote_size: r.size,
+                        remote_mtime_ns: None,
+                        hash,
+                    };
+                    remember(updates, rec);
+                    Reason::Unchanged
+                }
+                None => Reason::Unverified,
+            },
+            Some(false) => Reason::HashDiffers,
+            None => Reason::Unproven,
+        };
+    };
+    // The local content's hash, from the stat cache when the file is untouched.
+    let cached = mine
+        .filter(|j| !opts.checksum && l.stat.is_some_and(|st| j.local_matches(&st)))
+        .map(|j| j.hash.clone());
+    let local_hash = match cached {
+        Some(h) => Some(h),
+        None => hasher(path),
+    };
+    match local_hash {
+        Some(h) if h == known.hash && known.size == l.size => {
+            let mut n = known;
+            n.hash = h;
+            remember(updates, n);
+            Reason::Unchanged
+        }
+        Some(_) if opts.checksum => Reason::Checksum,
+        Some(_) => Reason::HashDiffers,
+        None => Reason::Unverified,
+    }
+}
+
+/// Decides whether a file present on both sides must be downloaded; `l` is the local
+/// entry, `r` the remote one.
+fn decide_import(
+    path: &str,
+    l: &TreeEntry,
+    r: &TreeEntry,
+    base: &Baseline<'_>,
+    opts: &PlanOptions,
+    hasher: &mut dyn FnMut(&str) -> Option<String>,
+    updates: &mut Vec<(String, JournalRecord)>,
+) -> Reason {
+    let remote_as_left = base
+        .journal
+        .get(path)
+        .filter(|j| j.remote_matches(r.size, r.mtime));
     // Fills in what this listing taught us (the remote time after an upload, a new local
     // time of identical content) so the next run decides without hashing.
     let mut refresh = |j: &JournalRecord| {
         let mut n = j.clone();
-        n.size = l.size;
-        n.local_mtime_ns = l.mtime.map(to_ns);
+        match l.stat {
+            Some(st) => n.set_local(&st),
+            None => {
+                n.size = l.size;
+                n.local_mtime_ns = l.mtime.map(to_ns);
+            }
+        }
         n.remote_mtime_ns = r.mtime.map(to_ns);
         if &n != j {
             updates.push((path.to_string(), n));
         }
     };
-    if opts.checksum {
-        if l.size != r.size {
-            return Reason::SizeDiffers;
+    if l.size != r.size {
+        return Reason::SizeDiffers;
+    }
+    if let Some(j) = remote_as_left {
+        if !opts.checksum && l.stat.is_some_and(|st| j.local_matches(&st)) {
+            refresh(j);
+            return Reason::Unchanged;
         }
-        let Some(j) = remote_as_left else {
-            return Reason::Checksum;
-        };
         return match hasher(path) {
             Some(h) if h == j.hash && j.size == l.size => {
                 refresh(j);
                 Reason::Unchanged
             }
-            Some(_) => Reason::Checksum,
-            None => Reason::Unverified,
-        };
-    }
-    if l.size != r.size {
-        return Reason::SizeDiffers;
-    }
-    if let Some(j) = remote_as_left {
-        // The remote is as we left it: trust the journal over the server's clock.
-        if j.local_matches(l.size, l.mtime) {
-            refresh(j);
-            return Reason::Unchanged;
-        }
-        return match hasher(path) {
-            Some(h) if h == j.hash => {
-                refresh(j);
-                Reason::Unchanged
-            }
+            Some(_) if opts.checksum => Reason::Checksum,
             Some(_) => Reason::HashDiffers,
             None => Reason::Unverified,
         };
     }
-    match direction {
-        Direction::Export => {
-            if opts.capabilities.precise_mtime && r.mtime_precise && newer(l.mtime, r.mtime) {
-                Reason::MtimeNewer
-            } else {
-                Reason::Unchanged
-            }
-        }
-        // Import sets each local file's time to the listed remote time, so even LIST times
-        // compare consistently from one run to the next.
-        Direction::Import => {
-            if newer(r.mtime, l.mtime) {
-                Reason::MtimeNewer
-            } else {
-                Reason::Unchanged
-            }
-        }
+    if opts.checksum {
+        return Reason::Checksum;
+    }
+    // Import sets each local file's time to the listed remote time, so even LIST times
+    // compare consistently from one run to the next.
+    if newer(r.mtime, l.mtime) {
+        Reason::MtimeNewer
+    } else {
+        Reason::Unchanged
     }
 }
 

@@ -48,6 +48,20 @@ pub struct Capabilities {
     pub precise_mtime: bool,
     /// `put_atomic` can set the remote modification time (MFMT, a local directory).
     pub set_mtime: bool,
+    /// The best content hash the server computes ([`Remote::remote_hash`]): FTP `HASH`,
+    /// `XSHA256`, `XSHA1` or `XMD5`. `None`: it cannot.
+    pub hash: Option<HashAlg>,
+}
+
+/// A content hash a server can compute, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum HashAlg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-1.
+    Sha1,
+    /// MD5.
+    Md5,
 }
 
 /// One open connection to a remote tree. Paths are relative to the remote root of the site,
@@ -107,6 +121,17 @@ pub trait Remote: Send {
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
         let _ = (path, max);
         Ok(None)
+    }
+
+    /// The server's hash of the file `path` with `alg`, lowercase hex. Only called when
+    /// [`Capabilities::hash`] says so; the default says the transport cannot.
+    async fn remote_hash(&mut self, path: &str, alg: HashAlg) -> Result<String> {
+        let _ = alg;
+        Err(crate::error::Error::new(
+            crate::error::ErrorKind::Transfer,
+            self.describe(),
+            format!("{path}: this server cannot hash files"),
+        ))
     }
 
     /// Creates the directory `path`; its parent exists. An existing directory is not an error.

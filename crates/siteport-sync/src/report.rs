@@ -110,7 +110,7 @@ impl Report {
                 .chain(&plan.remote_problems)
                 .cloned()
                 .collect(),
-            warnings: Vec::new(),
+            warnings: plan.notes.clone(),
             stopped: false,
         }
     }

@@ -142,11 +142,13 @@ impl Remote for SftpRemote {
         )
     }
 
-    /// SFTP lists exact UTC times and SETSTAT sets them.
+    /// SFTP lists exact UTC times and SETSTAT sets them. No server-side hash: OpenSSH offers
+    /// no `check-file` extension, so unproven equal-size files are sent.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             precise_mtime: true,
             set_mtime: true,
+            hash: None,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::LocalStat;
 use crate::path::{check_name, join};
 use crate::remote::EntryKind;
 
@@ -21,6 +22,8 @@ pub struct TreeEntry {
     pub mtime: Option<SystemTime>,
     /// Whether `mtime` is exact (see [`RemoteEntry::mtime_precise`](crate::RemoteEntry)).
     pub mtime_precise: bool,
+    /// A local file's stat cache key (size, mtime, ctime, inode); `None` on the remote side.
+    pub stat: Option<LocalStat>,
 }
 
 impl TreeEntry {
@@ -31,6 +34,15 @@ impl TreeEntry {
             size,
             mtime,
             mtime_precise,
+            stat: None,
+        }
+    }
+
+    /// A local file entry from its metadata, with its stat cache key.
+    pub fn local_file(m: &std::fs::Metadata) -> Self {
+        Self {
+            stat: Some(LocalStat::of(m)),
+            ..Self::file(m.len(), m.modified().ok(), true)
         }
     }
     /// A directory entry.
@@ -40,6 +52,7 @@ impl TreeEntry {
             size: 0,
             mtime: None,
             mtime_precise: false,
+            stat: None,
         }
     }
 }
@@ -268,16 +281,14 @@ fn add_entry(tree: &mut Tree, canon_root: &Path, ent: &walkdir::DirEntry, rel: S
     } else if ft.is_file() {
         match ent.metadata() {
             Ok(m) => {
-                tree.entries
-                    .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
+                tree.entries.insert(rel, TreeEntry::local_file(&m));
             }
             Err(e) => tree.set_aside(rel, ProblemKind::Unreadable, e.to_string()),
         }
     } else if ft.is_symlink() {
         match follow_inside(canon_root, ent.path()) {
             Ok(m) => {
-                tree.entries
-                    .insert(rel, TreeEntry::file(m.len(), m.modified().ok(), true));
+                tree.entries.insert(rel, TreeEntry::local_file(&m));
             }
             Err(detail) => tree.set_aside(rel, ProblemKind::Symlink, detail),
         }

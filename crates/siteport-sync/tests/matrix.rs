@@ -103,7 +103,7 @@ fn sync_options(local: &Path) -> SyncOptions {
 }
 
 /// path -> None for a dir, Some(BLAKE3 of the content) for a file; siteport's temporary
-/// files left out. Hashes, not bytes, so a failing comparison prints something readable.
+/// files and its deploy state dir (`.siteport`) left out. Hashes, not bytes, so a failing comparison prints something readable.
 fn hashes(root: &Path) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for e in walkdir::WalkDir::new(root).min_depth(1) {
@@ -114,7 +114,7 @@ fn hashes(root: &Path) -> BTreeMap<String, Option<String>> {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        if is_temp(&rel) {
+        if is_temp(&rel) || rel == ".siteport" || rel.starts_with(".siteport/") {
             continue;
         }
         if e.file_type().is_dir() {
@@ -508,6 +508,9 @@ fn kill_and_resume(kind: ServerKind) {
             temps += 1;
             continue;
         }
+        if rel.starts_with(".siteport/") {
+            continue;
+        }
         present += 1;
         assert_eq!(
             want.get(&rel),
@@ -547,7 +550,13 @@ fn kill_and_resume(kind: ServerKind) {
         rerun < Duration::from_secs(20),
         "{label}: the rerun took {rerun:?}: it waited on the killed run's leftovers"
     );
-    assert_eq!(r.counts.uploaded, paths.len() - present, "{label}");
+    // A file renamed into place just before the kill, but neither journaled nor in the
+    // deploy state yet, cannot be proven equal (no record, no server hash): sent again.
+    assert!(
+        r.counts.uploaded >= paths.len() - present,
+        "{label}: {} sent",
+        r.counts.uploaded
+    );
     assert!(r.counts.uploaded <= paths.len() - journaled, "{label}");
     assert_same(&label, "after the rerun", &served, &expected(&local));
     let left: Vec<_> = walkdir::WalkDir::new(&served)

@@ -23,6 +23,8 @@ mod hostile;
 #[cfg(feature = "aws")]
 mod moto;
 #[cfg(feature = "ftp")]
+mod proftpd;
+#[cfg(feature = "ftp")]
 mod proxy;
 #[cfg(feature = "ftp")]
 mod server;
@@ -37,6 +39,8 @@ pub use certs::TestCerts;
 pub use hostile::{HOSTILE_NAMES, HostileServer};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
+#[cfg(feature = "ftp")]
+pub use proftpd::{ProFtpd, proftpd_path};
 #[cfg(feature = "ftp")]
 pub use proxy::FaultyProxy;
 #[cfg(feature = "ftp")]

@@ -27,11 +27,17 @@ fn write_site(root: &Path) {
     }
 }
 
-/// Every file under `root`, relative, sorted, with its bytes.
+/// Every file under `root`, relative, sorted, with its bytes; the deploy state dir
+/// (`.siteport`, siteport's own) left out.
 fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
+            if p.strip_prefix(root)
+                .is_ok_and(|r| r == Path::new(".siteport"))
+            {
+                continue;
+            }
             if p.is_dir() {
                 walk(root, &p, out);
             } else {

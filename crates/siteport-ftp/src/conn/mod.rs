@@ -188,6 +188,18 @@ impl FtpConnection {
         self.pipelining
     }
 
+    /// Sends one command on the control connection and returns its reply (code, text), for
+    /// the extensions kept in other files (`hash.rs`). Never a secret: the command is plain.
+    pub(crate) async fn raw_command(&mut self, command: &str) -> Result<(u16, String), FtpError> {
+        let r = self.ctrl.cmd(command).await?;
+        Ok((r.code, r.text))
+    }
+
+    /// `path` as sent on the wire (absolute), for the extensions kept in other files.
+    pub(crate) fn wire_path(&self, path: &str) -> String {
+        self.abs(path)
+    }
+
     fn abs(&self, path: &str) -> String {
         if path.starts_with('/') {
             path.to_string()

@@ -8,7 +8,7 @@ use std::path::Path;
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
-use crate::journal::{JournalRecord, hash_file, to_ns};
+use crate::journal::{JournalRecord, LocalStat, hash_file, to_ns};
 use crate::plan::Action;
 use crate::remote::Remote;
 
@@ -59,7 +59,7 @@ async fn finish_download(sh: &Shared, a: &Action, got: Received, n: u64) -> Resu
     let root = sh.local_root.clone();
     let rel = a.path.clone();
     let mtime = a.source_mtime;
-    let (hash, local_mtime) = blocking(move || {
+    let (hash, local_mtime, stat) = blocking(move || {
         use std::io::Write;
         let (tmp, hash) = match got {
             Received::Memory(data) => {
@@ -89,7 +89,11 @@ async fn finish_download(sh: &Shared, a: &Action, got: Received, n: u64) -> Resu
         let dst = check_local_target(&root, &rel, false)?;
         tmp.persist(&dst)
             .map_err(|e| Error::local_io("rename into place", &dst, e.error))?;
-        Ok((hash, local_mtime))
+        // Stat after the rename (which moves the ctime): the stat cache of the next run.
+        let stat = std::fs::symlink_metadata(&dst)
+            .ok()
+            .map(|m| LocalStat::of(&m));
+        Ok((hash, local_mtime, stat))
     })
     .await?;
     let listed_ok = n == a.size;
@@ -99,6 +103,8 @@ async fn finish_download(sh: &Shared, a: &Action, got: Received, n: u64) -> Resu
         JournalRecord {
             size: n,
             local_mtime_ns: local_mtime.map(to_ns),
+            local_ctime_ns: stat.and_then(|s| s.ctime_ns),
+            local_ino: stat.and_then(|s| s.ino),
             remote_size: n,
             remote_mtime_ns: if listed_ok { mtime.map(to_ns) } else { None },
             hash,

@@ -11,12 +11,14 @@
 //! - `local.rs`: an import's local directory operations and the checks that keep every local
 //!   write inside the local root.
 
+mod deploy;
 mod download;
 mod local;
 mod scan;
 mod scheduler;
 mod transfer;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,11 +27,14 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{Journal, hash_file};
 use crate::path::local_path;
-use crate::plan::{Action, Direction, Op, Plan, PlanOptions, plan_export, plan_import};
+use crate::plan::{
+    Action, Baseline, Direction, Op, Plan, PlanOptions, plan_export_with, plan_import,
+};
 use crate::remote::{Capabilities, RemoteFactory};
 use crate::report::{FileOutcome, Progress, Report, Status};
 use crate::tree::{Excludes, Tree, scan_local};
 
+use deploy::set_aside_state_dir;
 use local::create_local_root;
 use scan::set_aside_temp_files;
 use scheduler::{Job, Queue, Results, Worker, levels};
@@ -79,6 +84,14 @@ pub struct SyncOptions {
     pub max_connections: usize,
     /// Retries of transient errors.
     pub retry: RetryPolicy,
+    /// `--size-only`: compare sizes and times only, never hash (misses same-size edits).
+    pub size_only: bool,
+    /// Where the deploy state is kept, relative to the remote root (default
+    /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR)); `None`: no state on the server.
+    pub state_dir: Option<String>,
+    /// The state is written during the run after this many uploads (default 500) or every
+    /// 10 s, whichever comes first.
+    pub state_save_every: usize,
 }
 
 impl SyncOptions {
@@ -91,6 +104,9 @@ impl SyncOptions {
             checksum: false,
             max_connections: 4,
             retry: RetryPolicy::default(),
+            size_only: false,
+            state_dir: Some(crate::state::DEFAULT_STATE_DIR.to_string()),
+            state_save_every: deploy::SAVE_EVERY,
         }
     }
 }
@@ -106,6 +122,8 @@ struct Shared {
     retry: RetryPolicy,
     progress: Arc<dyn Progress>,
     journal: Mutex<Journal>,
+    /// The deploy state of the export in progress (`None`: no state kept).
+    deploy: Mutex<Option<deploy::Tracker>>,
     local_root: PathBuf,
     direction: Mutex<Direction>,
     /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
@@ -162,6 +180,7 @@ impl Engine {
             retry: opts.retry,
             progress,
             journal: Mutex::new(journal),
+            deploy: Mutex::new(None),
             local_root: opts.local_root.clone(),
             direction: Mutex::new(Direction::Export),
             login_ns: AtomicU64::new(0),
@@ -229,29 +248,73 @@ impl Engine {
             Direction::Export => set_aside_temp_files(&mut local),
             Direction::Import => set_aside_temp_files(&mut remote),
         }
+        let state_dir = self.state_dir()?;
+        let listing = state_dir
+            .as_deref()
+            .map(|d| set_aside_state_dir(d, &mut local, &mut remote));
         let caps = lock(&self.shared.caps).unwrap_or_default();
         let popts = PlanOptions {
             delete: self.opts.delete,
             checksum: self.opts.checksum,
             capabilities: caps,
+            size_only: self.opts.size_only,
+        };
+        let mut notes = Vec::new();
+        let state = match (&state_dir, &listing) {
+            (Some(d), Some(l)) if direction == Direction::Export => {
+                self.load_state(d, l, &mut notes).await
+            }
+            _ => None,
         };
         let records = lock(&self.shared.journal).records().clone();
+        let proven = if direction == Direction::Export && !self.opts.size_only {
+            let base = Baseline {
+                journal: &records,
+                state: state.as_ref().map(|s| &s.files),
+                proven: &BTreeMap::new(),
+            };
+            self.prove_by_server_hash(&local, &remote, &base).await
+        } else {
+            BTreeMap::new()
+        };
         let root = self.opts.local_root.clone();
-        let plan = tokio::task::spawn_blocking(move || {
-            let mut hasher = |p: &str| hash_file(&local_path(&root, p)).ok();
-            match direction {
-                Direction::Export => plan_export(&local, &remote, &records, &popts, &mut hasher),
-                Direction::Import => plan_import(&local, &remote, &records, &popts, &mut hasher),
-            }
-        })
-        .await
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::LocalIo,
-                "planner",
-                format!("planning failed: {e}"),
-            )
-        })?;
+        let (local, remote, records, state, proven, mut plan) =
+            tokio::task::spawn_blocking(move || {
+                let mut hasher = |p: &str| hash_file(&local_path(&root, p)).ok();
+                let base = Baseline {
+                    journal: &records,
+                    state: state.as_ref().map(|s| &s.files),
+                    proven: &proven,
+                };
+                let plan = match direction {
+                    Direction::Export => {
+                        plan_export_with(&local, &remote, &base, &popts, &mut hasher)
+                    }
+                    Direction::Import => {
+                        plan_import(&local, &remote, &records, &popts, &mut hasher)
+                    }
+                };
+                (local, remote, records, state, proven, plan)
+            })
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::LocalIo,
+                    "planner",
+                    format!("planning failed: {e}"),
+                )
+            })?;
+        drop(local);
+        plan.notes.splice(0..0, notes);
+        *lock(&self.shared.deploy) = None;
+        if let (Some(d), Some(l), Direction::Export) = (&state_dir, &listing, direction) {
+            let base = Baseline {
+                journal: &records,
+                state: state.as_ref().map(|s| &s.files),
+                proven: &proven,
+            };
+            self.start_tracker(d, l, state.as_ref(), &base, &remote, &plan);
+        }
         self.shared.progress.planned(&plan);
         Ok(plan)
     }
@@ -266,8 +329,15 @@ impl Engine {
         let started = Instant::now();
         *lock(&self.shared.direction) = plan.direction;
         let mut report = Report::new(plan);
+        let changes = !plan.is_noop();
         {
             let mut j = lock(&self.shared.journal);
+            if changes
+                && lock(&self.shared.deploy).is_some()
+                && let Err(e) = j.set_state_cache(None)
+            {
+                report.warnings.push(e.to_string());
+            }
             for (p, r) in &plan.journal_updates {
                 if let Err(e) = j.record(p, r.clone()) {
                     report.warnings.push(e.to_string());
@@ -307,9 +377,13 @@ impl Engine {
                     self.run_phase(d.into_iter().map(Job::Act).collect()).await;
                 }
                 self.run_phase(by(Op::Upload).map(Job::Act).collect()).await;
+                self.relist_uploaded().await;
                 self.run_phase(by(Op::Delete).map(Job::Act).collect()).await;
                 for d in levels(by(Op::RemoveDir).collect(), true) {
                     self.run_phase(d.into_iter().map(Job::Act).collect()).await;
+                }
+                if lock(&self.shared.fatal).is_none() {
+                    self.finish_state(&mut report.warnings).await;
                 }
             }
             Direction::Import => {
@@ -353,6 +427,24 @@ impl Engine {
             }
         }
         lock(&self.shared.journal).compact()
+    }
+
+    /// The state dir option, checked.
+    pub(super) fn state_dir(&self) -> Result<Option<String>> {
+        match &self.opts.state_dir {
+            None => Ok(None),
+            Some(d) => {
+                let d = d.trim_matches('/');
+                crate::path::check_rel_path(d).map_err(|why| {
+                    Error::new(
+                        ErrorKind::Config,
+                        "state dir",
+                        format!("the deploy state dir {d:?} is refused: {why}"),
+                    )
+                })?;
+                Ok(Some(d.to_string()))
+            }
+        }
     }
 
     fn stopped(&self) -> bool {

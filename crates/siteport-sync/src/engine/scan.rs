@@ -2,10 +2,15 @@
 //! parallel over the connections), with unsafe names, links and unlistable directories set
 //! aside as problems, and siteport's own temporary files kept out of the plan.
 
+use std::collections::BTreeMap;
+
+use crate::digest::hash_file_with;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{check_name, join};
+use crate::path::{check_name, join, local_path};
+use crate::plan::Baseline;
 use crate::plan::Direction;
 use crate::remote::EntryKind;
+use crate::state::in_state_dir;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
 
 use super::scheduler::Job;
@@ -15,6 +20,14 @@ impl Engine {
     pub(super) async fn scan_remote(&mut self, direction: Direction) -> Result<Tree> {
         let mut tree = Tree::default();
         let mut level = vec![String::new()];
+        // The deploy state dir is listed whatever the excludes say (`.*`, `*.json`): the
+        // engine takes it out of the trees itself.
+        let state_dir = self.state_dir()?;
+        let ours = |p: &str| {
+            state_dir.as_deref().is_some_and(|d| {
+                in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+            })
+        };
         self.remote_root_missing = false;
         while !level.is_empty() {
             self.run_phase(level.drain(..).map(Job::List).collect())
@@ -68,7 +81,7 @@ impl Engine {
                     let path = join(&dir, &ent.name);
                     match ent.kind {
                         EntryKind::Dir => {
-                            if self.opts.excludes.prunes_dir(&path) {
+                            if self.opts.excludes.prunes_dir(&path) && !ours(&path) {
                                 tree.kept.insert(path);
                             } else {
                                 tree.entries.insert(path.clone(), TreeEntry::dir());
@@ -76,7 +89,7 @@ impl Engine {
                             }
                         }
                         EntryKind::File => {
-                            if self.opts.excludes.is_excluded(&path) {
+                            if self.opts.excludes.is_excluded(&path) && !ours(&path) {
                                 tree.kept.insert(path);
                             } else {
                                 tree.entries.insert(
@@ -104,6 +117,53 @@ impl Engine {
             }
         }
         Ok(tree)
+    }
+}
+
+impl Engine {
+    /// With no record of what the server has (no state, no journal), asks a server that can
+    /// hash for the hash of every same-size file and compares it with the local file's: `true`
+    /// when equal. Empty when the server cannot hash (those files are then sent).
+    pub(super) async fn prove_by_server_hash(
+        &mut self,
+        local: &Tree,
+        remote: &Tree,
+        base: &Baseline<'_>,
+    ) -> BTreeMap<String, bool> {
+        let Some(alg) = lock(&self.shared.caps).and_then(|c| c.hash) else {
+            return BTreeMap::new();
+        };
+        let candidates: Vec<String> = local
+            .entries
+            .iter()
+            .filter(|(p, l)| {
+                l.kind == EntryKind::File
+                    && !base.has_record(p)
+                    && remote
+                        .entries
+                        .get(*p)
+                        .is_some_and(|r| r.kind == EntryKind::File && r.size == l.size)
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        if candidates.is_empty() {
+            return BTreeMap::new();
+        }
+        self.run_phase(candidates.into_iter().map(|p| Job::Hash(p, alg)).collect())
+            .await;
+        let got = std::mem::take(&mut lock(&self.shared.results).hashes);
+        let root = self.opts.local_root.clone();
+        tokio::task::spawn_blocking(move || {
+            got.into_iter()
+                .filter_map(|(p, r)| {
+                    let theirs = r.ok()?.to_ascii_lowercase();
+                    let mine = hash_file_with(&local_path(&root, &p), alg).ok()?;
+                    Some((p, mine == theirs))
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::depth;
 use crate::plan::Action;
-use crate::remote::{Remote, RemoteEntry};
+use crate::remote::{HashAlg, Remote, RemoteEntry};
 use crate::report::{FileOutcome, Status};
 
 use super::transfer::remote_action;
@@ -32,6 +32,8 @@ pub(super) struct Worker {
 pub(super) enum Job {
     List(String),
     Act(Action),
+    /// The server's hash of a file.
+    Hash(String, HashAlg),
 }
 
 /// The jobs of the current phase, and how many workers are taking from it.
@@ -45,6 +47,7 @@ pub(super) struct Queue {
 #[derive(Default)]
 pub(super) struct Results {
     pub(super) listings: Vec<(String, Result<Vec<RemoteEntry>>)>,
+    pub(super) hashes: Vec<(String, Result<String>)>,
     pub(super) outcomes: Vec<(usize, FileOutcome)>,
     pub(super) warnings: Vec<String>,
 }
@@ -301,6 +304,9 @@ fn fail(sh: &Shared, worker: usize, job: &Job, e: Error, attempts: u32, fatal: b
         Job::List(dir) => lock(&sh.results)
             .listings
             .push((dir.clone(), Err(e.duplicate()))),
+        Job::Hash(p, _) => lock(&sh.results)
+            .hashes
+            .push((p.clone(), Err(e.duplicate()))),
     }
     if fatal {
         let mut f = lock(&sh.fatal);
@@ -337,6 +343,11 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
         Job::List(dir) => {
             let entries = conn.list_dir(dir).await.map_err(|e| (e, false))?;
             lock(&sh.results).listings.push((dir.clone(), Ok(entries)));
+            Ok(0)
+        }
+        Job::Hash(p, alg) => {
+            let h = conn.remote_hash(p, *alg).await.map_err(|e| (e, false))?;
+            lock(&sh.results).hashes.push((p.clone(), Ok(h)));
             Ok(0)
         }
         Job::Act(a) => {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{JournalRecord, to_ns};
+use crate::journal::{JournalRecord, LocalStat, to_ns};
 use crate::path::local_path;
 use crate::plan::{Action, Direction, Op};
 use crate::remote::Remote;
@@ -31,6 +31,7 @@ pub(super) async fn remote_action(
         (Direction::Export, Op::Delete) => {
             let n = gone_ok(conn.delete_file(&a.path).await)?;
             journal_remove(sh, &a.path);
+            super::deploy::deleted(sh, &a.path);
             Ok(n)
         }
         (Direction::Export, Op::RemoveDir) => gone_ok(conn.remove_dir(&a.path).await),
@@ -79,14 +80,14 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     // take microseconds, less than the hand-off to the blocking pool and back (which was the
     // largest cost per file of a first export). Larger files are hashed as they are sent:
     // one pass over the file instead of two, and the hash is of exactly the bytes sent.
-    let (hash, size, mtime, n, from_memory) = match read_small(&abs)? {
+    let (hash, stat, mtime, n, from_memory) = match read_small(&abs)? {
         Some((m, data)) => {
             let h = blake3::hash(&data).to_hex().to_string();
             let mtime = m.modified().ok();
             let n = conn
                 .put_atomic_contents(&abs, &data, &a.path, mtime)
                 .await?;
-            (h, m.len(), mtime, n, true)
+            (h, LocalStat::of(&m), mtime, n, true)
         }
         None => {
             let m = std::fs::metadata(&abs).map_err(|e| Error::local_io("stat", &abs, e))?;
@@ -106,9 +107,10 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
             });
             let n = conn.put_atomic(&abs, &a.path, mtime, Some(observe)).await?;
             let h = lock(&hasher).finalize().to_hex().to_string();
-            (h, m.len(), mtime, n, false)
+            (h, LocalStat::of(&m), mtime, n, false)
         }
     };
+    let size = stat.size;
     // Journal only what was actually sent: a file edited during the upload goes again. A
     // file sent from memory needs no second look: its hash is of exactly the bytes sent, so an
     // edit after the stat shows up next run as an mtime that differs, then a hash that
@@ -118,17 +120,17 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
             || std::fs::metadata(&abs)
                 .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime));
     if unchanged {
-        journal_record(
-            sh,
-            &a.path,
-            JournalRecord {
-                size,
-                local_mtime_ns: mtime.map(to_ns),
-                remote_size: n,
-                remote_mtime_ns: None,
-                hash,
-            },
-        );
+        let rec = JournalRecord {
+            size,
+            local_mtime_ns: mtime.map(to_ns),
+            local_ctime_ns: stat.ctime_ns,
+            local_ino: stat.ino,
+            remote_size: n,
+            remote_mtime_ns: None,
+            hash,
+        };
+        super::deploy::uploaded(sh, conn, &a.path, &rec).await;
+        journal_record(sh, &a.path, rec);
     }
     Ok(n)
 }

@@ -10,7 +10,16 @@ fn tree(entries: &[(&str, Option<(u64, u64)>)]) -> Tree {
     let mut tr = Tree::default();
     for (p, f) in entries {
         let e = match f {
-            Some((size, mtime)) => TreeEntry::file(*size, t(*mtime), true),
+            Some((size, mtime)) => TreeEntry {
+                // The stat cache key a record made by `rec` holds for this (size, mtime).
+                stat: Some(crate::journal::LocalStat {
+                    size: *size,
+                    mtime_ns: t(*mtime).map(to_ns),
+                    ctime_ns: t(*mtime).map(to_ns),
+                    ino: Some(1),
+                }),
+                ..TreeEntry::file(*size, t(*mtime), true)
+            },
             None => TreeEntry::dir(),
         };
         tr.entries.insert(p.to_string(), e);
@@ -23,6 +32,7 @@ fn precise() -> PlanOptions {
         capabilities: Capabilities {
             precise_mtime: true,
             set_mtime: true,
+            hash: None,
         },
         ..Default::default()
     }
@@ -32,6 +42,8 @@ fn rec(size: u64, local: u64, remote: Option<u64>, hash: &str) -> JournalRecord 
     JournalRecord {
         size,
         local_mtime_ns: t(local).map(to_ns),
+        local_ctime_ns: t(local).map(to_ns),
+        local_ino: Some(1),
         remote_size: size,
         remote_mtime_ns: remote.and_then(t).map(to_ns),
         hash: hash.into(),
@@ -89,21 +101,53 @@ fn size_differs_wins() {
 fn mtime_newer_only_with_precise_times() {
     let local = tree(&[("a", Some((5, 100)))]);
     let remote = tree(&[("a", Some((5, 50)))]);
-    let plan = plan_export(&local, &remote, &BTreeMap::new(), &precise(), &mut no_hash);
+    let plan = plan_export(
+        &local,
+        &remote,
+        &BTreeMap::new(),
+        &size_only(),
+        &mut no_hash,
+    );
     assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::MtimeNewer)]);
     // LIST times (imprecise): size equal and no journal means unchanged.
     let plan = plan_export(
         &local,
         &remote,
         &BTreeMap::new(),
-        &PlanOptions::default(),
+        &PlanOptions {
+            size_only: true,
+            ..Default::default()
+        },
         &mut no_hash,
     );
     assert_eq!(ops(&plan), vec![(Op::Skip, "a", Reason::Unchanged)]);
     // Within the one-second window: equal.
     let remote = tree(&[("a", Some((5, 100)))]);
-    let plan = plan_export(&local, &remote, &BTreeMap::new(), &precise(), &mut no_hash);
+    let plan = plan_export(
+        &local,
+        &remote,
+        &BTreeMap::new(),
+        &size_only(),
+        &mut no_hash,
+    );
     assert_eq!(ops(&plan), vec![(Op::Skip, "a", Reason::Unchanged)]);
+    // Without --size-only and with nothing recording what the server has, a same-size file
+    // cannot be proven equal: sent, and the plan says why in one note.
+    let plan = plan_export(&local, &remote, &BTreeMap::new(), &precise(), &mut no_hash);
+    assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::Unproven)]);
+    assert_eq!(plan.notes.len(), 1);
+    assert!(
+        plan.notes[0].contains("next export is exact"),
+        "{:?}",
+        plan.notes
+    );
+}
+
+fn size_only() -> PlanOptions {
+    PlanOptions {
+        size_only: true,
+        ..precise()
+    }
 }
 
 #[test]
@@ -159,13 +203,13 @@ fn same_size_edit_caught_by_hash() {
 
 #[test]
 fn remote_changed_by_someone_else_is_not_trusted() {
-    // Journal records remote mtime 100, remote now lists 300: journal does not apply, and
-    // with precise times the local (400) is newer.
+    // Journal records remote mtime 100, remote now lists 300: another client changed it,
+    // so it is sent again whatever the times say.
     let local = tree(&[("a", Some((5, 400)))]);
     let remote = tree(&[("a", Some((5, 300)))]);
     let j = BTreeMap::from([("a".to_string(), rec(5, 400, Some(100), "h"))]);
     let plan = plan_export(&local, &remote, &j, &precise(), &mut no_hash);
-    assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::MtimeNewer)]);
+    assert_eq!(ops(&plan), vec![(Op::Upload, "a", Reason::RemoteChanged)]);
 }
 
 #[test]
@@ -197,7 +241,8 @@ fn checksum_mode_hashes_every_file() {
         ops(&plan),
         vec![
             (Op::Upload, "b", Reason::Checksum),
-            (Op::Upload, "c", Reason::Checksum),
+            // No record: cannot be proven equal without a server hash.
+            (Op::Upload, "c", Reason::Unproven),
             (Op::Skip, "a", Reason::Unchanged),
         ]
     );
@@ -291,7 +336,7 @@ fn deletes_only_when_asked_files_first_deepest_dirs_first() {
     );
     let opts = PlanOptions {
         delete: true,
-        ..precise()
+        ..size_only()
     };
     let plan = plan_export(&local, &remote, &BTreeMap::new(), &opts, &mut no_hash);
     assert_eq!(
@@ -344,4 +389,62 @@ fn plan_prints_and_serializes() {
     assert_eq!(json["actions"][0]["op"], "upload");
     assert_eq!(json["actions"][0]["reason"], "new");
     assert_eq!(json["actions"][0]["size"], 5);
+}
+
+#[test]
+fn state_and_server_hash_decide_without_a_journal() {
+    let h = |c: &str| c.repeat(64);
+    let local = tree(&[
+        ("a", Some((5, 900))),
+        ("b", Some((5, 900))),
+        ("c", Some((5, 900))),
+    ]);
+    let remote = tree(&[
+        ("a", Some((5, 100))),
+        ("b", Some((5, 100))),
+        ("c", Some((5, 100))),
+    ]);
+    let state = BTreeMap::from([
+        (
+            "a".to_string(),
+            crate::state::StateRecord {
+                size: 5,
+                hash: h("a"),
+                remote_size: 5,
+                remote_mtime_ns: t(100).map(to_ns),
+            },
+        ),
+        (
+            "b".to_string(),
+            crate::state::StateRecord {
+                size: 5,
+                hash: h("b"),
+                remote_size: 5,
+                remote_mtime_ns: t(50).map(to_ns),
+            },
+        ),
+    ]);
+    let proven = BTreeMap::from([("c".to_string(), true)]);
+    let journal = BTreeMap::new();
+    let base = Baseline {
+        journal: &journal,
+        state: Some(&state),
+        proven: &proven,
+    };
+    let plan = plan_export_with(&local, &remote, &base, &precise(), &mut |p| {
+        Some(if p == "a" { h("a") } else { h("x") })
+    });
+    assert_eq!(
+        ops(&plan),
+        vec![
+            (Op::Upload, "b", Reason::RemoteChanged),
+            (Op::Skip, "a", Reason::Unchanged),
+            (Op::Skip, "c", Reason::Unchanged),
+        ]
+    );
+    assert_eq!(
+        plan.journal_updates.len(),
+        2,
+        "a and c are recorded for next time"
+    );
 }

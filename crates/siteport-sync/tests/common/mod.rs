@@ -135,6 +135,10 @@ impl Remote for Wrap {
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
+        if path.starts_with(".siteport/") {
+            // The deploy state, not a site file: not counted.
+            return self.inner.put_atomic(local, path, mtime, observe).await;
+        }
         let n = {
             let mut puts = self.knobs.puts.lock().unwrap();
             let c = puts.entry(path.to_string()).or_default();
@@ -231,11 +235,15 @@ pub fn generate_site(root: &Path) -> usize {
     names.len()
 }
 
-/// Every file and dir under `root` with its content (None for dirs), for comparisons.
+/// Every file and dir under `root` with its content (None for dirs), for comparisons; the
+/// deploy state dir (`.siteport`) left out.
 pub fn snapshot(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     let mut out = BTreeMap::new();
     for e in walkdir(root) {
         let rel = e.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == ".siteport" || rel.starts_with(".siteport/") {
+            continue;
+        }
         if e.is_dir() {
             out.insert(rel, None);
         } else {

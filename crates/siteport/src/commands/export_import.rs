@@ -54,6 +54,10 @@ pub struct ExportArgs {
     /// Compare content hashes for every file instead of trusting size and time.
     #[arg(long)]
     pub checksum: bool,
+    /// Compare sizes and times only, never hashes: faster on a first export over a tree
+    /// another tool uploaded, but a same-size edit is not sent.
+    #[arg(long, conflicts_with = "checksum")]
+    pub size_only: bool,
 }
 
 /// `siteport import`.
@@ -81,6 +85,8 @@ pub struct Request {
     pub jobs: Option<usize>,
     /// Compare hashes (export).
     pub checksum: bool,
+    /// Sizes and times only (export `--size-only`).
+    pub size_only: bool,
 }
 
 impl Request {
@@ -94,6 +100,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: a.checksum,
+            size_only: a.size_only,
         }
     }
 
@@ -107,6 +114,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: false,
+            size_only: false,
         }
     }
 
@@ -120,6 +128,7 @@ impl Request {
             delete: false,
             jobs: None,
             checksum: false,
+            size_only: false,
         }
     }
 
@@ -226,6 +235,7 @@ async fn run_site(
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
     sync.checksum = req.checksum;
+    sync.size_only = req.size_only;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
 
     let journal = crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?;

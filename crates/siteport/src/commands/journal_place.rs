@@ -1,10 +1,10 @@
 //! Where the per-site sync journal lives, and what happens when it cannot live anywhere.
 //!
 //! A container runs with a read-only root filesystem and often without HOME. The journal only
-//! makes reruns cheaper (the engine otherwise compares sizes and times), so a run that has no
-//! writable place for it still works, with a journal in memory and a warning that says how to
-//! give it a place. Errors that are not about the place (another run holds the journal's lock,
-//! a corrupt journal) stay errors.
+//! makes reruns cheaper (the engine otherwise hashes the local files against the deploy state
+//! on the server), so a run that has no writable place for it still works, with a journal in
+//! memory and a warning that says how to give it a place. Errors that are not about the place
+//! (another run holds the journal's lock, a corrupt journal) stay errors.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ use crate::error::{CliError, CliResult};
 /// Directory for siteport's state (the journals go to `<dir>/journal`); it wins over
 /// `XDG_STATE_HOME` and HOME.
 pub const STATE_DIR_ENV: &str = "SITEPORT_STATE_DIR";
-/// Set to `1` (or `true`) to keep no journal at all: every run compares sizes and times.
+/// Set to `1` (or `true`) to keep no journal at all: every run hashes the local files against
+/// the server's deploy state.
 pub const NO_JOURNAL_ENV: &str = "SITEPORT_NO_JOURNAL";
 
 /// Whether `SITEPORT_NO_JOURNAL` asks for no journal.
@@ -56,8 +57,8 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
         tracing::warn!(
             site = %site.name,
             "no place for the sync journal (none of {STATE_DIR_ENV}, XDG_STATE_HOME, HOME is \
-             set): comparing sizes and times only; set {STATE_DIR_ENV} to a writable directory \
-             to keep one, or {NO_JOURNAL_ENV}=1 to silence this"
+             set): files are hashed against the server's deploy state; set {STATE_DIR_ENV} to a \
+             writable directory to keep one, or {NO_JOURNAL_ENV}=1 to silence this"
         );
         return Ok(Journal::in_memory());
     };
@@ -71,9 +72,9 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
             tracing::warn!(
                 site = %site.name,
                 dir = %dir.display(),
-                "cannot create the sync journal directory ({e}): comparing sizes and times \
-                 only; set {STATE_DIR_ENV} to a writable directory to keep a journal, or \
-                 {NO_JOURNAL_ENV}=1 to silence this"
+                "cannot create the sync journal directory ({e}): files are hashed against the \
+                 server's deploy state; set {STATE_DIR_ENV} to a writable directory to keep a \
+                 journal, or {NO_JOURNAL_ENV}=1 to silence this"
             );
             return Ok(Journal::in_memory());
         }

@@ -1,0 +1,62 @@
+//! Local hashes in the algorithms FTP servers compute (`HASH`, `XSHA256`, `XSHA1`, `XMD5`),
+//! to compare a local file with a server's copy when nothing records what the server has.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::remote::HashAlg;
+
+/// The hash of a local file in `alg`, lowercase hex, streamed. Blocking.
+pub fn hash_file_with(path: &Path, alg: HashAlg) -> Result<String> {
+    use sha2::Digest as _;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut s256 = sha2::Sha256::new();
+    let mut s1 = sha1::Sha1::new();
+    let mut m5 = md5::Md5::new();
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::local_io("read for hashing", path, e))?;
+        if n == 0 {
+            break;
+        }
+        match alg {
+            HashAlg::Sha256 => s256.update(&buf[..n]),
+            HashAlg::Sha1 => s1.update(&buf[..n]),
+            HashAlg::Md5 => m5.update(&buf[..n]),
+        }
+    }
+    let bytes: Vec<u8> = match alg {
+        HashAlg::Sha256 => s256.finalize().to_vec(),
+        HashAlg::Sha1 => s1.finalize().to_vec(),
+        HashAlg::Md5 => m5.finalize().to_vec(),
+    };
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("abc");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            hash_file_with(&p, HashAlg::Sha256).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hash_file_with(&p, HashAlg::Sha1).unwrap(),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            hash_file_with(&p, HashAlg::Md5).unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Exact deploys from any machine, through the real binary against vsftpd over explicit FTPS:
+//! two "machines" (two sandboxes: their own HOME, journal and fresh copy of the site), and an
+//! export SIGKILLed on machine A then resumed on machine B, which sends only what the deploy
+//! state on the server does not already record.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, assert_code, bin, json, stdout};
+use secrecy::ExposeSecret;
+use siteport_testsupport::{FtpServer, ServerKind};
+
+fn config(sb: &Sandbox, server: &FtpServer) {
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"web\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"explicit\"\n\
+         ca_file = \"{}\"\ncredential = \"web\"\nlocal = \"public\"\nremote = \"/htdocs\"\n\
+         max_connections = 2\n",
+        server.port,
+        server.ca_path().unwrap().display()
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+}
+
+fn creds(server: &FtpServer) -> Vec<(String, String)> {
+    vec![
+        ("SITEPORT_CRED_WEB_USERNAME".into(), server.user.clone()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".into(),
+            server.password.expose_secret().to_owned(),
+        ),
+    ]
+}
+
+fn export(sb: &Sandbox, server: &FtpServer, extra: &[&str]) -> Output {
+    let env = creds(server);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut args = vec!["--json", "export", "web"];
+    args.extend_from_slice(extra);
+    sb.run(&args, "", &env)
+}
+
+fn uploaded(o: &Output) -> u64 {
+    let v = json(o);
+    v["sites"][0]["report"]["counts"]["uploaded"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no report in {v}"))
+}
+
+fn write_site(root: &Path, files: usize, mtime: u64) {
+    for i in 0..files {
+        let p = root.join(format!("s{}/p{i:04}.html", i % 7));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("<p>page {i:04} version 1.0.0</p>\n")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime))
+            .unwrap();
+    }
+}
+
+fn edit(root: &Path, rel: &str) {
+    let p = root.join(rel);
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("1.0.0", "1.0.1");
+    std::fs::write(&p, s).unwrap();
+}
+
+/// Every site file under `root` (the deploy state dir and temp files left out), with its
+/// bytes.
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if rel.starts_with(".siteport") || rel.contains("siteport-tmp") {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn two_machines_deploy_exactly_the_edit() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    config(&a, &server);
+    config(&b, &server);
+    write_site(&a.workdir().join("public"), 40, 1_700_000_000);
+    let o = export(&a, &server, &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 40);
+
+    // B: a fresh copy (new mtimes, as a CI checkout has), one same-size edit.
+    write_site(&b.workdir().join("public"), 40, 1_750_000_000);
+    edit(&b.workdir().join("public"), "s0/p0007.html");
+    let o = export(&b, &server, &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 1, "{}", stdout(&o));
+    let served = server.root().join("htdocs");
+    assert_eq!(files(&served), files(&b.workdir().join("public")));
+    let o = export(&b, &server, &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 0, "B again");
+    // A gets the same edit; its journal is stale.
+    edit(&a.workdir().join("public"), "s0/p0007.html");
+    let o = export(&a, &server, &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 0, "A with a stale journal");
+
+    // `--size-only` is accepted, and says what it misses.
+    let o = export(&a, &server, &["--size-only"]);
+    assert_code(&o, 0);
+    let all = format!("{}{}", stdout(&o), common::stderr(&o));
+    assert!(all.contains("--size-only"), "{all}");
+}
+
+#[test]
+fn sigkill_on_a_then_b_sends_only_the_rest() {
+    const FILES: usize = 1500;
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    config(&a, &server);
+    config(&b, &server);
+    write_site(&a.workdir().join("public"), FILES, 1_700_000_000);
+    let served = server.root().join("htdocs");
+    let state = served.join(".siteport/state.json");
+
+    let mut child = Command::new(bin());
+    child
+        .env_clear()
+        .envs(a.envs())
+        .envs(creds(&server))
+        .current_dir(a.workdir())
+        .args(["--quiet", "export", "web"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = child.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the export ended ({status}) before it could be killed");
+        }
+        assert!(Instant::now() < deadline, "no state written in 120 s");
+        if state.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(doc["deploy"]["complete"], false);
+    let recorded = doc["files"].as_array().unwrap().len();
+    assert!((500..FILES).contains(&recorded), "{recorded} recorded");
+
+    // B: a fresh copy, no journal: only what the state does not record goes.
+    write_site(&b.workdir().join("public"), FILES, 1_750_000_000);
+    let o = export(&b, &server, &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o) as usize, FILES - recorded, "{}", stdout(&o));
+    assert_eq!(files(&served), files(&b.workdir().join("public")));
+    let o = export(&b, &server, &[]);
+    assert_eq!(uploaded(&o), 0);
+}
