@@ -15,6 +15,9 @@
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
 //!   operations and the checks that keep writes inside the local root).
+//! - Around a run: the site lock ([`try_lock`], `lock.rs`: `MKD <state dir>/lock`), the
+//!   delete guard ([`check_deletes`], `guard.rs`) applied to a plan before it runs, and
+//!   `export --verify` ([`verify_uploads`], `verify.rs`).
 //! - [`Report`] says what happened; [`Progress`] reports it as it happens; [`Error`] carries
 //!   an [`ErrorKind`] the CLI maps to exit codes.
 #![forbid(unsafe_code)]
@@ -25,20 +28,28 @@ mod engine;
 mod error;
 #[cfg(feature = "ftp")]
 mod ftp;
+mod guard;
 mod journal;
+mod lock;
 mod local_remote;
 mod path;
 mod plan;
 mod remote;
 mod report;
 mod tree;
+mod verify;
 
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, TlsMode};
 #[cfg(feature = "ftp")]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
+pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};
+pub use lock::{
+    Attempt, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATE_DIR, Holder, LockOwner, SiteLock, break_lock,
+    lock_with_wait, parse_duration, read_lock, rfc3339, try_lock,
+};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use path::{check_name, check_rel_path};
 pub use plan::{
@@ -47,3 +58,4 @@ pub use plan::{
 pub use remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
+pub use verify::{Mismatch, verify_uploads};
