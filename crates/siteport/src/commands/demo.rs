@@ -195,6 +195,10 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         delete: false,
         jobs: None,
         checksum: false,
+        lock_wait: None,
+        max_delete: None,
+        allow_empty: false,
+        verify: false,
     };
 
     step(ctx, "5. $ siteport export demo")?;
