@@ -83,6 +83,10 @@ pub enum Command {
     /// Run a complete export and import against a throw-away embedded FTP server, with a
     /// temporary credential store: nothing of yours is read or written.
     Demo,
+    /// The GitHub Action's entrypoint: runs `export` from the runner's INPUT_* variables and
+    /// writes files-sent, bytes-sent, files-deleted to $GITHUB_OUTPUT (see docs/ci.md).
+    #[command(hide = true)]
+    GithubAction,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -161,6 +165,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Unlock(a) => block_on(site_lock::unlock(&ctx, a)),
         Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),
+        Command::GithubAction => crate::commands::ci_action::run(),
     }
 }
 

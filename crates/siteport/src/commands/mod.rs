@@ -1,5 +1,6 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+pub mod ci_action;
 pub mod config_check;
 pub mod credential;
 pub mod credential_export;
