@@ -30,8 +30,8 @@ mod error;
 mod ftp;
 mod guard;
 mod journal;
-mod lock;
 mod local_remote;
+mod lock;
 mod path;
 mod plan;
 mod remote;
@@ -46,11 +46,11 @@ pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, from_ns, hash_file, to_ns};
+pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATE_DIR, Holder, LockOwner, SiteLock, break_lock,
     lock_with_wait, parse_duration, read_lock, rfc3339, try_lock,
 };
-pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use path::{check_name, check_rel_path};
 pub use plan::{
     Action, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export, plan_import,

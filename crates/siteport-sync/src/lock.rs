@@ -504,8 +504,12 @@ mod tests {
             other => panic!("second lock: {other:?}"),
         }
         // Taken over after the timeout (zero here): the old holder's release leaves it alone.
-        let Attempt::TakenOver { lock: lock_b, previous } =
-            try_lock(r.as_mut(), ".siteport", &b, Duration::ZERO).await.unwrap()
+        let Attempt::TakenOver {
+            lock: lock_b,
+            previous,
+        } = try_lock(r.as_mut(), ".siteport", &b, Duration::ZERO)
+            .await
+            .unwrap()
         else {
             panic!("stale lock not taken over")
         };

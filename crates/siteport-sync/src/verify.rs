@@ -123,6 +123,10 @@ mod tests {
         let paths: Vec<_> = bad.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(paths, ["sub/b.css", "sub/gone.js"]);
         assert_eq!(bad[0].found, Some(3));
-        assert!(bad[1].to_string().contains("does not list it"), "{}", bad[1]);
+        assert!(
+            bad[1].to_string().contains("does not list it"),
+            "{}",
+            bad[1]
+        );
     }
 }

@@ -98,7 +98,10 @@ fn docs_show_the_example_files_as_they_are() {
     let doc = std::fs::read_to_string(repo().join("docs/ci.md")).unwrap();
     for rel in ["examples/ci/github-deploy.yml", "examples/ci/gitlab-ci.yml"] {
         let text = std::fs::read_to_string(repo().join(rel)).unwrap();
-        assert!(doc.contains(&text), "docs/ci.md does not show {rel} as it is");
+        assert!(
+            doc.contains(&text),
+            "docs/ci.md does not show {rel} as it is"
+        );
     }
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(readme.contains("## Deploying from CI") && readme.contains("docs/ci.md"));
@@ -167,7 +170,11 @@ fn the_entrypoint_deploys_with_the_password_only_in_its_env() {
         "{}",
         stderr(&o)
     );
-    assert!(stdout(&o).contains("siteport: 2 files sent (19 bytes), 0 deleted"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("siteport: 2 files sent (19 bytes), 0 deleted"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(
         std::fs::read(server.root().join("htdocs/css/site.css")).unwrap(),
         b"body{}\n"
@@ -179,7 +186,10 @@ fn the_entrypoint_deploys_with_the_password_only_in_its_env() {
     let dry = [("site", "web"), ("dry-run", "true"), ("delete", "true")];
     let (o, outputs) = run_action(&sb, &server, &password, &dry);
     assert_code(&o, 0);
-    assert_eq!(outputs, "files-sent=0\nbytes-sent=0\nfiles-deleted=1\nexit-code=0\n");
+    assert_eq!(
+        outputs,
+        "files-sent=0\nbytes-sent=0\nfiles-deleted=1\nexit-code=0\n"
+    );
     assert!(server.root().join("htdocs/index.html").exists());
     seen.extend([stdout(&o), stderr(&o), outputs]);
 

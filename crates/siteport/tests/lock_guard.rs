@@ -41,7 +41,11 @@ fn write_files(sb: &Sandbox, dir: &str, n: usize) {
     let d = sb.workdir().join("public").join(dir);
     std::fs::create_dir_all(&d).unwrap();
     for i in 0..n {
-        std::fs::write(d.join(format!("f{i:04}.html")), format!("<p>{dir} {i}</p>\n")).unwrap();
+        std::fs::write(
+            d.join(format!("f{i:04}.html")),
+            format!("<p>{dir} {i}</p>\n"),
+        )
+        .unwrap();
     }
 }
 
@@ -138,7 +142,11 @@ fn concurrent_exports_one_runs_the_other_exits_7_or_waits() {
     let first = first.wait_with_output().unwrap();
     assert_code(&first, 0);
     assert_code(&second, 0);
-    assert!(stderr(&second).contains("waiting up to 2m"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("waiting up to 2m"),
+        "{}",
+        stderr(&second)
+    );
     assert_eq!(snapshot(&htdocs), snapshot(&sb.workdir().join("public")));
     assert!(!owner.exists(), "the lock was not released");
 
@@ -169,7 +177,8 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
     let o = run(&sb, "m2", &["unlock", "web"], &env);
     assert_code(&o, 0);
     assert!(
-        stdout(&o).contains(&format!("freed the lock held by")) && stdout(&o).contains(&format!("pid {pid}")),
+        stdout(&o).contains(&format!("freed the lock held by"))
+            && stdout(&o).contains(&format!("pid {pid}")),
         "{}",
         stdout(&o)
     );
@@ -187,7 +196,11 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
     std::thread::sleep(Duration::from_millis(3200));
     let o = run(&sb, "m2", &["export", "web"], &env);
     assert_code(&o, 0);
-    assert!(stderr(&o).contains("took over a lock older than lock_timeout (2s)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("took over a lock older than lock_timeout (2s)"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(snapshot(&htdocs), snapshot(&sb.workdir().join("public")));
     assert!(!owner.exists());
 }
@@ -252,7 +265,10 @@ fn delete_guard_refuses_before_changing_anything() {
     assert!(err.contains("delete 12 of 20 remote files (60%)"), "{err}");
     assert!(err.contains("--max-delete"), "{err}");
     assert_eq!(snapshot(&htdocs), before, "files were deleted");
-    assert!(!htdocs.join(".siteport/lock").exists(), "a refusal kept the lock");
+    assert!(
+        !htdocs.join(".siteport/lock").exists(),
+        "a refusal kept the lock"
+    );
 
     let o = run(&sb, "m1", &["export", "web", "--max-delete", "100%"], &env);
     assert_code(&o, 0);
@@ -260,7 +276,12 @@ fn delete_guard_refuses_before_changing_anything() {
 
     // --allow-empty really empties the site.
     std::fs::remove_dir_all(public.join("a")).unwrap();
-    let o = run(&sb, "m1", &["export", "web", "--allow-empty", "--max-delete", "100%"], &env);
+    let o = run(
+        &sb,
+        "m1",
+        &["export", "web", "--allow-empty", "--max-delete", "100%"],
+        &env,
+    );
     assert_code(&o, 0);
     assert!(snapshot(&htdocs).is_empty());
 }
@@ -285,7 +306,10 @@ fn export_verify_catches_a_file_truncated_on_the_server() {
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(60) {
             if std::fs::metadata(&target).is_ok_and(|m| m.len() == 100_000) {
-                let f = std::fs::OpenOptions::new().write(true).open(&target).unwrap();
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .unwrap();
                 f.set_len(10).unwrap();
                 return true;
             }
@@ -322,7 +346,15 @@ fn credential_add_verify_stores_nothing_on_a_refused_login() {
     assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
     let add = |password: &str| {
         sb.run(
-            &["credential", "add", "web", "--username", &server.user, "--password-stdin", "--verify"],
+            &[
+                "credential",
+                "add",
+                "web",
+                "--username",
+                &server.user,
+                "--password-stdin",
+                "--verify",
+            ],
             &format!("{password}\n"),
             &[],
         )

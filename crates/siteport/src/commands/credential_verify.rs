@@ -54,7 +54,11 @@ impl CredentialBackend for Pending<'_> {
 
 /// Logs in with `cred` on every server that would use it. The first failure is the error
 /// (exit 4 for a refused login, 6 for the network, 2 when there is no server to try).
-pub async fn verify(ctx: &Context, backend: &dyn CredentialBackend, cred: &Credential) -> CliResult {
+pub async fn verify(
+    ctx: &Context,
+    backend: &dyn CredentialBackend,
+    cred: &Credential,
+) -> CliResult {
     let cfg = ctx.optional_config()?;
     let pending = Pending {
         inner: backend,

@@ -214,14 +214,17 @@ pub async fn resolve(ctx: &Context, name: &str) -> CliResult<ResolvedSite> {
     if cfg.site(name).is_none() {
         let known: Vec<&str> = cfg.sites.iter().map(|s| s.name.as_str()).collect();
         return Err(
-            CliError::usage(format!("no site named '{name}' in {}", cfg.path.display()))
-                .with_hint(if known.is_empty() {
+            CliError::usage(format!("no site named '{name}' in {}", cfg.path.display())).with_hint(
+                if known.is_empty() {
                     "add a [[site]] table to the config".to_owned()
                 } else {
                     format!("known sites: {}", known.join(", "))
-                }),
+                },
+            ),
         );
     }
     let backend = ctx.backend()?;
-    Ok(cfg.resolve_site(name, backend.as_ref(), &process_env).await?)
+    Ok(cfg
+        .resolve_site(name, backend.as_ref(), &process_env)
+        .await?)
 }
