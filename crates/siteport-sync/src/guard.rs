@@ -151,11 +151,7 @@ impl fmt::Display for Refusal {
 }
 
 fn percent(part: usize, whole: usize) -> usize {
-    if whole == 0 {
-        0
-    } else {
-        part.saturating_mul(100) / whole
-    }
+    part.saturating_mul(100).checked_div(whole).unwrap_or(0)
 }
 
 /// Checks an export plan before it runs. Import plans (which delete local files only with

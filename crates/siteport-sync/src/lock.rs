@@ -220,7 +220,7 @@ pub async fn try_lock(
             })),
         });
     };
-    if !holder.age().is_some_and(|a| a > timeout) {
+    if holder.age().is_none_or(|a| a <= timeout) {
         return Ok(Attempt::Held(holder));
     }
     // Stale. Take it over only if it is still the lock we judged stale (a racing run may

@@ -177,8 +177,7 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
     let o = run(&sb, "m2", &["unlock", "web"], &env);
     assert_code(&o, 0);
     assert!(
-        stdout(&o).contains(&format!("freed the lock held by"))
-            && stdout(&o).contains(&format!("pid {pid}")),
+        stdout(&o).contains("freed the lock held by") && stdout(&o).contains(&format!("pid {pid}")),
         "{}",
         stdout(&o)
     );

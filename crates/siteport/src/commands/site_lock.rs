@@ -162,9 +162,9 @@ pub fn interrupted_error(site: &ResolvedSite, sigterm: bool) -> CliError {
 /// `90s`, `2m`, `1h` as the flags take them.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 && s % 3600 == 0 {
+    if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s >= 60 && s % 60 == 0 {
+    } else if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
