@@ -136,6 +136,16 @@ pub struct SiteLock {
 }
 
 impl SiteLock {
+    /// The lock `owner` holds if a [`try_lock`] with it succeeded. For a caller whose attempt
+    /// was cut short (a signal): its [`release`](SiteLock::release) frees the lock only if the
+    /// owner file carries `owner`'s token, so it is safe whether or not the lock was taken.
+    pub fn for_owner(state_dir: &str, owner: LockOwner) -> Self {
+        Self {
+            state_dir: state_dir.to_string(),
+            owner,
+        }
+    }
+
     /// The record written into the lock.
     pub fn owner(&self) -> &LockOwner {
         &self.owner

@@ -110,7 +110,7 @@ fn concurrent_exports_one_runs_the_other_exits_7_or_waits() {
     let owner = htdocs.join(".siteport/lock/owner.json");
 
     // A run long enough to be caught holding the lock.
-    write_files(&sb, "a", 400);
+    write_files(&sb, "a", 1000);
     let mut first = spawn(&sb, "m1", &["export", "web"], &env);
     wait_for(&owner, Duration::from_secs(20));
     let t = Instant::now();
@@ -134,7 +134,7 @@ fn concurrent_exports_one_runs_the_other_exits_7_or_waits() {
     assert!(!owner.exists(), "the lock was not released");
 
     // With --lock-wait the second run waits for the first, then runs.
-    write_files(&sb, "b", 400);
+    write_files(&sb, "b", 1000);
     let first = spawn(&sb, "m1", &["export", "web"], &env);
     wait_for(&owner, Duration::from_secs(20));
     std::fs::write(sb.workdir().join("public/late.html"), "late\n").unwrap();
@@ -164,7 +164,7 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
     let htdocs = server.root().join("htdocs");
     let owner = htdocs.join(".siteport/lock/owner.json");
 
-    write_files(&sb, "a", 400);
+    write_files(&sb, "a", 1000);
     let mut holder = spawn(&sb, "m1", &["export", "web"], &env);
     wait_for(&owner, Duration::from_secs(20));
     holder.kill().unwrap(); // SIGKILL: no release
@@ -187,7 +187,7 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
     assert!(stdout(&o).contains("was not locked"), "{}", stdout(&o));
 
     // Killed again; after lock_timeout (2 s) the next run takes the lock over with a warning.
-    write_files(&sb, "b", 400);
+    write_files(&sb, "b", 1000);
     let mut holder = spawn(&sb, "m1", &["export", "web"], &env);
     wait_for(&owner, Duration::from_secs(20));
     holder.kill().unwrap();
@@ -205,13 +205,13 @@ fn a_killed_holder_is_freed_by_unlock_and_by_lock_timeout() {
 }
 
 #[test]
-fn sigterm_releases_the_lock_and_exits_143() {
+fn sigterm_and_ctrl_c_release_the_lock_and_exit_143_and_130() {
     let server = FtpServer::start(ServerKind::Vsftpd, true);
     let sb = Sandbox::new();
     write_config(&sb, &server, "max_connections = 1");
     let env = cred_env(&server);
     let owner = server.root().join("htdocs/.siteport/lock/owner.json");
-    write_files(&sb, "a", 400);
+    write_files(&sb, "a", 1000);
     let holder = spawn(&sb, "m1", &["export", "web"], &env);
     wait_for(&owner, Duration::from_secs(20));
     let kill = Command::new("kill")
@@ -223,8 +223,27 @@ fn sigterm_releases_the_lock_and_exits_143() {
     assert_code(&o, 143);
     assert!(stderr(&o).contains("stopped by SIGTERM"), "{}", stderr(&o));
     assert!(!owner.exists(), "SIGTERM left the lock behind");
+
+    // Ctrl-C (SIGINT): the same, exit 130.
+    write_files(&sb, "b", 1000);
+    let holder = spawn(&sb, "m1", &["export", "web"], &env);
+    wait_for(&owner, Duration::from_secs(20));
+    let kill = Command::new("kill")
+        .args(["-INT", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = holder.wait_with_output().unwrap();
+    assert_code(&o, 130);
+    assert!(stderr(&o).contains("stopped by Ctrl-C"), "{}", stderr(&o));
+    assert!(!owner.exists(), "Ctrl-C left the lock behind");
+
     let o = run(&sb, "m2", &["export", "web"], &env);
     assert_code(&o, 0);
+    assert_eq!(
+        snapshot(&server.root().join("htdocs")),
+        snapshot(&sb.workdir().join("public"))
+    );
 }
 
 #[test]

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{
-    Direction, Engine, Excludes, GuardOptions, MaxDelete, Plan, Refusal, RemoteFactory, Report,
-    SyncOptions, check_deletes, verify_uploads,
+    Direction, Engine, Excludes, GuardOptions, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory,
+    Report, SiteLock, SyncOptions, check_deletes, verify_uploads,
 };
 
 use crate::commands::site::{endpoint, sync_error};
@@ -273,11 +273,26 @@ async fn run_site(
         return dry_run(ctx, req, &site, factory, sync, progress).await;
     }
     // The lock comes before the journal: a second run on this machine then hears "locked"
-    // (exit 7, naming the holder), not that the journal is busy.
-    let lock = site_lock::acquire(&factory, &site, req.lock_wait.unwrap_or_default()).await?;
+    // (exit 7, naming the holder), not that the journal is busy. Signals are caught from
+    // before the lock is taken until it is released.
+    let mut signals = site_lock::Signals::install();
+    let owner = LockOwner::current(env!("CARGO_PKG_VERSION"));
+    let wait = req.lock_wait.unwrap_or_default();
+    let lock = tokio::select! {
+        l = site_lock::acquire(&factory, &site, &owner, wait) => l?,
+        sigterm = signals.recv() => {
+            // Cut short: free the lock if the attempt got as far as taking it.
+            let lock = SiteLock::for_owner(site_lock::state_dir(&site), owner);
+            if let Ok(mut r) = factory.connect().await {
+                let _ = lock.release(r.as_mut()).await;
+                let _ = r.close().await;
+            }
+            return Err(site_lock::interrupted_error(&site, sigterm));
+        }
+    };
     let outcome = tokio::select! {
         r = run_locked(ctx, req, &site, &factory, sync, progress.clone()) => r,
-        sigterm = site_lock::interrupted() => {
+        sigterm = signals.recv() => {
             progress.clear();
             Err(site_lock::interrupted_error(&site, sigterm))
         }

@@ -10,6 +10,7 @@ use siteport_creds::reference::process_env;
 use siteport_sync::{
     Attempt, DEFAULT_STATE_DIR, Holder, LockOwner, RemoteFactory, SiteLock, lock_with_wait,
 };
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::commands::site::{endpoint, sync_error};
 use crate::config::ResolvedSite;
@@ -33,14 +34,14 @@ pub fn state_dir_excludes(site: &ResolvedSite) -> [String; 2] {
     [d.to_string(), format!("{d}/**")]
 }
 
-/// Takes the lock of `site` before a run changes anything: once, or for up to `wait`. A lock
-/// held by another run is exit 7, naming the holder and since when.
+/// Takes the lock of `site` for `owner` before a run changes anything: once, or for up to
+/// `wait`. A lock held by another run is exit 7, naming the holder and since when.
 pub async fn acquire(
     factory: &Arc<dyn RemoteFactory>,
     site: &ResolvedSite,
+    owner: &LockOwner,
     wait: Duration,
 ) -> CliResult<SiteLock> {
-    let owner = LockOwner::current(env!("CARGO_PKG_VERSION"));
     let mut remote = factory.connect().await.map_err(|e| sync_error(site, &e))?;
     let name = site.name.clone();
     let mut on_wait = |h: &Holder| {
@@ -49,7 +50,7 @@ pub async fn acquire(
     let attempt = lock_with_wait(
         remote.as_mut(),
         state_dir(site),
-        &owner,
+        owner,
         site.lock_timeout,
         wait,
         POLL,
@@ -118,27 +119,38 @@ pub async fn release(factory: &Arc<dyn RemoteFactory>, site: &ResolvedSite, lock
     }
 }
 
-/// Resolves when the process gets Ctrl-C (`false`) or SIGTERM (`true`). The handlers are
-/// installed when it is first polled; from then on these signals no longer kill the process.
-pub async fn interrupted() -> bool {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => false,
-                _ = term.recv() => true,
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                false
-            }
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment [`Signals::install`] returns (before
+/// the lock is taken, so that no signal can kill a run between taking the lock and watching
+/// for signals): a caught signal no longer kills the process, the run frees its lock first.
+pub struct Signals {
+    int: Option<Signal>,
+    term: Option<Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers. A handler that cannot be installed leaves that signal's default
+    /// action (the run is then killed as before, and its lock expires after `lock_timeout`).
+    pub fn install() -> Self {
+        Self {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        false
+
+    /// Resolves at the next signal: `false` for SIGINT, `true` for SIGTERM.
+    pub async fn recv(&mut self) -> bool {
+        async fn next(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            () = next(&mut self.int) => false,
+            () = next(&mut self.term) => true,
+        }
     }
 }
 
