@@ -158,3 +158,22 @@ fn write_outputs(pairs: &[(&str, String)]) -> CliResult {
     f.write_all(text.as_bytes())
         .map_err(|e| CliError::local_write(format!("cannot write $GITHUB_OUTPUT: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn totals_sum_reports_and_dry_run_plans() {
+        let v = json!({"sites": [
+            {"site": "a", "report": {"counts": {"uploaded": 2, "deleted": 1}, "bytes": 30}},
+            {"site": "b", "plan": {"actions": [
+                {"op": "upload", "size": 5}, {"op": "skip", "size": 9}, {"op": "delete", "size": 0}
+            ]}},
+            {"site": "c", "error": {"kind": "login"}}
+        ]});
+        assert_eq!(totals(&v), (3, 35, 2));
+        assert_eq!(totals(&Value::Null), (0, 0, 0));
+    }
+}
