@@ -107,16 +107,23 @@ impl SftpConnection {
 
     /// Creates the directory `path` (mode `dir_mode`). An existing directory is not an error.
     pub async fn mkdir(&self, path: &str) -> Result<(), SftpError> {
+        self.mkdir_new(path).await.map(|_| ())
+    }
+
+    /// Creates the directory `path` only if it does not exist: `Ok(true)` when this call
+    /// created it, `Ok(false)` when a directory was already there. The server's MKDIR is
+    /// atomic, so of several racing callers exactly one gets `Ok(true)` (the site lock).
+    pub async fn mkdir_new(&self, path: &str) -> Result<bool, SftpError> {
         let mut attrs = FileAttributes::empty();
         attrs.permissions = Some(self.dir_mode);
         match self.sftp.mkdir(path, attrs).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(e) => {
                 // SFTP v3 has no "already exists" status: OpenSSH answers a generic failure.
                 if let Ok(a) = self.sftp.lstat(path).await
                     && entry_kind(&a.attrs) == EntryKind::Dir
                 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 Err(SftpError::from_sftp(
                     &self.server,

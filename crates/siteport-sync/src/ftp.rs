@@ -243,6 +243,14 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
+    async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
+        let p = self.full(path);
+        self.conn()?
+            .mkdir_new(&p)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
+    }
+
     async fn delete_file(&mut self, path: &str) -> Result<()> {
         let p = self.full(path);
         self.conn()?

@@ -22,6 +22,9 @@
 //!   (`engine/deploy.rs`) and mirrors it into the [`Journal`], whose stat cache
 //!   ([`LocalStat`]) tells which local files are untouched. [`Baseline`] is what the planner
 //!   knows of the last deploy.
+//! - Around a run: the site lock ([`try_lock`], `lock.rs`: `MKD <state dir>/lock`), the
+//!   delete guard ([`check_deletes`], `guard.rs`) applied to a plan before it runs, and
+//!   `export --verify` ([`verify_uploads`], `verify.rs`).
 //! - [`Report`] says what happened; [`Progress`] reports it as it happens; [`Error`] carries
 //!   an [`ErrorKind`] the CLI maps to exit codes.
 #![forbid(unsafe_code)]
@@ -33,8 +36,10 @@ mod engine;
 mod error;
 #[cfg(feature = "ftp")]
 mod ftp;
+mod guard;
 mod journal;
 mod local_remote;
+mod lock;
 mod path;
 mod plan;
 mod remote;
@@ -43,6 +48,7 @@ mod report;
 mod sftp;
 mod state;
 mod tree;
+mod verify;
 
 pub use digest::hash_file_with;
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
@@ -50,8 +56,13 @@ pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
+pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
+pub use lock::{
+    Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
+    parse_duration, read_lock, rfc3339, try_lock,
+};
 pub use path::{check_name, check_rel_path};
 pub use plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
@@ -66,3 +77,4 @@ pub use state::{
     user_at_host,
 };
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
+pub use verify::{Mismatch, verify_uploads};

@@ -207,6 +207,17 @@ impl Remote for LocalDirRemote {
         .map_err(|e| self.err("mkdir", path, e))
     }
 
+    async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
+        let p = self.resolve(path)?;
+        blocking(move || match std::fs::create_dir(&p) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && p.is_dir() => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| self.err("mkdir", path, e))
+    }
+
     async fn delete_file(&mut self, path: &str) -> Result<()> {
         let p = self.resolve(path)?;
         blocking(move || std::fs::remove_file(p))

@@ -137,6 +137,22 @@ pub trait Remote: Send {
     /// Creates the directory `path`; its parent exists. An existing directory is not an error.
     async fn mkdir(&mut self, path: &str) -> Result<()>;
 
+    /// Creates the directory `path` only if it does not exist: `Ok(true)` when this call
+    /// created it, `Ok(false)` when it was already there. Transports where creating a
+    /// directory is atomic (FTP `MKD`, a local `mkdir`) override it; the site lock relies on
+    /// exactly one of several racing callers getting `Ok(true)`. The default looks first,
+    /// then creates, and is not atomic.
+    async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
+        let (parent, name) = match path.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", path),
+        };
+        if self.list_dir(parent).await?.iter().any(|e| e.name == name) {
+            return Ok(false);
+        }
+        self.mkdir(path).await.map(|()| true)
+    }
+
     /// Deletes the file `path`.
     async fn delete_file(&mut self, path: &str) -> Result<()>;
 

@@ -235,6 +235,14 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
+    async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
+        let p = self.full(path);
+        self.conn()?
+            .mkdir_new(&p)
+            .await
+            .map_err(|e| map_sftp_error(e, false))
+    }
+
     async fn delete_file(&mut self, path: &str) -> Result<()> {
         let p = self.full(path);
         self.conn()?

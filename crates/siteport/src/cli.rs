@@ -15,6 +15,8 @@ use crate::commands::credential::{self, CredentialCommand};
 use crate::commands::demo;
 use crate::commands::export_import::{self, ExportArgs, ImportArgs};
 use crate::commands::migrate::MigrateArgs;
+use crate::commands::site_lock::{self, UnlockArgs};
+use crate::commands::status::{self, StatusArgs};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit;
@@ -71,12 +73,20 @@ pub enum Command {
         /// Site name (a `[[site]]` in the config).
         site: String,
     },
+    /// Show a site's last deploy, its lock holder (if any) and what this machine's journal knows.
+    Status(StatusArgs),
+    /// Free a site's lock left by a dead run (prints who held it; asks nothing).
+    Unlock(UnlockArgs),
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Run a complete export and import against a throw-away embedded FTP server, with a
     /// temporary credential store: nothing of yours is read or written.
     Demo,
+    /// The GitHub Action's entrypoint: runs `export` from the runner's INPUT_* variables and
+    /// writes files-sent, bytes-sent, files-deleted to $GITHUB_OUTPUT (see docs/ci.md).
+    #[command(hide = true)]
+    GithubAction,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         /// The shell.
@@ -151,8 +161,11 @@ fn run(cli: Cli) -> CliResult {
             &ctx,
             &export_import::Request::plan(site),
         )),
+        Command::Status(a) => block_on(status::run(&ctx, a)),
+        Command::Unlock(a) => block_on(site_lock::unlock(&ctx, a)),
         Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),
+        Command::GithubAction => crate::commands::ci_action::run(),
     }
 }
 

@@ -24,15 +24,23 @@ pub const USAGE: u8 = 2;
 pub const CREDENTIAL: u8 = 3;
 /// An FTP server refused the login (530).
 pub const LOGIN_REFUSED: u8 = 4;
-/// A transfer ran, but some files failed.
+/// A transfer ran, but some files failed, or `export --verify` found a file the server does not
+/// have as it was sent.
 pub const TRANSFERS_FAILED: u8 = 5;
 /// A network, TLS or SSH host-key error: connection refused, timeout, certificate rejected,
 /// unknown or changed host key.
 pub const NETWORK: u8 = 6;
+/// Another run holds the site's lock (`export`/`import` without `--lock-wait`, or the wait
+/// ran out).
+pub const LOCKED: u8 = 7;
+/// Stopped by Ctrl-C (SIGINT), after releasing the site lock: 128 + 2, as a shell reports it.
+pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM, after releasing the site lock: 128 + 15.
+pub const TERMINATED: u8 = 143;
 
 /// Every code, in order, with the constant's name (the docs test checks the README and
 /// [`HELP_TABLE`] against it).
-pub const ALL: [(u8, &str); 7] = [
+pub const ALL: [(u8, &str); 8] = [
     (OK, "OK"),
     (INTERNAL, "INTERNAL"),
     (USAGE, "USAGE"),
@@ -40,6 +48,7 @@ pub const ALL: [(u8, &str); 7] = [
     (LOGIN_REFUSED, "LOGIN_REFUSED"),
     (TRANSFERS_FAILED, "TRANSFERS_FAILED"),
     (NETWORK, "NETWORK"),
+    (LOCKED, "LOCKED"),
 ];
 
 /// The table shown at the end of `siteport --help`.
@@ -47,11 +56,12 @@ pub const HELP_TABLE: &str = "\
 Exit codes:
   0  success
   1  internal error (a bug: please report it)
-  2  usage or config error (bad flag, bad name or input, no terminal to prompt on)
+  2  usage or config error (bad flag, bad name or input, no terminal to prompt on, delete guard)
   3  credential store error (not found, already exists, wrong key, corrupt, locked, permissions)
   4  FTP login refused
-  5  some transfers failed
-  6  network or TLS error";
+  5  some transfers failed or verification mismatched
+  6  network or TLS error
+  7  the site is locked by another run";
 
 /// What failed, as the exit-code policy sees it: each library's error kind, and the CLI's own
 /// failures. [`code`] turns it into the exit code.
@@ -80,8 +90,19 @@ pub enum Failure {
     LoginTest(SyncKind),
     /// A `migrate` failure: 3 for the backend, 2 for the config or the files it writes.
     Migrate(MigrateErrorKind),
-    /// A transfer run finished, but some of its actions failed: 5.
+    /// A transfer run finished, but some of its actions failed, or `--verify` found a
+    /// mismatch: 5.
     TransfersFailed,
+    /// The delete guard refused an export plan, or the local root is missing: 2.
+    Guard,
+    /// Another run holds the site lock: 7.
+    Locked,
+    /// A signal stopped the run (the lock was released first): 130 for SIGINT, 143 for
+    /// SIGTERM.
+    Interrupted {
+        /// SIGTERM rather than SIGINT.
+        sigterm: bool,
+    },
 }
 
 /// The exit code of `failure`: the one place the policy is decided.
@@ -98,6 +119,10 @@ pub fn code(failure: Failure) -> u8 {
         },
         Failure::Migrate(kind) => migrate_code(kind),
         Failure::TransfersFailed => TRANSFERS_FAILED,
+        Failure::Guard => USAGE,
+        Failure::Locked => LOCKED,
+        Failure::Interrupted { sigterm: false } => INTERRUPTED,
+        Failure::Interrupted { sigterm: true } => TERMINATED,
     }
 }
 
@@ -176,6 +201,10 @@ mod tests {
         check(Failure::Internal, INTERNAL);
         check(Failure::LocalWrite, INTERNAL);
         check(Failure::TransfersFailed, TRANSFERS_FAILED);
+        check(Failure::Guard, USAGE);
+        check(Failure::Locked, 7);
+        check(Failure::Interrupted { sigterm: false }, 130);
+        check(Failure::Interrupted { sigterm: true }, 143);
     }
 
     #[test]

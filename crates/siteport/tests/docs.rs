@@ -286,8 +286,9 @@ fn exit_code_tables_agree() {
             CREDENTIAL,
             LOGIN_REFUSED,
             TRANSFERS_FAILED,
-            NETWORK
+            NETWORK,
+            LOCKED
         ],
-        [0, 1, 2, 3, 4, 5, 6]
+        [0, 1, 2, 3, 4, 5, 6, 7]
     );
 }

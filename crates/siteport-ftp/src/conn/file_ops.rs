@@ -27,6 +27,28 @@ impl FtpConnection {
         Err(err)
     }
 
+    /// Creates a directory only if it does not exist yet: `Ok(true)` when this `MKD` created
+    /// it, `Ok(false)` when it was already there (a `5xx` answer, and the directory can be
+    /// entered). `MKD` is atomic on every FTP server, so of several clients racing to create
+    /// the same directory exactly one gets `Ok(true)`: the site lock is built on this.
+    pub async fn mkdir_new(&mut self, path: &str) -> Result<bool, FtpError> {
+        check_path(self.server(), "mkdir", path)?;
+        let dir = self.abs(path);
+        let cmd = format!("MKD {dir}");
+        let r = self.ctrl.cmd(&cmd).await?;
+        if r.code == 257 || r.code == 250 {
+            return Ok(true);
+        }
+        let err = FtpError::from_reply(self.server(), &cmd, r.code, &r.text);
+        if r.code / 100 == 5 {
+            let cwd = self.ctrl.cmd(&format!("CWD {dir}")).await?;
+            if cwd.code == 250 || cwd.code == 200 {
+                return Ok(false);
+            }
+        }
+        Err(err)
+    }
+
     /// Deletes a file.
     pub async fn delete_file(&mut self, path: &str) -> Result<(), FtpError> {
         check_path(self.server(), "delete", path)?;

@@ -106,6 +106,10 @@ pub struct AddArgs {
     /// Replace an existing credential of that name.
     #[arg(long)]
     pub force: bool,
+    /// Log in with it before storing it (on the servers of the sites that use the name, else
+    /// its own --host); a refused login stores nothing (exit 4).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Runs one `credential` subcommand.
@@ -282,6 +286,10 @@ async fn add(ctx: &Context, args: AddArgs) -> CliResult {
         prompt::new_password(name.as_str())?
     };
     let cred = build(name.clone(), username, password, args.host, args.port)?;
+    if args.verify {
+        crate::logging::register_secret(cred.password());
+        crate::commands::credential_verify::verify(ctx, backend.as_ref(), &cred).await?;
+    }
     let mode = if args.force {
         StoreMode::Replace
     } else {

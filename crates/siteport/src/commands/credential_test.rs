@@ -28,11 +28,11 @@ pub struct TestArgs {
 }
 
 /// One login attempt's outcome.
-struct Outcome {
-    name: String,
-    server: Option<String>,
-    site: Option<String>,
-    error: Option<CliError>,
+pub(crate) struct Outcome {
+    pub(crate) name: String,
+    pub(crate) server: Option<String>,
+    pub(crate) site: Option<String>,
+    pub(crate) error: Option<CliError>,
 }
 
 /// Runs `credential test`.
@@ -115,7 +115,7 @@ pub async fn run(ctx: &Context, args: TestArgs) -> CliResult {
 }
 
 /// Tests `name` against every distinct server of the sites that use it, or against its own host.
-async fn test_one(
+pub(crate) async fn test_one(
     backend: &dyn CredentialBackend,
     cfg: Option<&Config>,
     name: &CredentialName,

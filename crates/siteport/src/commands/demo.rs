@@ -196,6 +196,10 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         jobs: None,
         checksum: false,
         size_only: false,
+        lock_wait: None,
+        max_delete: None,
+        allow_empty: false,
+        verify: false,
     };
 
     step(ctx, "5. $ siteport export demo")?;

@@ -2,14 +2,19 @@
 //! engine over FTP for each, with progress, a summary (or the JSON report) and exit codes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
-use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
+use siteport_sync::{
+    Direction, Engine, Excludes, GuardOptions, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory,
+    Report, SiteLock, SyncOptions, check_deletes, verify_uploads,
+};
 
 use crate::commands::site::{endpoint, sync_error};
+use crate::commands::site_lock;
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -43,6 +48,10 @@ pub struct TransferArgs {
     /// Parallel FTP connections [default: the site's max_connections, else 4].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
+    /// When another run holds the site's lock, wait up to DURATION for it (`90s`, `2m`, `1h`)
+    /// instead of failing at once with exit code 7.
+    #[arg(long, value_name = "DURATION", value_parser = siteport_sync::parse_duration)]
+    pub lock_wait: Option<Duration>,
 }
 
 /// `siteport export`.
@@ -58,6 +67,17 @@ pub struct ExportArgs {
     /// another tool uploaded, but a same-size edit is not sent.
     #[arg(long, conflicts_with = "checksum")]
     pub size_only: bool,
+    /// Refuse to delete more than N remote files, or P% of them (`20`, `30%`) [default: the
+    /// site's max_delete, else more than 50% when over 10 would go]. `100%` lifts the limit.
+    #[arg(long, value_name = "N|P%", value_parser = clap::value_parser!(MaxDelete))]
+    pub max_delete: Option<MaxDelete>,
+    /// Let an export from an empty local directory delete the remote files.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// After the run, list the remote again and check that every file sent has the size
+    /// that was sent (exit 5 naming the files that differ).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `siteport import`.
@@ -87,6 +107,14 @@ pub struct Request {
     pub checksum: bool,
     /// Sizes and times only (export `--size-only`).
     pub size_only: bool,
+    /// Wait this long for the site lock.
+    pub lock_wait: Option<Duration>,
+    /// The delete guard's limit, overriding the site's (export).
+    pub max_delete: Option<MaxDelete>,
+    /// Let an empty local directory delete (export).
+    pub allow_empty: bool,
+    /// Check the sent files on the server afterwards (export).
+    pub verify: bool,
 }
 
 impl Request {
@@ -101,6 +129,10 @@ impl Request {
             jobs: a.common.jobs.map(usize::from),
             checksum: a.checksum,
             size_only: a.size_only,
+            lock_wait: a.common.lock_wait,
+            max_delete: a.max_delete,
+            allow_empty: a.allow_empty,
+            verify: a.verify,
         }
     }
 
@@ -115,6 +147,10 @@ impl Request {
             jobs: a.common.jobs.map(usize::from),
             checksum: false,
             size_only: false,
+            lock_wait: a.common.lock_wait,
+            max_delete: None,
+            allow_empty: false,
+            verify: false,
         }
     }
 
@@ -129,6 +165,10 @@ impl Request {
             jobs: None,
             checksum: false,
             size_only: false,
+            lock_wait: None,
+            max_delete: None,
+            allow_empty: false,
+            verify: false,
         }
     }
 
@@ -227,6 +267,52 @@ async fn run_site(
     let endpoint = endpoint(&site);
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
+    if req.direction == Direction::Export {
+        check_local_root(&site)?;
+    }
+    let sync = sync_options(req, &site)?;
+    let mode = if req.dry_run {
+        Mode::Silent
+    } else {
+        Mode::choose(ctx.verbosity, ctx.output.json)
+    };
+    let progress = Arc::new(CliProgress::new(mode, &site.name));
+    let factory = siteport_sync::connect_factory(&endpoint);
+    if req.dry_run {
+        return dry_run(ctx, req, &site, factory, sync, progress).await;
+    }
+    // The lock comes before the journal: a second run on this machine then hears "locked"
+    // (exit 7, naming the holder), not that the journal is busy. Signals are caught from
+    // before the lock is taken until it is released.
+    let mut signals = site_lock::Signals::install();
+    let owner = LockOwner::current(env!("CARGO_PKG_VERSION"));
+    let wait = req.lock_wait.unwrap_or_default();
+    let lock = tokio::select! {
+        l = site_lock::acquire(&factory, &site, &owner, wait) => l?,
+        sigterm = signals.recv() => {
+            // Cut short: free the lock if the attempt got as far as taking it.
+            let lock = SiteLock::for_owner(site_lock::state_dir(&site), owner);
+            if let Ok(mut r) = factory.connect().await {
+                let _ = lock.release(r.as_mut()).await;
+                let _ = r.close().await;
+            }
+            return Err(site_lock::interrupted_error(&site, sigterm));
+        }
+    };
+    let outcome = tokio::select! {
+        r = run_locked(ctx, req, &site, &factory, sync, progress.clone()) => r,
+        sigterm = signals.recv() => {
+            progress.clear();
+            Err(site_lock::interrupted_error(&site, sigterm))
+        }
+    };
+    site_lock::release(&factory, &site, &lock).await;
+    outcome
+}
+
+/// The engine's options for `site`.
+fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
+    // The engine keeps the state dir (lock included) out of every transfer by itself.
     let excludes = Excludes::new(&site.exclude).map_err(|e| {
         CliError::usage(format!("site '{}': exclude: {e}", site.name))
             .with_hint("fix the glob pattern in the site's `exclude` list")
@@ -237,41 +323,92 @@ async fn run_site(
     sync.checksum = req.checksum;
     sync.size_only = req.size_only;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
+    Ok(sync)
+}
 
-    let journal = crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?;
-    let mode = if req.dry_run {
-        Mode::Silent
-    } else {
-        Mode::choose(ctx.verbosity, ctx.output.json)
-    };
-    let progress = Arc::new(CliProgress::new(mode, &site.name));
-    let factory = siteport_sync::connect_factory(&endpoint);
+/// An export from a local directory that does not exist stops before connecting: it is
+/// the "build failed" case, and mirroring it could only delete (exit 2).
+fn check_local_root(site: &ResolvedSite) -> CliResult {
+    match std::fs::metadata(&site.local) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::new(
+            Failure::Guard,
+            "guard",
+            format!(
+                "site '{}': the local directory {} does not exist; nothing was changed",
+                site.name,
+                site.local.display()
+            ),
+        )
+        .with_hint("build the site first, or fix `local` in the site's config")),
+        _ => Ok(()),
+    }
+}
+
+/// `--dry-run` and `plan`: plan and print, no lock, nothing changed.
+async fn dry_run(
+    ctx: &Context,
+    req: &Request,
+    site: &ResolvedSite,
+    factory: Arc<dyn RemoteFactory>,
+    sync: SyncOptions,
+    progress: Arc<CliProgress>,
+) -> CliResult<Value> {
+    let journal = crate::commands::journal_place::open_journal(ctx, site, true)?;
     let mut engine = Engine::new(factory, sync, journal, progress.clone());
-
     let plan = engine.plan(req.direction).await.map_err(|e| {
         progress.clear();
-        sync_error(&site, &e)
+        sync_error(site, &e)
     })?;
-    if req.dry_run {
-        let _ = engine.finish().await;
-        if !ctx.output.json {
-            print_plan(&site, &plan)?;
+    let _ = engine.finish().await;
+    if !ctx.output.json {
+        print_plan(site, &plan)?;
+        if let Err(refusal) = check_deletes(&plan, &guard_options(req, site)) {
+            tracing::warn!(site = %site.name, "a real run would refuse: {refusal}");
         }
-        // Only `--json` prints the value: a 100,000-file plan as a JSON tree is ~70 MiB.
-        return Ok(if ctx.output.json {
-            json!({ "site": site.name, "plan": plan })
-        } else {
-            Value::Null
-        });
+    }
+    // Only `--json` prints the value: a 100,000-file plan as a JSON tree is ~70 MiB.
+    Ok(if ctx.output.json {
+        json!({ "site": site.name, "plan": plan })
+    } else {
+        Value::Null
+    })
+}
+
+fn guard_options(req: &Request, site: &ResolvedSite) -> GuardOptions {
+    GuardOptions {
+        max_delete: req.max_delete.unwrap_or(site.max_delete),
+        allow_empty: req.allow_empty,
+    }
+}
+
+/// Under the site lock: plan, check the plan against the delete guard, execute, verify.
+async fn run_locked(
+    ctx: &Context,
+    req: &Request,
+    site: &ResolvedSite,
+    factory: &Arc<dyn RemoteFactory>,
+    sync: SyncOptions,
+    progress: Arc<CliProgress>,
+) -> CliResult<Value> {
+    let journal = crate::commands::journal_place::open_journal(ctx, site, false)?;
+    let mut engine = Engine::new(factory.clone(), sync, journal, progress.clone());
+    let plan = engine.plan(req.direction).await.map_err(|e| {
+        progress.clear();
+        sync_error(site, &e)
+    })?;
+    if let Err(refusal) = check_deletes(&plan, &guard_options(req, site)) {
+        progress.clear();
+        let _ = engine.finish().await;
+        return Err(guard_error(site, &refusal));
     }
     let report = engine.execute(&plan).await;
     progress.clear();
-    let report = report.map_err(|e| sync_error(&site, &e))?;
+    let report = report.map_err(|e| sync_error(site, &e))?;
     if let Err(e) = engine.finish().await {
         tracing::warn!(site = %site.name, "could not compact the journal: {e}");
     }
     if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
-        crate::output::print_line(&summary(req, &site, &report))?;
+        crate::output::print_line(&summary(req, site, &report))?;
     }
     for w in &report.warnings {
         tracing::warn!(site = %site.name, "{w}");
@@ -296,11 +433,73 @@ async fn run_site(
             )),
         });
     }
+    let verified = if req.verify && req.direction == Direction::Export {
+        Some(verify(factory, site, &report).await?)
+    } else {
+        None
+    };
     Ok(if ctx.output.json {
-        json!({ "site": site.name, "report": report })
+        json!({ "site": site.name, "report": report, "verified": verified })
     } else {
         Value::Null
     })
+}
+
+fn guard_error(site: &ResolvedSite, refusal: &Refusal) -> CliError {
+    let hint = match refusal {
+        Refusal::EmptySource(_) => format!(
+            "build the site first or fix `local`; to really empty the remote site, run again with {}",
+            refusal.override_flag()
+        ),
+        Refusal::TooManyDeletes { counts, .. } => format!(
+            "check `local` and `exclude`; if these deletions are meant, run again with `--max-delete {}` \
+             (or {}), or set `max_delete` in the site's config",
+            counts.deletes,
+            refusal.override_flag()
+        ),
+    };
+    CliError::new(
+        Failure::Guard,
+        "guard",
+        format!("site '{}': {refusal}", site.name),
+    )
+    .with_hint(hint)
+}
+
+/// `export --verify`: list the remote again and compare every sent file's size (exit 5 on a
+/// mismatch, naming the files). Returns how many files were checked.
+async fn verify(
+    factory: &Arc<dyn RemoteFactory>,
+    site: &ResolvedSite,
+    report: &Report,
+) -> CliResult<usize> {
+    let mut remote = factory.connect().await.map_err(|e| sync_error(site, &e))?;
+    let res = verify_uploads(remote.as_mut(), report).await;
+    let _ = remote.close().await;
+    let (bad, checked) = res.map_err(|e| sync_error(site, &e))?;
+    if bad.is_empty() {
+        tracing::info!(site = %site.name, "verified {checked} files on the server");
+        return Ok(checked);
+    }
+    for m in &bad {
+        eprint_redacted(&format!("mismatch  {m}\n"));
+    }
+    let names: Vec<&str> = bad.iter().take(10).map(|m| m.path.as_str()).collect();
+    Err(CliError::new(
+        Failure::TransfersFailed,
+        "verify_failed",
+        format!(
+            "site '{}': verification failed: {} of {checked} files sent differ on the server: {}{}",
+            site.name,
+            bad.len(),
+            names.join(", "),
+            if bad.len() > names.len() { ", …" } else { "" }
+        ),
+    )
+    .with_hint(format!(
+        "another client or the server changed them after the upload (quota, filter?); run `siteport export {} --verify` again",
+        site.name
+    )))
 }
 
 fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {

@@ -67,6 +67,10 @@ pub(super) struct RawSite {
     #[serde(default)]
     pub(super) delete: bool,
     pub(super) max_connections: Option<Spanned<i64>>,
+    /// How old a site lock may get before a run takes it over (`90s`, `30m`, `1h`).
+    pub(super) lock_timeout: Option<Spanned<String>>,
+    /// Deletions one export may make: a count, or `"P%"` of the remote files.
+    pub(super) max_delete: Option<Spanned<toml::Value>>,
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) fingerprint: Option<Spanned<String>>,
     #[serde(default)]

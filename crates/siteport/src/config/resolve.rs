@@ -44,6 +44,10 @@ pub struct ResolvedSite {
     pub delete: bool,
     /// Control connections.
     pub max_connections: usize,
+    /// A site lock older than this is taken over.
+    pub lock_timeout: std::time::Duration,
+    /// How many remote files one export may delete.
+    pub max_delete: siteport_sync::MaxDelete,
     /// CA bundle for self-signed servers.
     pub ca_file: Option<PathBuf>,
     /// SHA-256 certificate pin.
@@ -298,6 +302,8 @@ impl Config {
             exclude: site.exclude.clone(),
             delete: site.delete,
             max_connections: site.max_connections,
+            lock_timeout: site.lock_timeout,
+            max_delete: site.max_delete,
             ca_file,
             fingerprint,
             insecure: site.insecure,

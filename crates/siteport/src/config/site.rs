@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use siteport_creds::CredentialName;
 use siteport_creds::reference::{self, CredField, SegmentKind};
+use siteport_sync::{DEFAULT_LOCK_TIMEOUT, MaxDelete};
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Location};
@@ -43,6 +45,10 @@ pub struct SiteConfig {
     pub delete: bool,
     /// `max_connections`, default 4.
     pub max_connections: usize,
+    /// `lock_timeout`: a site lock older than this is taken over (default 1 h).
+    pub lock_timeout: Duration,
+    /// `max_delete`: how many remote files one export may delete (default: the guard's).
+    pub max_delete: MaxDelete,
     /// `ca_file`, unexpanded.
     pub ca_file: Option<String>,
     /// `fingerprint` (SHA-256 pin), unexpanded.
@@ -158,6 +164,8 @@ impl Config {
             .hint("add `local = \"public\"` (relative to the config file)"));
         };
         let max_connections = self.site_max_connections(&name, r.max_connections.as_ref())?;
+        let lock_timeout = self.site_lock_timeout(&name, r.lock_timeout.as_ref())?;
+        let max_delete = self.site_max_delete(&name, r.max_delete.as_ref())?;
         Ok(SiteConfig {
             name,
             host: f.host,
@@ -171,6 +179,8 @@ impl Config {
             exclude: r.exclude,
             delete: r.delete,
             max_connections,
+            lock_timeout,
+            max_delete,
             ca_file: f.ca_file,
             fingerprint: f.fingerprint,
             insecure: r.insecure,
@@ -362,5 +372,48 @@ impl Config {
             .at(self.at(m.span())));
         }
         Ok(n as usize)
+    }
+
+    fn site_lock_timeout(
+        &self,
+        name: &str,
+        v: Option<&Spanned<String>>,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = v else {
+            return Ok(DEFAULT_LOCK_TIMEOUT);
+        };
+        siteport_sync::parse_duration(v.get_ref()).map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': lock_timeout: {e}"),
+            )
+            .at(self.at(v.span()))
+            .hint("write a duration such as \"30m\" or \"1h\"")
+        })
+    }
+
+    fn site_max_delete(
+        &self,
+        name: &str,
+        v: Option<&Spanned<toml::Value>>,
+    ) -> Result<MaxDelete, ConfigError> {
+        let Some(v) = v else {
+            return Ok(MaxDelete::Default);
+        };
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) => usize::try_from(*n)
+                .map(MaxDelete::Count)
+                .map_err(|_| format!("{n} is not a count")),
+            toml::Value::String(s) => s.parse(),
+            _ => Err("write a count (20) or a percentage (\"30%\")".to_owned()),
+        };
+        parsed.map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': max_delete: {e}"),
+            )
+            .at(self.at(v.span()))
+            .hint("write a count such as 20 or a percentage such as \"30%\"")
+        })
     }
 }
