@@ -74,7 +74,7 @@ pub use remote::{
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{
     DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateCache, StateRecord, git_commit,
-    user_at_host,
+    read_deploy_state, user_at_host,
 };
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
 pub use verify::{Mismatch, verify_uploads};

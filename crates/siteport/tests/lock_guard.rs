@@ -153,6 +153,18 @@ fn concurrent_exports_one_runs_the_other_exits_7_or_waits() {
     let st = run(&sb, "m2", &["status", "web"], &env);
     assert_code(&st, 0);
     assert!(stdout(&st).contains("lock: not locked"), "{}", stdout(&st));
+    // The last deploy comes from the deploy state on the server: the second run's, complete,
+    // with every file of the site.
+    let st = run(&sb, "m1", &["--json", "status", "web"], &env);
+    assert_code(&st, 0);
+    let v = json(&st);
+    let deploy = &v["last_deploy"];
+    assert_eq!(deploy["complete"], true, "{v}");
+    assert_eq!(deploy["files"].as_u64(), Some(2001), "{v}");
+    assert!(
+        deploy["who"].as_str().is_some_and(|w| w.contains('@')),
+        "{v}"
+    );
 }
 
 #[test]

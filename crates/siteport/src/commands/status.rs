@@ -1,17 +1,16 @@
 //! `siteport status SITE`: the last deploy, the site lock, and what this machine's journal
 //! knows.
 //!
-//! The last deploy comes from a [`DeployRecord`]. Today nothing reads one from the server, so
-//! [`run`] passes `None` and the report says what it can from the lock and the local journal;
-//! the deploy state document on the server (`<state dir>/state.json`) fills it in through
-//! [`report`] without changing the output's shape.
+//! The last deploy comes from the deploy state document on the server
+//! (`<state dir>/state.json`, see docs/deploy-state.md); a site that has none (never exported
+//! by this version, or a refused document) says so.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clap::Args;
 use serde_json::{Value, json};
-use siteport_sync::{Holder, Journal, rfc3339};
+use siteport_sync::{DeployInfo, Holder, Journal, rfc3339};
 
 use crate::commands::journal_place::journal_dir;
 use crate::commands::site::{endpoint, journal_path, sync_error};
@@ -25,21 +24,6 @@ use crate::error::CliResult;
 pub struct StatusArgs {
     /// Site name (a `[[site]]` in the config).
     pub site: String,
-}
-
-/// The last deploy of a site, as a deploy state document records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeployRecord {
-    /// When it finished.
-    pub when: SystemTime,
-    /// `user@host` of the run.
-    pub who: String,
-    /// The git commit of the local directory, when it was in a checkout.
-    pub commit: Option<String>,
-    /// Files on the server after it.
-    pub files: u64,
-    /// Their bytes.
-    pub bytes: u64,
 }
 
 /// What this machine's journal knows about the site.
@@ -68,10 +52,16 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> CliResult {
     let factory = siteport_sync::connect_factory(&endpoint(&site));
     let mut remote = factory.connect().await.map_err(|e| sync_error(&site, &e))?;
     let lock = siteport_sync::read_lock(remote.as_mut(), state_dir(&site)).await;
+    let state = match &lock {
+        Ok(_) => siteport_sync::read_deploy_state(remote.as_mut(), state_dir(&site)).await,
+        Err(_) => Ok(None),
+    };
     let _ = remote.close().await;
     let lock = lock.map_err(|e| sync_error(&site, &e))?;
+    let state = state.map_err(|e| sync_error(&site, &e))?;
     let journal = local_journal(ctx, &site);
-    let (human, value) = report(&site, None, lock.as_ref(), &journal);
+    let deploy = state.as_ref().map(|s| &s.deploy);
+    let (human, value) = report(&site, deploy, lock.as_ref(), &journal);
     ctx.output.result(&human, &value)
 }
 
@@ -79,7 +69,7 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> CliResult {
 /// state was read), the lock, the local journal.
 pub fn report(
     site: &ResolvedSite,
-    deploy: Option<&DeployRecord>,
+    deploy: Option<&DeployInfo>,
     lock: Option<&Holder>,
     journal: &LocalJournal,
 ) -> (String, Value) {
@@ -93,15 +83,20 @@ pub fn report(
     )];
     lines.push(match deploy {
         Some(d) => format!(
-            "last deploy: {} by {}{}, {} files ({} bytes)",
-            rfc3339(d.when),
-            d.who,
+            "last deploy: {} by {}{}, {} files ({} bytes){}",
+            rfc3339(deploy_time(d)),
+            d.user,
             d.commit
                 .as_ref()
                 .map(|c| format!(" at commit {c}"))
                 .unwrap_or_default(),
             d.files,
-            d.bytes
+            d.bytes,
+            if d.complete {
+                ""
+            } else {
+                " (did not finish: the next export sends the rest)"
+            }
         ),
         None => "last deploy: not recorded on the server".to_owned(),
     });
@@ -131,9 +126,12 @@ pub fn report(
     let value = json!({
         "site": site.name,
         "last_deploy": deploy.map(|d| json!({
-            "when": rfc3339(d.when),
-            "who": d.who,
+            "id": d.id,
+            "when": rfc3339(deploy_time(d)),
+            "who": d.user,
+            "version": d.version,
             "commit": d.commit,
+            "complete": d.complete,
             "files": d.files,
             "bytes": d.bytes,
         })),
@@ -141,6 +139,11 @@ pub fn report(
         "journal": journal_json(journal),
     });
     (lines.join("\n"), value)
+}
+
+/// When a deploy started (the document keeps seconds since the epoch).
+fn deploy_time(d: &DeployInfo) -> SystemTime {
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(d.time).unwrap_or(0))
 }
 
 fn journal_json(j: &LocalJournal) -> Value {
