@@ -357,6 +357,37 @@ pub(crate) fn parent_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<
     paths.map(|p| crate::path::parent(p).to_string()).collect()
 }
 
+/// Reads the deploy state document of a site, for `siteport status`: `Ok(None)` when the
+/// server has none. A document that is there but refused (corrupt, unknown version, hostile
+/// paths) is `Ok(None)` too, after a warning naming the file, as the engine treats it.
+pub async fn read_deploy_state(
+    remote: &mut dyn crate::remote::Remote,
+    state_dir: &str,
+) -> crate::error::Result<Option<DeployState>> {
+    let listed = match remote.list_dir(state_dir).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !listed
+        .iter()
+        .any(|e| e.name == STATE_FILE && e.kind == crate::remote::EntryKind::File)
+    {
+        return Ok(None);
+    }
+    let path = format!("{}/{STATE_FILE}", state_dir.trim_end_matches('/'));
+    let Some(bytes) = remote.get_contents(&path, MAX_STATE_BYTES).await? else {
+        return Ok(None);
+    };
+    match DeployState::parse(&bytes) {
+        Ok(s) => Ok(Some(s)),
+        Err(why) => {
+            tracing::warn!("{}/{path}: {why}; ignored", remote.describe());
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,36 +512,5 @@ mod tests {
         assert!(in_state_dir(".siteport", ".siteport/state.json"));
         assert!(!in_state_dir(".siteport", ".siteport2"));
         assert_eq!(dir_chain("a/b"), vec!["a", "a/b"]);
-    }
-}
-
-/// Reads the deploy state document of a site, for `siteport status`: `Ok(None)` when the
-/// server has none. A document that is there but refused (corrupt, unknown version, hostile
-/// paths) is `Ok(None)` too, after a warning naming the file, as the engine treats it.
-pub async fn read_deploy_state(
-    remote: &mut dyn crate::remote::Remote,
-    state_dir: &str,
-) -> crate::error::Result<Option<DeployState>> {
-    let listed = match remote.list_dir(state_dir).await {
-        Ok(l) => l,
-        Err(e) if e.kind() == crate::error::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !listed
-        .iter()
-        .any(|e| e.name == STATE_FILE && e.kind == crate::remote::EntryKind::File)
-    {
-        return Ok(None);
-    }
-    let path = format!("{}/{STATE_FILE}", state_dir.trim_end_matches('/'));
-    let Some(bytes) = remote.get_contents(&path, MAX_STATE_BYTES).await? else {
-        return Ok(None);
-    };
-    match DeployState::parse(&bytes) {
-        Ok(s) => Ok(Some(s)),
-        Err(why) => {
-            tracing::warn!("{}/{path}: {why}; ignored", remote.describe());
-            Ok(None)
-        }
     }
 }
