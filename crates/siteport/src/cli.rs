@@ -82,6 +82,9 @@ pub enum Command {
         /// The shell.
         shell: Shell,
     },
+    /// Print the man page (roff, generated from this help) to stdout:
+    /// `siteport man > siteport.1`, or `siteport man | man -l -`.
+    Man,
 }
 
 /// Runs the CLI: parses arguments, sets up logging, runs the command and maps the outcome to
@@ -136,8 +139,18 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "siteport", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer first: `generate` panics on a write error, and a closed pipe
+            // (`siteport completions bash | head -1`) must end the command quietly.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "siteport", &mut buf);
+            crate::output::stdout_bytes(&buf)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::internal(format!("cannot render the man page: {e}")))?;
+            crate::output::stdout_bytes(&buf)
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
         Command::Migrate(m) => block_on(crate::commands::migrate::run(&ctx, m)),
