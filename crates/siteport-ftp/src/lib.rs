@@ -36,4 +36,4 @@ pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm,
 pub use options::{ConnectOptions, TlsMode};
 pub use pool::{Pool, PooledConnection};
 pub use secrecy::SecretString;
-pub use tls::fingerprint_sha256;
+pub use tls::{fingerprint_sha256, parse_fingerprint};

@@ -24,8 +24,9 @@ pub fn fingerprint_sha256(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Parses a fingerprint given as hex, with or without `:` (or spaces), any case.
-fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+/// Parses a fingerprint given as hex, with or without `:` (or spaces), any case; `None` when
+/// it is not 32 bytes of hex (what the `fingerprint` setting must be).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     let hex: String = s
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '-'))

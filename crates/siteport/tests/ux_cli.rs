@@ -117,3 +117,120 @@ fn credential_add_warns_about_a_short_password() {
     assert_code(&o, 0);
     assert!(!stderr(&o).contains("character(s)"), "{}", stderr(&o));
 }
+
+/// A site whose `key` line is replaced by `line` (or added), for the value checks.
+fn site_with(sb: &Sandbox, port: u16, key: &str, line: &str) -> String {
+    let mut lines = vec![
+        "[[site]]".to_owned(),
+        "name = \"web\"".to_owned(),
+        "host = \"127.0.0.1\"".to_owned(),
+        format!("port = {port}"),
+        "tls = \"none\"".to_owned(),
+        "user = \"u\"".to_owned(),
+        "password = \"${FTP_PW}\"".to_owned(),
+        "local = \"public\"".to_owned(),
+        "remote = \"/\"".to_owned(),
+    ];
+    match lines.iter().position(|l| l.starts_with(&format!("{key} ="))) {
+        Some(i) => lines[i] = line.to_owned(),
+        None => lines.push(line.to_owned()),
+    }
+    std::fs::create_dir_all(sb.workdir().join("public")).unwrap();
+    lines.join("\n") + "\n"
+}
+
+/// Every value the run would refuse is refused by `config check` and by the run itself, before
+/// any connection, with exit 2 and file:line:column (issue 18 item 5, issue 19 item 7).
+#[test]
+fn config_check_applies_every_check_the_run_applies() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let long_host = format!("host = \"{}\"", "h".repeat(5000));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("host", r#"host = "ftp\u0007.example""#.into(), "invalid host"),
+        ("host", r#"host = "ftp example.com""#.into(), "spaces or '/'"),
+        ("host", r#"host = "ftp.example.com/htdocs""#.into(), "spaces or '/'"),
+        ("host", long_host, "the limit is"),
+        ("user", r#"user = "u\u001b[31m""#.into(), "invalid username"),
+        ("user", r#"user = "u\u0001""#.into(), "control character"),
+        ("password", r#"password = "p\u0007w-long-enough""#.into(), "invalid password"),
+        ("password", r#"password = "p\u001bw-long-enough""#.into(), "invalid password"),
+        ("password", r#"password = "p\r\nSITE x""#.into(), "invalid password"),
+        ("remote", r#"remote = "/htdocs\u0001""#.into(), "invalid remote"),
+        ("exclude", r#"exclude = ["ok/**", "[unclosed"]"#.into(), "exclude"),
+        ("fingerprint", r#"fingerprint = "AB:CD""#.into(), "fingerprint is not a SHA-256"),
+        ("ca_file", r#"ca_file = "missing-ca.pem""#.into(), "cannot read ca_file"),
+        ("local", r#"local = "a-file.txt""#.into(), "is not a directory"),
+        ("local", r#"local = "no-such-dir""#.into(), "no-such-dir"),
+    ];
+    let mut failures = Vec::new();
+    for (key, line, want) in &cases {
+        let sb = Sandbox::new();
+        std::fs::write(sb.workdir().join("a-file.txt"), "x").unwrap();
+        let text = site_with(&sb, port, key, line);
+        write_config(&sb, &text);
+        let line_no = text.lines().position(|l| l == line).unwrap() + 1;
+        let at = format!("siteport.toml:{line_no}:");
+        let env = [("FTP_PW", "pw-long-enough-1")];
+        for args in [&["config", "check"][..], &["export", "web"][..], &["plan", "web"][..]] {
+            let o = env_run(&sb, args, &env);
+            let err = stderr(&o);
+            if o.status.code() != Some(2) || !err.contains(&at) || !err.contains(want) {
+                failures.push(format!(
+                    "{key} {args:?}: exit {:?}, want 2, {at} and {want:?}:\n{}{err}",
+                    o.status.code(),
+                    stdout(&o)
+                ));
+            }
+            // Never a control character on the terminal.
+            assert!(!err.contains(['\u{7}', '\u{1b}', '\u{1}']), "{key}: {err:?}");
+        }
+    }
+    // Nothing ever reached the "server": every case failed before connecting.
+    assert!(listener.accept().is_err(), "a run connected to the server");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A missing local directory is a config error at the run too (exit 2, not 5); `import`
+/// creates it.
+#[test]
+fn missing_local_dir_exits_2_but_import_creates_it() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    std::fs::write(server.root().join("index.html"), "remote").unwrap();
+    let sb = Sandbox::new();
+    let mut text = site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user));
+    text = text.replace("local = \"public\"", "local = \"fresh\"");
+    write_config(&sb, &text);
+    let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
+    let env = [("FTP_PW", pw.as_str())];
+    let o = env_run(&sb, &["export", "web"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("siteport.toml:8:"), "{}", stderr(&o));
+    let o = env_run(&sb, &["import", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read_to_string(sb.workdir().join("fresh/index.html")).unwrap(),
+        "remote"
+    );
+}
+
+/// The config is found from a subdirectory of the project, and its relative `local` is still
+/// relative to the config file.
+#[test]
+fn config_is_found_from_a_subdirectory() {
+    let sb = Sandbox::new();
+    write_config(&sb, &site_with(&sb, 21, "host", "host = \"127.0.0.1\""));
+    let deep = sb.workdir().join("public/blog/2026");
+    std::fs::create_dir_all(&deep).unwrap();
+    let o = sb
+        .cmd(&["--credential-backend", "env", "config", "check"])
+        .current_dir(&deep)
+        .env("FTP_PW", "pw-long-enough-1")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains(&format!("{}", sb.workdir().join("siteport.toml").display())), "{out}");
+    assert!(out.contains(&format!("local={}", sb.workdir().join("public").display())), "{out}");
+}

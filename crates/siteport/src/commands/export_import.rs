@@ -215,6 +215,8 @@ async fn run_site(
     name: &str,
 ) -> CliResult<Value> {
     let site = cfg.resolve_site(name, backend, &process_env).await?;
+    // Import creates a missing local directory; export and plan need it.
+    cfg.check_files(&site, &site.local, req.direction == Direction::Import)?;
     let endpoint = endpoint(&site);
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
