@@ -234,3 +234,72 @@ fn config_is_found_from_a_subdirectory() {
     assert!(out.contains(&format!("{}", sb.workdir().join("siteport.toml").display())), "{out}");
     assert!(out.contains(&format!("local={}", sb.workdir().join("public").display())), "{out}");
 }
+
+/// Every file under `root`, relative, sorted, with its text.
+fn tree(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read_to_string(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `import SITE --to DIR` fetches into DIR only: the site's own directory, its journal and the
+/// server stay as they were; `export SITE --from DIR` publishes DIR. One site only.
+#[test]
+fn import_to_and_export_from_another_directory() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    write_files(server.root(), &[("index.html", "server"), ("blog/a.html", "post")]);
+    let sb = Sandbox::new();
+    write_config(
+        &sb,
+        &site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user)),
+    );
+    write_files(&sb.workdir().join("public"), &[("index.html", "local edit")]);
+    let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
+    let env = [("FTP_PW", pw.as_str())];
+    let before_local = tree(&sb.workdir().join("public"));
+    let before_server = tree(server.root());
+    let journal_dir = sb.home().join(".local/state/siteport/journal");
+
+    let o = env_run(&sb, &["import", "web", "--to", "copy"], &env);
+    assert_code(&o, 0);
+    assert_eq!(tree(&sb.workdir().join("copy")), before_server);
+    assert_eq!(tree(&sb.workdir().join("public")), before_local);
+    assert_eq!(tree(server.root()), before_server);
+    assert!(!journal_dir.join("web.json").exists(), "the site's journal was written");
+
+    // The real local dir is not taken for in sync: a plan still shows the local edit.
+    let o = env_run(&sb, &["plan", "web"], &env);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("index.html"), "{}", stdout(&o));
+
+    // export --from publishes that directory, and only it.
+    write_files(&sb.workdir().join("staging"), &[("index.html", "staged page"), ("new.html", "n")]);
+    let o = env_run(&sb, &["export", "web", "--from", "staging"], &env);
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read_to_string(server.root().join("index.html")).unwrap(), "staged page");
+    assert_eq!(std::fs::read_to_string(server.root().join("new.html")).unwrap(), "n");
+    assert_eq!(tree(&sb.workdir().join("public")), before_local);
+    assert!(!journal_dir.join("web.json").exists());
+
+    // One site only; a --from that does not exist is a usage error (exit 2), nothing sent.
+    let o = env_run(&sb, &["export", "--all", "--from", "staging"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("one site"), "{}", stderr(&o));
+    let o = env_run(&sb, &["export", "web", "--from", "nope"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    let o = sb.run(&["import", "--help"], "", &[]);
+    assert!(stdout(&o).contains("in-memory"), "{}", stdout(&o));
+}

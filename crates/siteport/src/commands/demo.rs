@@ -195,6 +195,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         delete: false,
         jobs: None,
         checksum: false,
+        local: None,
     };
 
     step(ctx, "5. $ siteport export demo")?;

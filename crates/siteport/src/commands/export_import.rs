@@ -1,6 +1,7 @@
 //! `siteport export`, `import` and `plan`: resolve only the named sites, then run the mirror
 //! engine over FTP for each, with progress, a summary (or the JSON report) and exit codes.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
@@ -54,6 +55,10 @@ pub struct ExportArgs {
     /// Compare content hashes for every file instead of trusting size and time.
     #[arg(long)]
     pub checksum: bool,
+    /// Publish DIR instead of the site's `local` directory, for this run only (one site). The
+    /// site's sync journal is not used (an in-memory one is): sizes and times decide.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
 }
 
 /// `siteport import`.
@@ -62,6 +67,11 @@ pub struct ImportArgs {
     /// Sites and options.
     #[command(flatten)]
     pub common: TransferArgs,
+    /// Fetch into DIR instead of the site's `local` directory, for this run only (one site;
+    /// nothing else is written). The site's sync journal is not used (an in-memory one is), so
+    /// it never marks the real local directory as in sync.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
 }
 
 /// One transfer command, whatever spelling it came from.
@@ -81,6 +91,8 @@ pub struct Request {
     pub jobs: Option<usize>,
     /// Compare hashes (export).
     pub checksum: bool,
+    /// `import --to DIR` / `export --from DIR`: the local directory of this run.
+    pub local: Option<PathBuf>,
 }
 
 impl Request {
@@ -94,6 +106,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: a.checksum,
+            local: a.from,
         }
     }
 
@@ -107,6 +120,7 @@ impl Request {
             delete: a.common.delete,
             jobs: a.common.jobs.map(usize::from),
             checksum: false,
+            local: a.to,
         }
     }
 
@@ -120,6 +134,7 @@ impl Request {
             delete: false,
             jobs: None,
             checksum: false,
+            local: None,
         }
     }
 
@@ -161,6 +176,14 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
                     }),
             );
         }
+    }
+    if req.local.is_some() && (req.all || names.len() != 1) {
+        let flag = match req.direction {
+            Direction::Export => "--from",
+            Direction::Import => "--to",
+        };
+        return Err(CliError::usage(format!("{flag} DIR works on one site at a time"))
+            .with_hint(format!("name one site: `siteport {} SITE {flag} DIR`", req.verb())));
     }
     let backend = ctx.backend()?;
     let mut results: Vec<Value> = Vec::new();
@@ -214,9 +237,11 @@ async fn run_site(
     backend: &dyn CredentialBackend,
     name: &str,
 ) -> CliResult<Value> {
-    let site = cfg.resolve_site(name, backend, &process_env).await?;
+    let mut site = cfg.resolve_site(name, backend, &process_env).await?;
+    let local = req.local.clone().unwrap_or_else(|| site.local.clone());
     // Import creates a missing local directory; export and plan need it.
-    cfg.check_files(&site, &site.local, req.direction == Direction::Import)?;
+    cfg.check_files(&site, &local, req.direction == Direction::Import)?;
+    site.local = local;
     let endpoint = endpoint(&site);
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
@@ -230,7 +255,12 @@ async fn run_site(
     sync.checksum = req.checksum;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
 
-    let journal = crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?;
+    // Another directory than the site's own: its journal would mark the wrong tree in sync.
+    let journal = if req.local.is_some() {
+        siteport_sync::Journal::in_memory()
+    } else {
+        crate::commands::journal_place::open_journal(ctx, &site, req.dry_run)?
+    };
     let mode = if req.dry_run {
         Mode::Silent
     } else {
