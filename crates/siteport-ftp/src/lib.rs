@@ -29,6 +29,7 @@ mod options;
 mod pool;
 mod stream;
 mod tls;
+mod tls_diag;
 
 pub use conn::{Features, FtpConnection, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};

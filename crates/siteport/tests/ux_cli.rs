@@ -303,3 +303,30 @@ fn import_to_and_export_from_another_directory() {
     let o = sb.run(&["import", "--help"], "", &[]);
     assert!(stdout(&o).contains("in-memory"), "{}", stdout(&o));
 }
+
+/// A real vsftpd over FTPS whose CA the site does not trust: the error says unknown issuer,
+/// shows the certificate's fingerprint and subject, and the hint offers the exact
+/// `fingerprint = "…"` line, which then works; `-vv` logs the rustls error itself.
+#[test]
+fn untrusted_vsftpd_certificate_shows_its_fingerprint_and_the_pin_works() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let fp = server.fingerprint().unwrap().to_owned();
+    let sb = Sandbox::new();
+    let base = site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user))
+        .replace("tls = \"none\"", "tls = \"explicit\"");
+    write_config(&sb, &base);
+    write_files(&sb.workdir().join("public"), &[("index.html", "hello")]);
+    let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
+    let env = [("FTP_PW", pw.as_str())];
+    let o = env_run(&sb, &["-vv", "plan", "web"], &env);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("not trusted (unknown issuer)"), "{err}");
+    assert!(err.contains(&fp), "{err}");
+    assert!(err.contains("subject CN="), "{err}");
+    assert!(err.contains(&format!("fingerprint = \"{fp}\"")), "{err}");
+    assert!(err.contains("UnknownIssuer"), "the rustls error at -vv: {err}");
+    write_config(&sb, &format!("{base}fingerprint = \"{fp}\"\n"));
+    let o = env_run(&sb, &["export", "web"], &env);
+    assert_code(&o, 0);
+}
