@@ -95,6 +95,31 @@ impl Tree {
             .is_some_and(|k| k.starts_with(&prefix))
     }
 
+    /// A directory that holds nothing taking part but something kept (only excluded files,
+    /// say) takes no part itself: it is not created on the other side, and, being kept, never
+    /// removed there. Deepest first, so nested such directories go too. An empty directory
+    /// still takes part.
+    fn drop_dirs_of_kept_only(&mut self) {
+        let dirs: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::Dir)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for d in dirs.iter().rev() {
+            let prefix = format!("{d}/");
+            let has_entries = self
+                .entries
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix));
+            if !has_entries && self.keeps_something_under(d) {
+                self.entries.remove(d);
+                self.kept.insert(d.clone());
+            }
+        }
+    }
+
     /// Leaves `path` alone (kept) and says why.
     fn set_aside(&mut self, path: String, kind: ProblemKind, detail: impl Into<String>) {
         self.kept.insert(path.clone());
@@ -255,6 +280,7 @@ pub fn scan_local(root: &Path, excludes: &Excludes) -> Result<Tree> {
         }
         add_entry(&mut tree, &canon_root, &ent, rel);
     }
+    tree.drop_dirs_of_kept_only();
     Ok(tree)
 }
 
@@ -329,6 +355,27 @@ mod tests {
         assert!(!ex.is_excluded("index.html"));
         assert!(!ex.prunes_dir("assets"));
         assert!(Excludes::new(&["a[b"]).is_err());
+    }
+
+    #[test]
+    fn dirs_holding_only_excluded_files_take_no_part() {
+        let d = tempfile::tempdir().unwrap();
+        for (rel, text) in [
+            ("drafts/a.tmp", "x"),
+            ("drafts/deeper/b.tmp", "x"),
+            ("site/index.html", "x"),
+            ("site/c.tmp", "x"),
+        ] {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        std::fs::create_dir(d.path().join("empty")).unwrap();
+        let t = scan_local(d.path(), &Excludes::new(&["*.tmp"]).unwrap()).unwrap();
+        let names: Vec<&str> = t.entries.keys().map(String::as_str).collect();
+        assert_eq!(names, ["empty", "site", "site/index.html"]);
+        // Kept: never removed on the other side.
+        assert!(t.kept.contains("drafts") && t.kept.contains("drafts/deeper"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Sandbox, assert_code, stderr, stdout};
+use common::{Sandbox, assert_code, json, stderr, stdout};
 use siteport_testsupport::{FtpServer, ServerKind};
 
 fn write_config(sb: &Sandbox, text: &str) {
@@ -329,4 +329,86 @@ fn untrusted_vsftpd_certificate_shows_its_fingerprint_and_the_pin_works() {
     write_config(&sb, &format!("{base}fingerprint = \"{fp}\"\n"));
     let o = env_run(&sb, &["export", "web"], &env);
     assert_code(&o, 0);
+}
+
+/// `--json` of a partly failed site lists every failed file with its reason next to the
+/// error, and the counts agree: a real vsftpd refuses writes in a directory its session
+/// user does not own.
+#[test]
+fn json_of_a_partly_failed_run_lists_each_failed_file() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    // Owned by root (the tests' user), mode 755: vsftpd's session user cannot write in it.
+    std::fs::create_dir(server.root().join("locked")).unwrap();
+    let sb = Sandbox::new();
+    write_config(
+        &sb,
+        &site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user)),
+    );
+    write_files(
+        &sb.workdir().join("public"),
+        &[("index.html", "ok"), ("locked/a.html", "a"), ("locked/b.html", "b")],
+    );
+    let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
+    let env = [("FTP_PW", pw.as_str())];
+    let o = env_run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 5);
+    let v: serde_json::Value = json(&o);
+    let site = &v["sites"][0];
+    assert_eq!(site["error"]["kind"], "transfers_failed", "{v}");
+    let failed = site["failed"].as_array().unwrap();
+    let mut paths: Vec<&str> = failed.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, ["locked/a.html", "locked/b.html"], "{v}");
+    for f in failed {
+        assert_eq!(f["op"], "upload");
+        assert!(f["message"].as_str().unwrap().contains("553"), "{f}");
+        assert_eq!(f["kind"], "permission", "{f}");
+    }
+    let counts = &site["report"]["counts"];
+    assert_eq!(counts["failed"], 2);
+    assert_eq!(counts["uploaded"], 1);
+    assert!(
+        site["error"]["message"].as_str().unwrap().contains("2 of 3 actions failed"),
+        "{v}"
+    );
+}
+
+/// `tls = "none"` is warned about once per run, however many times the site is connected.
+#[test]
+fn each_warning_once() {
+    let sb = Sandbox::new();
+    let o = sb.run(&["demo"], "", &[]);
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    for site in ["'demo'", "'demo-copy'"] {
+        let n = err
+            .lines()
+            .filter(|l| l.contains(&format!("site {site} uses tls = \"none\"")))
+            .count();
+        assert_eq!(n, 1, "{err}");
+    }
+    let out = stdout(&o);
+    assert!(out.contains("dirs created (and the remote root)"), "{out}");
+    assert!(out.contains("of 4 connection(s)"), "{out}");
+}
+
+/// A directory that holds only excluded files is not created on the server.
+#[test]
+fn dirs_of_excluded_files_only_are_not_created() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    write_config(
+        &sb,
+        &site_with(&sb, server.port, "exclude", "exclude = [\"*.tmp\"]")
+            .replace("user = \"u\"", &format!("user = \"{}\"", server.user)),
+    );
+    write_files(
+        &sb.workdir().join("public"),
+        &[("index.html", "i"), ("drafts/a.tmp", "t"), ("drafts/old/b.tmp", "t")],
+    );
+    let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
+    let o = env_run(&sb, &["export", "web"], &[("FTP_PW", pw.as_str())]);
+    assert_code(&o, 0);
+    assert!(server.root().join("index.html").is_file());
+    assert!(!server.root().join("drafts").exists(), "{}", stdout(&o));
 }

@@ -189,13 +189,20 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
     let mut results: Vec<Value> = Vec::new();
     let mut failures: Vec<(String, CliError)> = Vec::new();
     for name in &names {
-        match run_site(ctx, req, &cfg, backend.as_ref(), name).await {
+        // A partly failed run's report (what was done, every failed file and why), for --json.
+        let mut partial = None;
+        match run_site(ctx, req, &cfg, backend.as_ref(), name, &mut partial).await {
             Ok(v) => results.push(v),
             Err(e) => {
-                results.push(json!({
+                let mut v = json!({
                     "site": name,
                     "error": {"kind": e.kind, "message": e.message, "hint": e.hint, "exit_code": e.code},
-                }));
+                });
+                if let Some(r) = partial {
+                    v["failed"] = failed_files(&r);
+                    v["report"] = json!(r);
+                }
+                results.push(v);
                 failures.push((name.clone(), e));
             }
         }
@@ -236,6 +243,7 @@ async fn run_site(
     cfg: &Config,
     backend: &dyn CredentialBackend,
     name: &str,
+    partial: &mut Option<Report>,
 ) -> CliResult<Value> {
     let mut site = cfg.resolve_site(name, backend, &process_env).await?;
     let local = req.local.clone().unwrap_or_else(|| site.local.clone());
@@ -254,6 +262,7 @@ async fn run_site(
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
     sync.checksum = req.checksum;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
+    let max_connections = sync.max_connections;
 
     // Another directory than the site's own: its journal would mark the wrong tree in sync.
     let journal = if req.local.is_some() {
@@ -293,7 +302,7 @@ async fn run_site(
         tracing::warn!(site = %site.name, "could not compact the journal: {e}");
     }
     if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
-        crate::output::print_line(&summary(req, &site, &report))?;
+        crate::output::print_line(&summary(req, &site, &report, max_connections))?;
     }
     for w in &report.warnings {
         tracing::warn!(site = %site.name, "{w}");
@@ -302,14 +311,14 @@ async fn run_site(
         for o in report.failures() {
             eprint_redacted(&format!("{}\n", outcome_line(o)));
         }
+        let (failed, total) = (report.counts.failed, report.outcomes.len());
+        *partial = Some(report);
         return Err(CliError {
             code: exit::code(Failure::TransfersFailed),
             kind: "transfers_failed",
             message: format!(
                 "site '{}': {} of {} actions failed",
-                site.name,
-                report.counts.failed,
-                report.outcomes.len()
+                site.name, failed, total
             ),
             hint: Some(format!(
                 "fix the causes above and run `siteport {} {}` again: finished files are not sent again",
@@ -323,6 +332,24 @@ async fn run_site(
     } else {
         Value::Null
     })
+}
+
+/// `[{"op", "path", "kind", "message", "hint"}]` of every failed file of `r`.
+fn failed_files(r: &Report) -> Value {
+    let v: Vec<Value> = r
+        .failures()
+        .filter_map(|o| match &o.status {
+            siteport_sync::Status::Failed {
+                kind,
+                message,
+                hint,
+            } => Some(json!({
+                "op": o.op, "path": o.path, "kind": kind, "message": message, "hint": hint,
+            })),
+            siteport_sync::Status::Done => None,
+        })
+        .collect();
+    Value::Array(v)
 }
 
 fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {
@@ -343,22 +370,34 @@ fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {
     crate::output::print_line(&format!("{header}\n{plan}"))
 }
 
-fn summary(req: &Request, site: &ResolvedSite, r: &Report) -> String {
+/// The summary line. Its counts are the plan's: directories as the plan listed them (the
+/// site's remote root, created when missing, is named apart), skipped files under the JSON's
+/// name, and the connections used out of those allowed (only as many open as the work needs).
+fn summary(req: &Request, site: &ResolvedSite, r: &Report, max_connections: usize) -> String {
     let c = &r.counts;
     let moved = match req.direction {
         Direction::Export => format!("{} uploaded", c.uploaded),
         Direction::Import => format!("{} downloaded", c.downloaded),
     };
+    let made_root = r
+        .outcomes
+        .iter()
+        .any(|o| o.op == siteport_sync::Op::Mkdir && o.path.is_empty() && !o.failed());
+    let dirs = if made_root {
+        format!("{} dirs created (and the remote root)", c.dirs_created - 1)
+    } else {
+        format!("{} dirs created", c.dirs_created)
+    };
     format!(
-        "{} {}: {moved} ({} bytes), {} dirs created, {} deleted, {} unchanged, {} failed in {:.1} s over {} connection(s)",
+        "{} {}: {moved} ({} bytes), {dirs}, {} deleted, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
         req.verb(),
         site.name,
         r.bytes,
-        c.dirs_created,
         c.deleted + c.dirs_removed,
         c.skipped,
         c.failed,
         r.duration_ms as f64 / 1000.0,
-        r.connections
+        r.connections,
+        max_connections
     )
 }
