@@ -73,6 +73,8 @@ pub enum Reason {
     Checksum,
     /// The local file could not be hashed; sent to be safe.
     Unverified,
+    /// `--ignore-times`: sizes, times and the journal are not taken as proof of equality.
+    IgnoreTimes,
     /// Present on the target side only, and deleting was asked for.
     Extra,
     /// Up to date.
@@ -93,6 +95,7 @@ impl Reason {
             Reason::HashDiffers => "content differs (hash)",
             Reason::Checksum => "checksum differs",
             Reason::Unverified => "could not hash, sending",
+            Reason::IgnoreTimes => "--ignore-times",
             Reason::Extra => "not in source",
             Reason::Unchanged => "unchanged",
             Reason::KindConflict => "file on one side, directory on the other",

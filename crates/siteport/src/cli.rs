@@ -47,6 +47,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Also append everything written to stderr (at the -v/-q level chosen, secrets masked the
+    /// same way, progress bars left out) to PATH, created 0600; a symlink there is refused.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -70,6 +75,9 @@ pub enum Command {
     Plan {
         /// Site name (a `[[site]]` in the config).
         site: String,
+        /// Filters and comparison, as for `export`.
+        #[command(flatten)]
+        filters: crate::commands::filters::FilterArgs,
     },
     /// Work with the config file.
     #[command(subcommand)]
@@ -102,6 +110,14 @@ pub fn main() -> ExitCode {
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
     register_env_secrets();
     let output = Output { json: cli.json };
+    if let Some(p) = &cli.log_file
+        && let Err(e) = logging::open_log_file(p)
+    {
+        let e = CliError::usage(format!("--log-file {}: {e}", p.display()))
+            .with_hint("name a regular file in a writable directory (symlinks are refused)");
+        output.error(&e);
+        return ExitCode::from(e.code);
+    }
     let code = match run(cli) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -160,9 +176,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Import(a) => {
             block_on(export_import::run(&ctx, &export_import::Request::import(a)))
         }
-        Command::Plan { site } => block_on(export_import::run(
+        Command::Plan { site, filters } => block_on(export_import::run(
             &ctx,
-            &export_import::Request::plan(site),
+            &export_import::Request::plan(site, filters),
         )),
         Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),

@@ -119,6 +119,40 @@ pub fn eprint_redacted(text: &str) {
     // Nothing useful can be done if stderr is gone.
     let _ = err.write_all(clean.as_bytes());
     let _ = err.flush();
+    log_file_write(&clean);
+}
+
+fn log_file() -> &'static OnceLock<Mutex<std::fs::File>> {
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    &FILE
+}
+
+/// `--log-file PATH`: from now on, everything written to stderr (log events and messages,
+/// redacted the same way; not the progress bars) is appended to `path` too. The file is
+/// created 0600, and a symlink at `path` is refused (no-follow), so that a log cannot be
+/// pointed at another file.
+pub fn open_log_file(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // Set once per process; a second call keeps the first file.
+    let _ = log_file().set(Mutex::new(f));
+    Ok(())
+}
+
+fn log_file_write(clean: &str) {
+    if let Some(f) = log_file().get() {
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        // A full disk must not stop the run: the log is a copy of stderr.
+        let _ = f.write_all(clean.as_bytes());
+    }
 }
 
 /// How chatty the log is, from `-q` and `-v…`.
@@ -183,9 +217,11 @@ impl<W: Write> Write for RedactingWriter<W> {
 impl<W: Write> Drop for RedactingWriter<W> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
+        let clean = redact(&text);
         // Nothing useful can be done if the log stream is gone.
-        let _ = self.out.write_all(redact(&text).as_bytes());
+        let _ = self.out.write_all(clean.as_bytes());
         let _ = self.out.flush();
+        log_file_write(&clean);
     }
 }
 

@@ -412,3 +412,104 @@ fn dirs_of_excluded_files_only_are_not_created() {
     assert!(server.root().join("index.html").is_file());
     assert!(!server.root().join("drafts").exists(), "{}", stdout(&o));
 }
+
+/// A site on the in-process server, with its password in the environment.
+fn inprocess_site(sb: &Sandbox, server: &FtpServer) -> String {
+    let text = site_with(sb, server.port, "user", &format!("user = \"{}\"", server.user));
+    write_config(sb, &text);
+    secrecy::ExposeSecret::expose_secret(&server.password).to_owned()
+}
+
+/// `--exclude`, `--exclude-from` and `--include` on export and plan: an include takes back
+/// what any exclude took; a bad pattern or an unreadable file is a usage error (exit 2).
+#[test]
+fn command_line_filters() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let pw = inprocess_site(&sb, &server);
+    let env = [("FTP_PW", pw.as_str())];
+    write_files(
+        &sb.workdir().join("public"),
+        &[
+            ("index.html", "i"),
+            ("a.tmp", "t"),
+            ("drafts/x.html", "x"),
+            ("drafts/keep.html", "k"),
+        ],
+    );
+    std::fs::write(sb.workdir().join("ex.txt"), "# drafts stay home\n\ndrafts/**\n").unwrap();
+    let filters = [
+        "--exclude",
+        "*.tmp",
+        "--exclude-from",
+        "ex.txt",
+        "--include",
+        "drafts/keep.html",
+    ];
+    let mut args = vec!["plan", "web"];
+    args.extend(filters);
+    let o = env_run(&sb, &args, &env);
+    assert_code(&o, 0);
+    let plan = stdout(&o);
+    assert!(plan.contains("drafts/keep.html") && plan.contains("index.html"), "{plan}");
+    assert!(!plan.contains("a.tmp") && !plan.contains("drafts/x.html"), "{plan}");
+    let mut args = vec!["export", "web"];
+    args.extend(filters);
+    assert_code(&env_run(&sb, &args, &env), 0);
+    assert_eq!(
+        tree(server.root()).into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        ["drafts/keep.html", "index.html"]
+    );
+    let o = env_run(&sb, &["export", "web", "--exclude", "[unclosed"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("--exclude"), "{}", stderr(&o));
+    let o = env_run(&sb, &["export", "web", "--exclude-from", "missing.txt"], &env);
+    assert_code(&o, 2);
+}
+
+/// `--ignore-times` sends every file again, even those the journal and sizes call unchanged.
+#[test]
+fn ignore_times_resends_everything() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let pw = inprocess_site(&sb, &server);
+    let env = [("FTP_PW", pw.as_str())];
+    write_files(&sb.workdir().join("public"), &[("a.html", "a"), ("b/c.html", "c")]);
+    let o = env_run(&sb, &["export", "web"], &env);
+    assert!(stdout(&o).contains("2 uploaded"), "{}", stdout(&o));
+    let o = env_run(&sb, &["export", "web"], &env);
+    assert!(stdout(&o).contains("0 uploaded"), "{}", stdout(&o));
+    let o = env_run(&sb, &["plan", "web", "--ignore-times"], &env);
+    assert!(stdout(&o).contains("(--ignore-times)"), "{}", stdout(&o));
+    let o = env_run(&sb, &["export", "web", "--ignore-times"], &env);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("2 uploaded"), "{}", stdout(&o));
+}
+
+/// `--log-file PATH` gets what stderr gets, masked the same way, in a 0600 file; a symlink at
+/// PATH is refused and its target left alone.
+#[test]
+fn log_file_is_private_redacted_and_no_follow() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let pw = inprocess_site(&sb, &server);
+    let env = [("FTP_PW", pw.as_str())];
+    write_files(&sb.workdir().join("public"), &[("a.html", "a")]);
+    let log = sb.workdir().join("run.log");
+    let o = env_run(&sb, &["-vvv", "--log-file", "run.log", "export", "web"], &env);
+    assert_code(&o, 0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("PASS ****"), "{text}");
+    assert!(text.contains("uses tls = \"none\""), "{text}");
+    assert!(!text.contains(&pw), "the password is in the log");
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let target = sb.workdir().join("victim.txt");
+    std::fs::write(&target, "keep").unwrap();
+    std::os::unix::fs::symlink(&target, sb.workdir().join("link.log")).unwrap();
+    let o = env_run(&sb, &["--log-file", "link.log", "export", "web"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("--log-file"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+}

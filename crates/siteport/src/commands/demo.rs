@@ -196,6 +196,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         jobs: None,
         checksum: false,
         local: None,
+        filters: Default::default(),
     };
 
     step(ctx, "5. $ siteport export demo")?;

@@ -8,8 +8,9 @@ use clap::Args;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
-use siteport_sync::{Direction, Engine, Excludes, Plan, Report, SyncOptions};
+use siteport_sync::{Direction, Engine, Plan, Report, SyncOptions};
 
+use crate::commands::filters::FilterArgs;
 use crate::commands::site::{endpoint, sync_error};
 use crate::config::{Config, ResolvedSite};
 use crate::context::Context;
@@ -44,6 +45,9 @@ pub struct TransferArgs {
     /// Parallel FTP connections [default: the site's max_connections, else 4].
     #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
+    /// Filters and comparison.
+    #[command(flatten)]
+    pub filters: FilterArgs,
 }
 
 /// `siteport export`.
@@ -93,6 +97,8 @@ pub struct Request {
     pub checksum: bool,
     /// `import --to DIR` / `export --from DIR`: the local directory of this run.
     pub local: Option<PathBuf>,
+    /// `--exclude`, `--include`, `--exclude-from`, `--ignore-times`.
+    pub filters: FilterArgs,
 }
 
 impl Request {
@@ -107,6 +113,7 @@ impl Request {
             jobs: a.common.jobs.map(usize::from),
             checksum: a.checksum,
             local: a.from,
+            filters: a.common.filters,
         }
     }
 
@@ -121,11 +128,12 @@ impl Request {
             jobs: a.common.jobs.map(usize::from),
             checksum: false,
             local: a.to,
+            filters: a.common.filters,
         }
     }
 
     /// From `siteport plan SITE`: an export dry run of one site.
-    pub fn plan(site: String) -> Self {
+    pub fn plan(site: String, filters: FilterArgs) -> Self {
         Self {
             direction: Direction::Export,
             sites: vec![site],
@@ -135,6 +143,7 @@ impl Request {
             jobs: None,
             checksum: false,
             local: None,
+            filters,
         }
     }
 
@@ -253,10 +262,7 @@ async fn run_site(
     let endpoint = endpoint(&site);
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
-    let excludes = Excludes::new(&site.exclude).map_err(|e| {
-        CliError::usage(format!("site '{}': exclude: {e}", site.name))
-            .with_hint("fix the glob pattern in the site's `exclude` list")
-    })?;
+    let excludes = req.filters.excludes(&site)?;
     let mut sync = SyncOptions::new(site.local.clone());
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
@@ -279,10 +285,11 @@ async fn run_site(
     let factory = siteport_sync::connect_factory(&endpoint);
     let mut engine = Engine::new(factory, sync, journal, progress.clone());
 
-    let plan = engine.plan(req.direction).await.map_err(|e| {
+    let mut plan = engine.plan(req.direction).await.map_err(|e| {
         progress.clear();
         sync_error(&site, &e)
     })?;
+    req.filters.apply(&mut plan);
     if req.dry_run {
         let _ = engine.finish().await;
         if !ctx.output.json {

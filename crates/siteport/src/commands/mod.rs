@@ -6,6 +6,7 @@ pub mod credential_export;
 pub mod credential_test;
 pub mod demo;
 pub mod export_import;
+pub mod filters;
 pub mod journal_place;
 pub mod migrate;
 pub mod site;
