@@ -171,9 +171,10 @@ fn explain_cert(
         ),
     };
     match c {
-        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
-            ("the server certificate is not trusted (unknown issuer)".into(), trust_fix)
-        }
+        CertificateError::UnknownIssuer | CertificateError::BadSignature => (
+            "the server certificate is not trusted (unknown issuer)".into(),
+            trust_fix,
+        ),
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let names = info
                 .map(|i| i.names.join(", "))

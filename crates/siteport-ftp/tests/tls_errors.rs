@@ -36,7 +36,8 @@ struct Made {
 fn make(names: &[&str], not_before: i32, not_after: i32) -> Made {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "tls-errors test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "tls-errors test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
@@ -48,8 +49,12 @@ fn make(names: &[&str], not_before: i32, not_after: i32) -> Made {
             Err(_) => SanType::DnsName((*n).try_into().unwrap()),
         });
     }
-    leaf.distinguished_name.push(DnType::CommonName, "tls-errors server");
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.distinguished_name
+        .push(DnType::CommonName, "tls-errors server");
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = rcgen::date_time_ymd(2026 + not_before, 1, 1);
     leaf.not_after = rcgen::date_time_ymd(2026 + not_after, 1, 1);
@@ -132,7 +137,10 @@ fn unknown_issuer_says_so_and_offers_the_pin() {
     assert_shows_cert(&e, &m);
     let hint = e.hint().unwrap();
     assert!(hint.contains("set ca_file"), "{hint}");
-    assert!(hint.contains(&format!("fingerprint = \"{}\"", m.fingerprint)), "{hint}");
+    assert!(
+        hint.contains(&format!("fingerprint = \"{}\"", m.fingerprint)),
+        "{hint}"
+    );
 
     // With a ca_file of another CA, the hint says that file is the wrong one.
     let other = good();
@@ -162,11 +170,16 @@ fn name_mismatch_names_the_certificate_names() {
     o.ca_file = Some(ca_file(dir.path(), &m.ca_pem));
     let e = fails(&o);
     assert!(
-        e.message().contains("not valid for '127.0.0.1' (it names other.example)"),
+        e.message()
+            .contains("not valid for '127.0.0.1' (it names other.example)"),
         "{e}"
     );
     assert_shows_cert(&e, &m);
-    assert!(e.hint().unwrap().contains("set host to a name the certificate holds"));
+    assert!(
+        e.hint()
+            .unwrap()
+            .contains("set host to a name the certificate holds")
+    );
 }
 
 #[test]
@@ -191,10 +204,17 @@ fn wrong_pin_says_the_pin_and_shows_the_real_fingerprint() {
     let mut o = opts(server.port(), TlsMode::Explicit);
     o.fingerprint = Some(good().fingerprint);
     let e = fails(&o);
-    assert!(e.message().contains("does not match the pinned `fingerprint`"), "{e}");
+    assert!(
+        e.message()
+            .contains("does not match the pinned `fingerprint`"),
+        "{e}"
+    );
     assert_shows_cert(&e, &m);
     let hint = e.hint().unwrap();
-    assert!(hint.contains("renewed") && hint.contains(&m.fingerprint), "{hint}");
+    assert!(
+        hint.contains("renewed") && hint.contains(&m.fingerprint),
+        "{hint}"
+    );
     assert!(!hint.contains("set ca_file"), "{hint}");
 }
 
@@ -208,7 +228,11 @@ fn implicit_client_on_an_explicit_server() {
     let e = fails(&o);
     assert_eq!(e.kind(), FtpErrorKind::Tls, "{e}");
     assert!(e.message().contains("did not answer with TLS"), "{e}");
-    assert!(e.hint().unwrap().contains("tls = \"explicit\""), "{:?}", e.hint());
+    assert!(
+        e.hint().unwrap().contains("tls = \"explicit\""),
+        "{:?}",
+        e.hint()
+    );
 }
 
 /// A real implicit-FTPS listener (TLS from the first byte, then a greeting): an explicit
@@ -252,7 +276,11 @@ fn explicit_client_on_an_implicit_server() {
     let mut o = opts(port, TlsMode::Explicit);
     o.ca_file = Some(ca_file(dir.path(), &m.ca_pem));
     let e = fails(&o);
-    assert!(e.hint().unwrap().contains("tls = \"implicit\""), "{:?}", e.hint());
+    assert!(
+        e.hint().unwrap().contains("tls = \"implicit\""),
+        "{:?}",
+        e.hint()
+    );
     // And the same listener works as implicit FTPS (the TLS part: the greeting arrives).
     let mut o = opts(port, TlsMode::Implicit);
     o.ca_file = Some(ca_file(dir.path(), &m.ca_pem));
@@ -282,15 +310,18 @@ fn unanswered_connection_times_out_with_the_time() {
         .unwrap();
     let (port, _listener, _held) = rt.block_on(async {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+        sock.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .unwrap();
         let listener = sock.listen(0).unwrap();
         let addr = listener.local_addr().unwrap();
         // Fill the queue: these complete the handshake and sit there, never accepted.
         let mut held = Vec::new();
         for _ in 0..4 {
-            if let Ok(Ok(s)) =
-                tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr))
-                    .await
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
             {
                 held.push(s);
             }
@@ -314,7 +345,10 @@ fn silent_server_times_out_waiting_for_the_greeting() {
     let mut o = opts(port, TlsMode::Explicit);
     o.timeout = Duration::from_secs(1);
     let e = fails(&o);
-    assert!(e.to_string().contains("(greeting): no answer within 1 s"), "{e}");
+    assert!(
+        e.to_string().contains("(greeting): no answer within 1 s"),
+        "{e}"
+    );
     assert!(e.hint().unwrap().contains("implicit"), "{:?}", e.hint());
     drop(t.join());
 }

@@ -130,7 +130,10 @@ impl Progress for CliProgress {
             Mode::Lines => eprint_redacted(&format!("{}\n", outcome_line(outcome))),
             Mode::Bars => self.with_bars(|b| {
                 // An action the plan did not list (the remote root, created when missing).
-                if b.files.length().is_some_and(|len| b.files.position() >= len) {
+                if b.files
+                    .length()
+                    .is_some_and(|len| b.files.position() >= len)
+                {
                     b.files.inc_length(1);
                 }
                 b.files.inc(1);

@@ -446,7 +446,10 @@ fn man_page_is_generated_from_the_clap_tree() {
     let o = sb.run(&["man"], "", &[]);
     assert_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.starts_with(".ie") || out.contains(".TH siteport"), "{out}");
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH siteport"),
+        "{out}"
+    );
     for want in ["credential", "export", "import", "completions"] {
         assert!(out.contains(want), "missing {want} in the man page");
     }

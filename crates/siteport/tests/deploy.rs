@@ -323,9 +323,15 @@ fn cloud_cronjobs_use_workload_identity_and_a_loadable_config() {
             assert!(text.contains(must), "{file} lacks {must}");
         }
         // No password and no key in the manifest: the identity fetches it.
-        assert!(!text.contains("secretKeyRef") && !text.contains("PASSWORD"), "{file}");
+        assert!(
+            !text.contains("secretKeyRef") && !text.contains("PASSWORD"),
+            "{file}"
+        );
         let config = embedded_config(&text);
-        assert!(config.contains(&format!("backend = \"{backend}\"")), "{file}:\n{config}");
+        assert!(
+            config.contains(&format!("backend = \"{backend}\"")),
+            "{file}:\n{config}"
+        );
         let c = sb.path(&format!("{backend}.toml"));
         std::fs::write(&c, &config).unwrap();
         let o = sb.run(

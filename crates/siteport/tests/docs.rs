@@ -190,7 +190,10 @@ fn example_files() -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_none_or(|x| x != "html" && x != "css" && x != "png") {
+            } else if p
+                .extension()
+                .is_none_or(|x| x != "html" && x != "css" && x != "png")
+            {
                 out.push(p);
             }
         }

@@ -72,7 +72,10 @@ fn short_passwords_leave_every_message_readable() {
         let o = env_run(&sb, &["export", "web"], &env);
         assert_code(&o, 4);
         let err = stderr(&o);
-        assert!(err.contains("refused") && err.contains("login"), "{short}: {err}");
+        assert!(
+            err.contains("refused") && err.contains("login"),
+            "{short}: {err}"
+        );
         if short == "e" {
             // Not one letter `e` of the messages is masked.
             assert!(err.contains("check the username and password"), "{err}");
@@ -101,7 +104,14 @@ fn credential_add_warns_about_a_short_password() {
     let sb = Sandbox::new();
     assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
     let o = sb.run(
-        &["credential", "add", "acme", "--username", "u", "--password-stdin"],
+        &[
+            "credential",
+            "add",
+            "acme",
+            "--username",
+            "u",
+            "--password-stdin",
+        ],
         "the\n",
         &[],
     );
@@ -110,7 +120,14 @@ fn credential_add_warns_about_a_short_password() {
     assert!(err.contains("short password (3 character(s))"), "{err}");
     assert!(err.contains("fewer than 8"), "{err}");
     let o = sb.run(
-        &["credential", "add", "long", "--username", "u", "--password-stdin"],
+        &[
+            "credential",
+            "add",
+            "long",
+            "--username",
+            "u",
+            "--password-stdin",
+        ],
         "a-long-enough-password\n",
         &[],
     );
@@ -131,7 +148,10 @@ fn site_with(sb: &Sandbox, port: u16, key: &str, line: &str) -> String {
         "local = \"public\"".to_owned(),
         "remote = \"/\"".to_owned(),
     ];
-    match lines.iter().position(|l| l.starts_with(&format!("{key} ="))) {
+    match lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{key} =")))
+    {
         Some(i) => lines[i] = line.to_owned(),
         None => lines.push(line.to_owned()),
     }
@@ -148,20 +168,64 @@ fn config_check_applies_every_check_the_run_applies() {
     let port = listener.local_addr().unwrap().port();
     let long_host = format!("host = \"{}\"", "h".repeat(5000));
     let cases: Vec<(&str, String, &str)> = vec![
-        ("host", r#"host = "ftp\u0007.example""#.into(), "invalid host"),
-        ("host", r#"host = "ftp example.com""#.into(), "spaces or '/'"),
-        ("host", r#"host = "ftp.example.com/htdocs""#.into(), "spaces or '/'"),
+        (
+            "host",
+            r#"host = "ftp\u0007.example""#.into(),
+            "invalid host",
+        ),
+        (
+            "host",
+            r#"host = "ftp example.com""#.into(),
+            "spaces or '/'",
+        ),
+        (
+            "host",
+            r#"host = "ftp.example.com/htdocs""#.into(),
+            "spaces or '/'",
+        ),
         ("host", long_host, "the limit is"),
         ("user", r#"user = "u\u001b[31m""#.into(), "invalid username"),
         ("user", r#"user = "u\u0001""#.into(), "control character"),
-        ("password", r#"password = "p\u0007w-long-enough""#.into(), "invalid password"),
-        ("password", r#"password = "p\u001bw-long-enough""#.into(), "invalid password"),
-        ("password", r#"password = "p\r\nSITE x""#.into(), "invalid password"),
-        ("remote", r#"remote = "/htdocs\u0001""#.into(), "invalid remote"),
-        ("exclude", r#"exclude = ["ok/**", "[unclosed"]"#.into(), "exclude"),
-        ("fingerprint", r#"fingerprint = "AB:CD""#.into(), "fingerprint is not a SHA-256"),
-        ("ca_file", r#"ca_file = "missing-ca.pem""#.into(), "cannot read ca_file"),
-        ("local", r#"local = "a-file.txt""#.into(), "is not a directory"),
+        (
+            "password",
+            r#"password = "p\u0007w-long-enough""#.into(),
+            "invalid password",
+        ),
+        (
+            "password",
+            r#"password = "p\u001bw-long-enough""#.into(),
+            "invalid password",
+        ),
+        (
+            "password",
+            r#"password = "p\r\nSITE x""#.into(),
+            "invalid password",
+        ),
+        (
+            "remote",
+            r#"remote = "/htdocs\u0001""#.into(),
+            "invalid remote",
+        ),
+        (
+            "exclude",
+            r#"exclude = ["ok/**", "[unclosed"]"#.into(),
+            "exclude",
+        ),
+        (
+            "fingerprint",
+            r#"fingerprint = "AB:CD""#.into(),
+            "fingerprint is not a SHA-256",
+        ),
+        (
+            "ca_file",
+            r#"ca_file = "missing-ca.pem""#.into(),
+            "cannot read ca_file",
+        ),
+        (
+            "local",
+            r#"local = "a-file.txt""#.into(),
+            "is not a directory",
+        ),
         ("local", r#"local = "no-such-dir""#.into(), "no-such-dir"),
     ];
     let mut failures = Vec::new();
@@ -173,7 +237,11 @@ fn config_check_applies_every_check_the_run_applies() {
         let line_no = text.lines().position(|l| l == line).unwrap() + 1;
         let at = format!("siteport.toml:{line_no}:");
         let env = [("FTP_PW", "pw-long-enough-1")];
-        for args in [&["config", "check"][..], &["export", "web"][..], &["plan", "web"][..]] {
+        for args in [
+            &["config", "check"][..],
+            &["export", "web"][..],
+            &["plan", "web"][..],
+        ] {
             let o = env_run(&sb, args, &env);
             let err = stderr(&o);
             if o.status.code() != Some(2) || !err.contains(&at) || !err.contains(want) {
@@ -184,7 +252,10 @@ fn config_check_applies_every_check_the_run_applies() {
                 ));
             }
             // Never a control character on the terminal.
-            assert!(!err.contains(['\u{7}', '\u{1b}', '\u{1}']), "{key}: {err:?}");
+            assert!(
+                !err.contains(['\u{7}', '\u{1b}', '\u{1}']),
+                "{key}: {err:?}"
+            );
         }
     }
     // Nothing ever reached the "server": every case failed before connecting.
@@ -199,7 +270,12 @@ fn missing_local_dir_exits_2_but_import_creates_it() {
     let server = FtpServer::start(ServerKind::InProcess, false);
     std::fs::write(server.root().join("index.html"), "remote").unwrap();
     let sb = Sandbox::new();
-    let mut text = site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user));
+    let mut text = site_with(
+        &sb,
+        server.port,
+        "user",
+        &format!("user = \"{}\"", server.user),
+    );
     text = text.replace("local = \"public\"", "local = \"fresh\"");
     write_config(&sb, &text);
     let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
@@ -231,8 +307,14 @@ fn config_is_found_from_a_subdirectory() {
         .unwrap();
     assert_code(&o, 0);
     let out = stdout(&o);
-    assert!(out.contains(&format!("{}", sb.workdir().join("siteport.toml").display())), "{out}");
-    assert!(out.contains(&format!("local={}", sb.workdir().join("public").display())), "{out}");
+    assert!(
+        out.contains(&format!("{}", sb.workdir().join("siteport.toml").display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("local={}", sb.workdir().join("public").display())),
+        "{out}"
+    );
 }
 
 /// Every file under `root`, relative, sorted, with its text.
@@ -259,13 +341,24 @@ fn tree(root: &Path) -> Vec<(String, String)> {
 #[test]
 fn import_to_and_export_from_another_directory() {
     let server = FtpServer::start(ServerKind::InProcess, false);
-    write_files(server.root(), &[("index.html", "server"), ("blog/a.html", "post")]);
+    write_files(
+        server.root(),
+        &[("index.html", "server"), ("blog/a.html", "post")],
+    );
     let sb = Sandbox::new();
     write_config(
         &sb,
-        &site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user)),
+        &site_with(
+            &sb,
+            server.port,
+            "user",
+            &format!("user = \"{}\"", server.user),
+        ),
     );
-    write_files(&sb.workdir().join("public"), &[("index.html", "local edit")]);
+    write_files(
+        &sb.workdir().join("public"),
+        &[("index.html", "local edit")],
+    );
     let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
     let env = [("FTP_PW", pw.as_str())];
     let before_local = tree(&sb.workdir().join("public"));
@@ -277,7 +370,10 @@ fn import_to_and_export_from_another_directory() {
     assert_eq!(tree(&sb.workdir().join("copy")), before_server);
     assert_eq!(tree(&sb.workdir().join("public")), before_local);
     assert_eq!(tree(server.root()), before_server);
-    assert!(!journal_dir.join("web.json").exists(), "the site's journal was written");
+    assert!(
+        !journal_dir.join("web.json").exists(),
+        "the site's journal was written"
+    );
 
     // The real local dir is not taken for in sync: a plan still shows the local edit.
     let o = env_run(&sb, &["plan", "web"], &env);
@@ -285,11 +381,20 @@ fn import_to_and_export_from_another_directory() {
     assert!(stdout(&o).contains("index.html"), "{}", stdout(&o));
 
     // export --from publishes that directory, and only it.
-    write_files(&sb.workdir().join("staging"), &[("index.html", "staged page"), ("new.html", "n")]);
+    write_files(
+        &sb.workdir().join("staging"),
+        &[("index.html", "staged page"), ("new.html", "n")],
+    );
     let o = env_run(&sb, &["export", "web", "--from", "staging"], &env);
     assert_code(&o, 0);
-    assert_eq!(std::fs::read_to_string(server.root().join("index.html")).unwrap(), "staged page");
-    assert_eq!(std::fs::read_to_string(server.root().join("new.html")).unwrap(), "n");
+    assert_eq!(
+        std::fs::read_to_string(server.root().join("index.html")).unwrap(),
+        "staged page"
+    );
+    assert_eq!(
+        std::fs::read_to_string(server.root().join("new.html")).unwrap(),
+        "n"
+    );
     assert_eq!(tree(&sb.workdir().join("public")), before_local);
     assert!(!journal_dir.join("web.json").exists());
 
@@ -312,8 +417,13 @@ fn untrusted_vsftpd_certificate_shows_its_fingerprint_and_the_pin_works() {
     let server = FtpServer::start(ServerKind::Vsftpd, true);
     let fp = server.fingerprint().unwrap().to_owned();
     let sb = Sandbox::new();
-    let base = site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user))
-        .replace("tls = \"none\"", "tls = \"explicit\"");
+    let base = site_with(
+        &sb,
+        server.port,
+        "user",
+        &format!("user = \"{}\"", server.user),
+    )
+    .replace("tls = \"none\"", "tls = \"explicit\"");
     write_config(&sb, &base);
     write_files(&sb.workdir().join("public"), &[("index.html", "hello")]);
     let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
@@ -325,7 +435,10 @@ fn untrusted_vsftpd_certificate_shows_its_fingerprint_and_the_pin_works() {
     assert!(err.contains(&fp), "{err}");
     assert!(err.contains("subject CN="), "{err}");
     assert!(err.contains(&format!("fingerprint = \"{fp}\"")), "{err}");
-    assert!(err.contains("UnknownIssuer"), "the rustls error at -vv: {err}");
+    assert!(
+        err.contains("UnknownIssuer"),
+        "the rustls error at -vv: {err}"
+    );
     write_config(&sb, &format!("{base}fingerprint = \"{fp}\"\n"));
     let o = env_run(&sb, &["export", "web"], &env);
     assert_code(&o, 0);
@@ -342,11 +455,20 @@ fn json_of_a_partly_failed_run_lists_each_failed_file() {
     let sb = Sandbox::new();
     write_config(
         &sb,
-        &site_with(&sb, server.port, "user", &format!("user = \"{}\"", server.user)),
+        &site_with(
+            &sb,
+            server.port,
+            "user",
+            &format!("user = \"{}\"", server.user),
+        ),
     );
     write_files(
         &sb.workdir().join("public"),
-        &[("index.html", "ok"), ("locked/a.html", "a"), ("locked/b.html", "b")],
+        &[
+            ("index.html", "ok"),
+            ("locked/a.html", "a"),
+            ("locked/b.html", "b"),
+        ],
     );
     let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
     let env = [("FTP_PW", pw.as_str())];
@@ -368,7 +490,10 @@ fn json_of_a_partly_failed_run_lists_each_failed_file() {
     assert_eq!(counts["failed"], 2);
     assert_eq!(counts["uploaded"], 1);
     assert!(
-        site["error"]["message"].as_str().unwrap().contains("2 of 3 actions failed"),
+        site["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 3 actions failed"),
         "{v}"
     );
 }
@@ -404,7 +529,11 @@ fn dirs_of_excluded_files_only_are_not_created() {
     );
     write_files(
         &sb.workdir().join("public"),
-        &[("index.html", "i"), ("drafts/a.tmp", "t"), ("drafts/old/b.tmp", "t")],
+        &[
+            ("index.html", "i"),
+            ("drafts/a.tmp", "t"),
+            ("drafts/old/b.tmp", "t"),
+        ],
     );
     let pw = secrecy::ExposeSecret::expose_secret(&server.password).to_owned();
     let o = env_run(&sb, &["export", "web"], &[("FTP_PW", pw.as_str())]);
@@ -415,7 +544,12 @@ fn dirs_of_excluded_files_only_are_not_created() {
 
 /// A site on the in-process server, with its password in the environment.
 fn inprocess_site(sb: &Sandbox, server: &FtpServer) -> String {
-    let text = site_with(sb, server.port, "user", &format!("user = \"{}\"", server.user));
+    let text = site_with(
+        sb,
+        server.port,
+        "user",
+        &format!("user = \"{}\"", server.user),
+    );
     write_config(sb, &text);
     secrecy::ExposeSecret::expose_secret(&server.password).to_owned()
 }
@@ -437,7 +571,11 @@ fn command_line_filters() {
             ("drafts/keep.html", "k"),
         ],
     );
-    std::fs::write(sb.workdir().join("ex.txt"), "# drafts stay home\n\ndrafts/**\n").unwrap();
+    std::fs::write(
+        sb.workdir().join("ex.txt"),
+        "# drafts stay home\n\ndrafts/**\n",
+    )
+    .unwrap();
     let filters = [
         "--exclude",
         "*.tmp",
@@ -451,19 +589,32 @@ fn command_line_filters() {
     let o = env_run(&sb, &args, &env);
     assert_code(&o, 0);
     let plan = stdout(&o);
-    assert!(plan.contains("drafts/keep.html") && plan.contains("index.html"), "{plan}");
-    assert!(!plan.contains("a.tmp") && !plan.contains("drafts/x.html"), "{plan}");
+    assert!(
+        plan.contains("drafts/keep.html") && plan.contains("index.html"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("a.tmp") && !plan.contains("drafts/x.html"),
+        "{plan}"
+    );
     let mut args = vec!["export", "web"];
     args.extend(filters);
     assert_code(&env_run(&sb, &args, &env), 0);
     assert_eq!(
-        tree(server.root()).into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        tree(server.root())
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
         ["drafts/keep.html", "index.html"]
     );
     let o = env_run(&sb, &["export", "web", "--exclude", "[unclosed"], &env);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("--exclude"), "{}", stderr(&o));
-    let o = env_run(&sb, &["export", "web", "--exclude-from", "missing.txt"], &env);
+    let o = env_run(
+        &sb,
+        &["export", "web", "--exclude-from", "missing.txt"],
+        &env,
+    );
     assert_code(&o, 2);
 }
 
@@ -474,7 +625,10 @@ fn ignore_times_resends_everything() {
     let sb = Sandbox::new();
     let pw = inprocess_site(&sb, &server);
     let env = [("FTP_PW", pw.as_str())];
-    write_files(&sb.workdir().join("public"), &[("a.html", "a"), ("b/c.html", "c")]);
+    write_files(
+        &sb.workdir().join("public"),
+        &[("a.html", "a"), ("b/c.html", "c")],
+    );
     let o = env_run(&sb, &["export", "web"], &env);
     assert!(stdout(&o).contains("2 uploaded"), "{}", stdout(&o));
     let o = env_run(&sb, &["export", "web"], &env);
@@ -497,13 +651,20 @@ fn log_file_is_private_redacted_and_no_follow() {
     let env = [("FTP_PW", pw.as_str())];
     write_files(&sb.workdir().join("public"), &[("a.html", "a")]);
     let log = sb.workdir().join("run.log");
-    let o = env_run(&sb, &["-vvv", "--log-file", "run.log", "export", "web"], &env);
+    let o = env_run(
+        &sb,
+        &["-vvv", "--log-file", "run.log", "export", "web"],
+        &env,
+    );
     assert_code(&o, 0);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("PASS ****"), "{text}");
     assert!(text.contains("uses tls = \"none\""), "{text}");
     assert!(!text.contains(&pw), "the password is in the log");
-    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     let target = sb.workdir().join("victim.txt");
     std::fs::write(&target, "keep").unwrap();

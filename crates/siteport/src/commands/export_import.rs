@@ -191,8 +191,12 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
             Direction::Export => "--from",
             Direction::Import => "--to",
         };
-        return Err(CliError::usage(format!("{flag} DIR works on one site at a time"))
-            .with_hint(format!("name one site: `siteport {} SITE {flag} DIR`", req.verb())));
+        return Err(
+            CliError::usage(format!("{flag} DIR works on one site at a time")).with_hint(format!(
+                "name one site: `siteport {} SITE {flag} DIR`",
+                req.verb()
+            )),
+        );
     }
     let backend = ctx.backend()?;
     let mut results: Vec<Value> = Vec::new();

@@ -17,7 +17,11 @@ use crate::logging::register_secret;
 fn warn_once(message: String) {
     static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
     // A poisoned lock only means a panic elsewhere; the set is still usable.
-    if SEEN.lock().unwrap_or_else(|p| p.into_inner()).insert(message.clone()) {
+    if SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(message.clone())
+    {
         tracing::warn!("{message}");
     }
 }

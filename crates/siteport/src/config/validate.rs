@@ -11,10 +11,10 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 use siteport_creds::{Credential, CredentialName, ValidationError};
 
+use super::Config;
 use super::error::{ConfigError, ConfigErrorKind, Location};
 use super::resolve::ResolvedSite;
 use super::site::SiteConfig;
-use super::Config;
 
 impl Config {
     /// Where `key` of `site` is set: its value in the file, else the `credential` that supplies
@@ -30,22 +30,28 @@ impl Config {
     }
 
     fn invalid(&self, site: &SiteConfig, key: &str, message: String) -> ConfigError {
-        ConfigError::new(ConfigErrorKind::Invalid, message)
-            .at(Some(self.key_location(site, key)))
+        ConfigError::new(ConfigErrorKind::Invalid, message).at(Some(self.key_location(site, key)))
     }
 
     /// The value rules of the run, on the expanded values of `site` (`r`): host, username,
     /// password, remote, fingerprint. File system checks are [`Config::check_files`].
-    pub(super) fn check_values(&self, site: &SiteConfig, r: &ResolvedSite) -> Result<(), ConfigError> {
-        let name = CredentialName::new("check").map_err(|e| {
-            ConfigError::new(ConfigErrorKind::Invalid, format!("internal: {e}"))
-        })?;
+    pub(super) fn check_values(
+        &self,
+        site: &SiteConfig,
+        r: &ResolvedSite,
+    ) -> Result<(), ConfigError> {
+        let name = CredentialName::new("check")
+            .map_err(|e| ConfigError::new(ConfigErrorKind::Invalid, format!("internal: {e}")))?;
         let value_error = |key: &str, e: ValidationError| {
             let fix = match e.field {
-                "password" => "fix the password where it comes from (control characters such as \
-                               CR, LF, ESC or BEL cannot be sent to an FTP server)",
-                "host" => "write the server's host name or IP address alone: no scheme, path, \
-                           spaces or control characters",
+                "password" => {
+                    "fix the password where it comes from (control characters such as \
+                               CR, LF, ESC or BEL cannot be sent to an FTP server)"
+                }
+                "host" => {
+                    "write the server's host name or IP address alone: no scheme, path, \
+                           spaces or control characters"
+                }
                 _ => "remove the control characters from the value",
             };
             self.invalid(site, key, format!("site '{}': {e}", site.name))
@@ -128,9 +134,15 @@ impl Config {
                 ),
             )
             .at(Some(self.key_location(site, "ca_file")))
-            .hint("point ca_file at the PEM file of the server's CA (relative to the config file)"));
+            .hint(
+                "point ca_file at the PEM file of the server's CA (relative to the config file)",
+            ));
         }
-        let what = if own_local { "local directory" } else { "directory" };
+        let what = if own_local {
+            "local directory"
+        } else {
+            "directory"
+        };
         match std::fs::metadata(local) {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => Err(ConfigError::new(
