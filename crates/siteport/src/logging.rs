@@ -93,8 +93,8 @@ fn mask_tokens(text: &str, v: &str) -> Option<String> {
         let before = text[..i].chars().next_back();
         let after = text[end..].chars().next();
         // A non-alphanumeric edge of the secret is a delimiter itself.
-        let whole = !(v_starts_alnum && glued(before)) && !(v_ends_alnum && glued(after));
-        if whole {
+        let joined = (v_starts_alnum && glued(before)) || (v_ends_alnum && glued(after));
+        if !joined {
             out.push_str(&text[rest..i]);
             out.push_str(MASK);
             rest = end;
