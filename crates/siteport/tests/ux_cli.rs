@@ -674,3 +674,26 @@ fn log_file_is_private_redacted_and_no_follow() {
     assert!(stderr(&o).contains("--log-file"), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
 }
+
+/// `--bwlimit 256K`: 768 KiB take about 3 s (less the short burst); a bad rate is exit 2.
+#[test]
+fn bwlimit_slows_the_run_to_the_rate() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let pw = inprocess_site(&sb, &server);
+    let env = [("FTP_PW", pw.as_str())];
+    let big: String = "x".repeat(768 * 1024);
+    write_files(&sb.workdir().join("public"), &[("big.bin", &big)]);
+    let t = std::time::Instant::now();
+    let o = env_run(&sb, &["export", "web", "--bwlimit", "256K"], &env);
+    let took = t.elapsed();
+    assert_code(&o, 0);
+    assert!(took >= std::time::Duration::from_millis(2500), "{took:?}");
+    assert_eq!(
+        std::fs::read(server.root().join("big.bin")).unwrap().len(),
+        big.len()
+    );
+    let o = env_run(&sb, &["export", "web", "--bwlimit", "fast"], &env);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("512K"), "{}", stderr(&o));
+}

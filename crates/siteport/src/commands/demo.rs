@@ -197,6 +197,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         checksum: false,
         local: None,
         filters: Default::default(),
+        bwlimit: None,
     };
 
     step(ctx, "5. $ siteport export demo")?;

@@ -48,6 +48,10 @@ pub struct TransferArgs {
     /// Filters and comparison.
     #[command(flatten)]
     pub filters: FilterArgs,
+    /// Limit the transfer rate of the whole run (every connection together) to RATE bytes
+    /// per second: `512K`, `1.5M` (K, M, G are powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = crate::commands::filters::parse_rate)]
+    pub bwlimit: Option<u64>,
 }
 
 /// `siteport export`.
@@ -99,6 +103,8 @@ pub struct Request {
     pub local: Option<PathBuf>,
     /// `--exclude`, `--include`, `--exclude-from`, `--ignore-times`.
     pub filters: FilterArgs,
+    /// `--bwlimit`: bytes per second for the whole run.
+    pub bwlimit: Option<u64>,
 }
 
 impl Request {
@@ -114,6 +120,7 @@ impl Request {
             checksum: a.checksum,
             local: a.from,
             filters: a.common.filters,
+            bwlimit: a.common.bwlimit,
         }
     }
 
@@ -129,6 +136,7 @@ impl Request {
             checksum: false,
             local: a.to,
             filters: a.common.filters,
+            bwlimit: a.common.bwlimit,
         }
     }
 
@@ -144,6 +152,7 @@ impl Request {
             checksum: false,
             local: None,
             filters,
+            bwlimit: None,
         }
     }
 
@@ -197,6 +206,9 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
                 req.verb()
             )),
         );
+    }
+    if let Some(rate) = req.bwlimit {
+        siteport_ftp::set_bandwidth_limit(rate);
     }
     let backend = ctx.backend()?;
     let mut results: Vec<Value> = Vec::new();

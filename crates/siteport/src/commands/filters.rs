@@ -35,6 +35,36 @@ pub struct FilterArgs {
     pub ignore_times: bool,
 }
 
+/// Parses a `--bwlimit` rate: bytes per second, with an optional `K`, `M` or `G` suffix
+/// (powers of 1024, as rclone reads them; a trailing `B`, `iB` or `/s` is allowed): `512K`,
+/// `1.5M`, `2MiB/s`.
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let not_a_rate = || format!("'{text}' is not a rate such as 512K or 1.5M (K, M, G)");
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(not_a_rate()),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| not_a_rate())?;
+    let bytes = n * mult as f64;
+    if !(bytes >= 1024.0 && bytes.is_finite()) {
+        return Err(format!(
+            "'{text}': the limit must be at least 1K per second"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
 impl FilterArgs {
     /// The site's excludes with these added (and includes taken back out).
     pub fn excludes(&self, site: &ResolvedSite) -> CliResult<Excludes> {
@@ -82,5 +112,23 @@ impl FilterArgs {
             a.op = transfer;
             a.reason = Reason::IgnoreTimes;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("512K"), Ok(512 * 1024));
+        assert_eq!(parse_rate("1.5M"), Ok(1536 * 1024));
+        assert_eq!(parse_rate("2MiB/s"), Ok(2 << 20));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        assert_eq!(parse_rate("1g"), Ok(1 << 30));
+        assert!(parse_rate("10").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5X").is_err());
+        assert!(parse_rate("-1M").is_err());
     }
 }
