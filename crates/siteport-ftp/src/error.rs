@@ -122,7 +122,7 @@ impl FtpError {
     pub fn from_io(server: &str, command: Option<&str>, err: io::Error) -> Self {
         let kind = kind_for_io(&err);
         let what = match command {
-            None => "connection failed",
+            None => connect_failure(&err),
             Some(_) => "connection lost",
         };
         let mut e = Self::new(kind, server, what).with_source(err);
@@ -202,6 +202,20 @@ pub fn kind_for_reply(code: u16, text: &str) -> FtpErrorKind {
     }
 }
 
+/// Why a TCP connection could not be made, each cause in its own words.
+fn connect_failure(err: &io::Error) -> &'static str {
+    use io::ErrorKind as K;
+    match err.kind() {
+        K::ConnectionRefused => "connection refused (nothing listens on that port)",
+        K::HostUnreachable => "no route to host",
+        K::NetworkUnreachable => "network unreachable",
+        K::TimedOut => "connection timed out",
+        K::AddrNotAvailable => "address not available",
+        K::ConnectionReset => "connection reset by the server",
+        _ => "connection failed",
+    }
+}
+
 fn kind_for_io(err: &io::Error) -> FtpErrorKind {
     use io::ErrorKind as K;
     match err.kind() {
@@ -268,6 +282,14 @@ mod tests {
     fn io_errors_map_to_network_or_transient() {
         let refused = FtpError::from_io("h:1", None, io::ErrorKind::ConnectionRefused.into());
         assert_eq!(refused.kind(), FtpErrorKind::Network);
+        assert!(refused.message().starts_with("connection refused"));
+        for (k, want) in [
+            (io::ErrorKind::HostUnreachable, "no route to host"),
+            (io::ErrorKind::NetworkUnreachable, "network unreachable"),
+        ] {
+            let e = FtpError::from_io("h:1", None, k.into());
+            assert_eq!((e.kind(), e.message()), (FtpErrorKind::Network, want));
+        }
         let reset = FtpError::from_io("h:1", Some("LIST"), io::ErrorKind::ConnectionReset.into());
         assert_eq!(reset.kind(), FtpErrorKind::Transient);
         assert!(reset.retryable());

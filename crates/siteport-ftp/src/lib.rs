@@ -28,8 +28,10 @@ mod hash;
 mod list;
 mod options;
 mod pool;
+mod rate;
 mod stream;
 mod tls;
+mod tls_diag;
 
 pub use conn::{Features, FtpConnection, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};
@@ -37,5 +39,6 @@ pub use hash::HashAlgorithm;
 pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
 pub use options::{ConnectOptions, TlsMode};
 pub use pool::{Pool, PooledConnection};
+pub use rate::set_bandwidth_limit;
 pub use secrecy::SecretString;
-pub use tls::fingerprint_sha256;
+pub use tls::{fingerprint_sha256, parse_fingerprint};

@@ -1,6 +1,9 @@
-//! rustls client configuration: web PKI roots, a CA file, a fingerprint pin, or no verification.
+//! rustls client configuration: web PKI roots plus the system's trust store, a CA file, a
+//! fingerprint pin, or no verification. Every verifier is wrapped so that the certificate a
+//! failed handshake was shown is kept, for an error that names it (see `tls_diag`).
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
@@ -24,8 +27,9 @@ pub fn fingerprint_sha256(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Parses a fingerprint given as hex, with or without `:` (or spaces), any case.
-fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+/// Parses a fingerprint given as hex, with or without `:` (or spaces), any case; `None` when
+/// it is not 32 bytes of hex (what the `fingerprint` setting must be).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     let hex: String = s
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '-'))
@@ -39,6 +43,101 @@ fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// What a connection trusts: decides which hint fits a failed verification.
+#[derive(Debug, Clone)]
+pub(crate) enum Trust {
+    /// webpki-roots and the system's trust store.
+    Roots,
+    /// Only the CAs of this file (`ca_file`).
+    CaFile(PathBuf),
+    /// Only the certificate with this fingerprint (`fingerprint`).
+    Pin,
+    /// Anything (`insecure = true`).
+    Insecure,
+}
+
+/// The DER of the last server certificate that failed verification on a connection.
+pub(crate) type SeenCert = Arc<Mutex<Option<Vec<u8>>>>;
+
+/// A connection's TLS client setup: the config, what it trusts, and where a rejected
+/// certificate is kept.
+pub(crate) struct TlsSetup {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) trust: Trust,
+    pub(crate) seen: SeenCert,
+}
+
+/// Delegates to the real verifier and keeps the certificate it rejected.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ServerCertVerifier>,
+    seen: SeenCert,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let r = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if r.is_err() {
+            // A poisoned lock only means a panic elsewhere; the slot is still usable.
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(end_entity.to_vec());
+        }
+        r
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The system's trust store (what `update-ca-certificates` installs, `SSL_CERT_FILE`,
+/// `SSL_CERT_DIR`), read once per process. Unreadable entries are skipped: the built-in roots
+/// still apply.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!("system trust store: {e}");
+        }
+        tracing::debug!(
+            certificates = found.certs.len(),
+            "system trust store loaded"
+        );
+        found.certs
+    })
 }
 
 /// Accepts the certificate if its fingerprint matches the pin (or always, when `pin` is None:
@@ -113,10 +212,7 @@ impl ServerCertVerifier for PinVerifier {
 /// cache, so its data connections resume exactly the session of their own control connection
 /// (what vsftpd's `require_ssl_reuse` checks), never one of a sibling connection.
 /// `tls12_only`: offer TLS 1.2 alone (see `FtpConnection::connect` for why).
-pub(crate) fn client_config(
-    opts: &ConnectOptions,
-    tls12_only: bool,
-) -> Result<Arc<ClientConfig>, FtpError> {
+pub(crate) fn client_config(opts: &ConnectOptions, tls12_only: bool) -> Result<TlsSetup, FtpError> {
     let server = opts.server();
     let tls_err = |msg: String| FtpError::new(FtpErrorKind::Tls, server.clone(), msg);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -129,7 +225,14 @@ pub(crate) fn client_config(
         .with_protocol_versions(versions)
         .map_err(|e| tls_err(format!("TLS setup failed: {e}")))?;
 
-    let mut config = if let Some(fp) = &opts.fingerprint {
+    let seen: SeenCert = Arc::default();
+    let recording = |inner: Arc<dyn ServerCertVerifier>| {
+        Arc::new(Recording {
+            inner,
+            seen: seen.clone(),
+        })
+    };
+    let (mut config, trust) = if let Some(fp) = &opts.fingerprint {
         let pin = parse_fingerprint(fp).ok_or_else(|| {
             tls_err("fingerprint is not a SHA-256 hex digest (64 hex digits, ':' allowed)".into())
                 .with_hint(
@@ -137,22 +240,24 @@ pub(crate) fn client_config(
                      openssl x509 -noout -fingerprint -sha256`",
                 )
         })?;
-        builder
+        let config = builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinVerifier {
+            .with_custom_certificate_verifier(recording(Arc::new(PinVerifier {
                 pin: Some(pin),
                 provider,
-            }))
-            .with_no_client_auth()
+            })))
+            .with_no_client_auth();
+        (config, Trust::Pin)
     } else if opts.insecure {
         tracing::warn!(server = %server, "TLS certificate verification is disabled (insecure = true)");
-        builder
+        let config = builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PinVerifier {
                 pin: None,
                 provider,
             }))
-            .with_no_client_auth()
+            .with_no_client_auth();
+        (config, Trust::Insecure)
     } else {
         let mut roots = RootCertStore::empty();
         if let Some(path) = &opts.ca_file {
@@ -171,14 +276,28 @@ pub(crate) fn client_config(
             }
         } else {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            // A CA the system trusts (a company CA) is trusted too.
+            roots.add_parsable_certificates(system_roots().iter().cloned());
         }
         let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| tls_err(format!("TLS setup failed: {e}")))?;
-        builder.with_webpki_verifier(verifier).with_no_client_auth()
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(recording(verifier))
+            .with_no_client_auth();
+        let trust = match &opts.ca_file {
+            Some(p) => Trust::CaFile(p.clone()),
+            None => Trust::Roots,
+        };
+        (config, trust)
     };
     config.resumption = Resumption::in_memory_sessions(64);
-    Ok(Arc::new(config))
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        trust,
+        seen,
+    })
 }
 
 /// Whether a handshake failed because the server would not speak the offered TLS version

@@ -268,6 +268,30 @@ pub async fn test_login(endpoint: &Endpoint) -> Result<()> {
     }
 }
 
+/// Limits every transfer of this process to `bytes_per_sec` in total (0: no limit); the
+/// first call wins. FTP transfers honour it; SFTP transfers are not limited yet.
+pub fn set_bandwidth_limit(bytes_per_sec: u64) {
+    #[cfg(feature = "ftp")]
+    siteport_ftp::set_bandwidth_limit(bytes_per_sec);
+    #[cfg(not(feature = "ftp"))]
+    let _ = bytes_per_sec;
+}
+
+/// Whether `s` is a certificate pin the `fingerprint` setting accepts (SHA-256 as 32 bytes of
+/// hex, with or without `:`).
+pub fn is_valid_fingerprint(s: &str) -> bool {
+    #[cfg(feature = "ftp")]
+    return siteport_ftp::parse_fingerprint(s).is_some();
+    #[cfg(not(feature = "ftp"))]
+    {
+        let hex: String = s
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' ' | '-'))
+            .collect();
+        hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

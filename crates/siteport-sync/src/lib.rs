@@ -51,7 +51,10 @@ mod tree;
 mod verify;
 
 pub use digest::hash_file_with;
-pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
+pub use endpoint::{
+    Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode, is_valid_fingerprint,
+    set_bandwidth_limit,
+};
 #[cfg(any(feature = "ftp", feature = "sftp"))]
 pub use endpoint::{connect_factory, test_login};
 pub use engine::{Engine, RetryPolicy, SyncOptions};

@@ -80,6 +80,8 @@ pub enum Reason {
     /// Same size and nothing records what the server has (no deploy state, no journal) and
     /// the server cannot hash: sent because it cannot be proven equal.
     Unproven,
+    /// `--ignore-times`: sizes, times and the journal are not taken as proof of equality.
+    IgnoreTimes,
     /// Present on the target side only, and deleting was asked for.
     Extra,
     /// Up to date.
@@ -102,6 +104,7 @@ impl Reason {
             Reason::Unverified => "could not hash, sending",
             Reason::RemoteChanged => "changed on the server since the last deploy",
             Reason::Unproven => "same size, content not provable equal",
+            Reason::IgnoreTimes => "--ignore-times",
             Reason::Extra => "not in source",
             Reason::Unchanged => "unchanged",
             Reason::KindConflict => "file on one side, directory on the other",

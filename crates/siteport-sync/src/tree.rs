@@ -108,6 +108,31 @@ impl Tree {
             .is_some_and(|k| k.starts_with(&prefix))
     }
 
+    /// A directory that holds nothing taking part but something kept (only excluded files,
+    /// say) takes no part itself: it is not created on the other side, and, being kept, never
+    /// removed there. Deepest first, so nested such directories go too. An empty directory
+    /// still takes part.
+    fn drop_dirs_of_kept_only(&mut self) {
+        let dirs: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kind == EntryKind::Dir)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for d in dirs.iter().rev() {
+            let prefix = format!("{d}/");
+            let has_entries = self
+                .entries
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix));
+            if !has_entries && self.keeps_something_under(d) {
+                self.entries.remove(d);
+                self.kept.insert(d.clone());
+            }
+        }
+    }
+
     /// Leaves `path` alone (kept) and says why.
     fn set_aside(&mut self, path: String, kind: ProblemKind, detail: impl Into<String>) {
         self.kept.insert(path.clone());
@@ -123,43 +148,32 @@ impl Tree {
 /// `drafts/*.html`). `*` also matches `/`, as in rsync and rclone filters, so `*.tmp`
 /// excludes temp files at every depth. A directory is skipped as a whole when a pattern
 /// matches it or everything under it (`.git/**`).
+///
+/// Include patterns ([`with_includes`](Self::with_includes), `--include`) take back what the
+/// excludes took: a path is left out when an exclude matches it and no include does, whatever
+/// the order of the patterns. With includes, no directory is skipped whole (an include may
+/// match something under it); a directory left holding only excluded files still takes no part.
 #[derive(Debug, Clone)]
 pub struct Excludes {
     set: GlobSet,
     patterns: Vec<String>,
+    includes: GlobSet,
 }
 
 impl Excludes {
     /// Compiles the patterns; an invalid one is a [`ErrorKind::Config`] error naming it.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Self> {
-        let mut b = GlobSetBuilder::new();
-        for p in patterns {
-            let p = p.as_ref();
-            let g = GlobBuilder::new(p.trim_start_matches('/'))
-                .literal_separator(false)
-                .backslash_escape(true)
-                .build()
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Config,
-                        "exclude",
-                        format!("invalid exclude pattern '{p}': {e}"),
-                    )
-                    .with_hint("fix the pattern in the site's `exclude` list")
-                })?;
-            b.add(g);
-        }
-        let set = b.build().map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                "exclude",
-                format!("exclude patterns: {e}"),
-            )
-        })?;
         Ok(Self {
-            set,
+            set: glob_set(patterns)?,
             patterns: patterns.iter().map(|p| p.as_ref().to_string()).collect(),
+            includes: GlobSet::empty(),
         })
+    }
+
+    /// These excludes, with `includes` taking back what they match (same glob syntax).
+    pub fn with_includes<S: AsRef<str>>(mut self, includes: &[S]) -> Result<Self> {
+        self.includes = glob_set(includes)?;
+        Ok(self)
     }
 
     /// No excludes.
@@ -167,6 +181,7 @@ impl Excludes {
         Self {
             set: GlobSet::empty(),
             patterns: Vec::new(),
+            includes: GlobSet::empty(),
         }
     }
 
@@ -177,14 +192,44 @@ impl Excludes {
 
     /// Whether a file (or any entry) at `path` is excluded.
     pub fn is_excluded(&self, path: &str) -> bool {
-        self.set.is_match(path)
+        self.set.is_match(path) && !self.includes.is_match(path)
     }
 
     /// Whether the directory `path` is skipped with everything in it. The probe name uses a
     /// character no real file name has, so only patterns that match *any* child do.
     pub fn prunes_dir(&self, path: &str) -> bool {
-        self.set.is_match(path) || self.set.is_match(format!("{path}/\u{1}"))
+        self.includes.is_empty()
+            && (self.set.is_match(path) || self.set.is_match(format!("{path}/\u{1}")))
     }
+}
+
+/// Compiles glob patterns as excludes and includes use them; an invalid one is a
+/// [`ErrorKind::Config`] error naming it.
+fn glob_set<S: AsRef<str>>(patterns: &[S]) -> Result<GlobSet> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.as_ref();
+        let g = GlobBuilder::new(p.trim_start_matches('/'))
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Config,
+                    "exclude",
+                    format!("invalid exclude pattern '{p}': {e}"),
+                )
+                .with_hint("fix the pattern in the site's `exclude` list")
+            })?;
+        b.add(g);
+    }
+    b.build().map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            "exclude",
+            format!("exclude patterns: {e}"),
+        )
+    })
 }
 
 /// Scans the local tree under `root`. Links are never followed out of the root: a link to a
@@ -268,6 +313,7 @@ pub fn scan_local(root: &Path, excludes: &Excludes) -> Result<Tree> {
         }
         add_entry(&mut tree, &canon_root, &ent, rel);
     }
+    tree.drop_dirs_of_kept_only();
     Ok(tree)
 }
 
@@ -340,6 +386,43 @@ mod tests {
         assert!(!ex.is_excluded("index.html"));
         assert!(!ex.prunes_dir("assets"));
         assert!(Excludes::new(&["a[b"]).is_err());
+    }
+
+    #[test]
+    fn includes_take_back_what_excludes_took() {
+        let ex = Excludes::new(&["drafts/**", "*.tmp"])
+            .unwrap()
+            .with_includes(&["drafts/keep.html", "*.keep.tmp"])
+            .unwrap();
+        assert!(ex.is_excluded("drafts/x.html"));
+        assert!(!ex.is_excluded("drafts/keep.html"));
+        assert!(ex.is_excluded("a.tmp"));
+        assert!(!ex.is_excluded("deep/a.keep.tmp"));
+        assert!(!ex.is_excluded("index.html"));
+        // With includes, no directory is pruned whole.
+        assert!(!ex.prunes_dir("drafts"));
+        assert!(Excludes::none().with_includes(&["[x"]).is_err());
+    }
+
+    #[test]
+    fn dirs_holding_only_excluded_files_take_no_part() {
+        let d = tempfile::tempdir().unwrap();
+        for (rel, text) in [
+            ("drafts/a.tmp", "x"),
+            ("drafts/deeper/b.tmp", "x"),
+            ("site/index.html", "x"),
+            ("site/c.tmp", "x"),
+        ] {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        std::fs::create_dir(d.path().join("empty")).unwrap();
+        let t = scan_local(d.path(), &Excludes::new(&["*.tmp"]).unwrap()).unwrap();
+        let names: Vec<&str> = t.entries.keys().map(String::as_str).collect();
+        assert_eq!(names, ["empty", "site", "site/index.html"]);
+        // Kept: never removed on the other side.
+        assert!(t.kept.contains("drafts") && t.kept.contains("drafts/deeper"));
     }
 
     #[test]

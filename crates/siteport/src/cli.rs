@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Also append everything written to stderr (at the -v/-q level chosen, secrets masked the
+    /// same way, progress bars left out) to PATH, created 0600; a symlink there is refused.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -72,6 +77,9 @@ pub enum Command {
     Plan {
         /// Site name (a `[[site]]` in the config).
         site: String,
+        /// Filters and comparison, as for `export`.
+        #[command(flatten)]
+        filters: crate::commands::filters::FilterArgs,
     },
     /// Show a site's last deploy, its lock holder (if any) and what this machine's journal knows.
     Status(StatusArgs),
@@ -92,6 +100,9 @@ pub enum Command {
         /// The shell.
         shell: Shell,
     },
+    /// Print the man page (roff, generated from this help) to stdout:
+    /// `siteport man > siteport.1`, or `siteport man | man -l -`.
+    Man,
 }
 
 /// Runs the CLI: parses arguments, sets up logging, runs the command and maps the outcome to
@@ -109,6 +120,14 @@ pub fn main() -> ExitCode {
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
     register_env_secrets();
     let output = Output { json: cli.json };
+    if let Some(p) = &cli.log_file
+        && let Err(e) = logging::open_log_file(p)
+    {
+        let e = CliError::usage(format!("--log-file {}: {e}", p.display()))
+            .with_hint("name a regular file in a writable directory (symlinks are refused)");
+        output.error(&e);
+        return ExitCode::from(e.code);
+    }
     let code = match run(cli) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -146,8 +165,18 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "siteport", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer first: `generate` panics on a write error, and a closed pipe
+            // (`siteport completions bash | head -1`) must end the command quietly.
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "siteport", &mut buf);
+            crate::output::stdout_bytes(&buf)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| CliError::internal(format!("cannot render the man page: {e}")))?;
+            crate::output::stdout_bytes(&buf)
         }
         Command::Credential(c) => block_on(credential::run(&ctx, c)),
         Command::Migrate(m) => block_on(crate::commands::migrate::run(&ctx, m)),
@@ -157,9 +186,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Import(a) => {
             block_on(export_import::run(&ctx, &export_import::Request::import(a)))
         }
-        Command::Plan { site } => block_on(export_import::run(
+        Command::Plan { site, filters } => block_on(export_import::run(
             &ctx,
-            &export_import::Request::plan(site),
+            &export_import::Request::plan(site, filters),
         )),
         Command::Status(a) => block_on(status::run(&ctx, a)),
         Command::Unlock(a) => block_on(site_lock::unlock(&ctx, a)),

@@ -25,6 +25,7 @@ mod raw;
 mod resolve;
 mod site;
 mod template;
+mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

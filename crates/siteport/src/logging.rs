@@ -5,6 +5,11 @@
 //! stderr, log events and error messages alike, passes through [`redact`], which replaces each
 //! registered value with `****`. Code never logs a secret on purpose; this is the safety net for
 //! the day a dependency or a `Debug` impl does.
+//!
+//! A secret of [`SHORT_SECRET`] characters or more is masked wherever it appears. A shorter one
+//! is masked only where it stands as a whole token (not inside a longer run of letters and
+//! digits): masking a 3-letter password inside every word would garble messages ("choose
+//! ano****r path") and, worse, the places of the stars would tell a log reader the password.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -49,17 +54,62 @@ pub fn clear_secrets() {
     drop(taken);
 }
 
-/// `text` with every registered secret replaced by [`MASK`].
+/// Secrets with fewer characters than this are masked only as whole tokens (see the module
+/// docs); `credential add` warns about passwords this short.
+pub const SHORT_SECRET: usize = 8;
+
+/// `text` with every registered secret replaced by [`MASK`]: long ones wherever they appear,
+/// short ones where they stand as a whole token.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let list = secrets().lock().unwrap_or_else(|p| p.into_inner());
     let mut out = Cow::Borrowed(text);
     for s in list.iter() {
         let v = s.expose_secret();
-        if out.contains(v) {
+        if !out.contains(v) {
+            continue;
+        }
+        if v.chars().count() >= SHORT_SECRET {
             out = Cow::Owned(out.replace(v, MASK));
+        } else if let Some(masked) = mask_tokens(&out, v) {
+            out = Cow::Owned(masked);
         }
     }
     out
+}
+
+/// `text` with each occurrence of `v` that is not part of a longer alphanumeric run replaced by
+/// [`MASK`], or `None` when there is none. The edges are what count: a secret `the` is masked
+/// in `PASS the` and `"the"`, not in `another`.
+fn mask_tokens(text: &str, v: &str) -> Option<String> {
+    let glued = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let v_starts_alnum = glued(v.chars().next());
+    let v_ends_alnum = glued(v.chars().next_back());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    let mut changed = false;
+    let mut from = 0;
+    while let Some(i) = text[from..].find(v).map(|i| i + from) {
+        let end = i + v.len();
+        let before = text[..i].chars().next_back();
+        let after = text[end..].chars().next();
+        // A non-alphanumeric edge of the secret is a delimiter itself.
+        let joined = (v_starts_alnum && glued(before)) || (v_ends_alnum && glued(after));
+        if !joined {
+            out.push_str(&text[rest..i]);
+            out.push_str(MASK);
+            rest = end;
+            changed = true;
+            from = end;
+        } else {
+            // Step one character: overlapping occurrences are looked at too.
+            from = i + text[i..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&text[rest..]);
+    Some(out)
 }
 
 /// Writes `text` to stderr after redaction. All human-facing stderr output goes through here.
@@ -69,6 +119,40 @@ pub fn eprint_redacted(text: &str) {
     // Nothing useful can be done if stderr is gone.
     let _ = err.write_all(clean.as_bytes());
     let _ = err.flush();
+    log_file_write(&clean);
+}
+
+fn log_file() -> &'static OnceLock<Mutex<std::fs::File>> {
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    &FILE
+}
+
+/// `--log-file PATH`: from now on, everything written to stderr (log events and messages,
+/// redacted the same way; not the progress bars) is appended to `path` too. The file is
+/// created 0600, and a symlink at `path` is refused (no-follow), so that a log cannot be
+/// pointed at another file.
+pub fn open_log_file(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // Set once per process; a second call keeps the first file.
+    let _ = log_file().set(Mutex::new(f));
+    Ok(())
+}
+
+fn log_file_write(clean: &str) {
+    if let Some(f) = log_file().get() {
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        // A full disk must not stop the run: the log is a copy of stderr.
+        let _ = f.write_all(clean.as_bytes());
+    }
 }
 
 /// How chatty the log is, from `-q` and `-v…`.
@@ -133,9 +217,11 @@ impl<W: Write> Write for RedactingWriter<W> {
 impl<W: Write> Drop for RedactingWriter<W> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
+        let clean = redact(&text);
         // Nothing useful can be done if the log stream is gone.
-        let _ = self.out.write_all(redact(&text).as_bytes());
+        let _ = self.out.write_all(clean.as_bytes());
         let _ = self.out.flush();
+        log_file_write(&clean);
     }
 }
 
@@ -171,6 +257,28 @@ mod tests {
             "USER u / PASS **** / **** / ok"
         );
         assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn short_secrets_are_masked_as_whole_tokens_only() {
+        assert_eq!(
+            mask_tokens("choose another path; PASS the", "the").as_deref(),
+            Some("choose another path; PASS ****")
+        );
+        assert_eq!(
+            mask_tokens("ftp.acme.example: \"e\" (e)", "e").as_deref(),
+            Some("ftp.acme.example: \"****\" (****)")
+        );
+        assert_eq!(mask_tokens("e", "e").as_deref(), Some("****"));
+        assert_eq!(mask_tokens("nothing here", "e"), None);
+        // A secret with a non-alphanumeric edge is masked even when glued to a word there.
+        assert_eq!(mask_tokens("x=a!b", "!b").as_deref(), Some("x=a****"));
+        // Multi-byte text around it is stepped over correctly.
+        assert_eq!(mask_tokens("é the ü", "the").as_deref(), Some("é **** ü"));
+        assert_eq!(mask_tokens("éthe", "the"), None);
+        // Long secrets: anywhere, as before.
+        register_secret(&SecretString::from("LongSecret9"));
+        assert_eq!(redact("xLongSecret9y"), "x****y");
     }
 
     #[test]

@@ -128,8 +128,14 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 /// Writes to stdout; a closed pipe (`siteport credential list | head -1`) is not an error worth
 /// a message, but anything else is internal.
 fn stdout_write(text: &str) -> CliResult {
+    stdout_bytes(text.as_bytes())
+}
+
+/// Writes raw bytes to stdout (completion scripts, the man page) with the same rule: a reader
+/// that closed the pipe (`siteport completions bash | head -1`) ends the command quietly.
+pub fn stdout_bytes(bytes: &[u8]) -> CliResult {
     let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::internal(format!("cannot write to stdout: {e}"))),

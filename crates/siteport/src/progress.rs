@@ -92,7 +92,9 @@ impl Progress for CliProgress {
         }
         let s = plan.summary();
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let files = multi.add(ProgressBar::new((s.transfer + s.delete + s.mkdir) as u64));
+        // Every action that reports a finish: the bar never reads 16/15.
+        let total = s.transfer + s.delete + s.mkdir + s.rmdir + s.conflict;
+        let files = multi.add(ProgressBar::new(total as u64));
         files.set_style(style(
             "{prefix:>12} [{bar:30}] {pos}/{len} actions {elapsed_precise}",
         ));
@@ -127,6 +129,13 @@ impl Progress for CliProgress {
             Mode::Silent => {}
             Mode::Lines => eprint_redacted(&format!("{}\n", outcome_line(outcome))),
             Mode::Bars => self.with_bars(|b| {
+                // An action the plan did not list (the remote root, created when missing).
+                if b.files
+                    .length()
+                    .is_some_and(|len| b.files.position() >= len)
+                {
+                    b.files.inc_length(1);
+                }
                 b.files.inc(1);
                 b.bytes.inc(outcome.bytes);
                 if let Some(w) = b.workers.get(worker) {

@@ -410,3 +410,47 @@ fn dir_backend_reads_a_mounted_secrets_directory() {
     assert_code(&o, 3);
     assert!(stderr(&o).contains("x/password"), "{}", stderr(&o));
 }
+
+/// `siteport completions bash | head -1` and friends: a reader that closes the pipe ends the
+/// command quietly with exit 0 (the read end is closed before the child writes anything).
+#[test]
+fn closed_stdout_pipe_ends_quietly() {
+    let sb = Sandbox::new();
+    for args in [
+        &["completions", "bash"][..],
+        &["man"][..],
+        &["--help"][..],
+        &["credential", "list"][..],
+    ] {
+        let mut child = std::process::Command::new(bin())
+            .env_clear()
+            .envs(sb.envs())
+            .current_dir(sb.workdir())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn man_page_is_generated_from_the_clap_tree() {
+    let sb = Sandbox::new();
+    let o = sb.run(&["man"], "", &[]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(".ie") || out.contains(".TH siteport"),
+        "{out}"
+    );
+    for want in ["credential", "export", "import", "completions"] {
+        assert!(out.contains(want), "missing {want} in the man page");
+    }
+}

@@ -260,3 +260,95 @@ fn example_configs_load() {
     );
     assert_code(&o, 2);
 }
+
+/// The `siteport.toml: |` block of a ConfigMap in a manifest, dedented.
+fn embedded_config(manifest: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        if line.trim_end() == "  siteport.toml: |" {
+            inside = true;
+            continue;
+        }
+        if inside {
+            if line.is_empty() {
+                out.push('\n');
+            } else if let Some(l) = line.strip_prefix("    ") {
+                out.push_str(l);
+                out.push('\n');
+            } else {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// One CronJob per cloud reads the FTP password from that cloud's secret manager with the
+/// cloud's pod identity (no key in the pod); each is validated strictly by
+/// `kubernetes_manifests_validate_strictly` (it checks every yaml there), and its config loads.
+#[test]
+fn cloud_cronjobs_use_workload_identity_and_a_loadable_config() {
+    let dir = repo().join("deploy/kubernetes");
+    let sb = Sandbox::new();
+    for (file, backend, identity) in [
+        (
+            "cronjob-eks-irsa.yaml",
+            "aws",
+            "eks.amazonaws.com/role-arn: arn:aws:iam::",
+        ),
+        (
+            "cronjob-gke-workload-identity.yaml",
+            "gcp",
+            "iam.gke.io/gcp-service-account: ",
+        ),
+        (
+            "cronjob-aks-workload-identity.yaml",
+            "azure",
+            "azure.workload.identity/client-id: ",
+        ),
+    ] {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let o = kubernetes_validate(&path);
+        assert!(o.status.success(), "{file}: {}{}", stdout(&o), stderr(&o));
+        for must in [
+            "kind: ServiceAccount",
+            "kind: CronJob",
+            &format!("serviceAccountName: siteport-{backend}"),
+            identity,
+            r#"args: ["export", "--all"]"#,
+            &format!("--features {backend}"),
+        ] {
+            assert!(text.contains(must), "{file} lacks {must}");
+        }
+        // No password and no key in the manifest: the identity fetches it.
+        assert!(
+            !text.contains("secretKeyRef") && !text.contains("PASSWORD"),
+            "{file}"
+        );
+        let config = embedded_config(&text);
+        assert!(
+            config.contains(&format!("backend = \"{backend}\"")),
+            "{file}:\n{config}"
+        );
+        let c = sb.path(&format!("{backend}.toml"));
+        std::fs::write(&c, &config).unwrap();
+        let o = sb.run(
+            &[
+                "--config",
+                c.to_str().unwrap(),
+                "--credential-backend",
+                "env",
+                "credential",
+                "list",
+            ],
+            "",
+            &[],
+        );
+        assert_code(&o, 0);
+    }
+    // AKS injects the token only into pods with this label.
+    let aks = std::fs::read_to_string(dir.join("cronjob-aks-workload-identity.yaml")).unwrap();
+    assert!(aks.contains("azure.workload.identity/use: \"true\""));
+}

@@ -171,6 +171,80 @@ fn every_documented_siteport_command_parses() {
     assert!(Cli::try_parse_from(&bad[0]).is_err());
 }
 
+/// `siteport …` in inline code spans (`` `siteport export acme` ``) of any text.
+fn inline_commands(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|span| span.starts_with("siteport ") && !span.contains('\n'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every file under examples/ and deploy/ that is text (configs, manifests, Dockerfile).
+fn example_files() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo().join("examples"), repo().join("deploy")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_none_or(|x| x != "html" && x != "css" && x != "png")
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The inline `siteport …` spans of README, docs/ and every example and deploy file parse too
+/// (placeholders in CAPITALS parse as positional values; `…` marks an elided rest).
+#[test]
+fn every_inline_siteport_command_parses() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    let mut files = doc_files();
+    files.extend(example_files());
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for span in inline_commands(&text) {
+            // A synopsis (`[--backend KIND]`) is checked by the README's command list.
+            let Some(span) = span.split('…').next().filter(|s| !s.contains('[')) else {
+                continue;
+            };
+            for cmd in commands(span) {
+                checked += 1;
+                if let Err(e) = Cli::try_parse_from(&cmd) {
+                    use clap::error::ErrorKind;
+                    // An inline span may name a command without all its arguments
+                    // (`siteport credential add`); a wrong command or flag is what fails.
+                    if !matches!(
+                        e.kind(),
+                        ErrorKind::DisplayHelp
+                            | ErrorKind::DisplayVersion
+                            | ErrorKind::MissingRequiredArgument
+                            | ErrorKind::InvalidValue
+                            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    ) {
+                        failures.push(format!("{}: `{}`: {e}", file.display(), cmd.join(" ")));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 40, "only {checked} inline commands found");
+    // The rename that went unnoticed: `credential rm` is not a command.
+    assert!(Cli::try_parse_from(["siteport", "credential", "rm", "acme"]).is_err());
+}
+
 #[test]
 fn runnable_doc_blocks_run() {
     let server = FtpServer::start(ServerKind::InProcess, false);

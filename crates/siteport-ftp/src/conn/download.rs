@@ -36,6 +36,7 @@ impl FtpConnection {
             match tokio::time::timeout(timeout, data.read(&mut chunk)).await {
                 Ok(Ok(0)) => break,
                 Ok(Ok(n)) => {
+                    crate::rate::take(n).await;
                     if let Err(e) = file.write_all(&chunk[..n]).await {
                         drop(data);
                         let _ = self.ctrl.read_reply(&command).await;

@@ -45,10 +45,15 @@ impl FtpConnection {
                 None
             }
             _ => {
-                let config: Arc<ClientConfig> = tls::client_config(opts, tls12_only)?;
+                let setup = tls::client_config(opts, tls12_only)?;
+                let config: Arc<ClientConfig> = setup.config;
                 Some(TlsCtx {
                     connector: TlsConnector::from(config),
                     name: tls::server_name(opts)?,
+                    host: opts.host.clone(),
+                    trust: setup.trust,
+                    seen: setup.seen,
+                    implicit: opts.tls == TlsMode::Implicit,
                 })
             }
         };
@@ -64,7 +69,10 @@ impl FtpConnection {
             _ => Stream::Plain(tcp),
         };
         let mut ctrl = Control::new(stream, server.clone(), opts.timeout);
-        let banner = ctrl.read_reply("(greeting)").await?;
+        let banner = ctrl
+            .read_reply("(greeting)")
+            .await
+            .map_err(|e| greeting_error(e, opts))?;
         if banner.code != 220 {
             return Err(FtpError::from_reply(
                 &server,
@@ -95,6 +103,19 @@ impl FtpConnection {
             tmp_tag: tmp_tag(),
         })
     }
+}
+
+/// No greeting, or not an FTP one: a server that speaks implicit FTPS waits for the client's
+/// TLS hello and never greets a client that expects plain text first.
+fn greeting_error(e: FtpError, opts: &ConnectOptions) -> FtpError {
+    let silent = e.kind() == FtpErrorKind::Transient && e.code().is_none();
+    let garbled = e.kind() == FtpErrorKind::Protocol;
+    if opts.tls == TlsMode::Implicit || !(silent || garbled) {
+        return e;
+    }
+    e.with_hint(
+        "the server sent no FTP greeting: if it speaks implicit FTPS (usually port 990), set tls = \"implicit\"; otherwise check that this port is an FTP server",
+    )
 }
 
 /// Upgrades the control connection with `AUTH TLS`. Never falls back to plain text.
@@ -222,7 +243,7 @@ async fn connect_tcp(opts: &ConnectOptions) -> Result<TcpStream, FtpError> {
                 FtpError::new(
                     FtpErrorKind::Network,
                     &server,
-                    format!("cannot resolve host '{host}'"),
+                    format!("name not resolved: cannot resolve host '{host}'"),
                 )
                 .with_source(e)
                 .with_hint("check the host name in the site's config")
@@ -249,7 +270,8 @@ async fn connect_tcp(opts: &ConnectOptions) -> Result<TcpStream, FtpError> {
                     "connecting timed out after {} s",
                     opts.timeout.as_secs_f32()
                 ),
-            ));
+            )
+            .with_hint("check the host and port, and that no firewall drops the connection"));
         }
     };
     // Without it FTPS pays Nagle + delayed ACK on every small command and every file.

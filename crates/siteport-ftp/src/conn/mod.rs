@@ -81,6 +81,13 @@ impl Features {
 struct TlsCtx {
     connector: TlsConnector,
     name: ServerName<'static>,
+    /// The host as configured, for errors.
+    host: String,
+    /// What the connection trusts and the certificate it rejected, for errors.
+    trust: crate::tls::Trust,
+    seen: crate::tls::SeenCert,
+    /// Implicit FTPS.
+    implicit: bool,
 }
 
 /// One logged-in control connection: binary type, passive mode (EPSV, falling back to PASV).
@@ -140,17 +147,16 @@ async fn tls_handshake(
     match tokio::time::timeout(timeout, tls.connector.connect(tls.name.clone(), tcp)).await {
         Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
         Ok(Err(e)) => {
-            let is_rustls = e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>());
-            let kind = if is_rustls {
-                FtpErrorKind::Tls
-            } else {
-                FtpErrorKind::Transient
+            let cert = tls.seen.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let ctx = crate::tls_diag::HandshakeCtx {
+                server,
+                host: &tls.host,
+                what,
+                trust: &tls.trust,
+                cert,
+                implicit: tls.implicit,
             };
-            Err(FtpError::new(kind, server, format!("TLS handshake failed on {what}"))
-                .with_source(e)
-                .with_hint(
-                    "for a self-signed server certificate set `ca_file` or `fingerprint` in the site's config",
-                ))
+            Err(crate::tls_diag::handshake_error(ctx, e))
         }
         Err(_) => Err(FtpError::new(
             FtpErrorKind::Transient,

@@ -239,6 +239,7 @@ impl FtpConnection {
                 break;
             }
             let n = buf.len();
+            crate::rate::take(n).await;
             match tokio::time::timeout(timeout, data.write_all(buf)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -279,6 +280,8 @@ impl FtpConnection {
     /// refuses the STOR and never accepts the data connection (then its reply says why).
     /// `Ok(None)`: the server does not do EPSV after all; nothing was stored.
     async fn put_eager(&mut self, contents: &[u8], command: &str) -> Result<Option<u64>, FtpError> {
+        // Before the STOR: the server is not kept waiting for the data while the budget fills.
+        crate::rate::take(contents.len()).await;
         self.ctrl.send_all(&["EPSV", command]).await?;
         let r = self.ctrl.read_reply("EPSV").await?;
         let addr = match self.epsv_reply(r) {

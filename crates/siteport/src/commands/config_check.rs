@@ -32,6 +32,8 @@ pub async fn run(ctx: &Context) -> CliResult {
         backend.describe()
     )];
     for (name, res) in cfg.resolve_all(backend.as_ref(), &process_env).await {
+        // What the run checks on disk too: a readable ca_file, a local directory.
+        let res = res.and_then(|site| cfg.check_files(&site, &site.local, false).map(|()| site));
         match res {
             Ok(site) => {
                 register_secret(&site.password);

@@ -286,6 +286,16 @@ async fn add(ctx: &Context, args: AddArgs) -> CliResult {
         prompt::new_password(name.as_str())?
     };
     let cred = build(name.clone(), username, password, args.host, args.port)?;
+    let short = cred.password().expose_secret().chars().count();
+    if short < crate::logging::SHORT_SECRET {
+        // Short passwords are guessable, and the redactor can only mask them as whole words.
+        tracing::warn!(
+            credential = %name,
+            "short password ({short} character(s)): fewer than {} is easy to guess, and \
+             is masked in output only where it stands as a whole word",
+            crate::logging::SHORT_SECRET
+        );
+    }
     if args.verify {
         crate::logging::register_secret(cred.password());
         crate::commands::credential_verify::verify(ctx, backend.as_ref(), &cred).await?;

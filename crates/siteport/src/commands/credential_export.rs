@@ -324,11 +324,7 @@ fn check_k8s_name(flag: &str, value: &str, max: usize) -> CliResult {
 /// Writes `text` to stdout (`-o -`) or atomically to a new 0600 file.
 fn emit(args: &ExportArgs, text: &str) -> CliResult {
     if args.output.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        return out
-            .write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| CliError::internal(format!("cannot write to stdout: {e}")));
+        return crate::output::stdout_bytes(text.as_bytes());
     }
     if !args.force && fs::symlink_metadata(&args.output).is_ok() {
         return Err(exists(&args.output));

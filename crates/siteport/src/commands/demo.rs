@@ -200,6 +200,9 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         max_delete: None,
         allow_empty: false,
         verify: false,
+        local: None,
+        filters: Default::default(),
+        bwlimit: None,
     };
 
     step(ctx, "5. $ siteport export demo")?;

@@ -1,6 +1,7 @@
 //! `siteport export`, `import` and `plan`: resolve only the named sites, then run the mirror
 //! engine over FTP for each, with progress, a summary (or the JSON report) and exit codes.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +10,11 @@ use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{
-    Direction, Engine, Excludes, GuardOptions, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory,
-    Report, SiteLock, SyncOptions, check_deletes, verify_uploads,
+    Direction, Engine, GuardOptions, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory, Report,
+    SiteLock, SyncOptions, check_deletes, verify_uploads,
 };
 
+use crate::commands::filters::FilterArgs;
 use crate::commands::site::{endpoint, sync_error};
 use crate::commands::site_lock;
 use crate::config::{Config, ResolvedSite};
@@ -52,6 +54,13 @@ pub struct TransferArgs {
     /// instead of failing at once with exit code 7.
     #[arg(long, value_name = "DURATION", value_parser = siteport_sync::parse_duration)]
     pub lock_wait: Option<Duration>,
+    /// Filters and comparison.
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    /// Limit the transfer rate of the whole run (every connection together) to RATE bytes
+    /// per second: `512K`, `1.5M` (K, M, G are powers of 1024).
+    #[arg(long, value_name = "RATE", value_parser = crate::commands::filters::parse_rate)]
+    pub bwlimit: Option<u64>,
 }
 
 /// `siteport export`.
@@ -78,6 +87,10 @@ pub struct ExportArgs {
     /// that was sent (exit 5 naming the files that differ).
     #[arg(long)]
     pub verify: bool,
+    /// Publish DIR instead of the site's `local` directory, for this run only (one site). The
+    /// site's sync journal is not used (an in-memory one is): sizes and times decide.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
 }
 
 /// `siteport import`.
@@ -86,6 +99,11 @@ pub struct ImportArgs {
     /// Sites and options.
     #[command(flatten)]
     pub common: TransferArgs,
+    /// Fetch into DIR instead of the site's `local` directory, for this run only (one site;
+    /// nothing else is written). The site's sync journal is not used (an in-memory one is), so
+    /// it never marks the real local directory as in sync.
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
 }
 
 /// One transfer command, whatever spelling it came from.
@@ -115,6 +133,12 @@ pub struct Request {
     pub allow_empty: bool,
     /// Check the sent files on the server afterwards (export).
     pub verify: bool,
+    /// `import --to DIR` / `export --from DIR`: the local directory of this run.
+    pub local: Option<PathBuf>,
+    /// `--exclude`, `--include`, `--exclude-from`, `--ignore-times`.
+    pub filters: FilterArgs,
+    /// `--bwlimit`: bytes per second for the whole run.
+    pub bwlimit: Option<u64>,
 }
 
 impl Request {
@@ -133,6 +157,9 @@ impl Request {
             max_delete: a.max_delete,
             allow_empty: a.allow_empty,
             verify: a.verify,
+            local: a.from,
+            filters: a.common.filters,
+            bwlimit: a.common.bwlimit,
         }
     }
 
@@ -151,11 +178,14 @@ impl Request {
             max_delete: None,
             allow_empty: false,
             verify: false,
+            local: a.to,
+            filters: a.common.filters,
+            bwlimit: a.common.bwlimit,
         }
     }
 
     /// From `siteport plan SITE`: an export dry run of one site.
-    pub fn plan(site: String) -> Self {
+    pub fn plan(site: String, filters: FilterArgs) -> Self {
         Self {
             direction: Direction::Export,
             sites: vec![site],
@@ -169,6 +199,9 @@ impl Request {
             max_delete: None,
             allow_empty: false,
             verify: false,
+            local: None,
+            filters,
+            bwlimit: None,
         }
     }
 
@@ -211,17 +244,39 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
             );
         }
     }
+    if req.local.is_some() && (req.all || names.len() != 1) {
+        let flag = match req.direction {
+            Direction::Export => "--from",
+            Direction::Import => "--to",
+        };
+        return Err(
+            CliError::usage(format!("{flag} DIR works on one site at a time")).with_hint(format!(
+                "name one site: `siteport {} SITE {flag} DIR`",
+                req.verb()
+            )),
+        );
+    }
+    if let Some(rate) = req.bwlimit {
+        siteport_sync::set_bandwidth_limit(rate);
+    }
     let backend = ctx.backend()?;
     let mut results: Vec<Value> = Vec::new();
     let mut failures: Vec<(String, CliError)> = Vec::new();
     for name in &names {
-        match run_site(ctx, req, &cfg, backend.as_ref(), name).await {
+        // A partly failed run's report (what was done, every failed file and why), for --json.
+        let mut partial = None;
+        match run_site(ctx, req, &cfg, backend.as_ref(), name, &mut partial).await {
             Ok(v) => results.push(v),
             Err(e) => {
-                results.push(json!({
+                let mut v = json!({
                     "site": name,
                     "error": {"kind": e.kind, "message": e.message, "hint": e.hint, "exit_code": e.code},
-                }));
+                });
+                if let Some(r) = partial {
+                    v["failed"] = failed_files(&r);
+                    v["report"] = json!(r);
+                }
+                results.push(v);
                 failures.push((name.clone(), e));
             }
         }
@@ -262,14 +317,16 @@ async fn run_site(
     cfg: &Config,
     backend: &dyn CredentialBackend,
     name: &str,
+    partial: &mut Option<Report>,
 ) -> CliResult<Value> {
-    let site = cfg.resolve_site(name, backend, &process_env).await?;
+    let mut site = cfg.resolve_site(name, backend, &process_env).await?;
+    let local = req.local.clone().unwrap_or_else(|| site.local.clone());
+    // Import creates a missing local directory; export and plan need it.
+    cfg.check_files(&site, &local, req.direction == Direction::Import)?;
+    site.local = local;
     let endpoint = endpoint(&site);
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
-    if req.direction == Direction::Export {
-        check_local_root(&site)?;
-    }
     let sync = sync_options(req, &site)?;
     let mode = if req.dry_run {
         Mode::Silent
@@ -300,7 +357,7 @@ async fn run_site(
         }
     };
     let outcome = tokio::select! {
-        r = run_locked(ctx, req, &site, &factory, sync, progress.clone()) => r,
+        r = run_locked(ctx, req, &site, &factory, sync, progress.clone(), partial) => r,
         sigterm = signals.recv() => {
             progress.clear();
             Err(site_lock::interrupted_error(&site, sigterm))
@@ -313,10 +370,7 @@ async fn run_site(
 /// The engine's options for `site`.
 fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
     // The engine keeps the state dir (lock included) out of every transfer by itself.
-    let excludes = Excludes::new(&site.exclude).map_err(|e| {
-        CliError::usage(format!("site '{}': exclude: {e}", site.name))
-            .with_hint("fix the glob pattern in the site's `exclude` list")
-    })?;
+    let excludes = req.filters.excludes(site)?;
     let mut sync = SyncOptions::new(site.local.clone());
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
@@ -326,22 +380,18 @@ fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
     Ok(sync)
 }
 
-/// An export from a local directory that does not exist stops before connecting: it is
-/// the "build failed" case, and mirroring it could only delete (exit 2).
-fn check_local_root(site: &ResolvedSite) -> CliResult {
-    match std::fs::metadata(&site.local) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::new(
-            Failure::Guard,
-            "guard",
-            format!(
-                "site '{}': the local directory {} does not exist; nothing was changed",
-                site.name,
-                site.local.display()
-            ),
-        )
-        .with_hint("build the site first, or fix `local` in the site's config")),
-        _ => Ok(()),
+/// The journal of this run: the site's own, or an in-memory one when `--to`/`--from` names
+/// another directory (the site's journal describes its own tree, not that one).
+fn open_journal(
+    ctx: &Context,
+    req: &Request,
+    site: &ResolvedSite,
+    dry_run: bool,
+) -> CliResult<siteport_sync::Journal> {
+    if req.local.is_some() {
+        return Ok(siteport_sync::Journal::in_memory());
     }
+    crate::commands::journal_place::open_journal(ctx, site, dry_run)
 }
 
 /// `--dry-run` and `plan`: plan and print, no lock, nothing changed.
@@ -353,12 +403,13 @@ async fn dry_run(
     sync: SyncOptions,
     progress: Arc<CliProgress>,
 ) -> CliResult<Value> {
-    let journal = crate::commands::journal_place::open_journal(ctx, site, true)?;
+    let journal = open_journal(ctx, req, site, true)?;
     let mut engine = Engine::new(factory, sync, journal, progress.clone());
-    let plan = engine.plan(req.direction).await.map_err(|e| {
+    let mut plan = engine.plan(req.direction).await.map_err(|e| {
         progress.clear();
         sync_error(site, &e)
     })?;
+    req.filters.apply(&mut plan);
     let _ = engine.finish().await;
     if !ctx.output.json {
         print_plan(site, &plan)?;
@@ -389,13 +440,16 @@ async fn run_locked(
     factory: &Arc<dyn RemoteFactory>,
     sync: SyncOptions,
     progress: Arc<CliProgress>,
+    partial: &mut Option<Report>,
 ) -> CliResult<Value> {
-    let journal = crate::commands::journal_place::open_journal(ctx, site, false)?;
+    let journal = open_journal(ctx, req, site, false)?;
+    let max_connections = sync.max_connections;
     let mut engine = Engine::new(factory.clone(), sync, journal, progress.clone());
-    let plan = engine.plan(req.direction).await.map_err(|e| {
+    let mut plan = engine.plan(req.direction).await.map_err(|e| {
         progress.clear();
         sync_error(site, &e)
     })?;
+    req.filters.apply(&mut plan);
     if let Err(refusal) = check_deletes(&plan, &guard_options(req, site)) {
         progress.clear();
         let _ = engine.finish().await;
@@ -408,7 +462,7 @@ async fn run_locked(
         tracing::warn!(site = %site.name, "could not compact the journal: {e}");
     }
     if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
-        crate::output::print_line(&summary(req, site, &report))?;
+        crate::output::print_line(&summary(req, site, &report, max_connections))?;
     }
     for w in &report.warnings {
         tracing::warn!(site = %site.name, "{w}");
@@ -417,14 +471,14 @@ async fn run_locked(
         for o in report.failures() {
             eprint_redacted(&format!("{}\n", outcome_line(o)));
         }
+        let (failed, total) = (report.counts.failed, report.outcomes.len());
+        *partial = Some(report);
         return Err(CliError {
             code: exit::code(Failure::TransfersFailed),
             kind: "transfers_failed",
             message: format!(
                 "site '{}': {} of {} actions failed",
-                site.name,
-                report.counts.failed,
-                report.outcomes.len()
+                site.name, failed, total
             ),
             hint: Some(format!(
                 "fix the causes above and run `siteport {} {}` again: finished files are not sent again",
@@ -502,6 +556,24 @@ async fn verify(
     )))
 }
 
+/// `[{"op", "path", "kind", "message", "hint"}]` of every failed file of `r`.
+fn failed_files(r: &Report) -> Value {
+    let v: Vec<Value> = r
+        .failures()
+        .filter_map(|o| match &o.status {
+            siteport_sync::Status::Failed {
+                kind,
+                message,
+                hint,
+            } => Some(json!({
+                "op": o.op, "path": o.path, "kind": kind, "message": message, "hint": hint,
+            })),
+            siteport_sync::Status::Done => None,
+        })
+        .collect();
+    Value::Array(v)
+}
+
 fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {
     let header = format!(
         "plan for site '{}' ({} {}:{}{}, local {}):\n{:<9} {:>12}  PATH  (REASON)",
@@ -520,22 +592,34 @@ fn print_plan(site: &ResolvedSite, plan: &Plan) -> CliResult {
     crate::output::print_line(&format!("{header}\n{plan}"))
 }
 
-fn summary(req: &Request, site: &ResolvedSite, r: &Report) -> String {
+/// The summary line. Its counts are the plan's: directories as the plan listed them (the
+/// site's remote root, created when missing, is named apart), skipped files under the JSON's
+/// name, and the connections used out of those allowed (only as many open as the work needs).
+fn summary(req: &Request, site: &ResolvedSite, r: &Report, max_connections: usize) -> String {
     let c = &r.counts;
     let moved = match req.direction {
         Direction::Export => format!("{} uploaded", c.uploaded),
         Direction::Import => format!("{} downloaded", c.downloaded),
     };
+    let made_root = r
+        .outcomes
+        .iter()
+        .any(|o| o.op == siteport_sync::Op::Mkdir && o.path.is_empty() && !o.failed());
+    let dirs = if made_root {
+        format!("{} dirs created (and the remote root)", c.dirs_created - 1)
+    } else {
+        format!("{} dirs created", c.dirs_created)
+    };
     format!(
-        "{} {}: {moved} ({} bytes), {} dirs created, {} deleted, {} unchanged, {} failed in {:.1} s over {} connection(s)",
+        "{} {}: {moved} ({} bytes), {dirs}, {} deleted, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
         req.verb(),
         site.name,
         r.bytes,
-        c.dirs_created,
         c.deleted + c.dirs_removed,
         c.skipped,
         c.failed,
         r.duration_ms as f64 / 1000.0,
-        r.connections
+        r.connections,
+        max_connections
     )
 }

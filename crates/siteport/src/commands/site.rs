@@ -1,7 +1,9 @@
 //! What the site commands share: a resolved site turned into the engine's [`Endpoint`], the
 //! per-site journal path, and engine errors turned into CLI errors (exit codes from [`crate::exit`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol};
 
@@ -10,28 +12,42 @@ use crate::error::CliError;
 use crate::exit::Failure;
 use crate::logging::register_secret;
 
+/// Logs `message` as a warning the first time this process sees it: a site's setting warned
+/// about once, however many commands (`demo` runs five) build its endpoint.
+fn warn_once(message: String) {
+    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    // A poisoned lock only means a panic elsewhere; the set is still usable.
+    if SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(message.clone())
+    {
+        tracing::warn!("{message}");
+    }
+}
+
 /// The endpoint of a resolved site. Registers the site's password with the redactor (so no
-/// later output can show it) and warns about plain FTP.
+/// later output can show it) and warns (once per process) about plain FTP.
 pub fn endpoint(site: &ResolvedSite) -> Endpoint {
     register_secret(&site.password);
     let tls = site.tls;
     if tls == TlsMode::None {
-        tracing::warn!(
+        warn_once(format!(
             "site '{}' uses tls = \"none\": the password and files cross the network unencrypted",
             site.name
-        );
+        ));
     }
     if !site.passive {
-        tracing::warn!(
+        warn_once(format!(
             "site '{}': passive = false is not supported; using passive mode",
             site.name
-        );
+        ));
     }
     if site.insecure {
-        tracing::warn!(
+        warn_once(format!(
             "site '{}': insecure = true: the server certificate is not verified",
             site.name
-        );
+        ));
     }
     let settings = FtpSettings {
         tls,

@@ -63,7 +63,7 @@ pub(super) struct RawSite {
     pub(super) local: Option<Spanned<String>>,
     pub(super) remote: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) exclude: Vec<String>,
+    pub(super) exclude: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) delete: bool,
     pub(super) max_connections: Option<Spanned<i64>>,

@@ -289,7 +289,7 @@ impl Config {
         let remote = r.plain("remote").await?.unwrap_or_else(|| "/".to_owned());
         let ca_file = r.plain("ca_file").await?.map(|p| base.join(p));
         let fingerprint = r.plain("fingerprint").await?;
-        Ok(ResolvedSite {
+        let resolved = ResolvedSite {
             name: site.name.clone(),
             host,
             port,
@@ -308,7 +308,10 @@ impl Config {
             fingerprint,
             insecure: site.insecure,
             passive: site.passive,
-        })
+        };
+        // The run's value rules, here so that every command fails at file:line:column.
+        self.check_values(site, &resolved)?;
+        Ok(resolved)
     }
 
     /// Resolves every site (what `siteport config check` does), in file order.

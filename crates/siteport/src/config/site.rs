@@ -166,6 +166,7 @@ impl Config {
         let max_connections = self.site_max_connections(&name, r.max_connections.as_ref())?;
         let lock_timeout = self.site_lock_timeout(&name, r.lock_timeout.as_ref())?;
         let max_delete = self.site_max_delete(&name, r.max_delete.as_ref())?;
+        let exclude = self.site_exclude(&name, &r.exclude)?;
         Ok(SiteConfig {
             name,
             host: f.host,
@@ -176,7 +177,7 @@ impl Config {
             credential,
             local,
             remote: f.remote.unwrap_or_else(|| "/".to_owned()),
-            exclude: r.exclude,
+            exclude,
             delete: r.delete,
             max_connections,
             lock_timeout,
@@ -195,6 +196,25 @@ impl Config {
     /// Where `span` starts in the file.
     pub(super) fn at(&self, span: Range<usize>) -> Option<Location> {
         Some(self.location(span.start))
+    }
+
+    /// `exclude`: each pattern compiled as the run compiles it, a bad one at its place.
+    fn site_exclude(
+        &self,
+        name: &str,
+        patterns: &[Spanned<String>],
+    ) -> Result<Vec<String>, ConfigError> {
+        for p in patterns {
+            if let Err(e) = siteport_sync::Excludes::new(std::slice::from_ref(p.get_ref())) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Invalid,
+                    format!("site '{name}': exclude: {}", e.detail()),
+                )
+                .at(Some(self.location(p.span().start)))
+                .hint("fix the glob pattern (`*`, `**`, `?`, `[abc]`, `{a,b}`; `\\` escapes)"));
+            }
+        }
+        Ok(patterns.iter().map(|p| p.get_ref().clone()).collect())
     }
 
     fn site_name(&self, v: &Spanned<String>) -> Result<String, ConfigError> {

@@ -78,6 +78,13 @@ fn search_order() {
     assert_eq!(find_config(None, &no_cfg_env, &cwd).unwrap(), xdg_cfg);
     let local = write(&cwd, LOCAL_CONFIG, "");
     assert_eq!(find_config(None, &no_cfg_env, &cwd).unwrap(), local);
+    // From a subdirectory of the project: the nearest parent's siteport.toml, as git does.
+    let deep = cwd.join("src/pages");
+    std::fs::create_dir_all(&deep).unwrap();
+    assert_eq!(find_config(None, &no_cfg_env, &deep).unwrap(), local);
+    let nearer = write(&cwd.join("src"), LOCAL_CONFIG, "");
+    assert_eq!(find_config(None, &no_cfg_env, &deep).unwrap(), nearer);
+    std::fs::remove_file(&nearer).unwrap();
 
     // A named file must exist; it does not fall through to the next place.
     let e = find_config(Some(Path::new("missing.toml")), &env, &cwd).unwrap_err();
