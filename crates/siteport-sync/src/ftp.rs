@@ -193,7 +193,7 @@ impl Remote for FtpRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: &Path,
+        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,

@@ -68,6 +68,31 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
+/// Writes `input` to a temporary name beside `dst`, then renames it over `dst`.
+fn write_atomic(
+    dst: &Path,
+    input: &mut impl std::io::Read,
+    mtime: Option<SystemTime>,
+) -> std::io::Result<u64> {
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".siteport-")
+        .suffix(".part")
+        .tempfile_in(dir)?;
+    let n = std::io::copy(input, tmp.as_file_mut())?;
+    tmp.as_file_mut().flush()?;
+    if let Some(t) = mtime {
+        filetime::set_file_handle_times(
+            tmp.as_file(),
+            None,
+            Some(filetime::FileTime::from_system_time(t)),
+        )?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dst).map_err(|e| e.error)?;
+    Ok(n)
+}
+
 #[async_trait]
 impl Remote for LocalDirRemote {
     fn describe(&self) -> String {
@@ -153,33 +178,32 @@ impl Remote for LocalDirRemote {
         let dst = self.resolve(path)?;
         let src = local.to_path_buf();
         blocking(move || {
-            let dir = dst.parent().unwrap_or(Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".siteport-")
-                .suffix(".part")
-                .tempfile_in(dir)?;
             let input = std::fs::File::open(&src)?;
-            let n = std::io::copy(
+            write_atomic(
+                &dst,
                 &mut Observed {
                     inner: input,
                     observe,
                 },
-                tmp.as_file_mut(),
-            )?;
-            tmp.as_file_mut().flush()?;
-            if let Some(t) = mtime {
-                filetime::set_file_handle_times(
-                    tmp.as_file(),
-                    None,
-                    Some(filetime::FileTime::from_system_time(t)),
-                )?;
-            }
-            tmp.as_file().sync_all()?;
-            tmp.persist(&dst).map_err(|e| e.error)?;
-            Ok(n)
+                mtime,
+            )
         })
         .await
         .map_err(|e| self.err("upload", path, e))
+    }
+
+    async fn put_atomic_contents(
+        &mut self,
+        _local: Option<&Path>,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64> {
+        let dst = self.resolve(path)?;
+        let data = contents.to_vec();
+        blocking(move || write_atomic(&dst, &mut data.as_slice(), mtime))
+            .await
+            .map_err(|e| self.err("upload", path, e))
     }
 
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {

@@ -288,12 +288,8 @@ async fn create(
     }
     let json = serde_json::to_vec_pretty(owner)
         .map_err(|e| Error::new(ErrorKind::Transfer, "site lock", e.to_string()))?;
-    // Transports that cannot send from memory stream a local file: give them one.
-    let tmp = tempfile::NamedTempFile::new()
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &json).map(|()| f))
-        .map_err(|e| Error::new(ErrorKind::LocalIo, "site lock", e.to_string()))?;
     remote
-        .put_atomic_contents(tmp.path(), &json, &owner_path(state_dir), None)
+        .put_atomic_contents(None, &json, &owner_path(state_dir), None)
         .await?;
     Ok(Some(SiteLock {
         state_dir: state_dir.to_string(),

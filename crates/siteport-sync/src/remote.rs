@@ -97,18 +97,28 @@ pub trait Remote: Send {
         observe: Option<ReadObserver>,
     ) -> Result<u64>;
 
-    /// [`put_atomic`](Remote::put_atomic) of a small file the engine has already read into
-    /// memory (`contents`, read from `local`). Transports that can send from memory override
-    /// it; the default streams `local` again.
+    /// [`put_atomic`](Remote::put_atomic) of a small file already in memory (`contents`;
+    /// read from `local` when it came from one). Transports that can send from memory
+    /// override it. The default streams `local` again, or, for bytes with no file behind
+    /// them (the lock owner, the deploy state), a private temporary file: the built-in
+    /// transports never take that path, so a read-only file system (a hardened container)
+    /// does not stop a deploy.
     async fn put_atomic_contents(
         &mut self,
-        local: &Path,
+        local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        let _ = contents;
-        self.put_atomic(local, path, mtime, None).await
+        if let Some(local) = local {
+            return self.put_atomic(local, path, mtime, None).await;
+        }
+        let tmp = tempfile::NamedTempFile::new()
+            .and_then(|mut f| std::io::Write::write_all(&mut f, contents).map(|()| f))
+            .map_err(|e| {
+                crate::error::Error::local_io("write temp file", &std::env::temp_dir(), e)
+            })?;
+        self.put_atomic(tmp.path(), path, mtime, None).await
     }
 
     /// Downloads `path` into the already created local file `local` (a temporary file the

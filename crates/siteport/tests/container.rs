@@ -215,10 +215,19 @@ fn export_as_the_container_runs_it_writes_nothing() {
         "the missing journal place is not explained: {}",
         stderr(&o)
     );
+    // The site, plus the deploy state a later run from another machine trusts; the lock is
+    // gone. Nothing of it went through the read-only local disk.
     assert_eq!(
         uploaded(&server),
-        ["css/a.css", "img/deep/x.txt", "index.html"]
+        [
+            ".siteport/.htaccess",
+            ".siteport/state.json",
+            "css/a.css",
+            "img/deep/x.txt",
+            "index.html"
+        ]
     );
+    assert!(!server.root().join(".siteport/lock").exists());
     assert_eq!(
         std::fs::read_to_string(server.root().join("index.html")).unwrap(),
         "<h1>container</h1>\n"

@@ -407,13 +407,7 @@ async fn write_state(
 }
 
 async fn put_bytes(conn: &mut dyn Remote, path: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    // Transports that send from memory ignore the file; the others stream it.
-    let mut tmp = tempfile::NamedTempFile::new()
-        .map_err(|e| crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| crate::error::Error::local_io("write", tmp.path(), e))?;
-    conn.put_atomic_contents(tmp.path(), bytes, path, None)
+    conn.put_atomic_contents(None, bytes, path, None)
         .await
         .map(drop)
 }

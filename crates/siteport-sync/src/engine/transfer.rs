@@ -85,7 +85,7 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
             let h = blake3::hash(&data).to_hex().to_string();
             let mtime = m.modified().ok();
             let n = conn
-                .put_atomic_contents(&abs, &data, &a.path, mtime)
+                .put_atomic_contents(Some(&abs), &data, &a.path, mtime)
                 .await?;
             (h, LocalStat::of(&m), mtime, n, true)
         }
