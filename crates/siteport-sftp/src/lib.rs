@@ -14,22 +14,20 @@
 //! (`Debug` of [`Auth`] and [`ConnectOptions`] prints `****`).
 //!
 //! Layout: `options` (what to connect to), `hostkey` (known_hosts, pins), `conn` (connect
-//! and authenticate), `ops` (listing and small operations), `transfer` (pipelined uploads
-//! and downloads), `error`.
+//! and authenticate; `conn/ops` listing and small operations, `conn/transfer` pipelined
+//! uploads and downloads), `error`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod conn;
 mod error;
 mod hostkey;
-mod ops;
 mod options;
-mod transfer;
 
-pub use conn::SftpConnection;
+pub use conn::{
+    CHUNK, EntryKind, IN_FLIGHT, Observer, PutOutcome, RemoteEntry, RenameMethod, SftpConnection,
+};
 pub use error::{HostKeyInfo, SftpError, SftpErrorKind};
 pub use hostkey::{fingerprint, known_hosts_line};
-pub use ops::{EntryKind, RemoteEntry, RenameMethod};
 pub use options::{Auth, ConnectOptions, HostKeyPolicy};
 pub use secrecy::SecretString;
-pub use transfer::{CHUNK, IN_FLIGHT, Observer, PutOutcome};

@@ -18,7 +18,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::state::StateCache;
 
 /// What the journal knows about one path after a completed transfer: both sides' state at
 /// that moment and the content hash.
@@ -420,6 +419,18 @@ pub fn hash_file(path: &Path) -> Result<String> {
     h.update_reader(File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?)
         .map_err(|e| Error::local_io("read for hashing", path, e))?;
     Ok(h.finalize().to_hex().to_string())
+}
+
+/// What the journal remembers of the state it last read or wrote: when the server still
+/// lists the document with this size and (exact) time, it is not downloaded again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCache {
+    /// The deploy id in that document.
+    pub id: String,
+    /// Its listed size.
+    pub size: u64,
+    /// Its listed time (ns), exact (MLSD or a local directory) only.
+    pub mtime_ns: i64,
 }
 
 #[cfg(test)]

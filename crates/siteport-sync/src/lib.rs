@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connect;
 mod digest;
 mod endpoint;
 mod engine;
@@ -50,13 +51,11 @@ mod state;
 mod tree;
 mod verify;
 
-pub use digest::hash_file_with;
-pub use endpoint::{
-    Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode, is_valid_fingerprint,
-    set_bandwidth_limit,
-};
 #[cfg(any(feature = "ftp", feature = "sftp"))]
-pub use endpoint::{connect_factory, test_login};
+pub use connect::{connect_factory, test_login};
+pub use connect::{is_valid_fingerprint, set_bandwidth_limit};
+pub use digest::hash_file_with;
+pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
@@ -76,7 +75,7 @@ pub use remote::{
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{
-    DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateCache, StateRecord, git_commit,
+    DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateRecord, git_commit,
     read_deploy_state, user_at_host,
 };
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};

@@ -340,18 +340,6 @@ fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// What the journal remembers of the state it last read or wrote: when the server still
-/// lists the document with this size and (exact) time, it is not downloaded again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateCache {
-    /// The deploy id in that document.
-    pub id: String,
-    /// Its listed size.
-    pub size: u64,
-    /// Its listed time (ns), exact (MLSD or a local directory) only.
-    pub mtime_ns: i64,
-}
-
 /// The set of directories that hold the given files (for the listing after the uploads).
 pub(crate) fn parent_dirs<'a>(paths: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
     paths.map(|p| crate::path::parent(p).to_string()).collect()

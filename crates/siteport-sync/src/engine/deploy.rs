@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::journal::{JournalRecord, to_ns};
+use crate::journal::{JournalRecord, StateCache, to_ns};
 use crate::path::join;
 use crate::plan::{Baseline, Plan};
 use crate::remote::{EntryKind, Remote};
 use crate::state::{
-    DeployInfo, DeployState, HTACCESS, MAX_STATE_BYTES, STATE_FILE, StateCache, StateRecord,
-    dir_chain, in_state_dir, parent_dirs,
+    DeployInfo, DeployState, HTACCESS, MAX_STATE_BYTES, STATE_FILE, StateRecord, dir_chain,
+    in_state_dir, parent_dirs,
 };
 use crate::tree::{Tree, TreeEntry};
 

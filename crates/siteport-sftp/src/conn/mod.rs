@@ -1,5 +1,11 @@
 //! [`SftpConnection`]: connect, check the host key, authenticate, open the `sftp` subsystem.
 
+mod ops;
+mod transfer;
+
+pub use ops::{EntryKind, RemoteEntry, RenameMethod};
+pub use transfer::{CHUNK, IN_FLIGHT, Observer, PutOutcome};
+
 use std::sync::{Arc, Mutex};
 
 use russh::client;
@@ -147,7 +153,7 @@ impl SftpConnection {
             posix_rename,
             file_mode: opts.file_mode,
             dir_mode: opts.dir_mode,
-            tmp_tag: crate::transfer::new_tmp_tag(),
+            tmp_tag: transfer::new_tmp_tag(),
         })
     }
 

@@ -14,9 +14,9 @@ use russh_sftp::client::error::Error as SftpRawError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::conn::SftpConnection;
+use super::SftpConnection;
+use super::ops::{RenameMethod, secs};
 use crate::error::{SftpError, SftpErrorKind};
-use crate::ops::{RenameMethod, secs};
 
 /// Bytes per READ/WRITE request (what every server accepts).
 pub const CHUNK: usize = 32 * 1024;

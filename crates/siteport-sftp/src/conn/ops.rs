@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use russh_sftp::client::error::Error as SftpRawError;
 use russh_sftp::protocol::{FileAttributes, FileType, StatusCode};
 
-use crate::conn::SftpConnection;
+use super::SftpConnection;
 use crate::error::SftpError;
 
 /// What a listed entry is. Symbolic links are reported as such (READDIR's attributes are
