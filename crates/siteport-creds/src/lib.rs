@@ -7,7 +7,8 @@
 //! spells out a command line: a fix that is an action of the embedding program is a [`Remedy`]
 //! the program renders.
 //!
-//! Layout: `spec` (which backends: [`BackendSpec`] and its precedence), `settings` (every
+//! Layout: `backend` (the [`CredentialBackend`] trait), `testkit` (the conformance suite every
+//! backend runs), `spec` (which backends: [`BackendSpec`] and its precedence), `settings` (every
 //! backend's settings gathered into [`BackendSettings`]), `open` ([`open_backend`]), `prompt`
 //! ([`Prompter`]), `error` and `remedy`, `credential` (the validated value), `reference`
 //! (`${cred:…}` / `${env:…}` expansion), `chain`, `fsutil` (every 0600 file and 0700

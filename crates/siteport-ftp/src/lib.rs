@@ -3,8 +3,9 @@
 //! [`FtpConnection`] is one logged-in control connection (binary type, passive mode: `EPSV`,
 //! falling back to `PASV`); [`Pool`] bounds and reuses them. TLS modes are [`TlsMode::None`]
 //! (warns), [`TlsMode::Explicit`] (`AUTH TLS`, never a silent fallback to plain text) and
-//! [`TlsMode::Implicit`]. Certificates are verified against the web PKI roots by default, or
-//! against a `ca_file`, or pinned by SHA-256 `fingerprint`, or not at all with `insecure`.
+//! [`TlsMode::Implicit`]. Certificates are verified against the web PKI roots plus the
+//! system's trust store by default, or against a `ca_file`, or pinned by SHA-256
+//! `fingerprint`, or not at all with `insecure`.
 //!
 //! Why not `suppaftp`: its async data connections do not set `TCP_NODELAY` and give no control
 //! over which TLS session a data connection resumes. Both decide FTPS speed (and whether vsftpd
@@ -17,7 +18,9 @@
 //! Layout: `conn/` is [`FtpConnection`], a file per job (`login`, `data` for the passive data
 //! channel, `listing`, `upload`, `download`, `file_ops`); `stream` is the control channel and
 //! its reply reader; `command` the command lines, with `PASS` in a buffer wiped on drop; `tls`
-//! the rustls configuration; `list` the listing parsers; `pool` and `error` what they say.
+//! the rustls configuration and `tls_diag` what a failed handshake means; `options` the
+//! connection settings; `list` the listing parsers; `hash` the server hash commands (`HASH`,
+//! `XSHA256`, ...); `rate` the process-wide bandwidth limit; `pool` and `error` what they say.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

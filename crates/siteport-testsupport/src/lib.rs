@@ -1,12 +1,14 @@
-//! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd and
-//! pure-ftpd on loopback with temp roots and real users, TLS certificates made with `rcgen`,
-//! a `FaultyProxy` that cuts connections at random, a `HostileServer` whose listings carry
-//! names like `../escape`; OpenSSH's sshd serving chrooted SFTP; and for the credential backends, fakes of Vault, GCP Secret Manager
-//! and Azure Key Vault, and the moto AWS emulator.
+//! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd, pure-ftpd
+//! and proftpd (with mod_digest's `HASH`) on loopback with temp roots and real users, TLS
+//! certificates made with `rcgen`, a `FaultyProxy` that cuts connections at random, a
+//! `HostileServer` whose listings carry names like `../escape`; OpenSSH's sshd serving
+//! chrooted SFTP; and for the credential backends, fakes of Vault, GCP Secret Manager and
+//! Azure Key Vault, and the moto AWS emulator.
 //!
-//! vsftpd and pure-ftpd come from `scripts/install-test-deps`; the fixtures find them at the
-//! paths that script prints (overridable with `SITEPORT_VSFTPD`, `SITEPORT_PUREFTPD`,
-//! `SITEPORT_PUREPW`, `SITEPORT_TOOLS`) and panic with that hint when they are missing.
+//! The servers come from `scripts/install-test-deps`; the fixtures find them at the paths that
+//! script prints (overridable with `SITEPORT_VSFTPD`, `SITEPORT_PUREFTPD`, `SITEPORT_PUREPW`,
+//! `SITEPORT_PROFTPD`, `SITEPORT_SSHD`, `SITEPORT_MOTO_SERVER`, `SITEPORT_TOOLS`) and panic
+//! with that hint when they are missing.
 //!
 //! Each fixture is behind a cargo feature (`ftp`, `sftp`, `certs`, `vault`, `gcp`, `azure`, `aws`, or
 //! `cloud` for the four stores), so a crate's tests compile only what they use.

@@ -216,6 +216,40 @@ fn dockerfile_builds_what_the_tests_run_as_a_non_root_user() {
     assert!(last.contains(r#"ENTRYPOINT ["siteport"]"#), "{last}");
 }
 
+/// The GitHub Action's image (root `Dockerfile`): the same build as the tested one, and a
+/// final stage without USER, because GitHub runs Docker actions as root (its workspace and
+/// `$GITHUB_OUTPUT` belong to the runner's user).
+#[test]
+fn action_dockerfile_builds_what_the_tests_run_as_root() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let script = std::fs::read_to_string(repo().join("scripts/test")).unwrap();
+    let built = cargo_lines(&dockerfile);
+    assert!(!built.is_empty(), "no cargo command in the root Dockerfile");
+    let tested = cargo_lines(&script);
+    for c in &built {
+        assert!(
+            tested.contains(c),
+            "the root Dockerfile runs `{c}`, scripts/test {tested:?}"
+        );
+    }
+    let stages: Vec<&str> = dockerfile.split("\nFROM ").skip(1).collect();
+    assert!(stages.len() >= 2, "not multi-stage");
+    let last = stages.last().unwrap();
+    assert!(
+        !last.lines().any(|l| l.trim_start().starts_with("USER ")),
+        "the action's final stage sets USER: GitHub could not use the workspace\n{last}"
+    );
+    assert!(
+        !last.contains("WORKDIR"),
+        "GitHub sets the working directory: {last}"
+    );
+    assert!(
+        last.contains(r#"ENTRYPOINT ["/usr/local/bin/siteport"]"#),
+        "{last}"
+    );
+    assert!(last.contains("SITEPORT_CREDENTIAL_BACKEND=env"), "{last}");
+}
+
 #[test]
 fn example_configs_load() {
     let mut configs = vec![repo().join("deploy/docker/siteport.toml")];

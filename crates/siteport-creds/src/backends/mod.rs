@@ -1,5 +1,6 @@
 //! The built-in backends. Remote ones are compiled only with their cargo feature; their
-//! settings types are compiled always, so that every config parses in every build.
+//! settings types are compiled always (Vault's and the keychain's as an empty placeholder
+//! without their feature), so that every config parses in every build.
 
 pub mod aws;
 pub mod azure;
