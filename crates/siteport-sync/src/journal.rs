@@ -6,7 +6,8 @@
 //! loses at most the line being written, which the replay ignores: the next run resumes
 //! where it stopped. Log lines are not fsynced one by one (that would cost a disk flush per
 //! file); they survive the death of the process, and a power cut only costs re-sending the
-//! last files. A lock file (`<path>.lock`) keeps two runs off one journal.
+//! last files. A lock file (`<path>.lock`, see `journal_files.rs`) keeps two runs off one
+//! journal; it is removed when the journal is closed.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal_files::{JournalLock, with_suffix};
 
 /// What the journal knows about one path after a completed transfer: both sides' state at
 /// that moment and the content hash.
@@ -139,7 +141,8 @@ pub struct Journal {
     log: Option<File>,
     /// Records changed since the snapshot was last written.
     dirty: bool,
-    _lock: Option<File>,
+    /// Dropped last (fields drop in order): the lock file goes once the rest is closed.
+    _lock: Option<JournalLock>,
 }
 
 const VERSION: u32 = 1;
@@ -168,22 +171,7 @@ impl Journal {
                 .create(dir)
                 .map_err(|e| Error::local_io("create journal directory", dir, e))?;
         }
-        let lock_path = with_suffix(path, ".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| Error::local_io("open journal lock", &lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(Error::new(
-                ErrorKind::Journal,
-                path.display().to_string(),
-                "another siteport run is using this site's journal",
-            )
-            .with_hint("wait for the other run to finish"));
-        }
+        let lock = JournalLock::acquire(path)?;
         let (mut records, state) = match std::fs::read(path) {
             Ok(bytes) => {
                 let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
@@ -388,12 +376,6 @@ fn replay(r: impl BufRead, records: &mut BTreeMap<String, JournalRecord>) {
             }
         }
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Nanoseconds since the Unix epoch (negative before it), saturating.

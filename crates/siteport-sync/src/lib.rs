@@ -39,6 +39,7 @@ mod error;
 mod ftp;
 mod guard;
 mod journal;
+mod journal_files;
 mod local_remote;
 mod lock;
 mod path;
@@ -60,6 +61,7 @@ pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
+pub use journal_files::{adopt_journal, journal_file_name, sweep_journal_locks};
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
