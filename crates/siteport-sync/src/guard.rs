@@ -205,6 +205,7 @@ mod tests {
             remote_problems: vec![],
             journal_updates: vec![],
             notes: vec![],
+            stale_temps: vec![],
         }
     }
 

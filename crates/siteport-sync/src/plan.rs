@@ -231,6 +231,10 @@ pub struct Plan {
     pub journal_updates: Vec<(String, JournalRecord)>,
     /// One-line explanations the user must see (more sent than the diff, `--size-only`).
     pub notes: Vec<String>,
+    /// siteport's own temporary files left on the target side by runs that died: removed
+    /// first when the plan is executed (see `engine/temps.rs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stale_temps: Vec<String>,
 }
 
 impl Plan {
@@ -277,6 +281,13 @@ impl fmt::Display for Plan {
                 f,
                 "{:<9} {:>12}  {}  ({})",
                 "ignored", "-", p.path, p.detail
+            )?;
+        }
+        for t in &self.stale_temps {
+            writeln!(
+                f,
+                "{:<9} {:>12}  {}  (temporary file left by an interrupted siteport run)",
+                "remove", "-", t
             )?;
         }
         for n in &self.notes {
@@ -480,6 +491,7 @@ fn plan(
         local_problems: local.problems.clone(),
         remote_problems: remote.problems.clone(),
         journal_updates: updates,
+        stale_temps: Vec::new(),
     }
 }
 

@@ -90,6 +90,13 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// The run was stopped before the end (the stop handle was set).
     pub stopped: bool,
+    /// siteport's own temporary files removed on the target side: leftovers of earlier runs
+    /// that died, and (when this run was interrupted) its own partial files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub temps_removed: Vec<String>,
+    /// Files that were being transferred when the run was interrupted (not done).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interrupted: Vec<String>,
 }
 
 impl Report {
@@ -112,6 +119,8 @@ impl Report {
                 .collect(),
             warnings: plan.notes.clone(),
             stopped: false,
+            temps_removed: Vec::new(),
+            interrupted: Vec::new(),
         }
     }
 

@@ -104,6 +104,7 @@ mod tests {
             remote_problems: vec![],
             journal_updates: vec![],
             notes: vec![],
+            stale_temps: vec![],
         };
         let mut report = Report::new(&plan);
         for (path, bytes) in [("a.html", 5), ("sub/b.css", 5), ("sub/gone.js", 2)] {

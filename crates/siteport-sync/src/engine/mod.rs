@@ -16,9 +16,10 @@ mod download;
 mod local;
 mod scan;
 mod scheduler;
+mod temps;
 mod transfer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -38,6 +39,7 @@ use deploy::set_aside_state_dir;
 use local::create_local_root;
 use scan::set_aside_temp_files;
 use scheduler::{Job, Queue, Results, Worker, levels};
+use temps::take_local_temps;
 
 /// How transient errors are retried: exponential backoff from `base_delay`, doubled each
 /// time up to `max_delay`, for at most `max_attempts` tries in all, on a fresh connection
@@ -133,6 +135,8 @@ struct Shared {
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
     phase_jobs: AtomicU64,
     phase_busy_ns: AtomicU64,
+    /// Transfers under way (paths): what an interrupted run may have left half-written.
+    in_flight: Mutex<BTreeSet<String>>,
 }
 
 /// Locks a mutex, recovering the data if a worker panicked while holding it: every critical
@@ -158,6 +162,8 @@ pub struct Engine {
     opts: SyncOptions,
     pool: Vec<Worker>,
     remote_root_missing: bool,
+    /// siteport's temporary files the last remote scan found (see `temps.rs`).
+    remote_temps: Vec<String>,
 }
 
 impl Engine {
@@ -187,6 +193,7 @@ impl Engine {
             logging_in: AtomicUsize::new(0),
             phase_jobs: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
+            in_flight: Mutex::new(BTreeSet::new()),
         });
         let pool = (0..n)
             .map(|id| Worker {
@@ -201,6 +208,7 @@ impl Engine {
             opts,
             pool,
             remote_root_missing: false,
+            remote_temps: Vec::new(),
         }
     }
 
@@ -244,10 +252,18 @@ impl Engine {
         let (mut local, mut remote) = (local, remote);
         // Our own temporary files (a crashed run's leftovers) are never a source; on the
         // target side they are extras, which `delete` cleans up.
-        match direction {
-            Direction::Export => set_aside_temp_files(&mut local),
-            Direction::Import => set_aside_temp_files(&mut remote),
-        }
+        let stale_temps = match direction {
+            Direction::Export => {
+                set_aside_temp_files(&mut local);
+                std::mem::take(&mut self.remote_temps)
+            }
+            Direction::Import => {
+                // An import never changes the server: its temp files are only kept out.
+                remote.kept.extend(std::mem::take(&mut self.remote_temps));
+                set_aside_temp_files(&mut remote);
+                take_local_temps(&mut local)
+            }
+        };
         let state_dir = self.state_dir()?;
         let listing = state_dir
             .as_deref()
@@ -306,6 +322,7 @@ impl Engine {
             })?;
         drop(local);
         plan.notes.splice(0..0, notes);
+        plan.stale_temps = stale_temps;
         *lock(&self.shared.deploy) = None;
         if let (Some(d), Some(l), Direction::Export) = (&state_dir, &listing, direction) {
             let base = Baseline {
@@ -345,6 +362,7 @@ impl Engine {
                 }
             }
         }
+        self.remove_stale_temps(plan, &mut report).await;
         let by = |op: Op| plan.actions.iter().filter(move |a| a.op == op).cloned();
         for a in by(Op::Conflict) {
             let o = FileOutcome {

@@ -14,6 +14,7 @@ use crate::state::in_state_dir;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
 
 use super::scheduler::Job;
+use super::temps::is_own_temp_name;
 use super::{Engine, lock};
 
 impl Engine {
@@ -29,6 +30,7 @@ impl Engine {
             })
         };
         self.remote_root_missing = false;
+        self.remote_temps.clear();
         while !level.is_empty() {
             self.run_phase(level.drain(..).map(Job::List).collect())
                 .await;
@@ -79,6 +81,14 @@ impl Engine {
                         continue;
                     }
                     let path = join(&dir, &ent.name);
+                    // Checked before the excludes, which are about the user's files: a
+                    // `.*` exclude must not hide a dead run's partial upload. The state dir
+                    // counts too (a state or lock owner write cut short): it is only ever
+                    // written under the site lock, which the run that removes them holds.
+                    if ent.kind == EntryKind::File && is_own_temp_name(&ent.name) {
+                        self.remote_temps.push(path);
+                        continue;
+                    }
                     match ent.kind {
                         EntryKind::Dir => {
                             if self.opts.excludes.prunes_dir(&path) && !ours(&path) {

@@ -14,6 +14,7 @@ use crate::plan::Action;
 use crate::remote::{HashAlg, Remote, RemoteEntry};
 use crate::report::{FileOutcome, Status};
 
+use super::temps::writes_temp;
 use super::transfer::remote_action;
 use super::{Engine, Shared, lock};
 
@@ -34,6 +35,8 @@ pub(super) enum Job {
     Act(Action),
     /// The server's hash of a file.
     Hash(String, HashAlg),
+    /// Delete one of siteport's stale temporary files (see `temps.rs`).
+    RemoveTemp(String),
 }
 
 /// The jobs of the current phase, and how many workers are taking from it.
@@ -50,6 +53,8 @@ pub(super) struct Results {
     pub(super) hashes: Vec<(String, Result<String>)>,
     pub(super) outcomes: Vec<(usize, FileOutcome)>,
     pub(super) warnings: Vec<String>,
+    /// Stale temporary files and whether each could be deleted.
+    pub(super) temps: Vec<(String, Result<()>)>,
 }
 
 impl Engine {
@@ -204,7 +209,20 @@ async fn worker_loop(sh: Arc<Shared>, mut w: Worker) -> Option<Worker> {
 async fn run_job(sh: &Shared, w: &mut Worker, job: Job) -> JobEnd {
     if let Job::Act(a) = &job {
         sh.progress.started(w.id, a);
+        if writes_temp(a.op) {
+            // Until it ends: an interrupted run removes what this one left half-written.
+            lock(&sh.in_flight).insert(a.path.clone());
+        }
     }
+    let end = run_job_tries(sh, w, &job).await;
+    if let Job::Act(a) = &job {
+        lock(&sh.in_flight).remove(&a.path);
+    }
+    end
+}
+
+async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
+    let job = job.clone();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -307,6 +325,9 @@ fn fail(sh: &Shared, worker: usize, job: &Job, e: Error, attempts: u32, fatal: b
         Job::Hash(p, _) => lock(&sh.results)
             .hashes
             .push((p.clone(), Err(e.duplicate()))),
+        Job::RemoveTemp(p) => lock(&sh.results)
+            .temps
+            .push((p.clone(), Err(e.duplicate()))),
     }
     if fatal {
         let mut f = lock(&sh.fatal);
@@ -348,6 +369,16 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
         Job::Hash(p, alg) => {
             let h = conn.remote_hash(p, *alg).await.map_err(|e| (e, false))?;
             lock(&sh.results).hashes.push((p.clone(), Ok(h)));
+            Ok(0)
+        }
+        Job::RemoveTemp(p) => {
+            let r = conn.delete_file(p).await;
+            if let Err(e) = &r
+                && e.is_retryable()
+            {
+                return Err((e.duplicate(), false));
+            }
+            lock(&sh.results).temps.push((p.clone(), r));
             Ok(0)
         }
         Job::Act(a) => {
