@@ -356,13 +356,14 @@ async fn run_site(
             return Err(site_lock::interrupted_error(&site, sigterm));
         }
     };
-    let outcome = tokio::select! {
-        r = run_locked(ctx, req, &site, &factory, sync, progress.clone(), partial) => r,
-        sigterm = signals.recv() => {
-            progress.clear();
-            Err(site_lock::interrupted_error(&site, sigterm))
-        }
+    let run = Locked {
+        ctx,
+        req,
+        site: &site,
+        factory: &factory,
+        progress,
     };
+    let outcome = run_locked(&run, sync, partial, &mut signals).await;
     site_lock::release(&factory, &site, &lock).await;
     outcome
 }
@@ -432,20 +433,42 @@ fn guard_options(req: &Request, site: &ResolvedSite) -> GuardOptions {
     }
 }
 
-/// Under the site lock: plan, check the plan against the delete guard, execute, verify.
-async fn run_locked(
-    ctx: &Context,
-    req: &Request,
-    site: &ResolvedSite,
-    factory: &Arc<dyn RemoteFactory>,
-    sync: SyncOptions,
+/// What a run under the site lock works with.
+struct Locked<'a> {
+    ctx: &'a Context,
+    req: &'a Request,
+    site: &'a ResolvedSite,
+    factory: &'a Arc<dyn RemoteFactory>,
     progress: Arc<CliProgress>,
+}
+
+/// Under the site lock: plan, check the plan against the delete guard, execute, verify. A
+/// signal while planning or verifying drops that step (nothing is being written then); one
+/// while executing stops the workers and cleans up after them (see `interrupt.rs`).
+async fn run_locked(
+    run: &Locked<'_>,
+    sync: SyncOptions,
     partial: &mut Option<Report>,
+    signals: &mut site_lock::Signals,
 ) -> CliResult<Value> {
+    let Locked {
+        ctx,
+        req,
+        site,
+        factory,
+        ref progress,
+    } = *run;
     let journal = open_journal(ctx, req, site, false)?;
     let max_connections = sync.max_connections;
     let mut engine = Engine::new(factory.clone(), sync, journal, progress.clone());
-    let mut plan = engine.plan(req.direction).await.map_err(|e| {
+    let planned = tokio::select! {
+        p = engine.plan(req.direction) => p,
+        sigterm = signals.recv() => {
+            progress.clear();
+            return Err(site_lock::interrupted_error(site, sigterm));
+        }
+    };
+    let mut plan = planned.map_err(|e| {
         progress.clear();
         sync_error(site, &e)
     })?;
@@ -455,7 +478,16 @@ async fn run_locked(
         let _ = engine.finish().await;
         return Err(guard_error(site, &refusal));
     }
-    let report = engine.execute(&plan).await;
+    let report = tokio::select! {
+        r = engine.execute(&plan) => r,
+        sigterm = signals.recv() => {
+            progress.clear();
+            return Err(crate::commands::interrupt::stopped_during_execute(
+                engine, &plan, site, sigterm, signals, partial,
+            )
+            .await);
+        }
+    };
     progress.clear();
     let report = report.map_err(|e| sync_error(site, &e))?;
     if let Err(e) = engine.finish().await {
@@ -488,7 +520,10 @@ async fn run_locked(
         });
     }
     let verified = if req.verify && req.direction == Direction::Export {
-        Some(verify(factory, site, &report).await?)
+        tokio::select! {
+            v = verify(factory, site, &report) => Some(v?),
+            sigterm = signals.recv() => return Err(site_lock::interrupted_error(site, sigterm)),
+        }
     } else {
         None
     };
@@ -610,8 +645,13 @@ fn summary(req: &Request, site: &ResolvedSite, r: &Report, max_connections: usiz
     } else {
         format!("{} dirs created", c.dirs_created)
     };
+    // Only when there were any: the leftovers of a run that died, removed before this one.
+    let temps = match r.temps_removed.len() {
+        0 => String::new(),
+        n => format!(", {n} stale temporary file(s) removed"),
+    };
     format!(
-        "{} {}: {moved} ({} bytes), {dirs}, {} deleted, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
+        "{} {}: {moved} ({} bytes), {dirs}, {} deleted{temps}, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
         req.verb(),
         site.name,
         r.bytes,

@@ -5,13 +5,22 @@
 //! on the server), so a run that has no writable place for it still works, with a journal in
 //! memory and a warning that says how to give it a place. Errors that are not about the place
 //! (another run holds the journal's lock, a corrupt journal) stay errors.
+//!
+//! A journal is named after the remote tree it describes (see
+//! [`siteport_sync::journal_file_name`]), not after the site: two configs that each have a
+//! site `blog` keep two journals and never block each other. A journal from before that rule
+//! (`<site>.json`) is moved to the new name by the first run that needs it. It cannot say
+//! which remote it described; should it have been another config's same-named site, the
+//! server's deploy state still decides first, and the journal's records are trusted only for
+//! files the server lists with exactly the recorded size and time, so the cost is at worst
+//! some hashing, never a wrong upload.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use siteport_sync::Journal;
 
-use crate::commands::site::journal_path;
+use crate::commands::site::{endpoint, journal_path};
 use crate::config::ResolvedSite;
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -62,10 +71,15 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
         );
         return Ok(Journal::in_memory());
     };
-    let jpath = journal_path(&dir, &site.name);
+    let mut jpath = site_journal_path(&dir, site);
     if dry_run {
         if !jpath.exists() {
-            return Ok(Journal::in_memory());
+            // A dry run moves nothing: it reads the old journal where it still is.
+            let legacy = journal_path(&dir, &site.name);
+            if !legacy.exists() {
+                return Ok(Journal::in_memory());
+            }
+            jpath = legacy;
         }
     } else if let Err(e) = create_private_dir(&dir) {
         if unwritable(&e) {
@@ -79,6 +93,12 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
             return Ok(Journal::in_memory());
         }
         return Err(journal_dir_error(site, &dir, &e));
+    } else {
+        adopt_legacy(&dir, site, &jpath);
+        let swept = siteport_sync::sweep_journal_locks(&dir);
+        if swept > 0 {
+            tracing::debug!(dir = %dir.display(), "removed {swept} stale journal lock file(s)");
+        }
     }
     Journal::open(&jpath).map_err(|e| {
         let mut out = CliError::usage(format!("site '{}': journal {e}", site.name));
@@ -88,6 +108,32 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
             None => out,
         }
     })
+}
+
+/// The journal file of `site` in `dir`: named after its remote tree.
+pub fn site_journal_path(dir: &Path, site: &ResolvedSite) -> PathBuf {
+    dir.join(siteport_sync::journal_file_name(&endpoint(site)))
+}
+
+/// Moves the site's journal from its old name-keyed place to `jpath`. A failure only costs
+/// the old journal (files are then hashed against the server's deploy state): a warning.
+fn adopt_legacy(dir: &Path, site: &ResolvedSite, jpath: &Path) {
+    let legacy = journal_path(dir, &site.name);
+    match siteport_sync::adopt_journal(&legacy, jpath) {
+        Ok(true) => tracing::info!(
+            site = %site.name,
+            "moved the journal {} to {} (journals are now named after the remote, not the site)",
+            legacy.display(),
+            jpath.display()
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            site = %site.name,
+            "could not move the old journal {}: {e}; files are hashed against the server's \
+             deploy state instead",
+            legacy.display()
+        ),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

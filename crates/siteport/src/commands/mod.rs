@@ -9,6 +9,7 @@ pub mod credential_verify;
 pub mod demo;
 pub mod export_import;
 pub mod filters;
+pub mod interrupt;
 pub mod journal_place;
 pub mod migrate;
 pub mod site;

@@ -66,6 +66,8 @@ pub fn endpoint(site: &ResolvedSite) -> Endpoint {
 
 /// `<dir>/<site>.json`, the site name made safe for a file name (anything outside
 /// `[A-Za-z0-9._-]` becomes `_`, and a leading `.` too, so no name can climb out of `dir`).
+/// Journals were kept there before they were named after their remote; kept to find such a
+/// journal and move it (see `journal_place.rs`).
 pub fn journal_path(dir: &Path, site: &str) -> PathBuf {
     let mut safe: String = site
         .chars()

@@ -170,7 +170,11 @@ fn local_journal(ctx: &Context, site: &ResolvedSite) -> LocalJournal {
     let Some(dir) = journal_dir(ctx) else {
         return LocalJournal::None;
     };
-    let path = journal_path(&dir, &site.name);
+    let mut path = crate::commands::journal_place::site_journal_path(&dir, site);
+    if !path.exists() {
+        // Not yet moved by a run: the journal from before journals were named after the remote.
+        path = journal_path(&dir, &site.name);
+    }
     let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
     if written.is_none() {
         return LocalJournal::None;
