@@ -131,7 +131,11 @@ fn cycle(sb: &Sandbox, server: &FtpServer, env: &[(String, String)]) {
         remote_dir.display()
     );
     let jdir = sb.home().join(".local/state/siteport/journal");
-    assert!(!jdir.join("web.json").exists(), "dry run wrote the journal");
+    assert_eq!(
+        common::journals(&jdir),
+        Vec::<String>::new(),
+        "dry run wrote the journal"
+    );
 
     let o = run_env(sb, &["--json", "export", "web"], env);
     assert_code(&o, 0);
@@ -143,7 +147,13 @@ fn cycle(sb: &Sandbox, server: &FtpServer, env: &[(String, String)]) {
         server.label()
     );
     assert_eq!(mode(&jdir), 0o700);
-    assert_eq!(mode(&jdir.join("web.json")), 0o600);
+    let written = common::journals(&jdir);
+    assert_eq!(
+        written.len(),
+        1,
+        "one journal, for the one site run: {written:?}"
+    );
+    assert_eq!(mode(&jdir.join(&written[0])), 0o600);
 
     let o = run_env(sb, &["--json", "export", "web"], env);
     assert_code(&o, 0);

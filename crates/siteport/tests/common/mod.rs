@@ -114,3 +114,19 @@ pub fn mode(p: &Path) -> u32 {
         .mode()
         & 0o777
 }
+
+/// The journal files (`*.json`) in a journal directory, by name, sorted; none when it is
+/// missing. Journals are named after their remote (`<host>-<hash>.json`), so tests that ask
+/// "was a journal written" look for any.
+pub fn journals(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
