@@ -336,3 +336,43 @@ fn a_journal_under_the_old_site_name_is_moved_not_dropped() {
     assert!(!legacy.exists(), "the old journal was not moved");
     assert_eq!(std::fs::read(&keyed).unwrap(), records);
 }
+
+#[test]
+fn ctrl_c_mid_download_leaves_no_part_file_locally() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let sb = Sandbox::new();
+    let work = sb.workdir();
+    write_config(&work, &server, "web", "/htdocs", "max_connections = 1");
+    let env = cred_env(&server);
+    let htdocs = server.root().join("htdocs");
+    std::fs::create_dir_all(&htdocs).unwrap();
+    std::fs::write(htdocs.join("big.bin"), noise(6 << 20)).unwrap();
+    // The FTP user takes the site lock in there: the directory must be theirs.
+    let owner = std::fs::metadata(server.root()).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    std::os::unix::fs::chown(&htdocs, Some(owner.uid()), Some(owner.gid())).unwrap();
+    let public = work.join("public");
+
+    let child = spawn(&sb, &work, &["import", "web", "--bwlimit", "1M"], &env);
+    let t = Instant::now();
+    while find(&public, ".part").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no download temp file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "INT");
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 130);
+    let err = stderr(&o);
+    assert!(err.contains("interrupted  big.bin  (not fetched"), "{err}");
+    assert!(err.contains("done: 0 of 1 downloads"), "{err}");
+    assert_eq!(find(&public, ".part"), Vec::<PathBuf>::new());
+    assert!(
+        !public.join("big.bin").exists(),
+        "a partial file under its final name"
+    );
+    assert!(!htdocs.join(".siteport/lock").exists(), "the lock was kept");
+}
