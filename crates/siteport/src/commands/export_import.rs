@@ -372,6 +372,7 @@ fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
     // The engine keeps the state dir (lock included) out of every transfer by itself.
     let excludes = req.filters.excludes(site)?;
     let mut sync = SyncOptions::new(site.local.clone());
+    sync.state_dir = Some(site_lock::state_dir(site).to_owned());
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
     sync.checksum = req.checksum;
