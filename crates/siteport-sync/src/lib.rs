@@ -82,4 +82,4 @@ pub use state::{
 };
 pub use state_dir::{check_state_dir_setting, in_web_root, locate_state_dir};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
-pub use verify::{Mismatch, verify_uploads};
+pub use verify::{Mismatch, Problem, Verification, verify_uploads};

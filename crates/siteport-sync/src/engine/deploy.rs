@@ -487,6 +487,20 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
     }
 }
 
+impl Engine {
+    /// Drops `paths` from the deploy state of the run (they are not on the server as sent);
+    /// `false` when the run keeps no state.
+    pub(super) fn forget(&self, paths: &[&str]) -> bool {
+        let mut g = lock(&self.shared.deploy);
+        let Some(t) = g.as_mut() else { return false };
+        for p in paths {
+            t.records.remove(*p);
+        }
+        t.changed = true;
+        true
+    }
+}
+
 /// Called after a completed delete.
 pub(super) fn deleted(sh: &Shared, path: &str) {
     if let Some(t) = lock(&sh.deploy).as_mut() {

@@ -17,6 +17,7 @@ mod local;
 mod scan;
 mod scheduler;
 mod transfer;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
