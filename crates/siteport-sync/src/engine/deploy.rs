@@ -103,12 +103,24 @@ pub(super) fn set_aside_state_dir(dir: &str, local: &mut Tree, remote: &mut Tree
 
 impl Engine {
     /// What the server has of a state dir outside the web root (the scan never sees it): one
-    /// listing of the dir itself. A dir that cannot be listed is taken as missing; the state
+    /// listing of the dir itself. A dir that cannot be listed is taken as missing (the export
+    /// then works as without state, which is safe: it sends more, never less); the state
     /// write then creates it, or says why it could not.
     pub(super) async fn list_outside_state_dir(&mut self, dir: &str) -> StateListing {
         let listed = match self.any_conn().await {
-            Ok(c) => c.list_dir(dir).await.ok(),
-            Err(_) => None,
+            Ok(c) => c.list_dir(dir).await,
+            Err(e) => Err(e),
+        };
+        let listed = match listed {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(
+                    state_dir = dir,
+                    "the deploy state dir could not be listed: {e}"
+                );
+                None
+            }
         };
         let Some(entries) = listed else {
             return StateListing {
