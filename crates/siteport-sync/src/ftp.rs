@@ -105,13 +105,11 @@ impl FtpRemote {
         }
     }
 
-    fn full(&self, rel: &str) -> String {
-        match (self.root.is_empty(), rel.is_empty()) {
-            (true, true) => ".".to_string(),
-            (true, false) => rel.to_string(),
-            (false, true) => self.root.clone(),
-            (false, false) => format!("{}/{rel}", self.root),
-        }
+    /// The server path of `rel`: under the site's root, or unchanged when absolute (the
+    /// deploy state dir outside the web root). A hostile component is refused here too.
+    fn full(&self, rel: &str) -> Result<String> {
+        crate::path::server_path(&self.root, rel)
+            .map_err(|why| Error::unsafe_name(format!("ftp {}: {rel:?}", self.server), why))
     }
 
     fn conn(&mut self) -> Result<&mut FtpConnection> {
@@ -152,7 +150,7 @@ impl Remote for FtpRemote {
     }
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let entries = self
             .conn()?
             .list_dir(&p)
@@ -182,7 +180,7 @@ impl Remote for FtpRemote {
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let conn = self.conn()?;
         match observe {
             Some(o) => conn.put_atomic_observed(local, &p, mtime, o).await,
@@ -198,7 +196,7 @@ impl Remote for FtpRemote {
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
@@ -206,7 +204,7 @@ impl Remote for FtpRemote {
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get_bytes(&p, max)
             .await
@@ -215,7 +213,7 @@ impl Remote for FtpRemote {
     }
 
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get_file(&p, local)
             .await
@@ -223,7 +221,7 @@ impl Remote for FtpRemote {
     }
 
     async fn remote_hash(&mut self, path: &str, alg: HashAlg) -> Result<String> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let alg = match alg {
             HashAlg::Sha256 => siteport_ftp::HashAlgorithm::Sha256,
             HashAlg::Sha1 => siteport_ftp::HashAlgorithm::Sha1,
@@ -236,7 +234,7 @@ impl Remote for FtpRemote {
     }
 
     async fn mkdir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir(&p)
             .await
@@ -244,7 +242,7 @@ impl Remote for FtpRemote {
     }
 
     async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir_new(&p)
             .await
@@ -252,7 +250,7 @@ impl Remote for FtpRemote {
     }
 
     async fn delete_file(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .delete_file(&p)
             .await
@@ -260,7 +258,7 @@ impl Remote for FtpRemote {
     }
 
     async fn remove_dir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_dir(&p)
             .await

@@ -17,7 +17,8 @@
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
 //!   operations and the checks that keep writes inside the local root).
 //! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
-//!   (`<remote>/.siteport/state.json`), so any machine knows what the last export left there;
+//!   (`<remote>/.siteport/state.json`, or where the site's `state_dir` puts it:
+//!   [`locate_state_dir`], `state_dir.rs`), so any machine knows what the last export left there;
 //!   the engine reads it before planning, writes it during and after an export
 //!   (`engine/deploy.rs`) and mirrors it into the [`Journal`], whose stat cache
 //!   ([`LocalStat`]) tells which local files are untouched. [`Baseline`] is what the planner
@@ -48,6 +49,7 @@ mod report;
 #[cfg(feature = "sftp")]
 mod sftp;
 mod state;
+mod state_dir;
 mod tree;
 mod verify;
 
@@ -65,7 +67,7 @@ pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
     parse_duration, read_lock, rfc3339, try_lock,
 };
-pub use path::{check_name, check_rel_path};
+pub use path::{check_name, check_rel_path, check_remote_path};
 pub use plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
     plan_export_with, plan_import,
@@ -78,5 +80,6 @@ pub use state::{
     DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateRecord, git_commit,
     read_deploy_state, user_at_host,
 };
+pub use state_dir::{check_state_dir_setting, in_web_root, locate_state_dir};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
-pub use verify::{Mismatch, verify_uploads};
+pub use verify::{Mismatch, Problem, Verification, verify_uploads};

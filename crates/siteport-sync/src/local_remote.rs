@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{check_rel_path, local_path};
+use crate::path::{check_remote_path, is_server_absolute, local_path};
 use crate::remote::{
     Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
@@ -36,13 +36,20 @@ impl LocalDirRemote {
         self
     }
 
+    /// The local path of `path`: under the root when relative; when absolute (the deploy
+    /// state dir outside the web root), that path on this machine, which is the "server" a
+    /// local directory remote has.
     fn resolve(&self, path: &str) -> Result<PathBuf> {
         if path.is_empty() {
             return Ok(self.root.clone());
         }
-        check_rel_path(path)
+        check_remote_path(path)
             .map_err(|why| Error::unsafe_name(format!("{}: {path:?}", self.describe()), why))?;
-        Ok(local_path(&self.root, path))
+        Ok(if is_server_absolute(path) {
+            local_path(Path::new("/"), path)
+        } else {
+            local_path(&self.root, path)
+        })
     }
 
     fn err(&self, op: &str, path: &str, e: std::io::Error) -> Error {

@@ -64,6 +64,17 @@ pub enum HashAlg {
     Md5,
 }
 
+impl HashAlg {
+    /// Its usual name, for messages (`SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha256 => "SHA-256",
+            HashAlg::Sha1 => "SHA-1",
+            HashAlg::Md5 => "MD5",
+        }
+    }
+}
+
 /// One open connection to a remote tree. Paths are relative to the remote root of the site,
 /// `/`-separated, without a leading slash; `""` is the root itself. A worker owns its
 /// `Remote` and reuses it for many operations.

@@ -111,13 +111,11 @@ impl std::fmt::Debug for SftpRemote {
 }
 
 impl SftpRemote {
-    fn full(&self, rel: &str) -> String {
-        match (self.root.is_empty(), rel.is_empty()) {
-            (true, true) => ".".to_string(),
-            (true, false) => rel.to_string(),
-            (false, true) => self.root.clone(),
-            (false, false) => format!("{}/{rel}", self.root),
-        }
+    /// The server path of `rel`: under the site's root, or unchanged when absolute (the
+    /// deploy state dir outside the web root). A hostile component is refused here too.
+    fn full(&self, rel: &str) -> Result<String> {
+        crate::path::server_path(&self.root, rel)
+            .map_err(|why| Error::unsafe_name(format!("sftp {}: {rel:?}", self.server), why))
     }
 
     fn conn(&self) -> Result<&SftpConnection> {
@@ -153,7 +151,7 @@ impl Remote for SftpRemote {
     }
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let entries = self
             .conn()?
             .list_dir(&p)
@@ -183,7 +181,7 @@ impl Remote for SftpRemote {
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let mut observe = observe;
         let obs = observe
             .as_mut()
@@ -202,7 +200,7 @@ impl Remote for SftpRemote {
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
@@ -211,7 +209,7 @@ impl Remote for SftpRemote {
     }
 
     async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get(&p, local)
             .await
@@ -219,7 +217,7 @@ impl Remote for SftpRemote {
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get_bytes(&p, max)
             .await
@@ -228,7 +226,7 @@ impl Remote for SftpRemote {
     }
 
     async fn mkdir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir(&p)
             .await
@@ -236,7 +234,7 @@ impl Remote for SftpRemote {
     }
 
     async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir_new(&p)
             .await
@@ -244,7 +242,7 @@ impl Remote for SftpRemote {
     }
 
     async fn delete_file(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_file(&p)
             .await
@@ -252,7 +250,7 @@ impl Remote for SftpRemote {
     }
 
     async fn remove_dir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_dir(&p)
             .await

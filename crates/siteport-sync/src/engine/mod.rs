@@ -17,6 +17,7 @@ mod local;
 mod scan;
 mod scheduler;
 mod transfer;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ use crate::remote::{Capabilities, RemoteFactory};
 use crate::report::{FileOutcome, Progress, Report, Status};
 use crate::tree::{Excludes, Tree, scan_local};
 
+use crate::state_dir::in_web_root;
 use deploy::set_aside_state_dir;
 use local::create_local_root;
 use scan::set_aside_temp_files;
@@ -86,8 +88,10 @@ pub struct SyncOptions {
     pub retry: RetryPolicy,
     /// `--size-only`: compare sizes and times only, never hash (misses same-size edits).
     pub size_only: bool,
-    /// Where the deploy state is kept, relative to the remote root (default
-    /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR)); `None`: no state on the server.
+    /// Where the deploy state (and the lock) is kept: relative to the remote root (default
+    /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR); then it is kept out of every transfer
+    /// and gets an `.htaccess`), or absolute on the server, outside the web root (see
+    /// [`locate_state_dir`](crate::locate_state_dir)); `None`: no state on the server.
     pub state_dir: Option<String>,
     /// The state is written during the run after this many uploads (default 500) or every
     /// 10 s, whichever comes first.
@@ -249,9 +253,12 @@ impl Engine {
             Direction::Import => set_aside_temp_files(&mut remote),
         }
         let state_dir = self.state_dir()?;
-        let listing = state_dir
-            .as_deref()
-            .map(|d| set_aside_state_dir(d, &mut local, &mut remote));
+        let listing = match state_dir.as_deref() {
+            Some(d) if in_web_root(d) => Some(set_aside_state_dir(d, &mut local, &mut remote)),
+            // Outside the web root the scan never saw it: one listing of its own.
+            Some(d) if direction == Direction::Export => Some(self.list_outside_state_dir(d).await),
+            _ => None,
+        };
         let caps = lock(&self.shared.caps).unwrap_or_default();
         let popts = PlanOptions {
             delete: self.opts.delete,
@@ -429,20 +436,24 @@ impl Engine {
         lock(&self.shared.journal).compact()
     }
 
-    /// The state dir option, checked.
+    /// The state dir option, checked: relative to the remote root, or absolute on the server
+    /// (outside the web root).
     pub(super) fn state_dir(&self) -> Result<Option<String>> {
         match &self.opts.state_dir {
             None => Ok(None),
             Some(d) => {
-                let d = d.trim_matches('/');
-                crate::path::check_rel_path(d).map_err(|why| {
+                let d = match d.strip_prefix('/') {
+                    Some(abs) => format!("/{}", abs.trim_end_matches('/')),
+                    None => d.trim_end_matches('/').to_string(),
+                };
+                crate::path::check_remote_path(&d).map_err(|why| {
                     Error::new(
                         ErrorKind::Config,
                         "state dir",
                         format!("the deploy state dir {d:?} is refused: {why}"),
                     )
                 })?;
-                Ok(Some(d.to_string()))
+                Ok(Some(d))
             }
         }
     }

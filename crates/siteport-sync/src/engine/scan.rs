@@ -11,6 +11,7 @@ use crate::plan::Baseline;
 use crate::plan::Direction;
 use crate::remote::EntryKind;
 use crate::state::in_state_dir;
+use crate::state_dir::in_web_root;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
 
 use super::scheduler::Job;
@@ -24,9 +25,12 @@ impl Engine {
         // engine takes it out of the trees itself.
         let state_dir = self.state_dir()?;
         let ours = |p: &str| {
-            state_dir.as_deref().is_some_and(|d| {
-                in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
-            })
+            state_dir
+                .as_deref()
+                .filter(|d| in_web_root(d))
+                .is_some_and(|d| {
+                    in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+                })
         };
         self.remote_root_missing = false;
         while !level.is_empty() {
