@@ -39,6 +39,7 @@ mod error;
 mod ftp;
 mod guard;
 mod journal;
+mod local_fs;
 mod local_remote;
 mod lock;
 mod path;
@@ -60,6 +61,7 @@ pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
+pub use local_fs::FileId;
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
@@ -71,7 +73,7 @@ pub use plan::{
     plan_export_with, plan_import,
 };
 pub use remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{

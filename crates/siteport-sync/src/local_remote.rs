@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::error::{Error, ErrorKind, Result};
 use crate::path::{check_rel_path, local_path};
 use crate::remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 
 /// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
@@ -170,19 +170,17 @@ impl Remote for LocalDirRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let dst = self.resolve(path)?;
-        let src = local.to_path_buf();
         blocking(move || {
-            let input = std::fs::File::open(&src)?;
             write_atomic(
                 &dst,
                 &mut Observed {
-                    inner: input,
+                    inner: local.file,
                     observe,
                 },
                 mtime,
@@ -194,7 +192,6 @@ impl Remote for LocalDirRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,

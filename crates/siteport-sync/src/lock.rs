@@ -289,7 +289,7 @@ async fn create(
     let json = serde_json::to_vec_pretty(owner)
         .map_err(|e| Error::new(ErrorKind::Transfer, "site lock", e.to_string()))?;
     remote
-        .put_atomic_contents(None, &json, &owner_path(state_dir), None)
+        .put_atomic_contents(&json, &owner_path(state_dir), None)
         .await?;
     Ok(Some(SiteLock {
         state_dir: state_dir.to_string(),

@@ -1,7 +1,7 @@
 //! The seam between the engine and a transport: [`Remote`] (one connection) and
 //! [`RemoteFactory`] (opens connections, one per worker).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -10,6 +10,17 @@ use crate::error::Result;
 
 /// Called with every chunk an upload reads from its local file, in order.
 pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A local file an upload reads, already open and checked by the engine (a regular file
+/// reached from the site root without following links, the one the scan saw). It is read
+/// from its current offset to its end.
+#[derive(Debug)]
+pub struct LocalFile {
+    /// The open file.
+    pub file: std::fs::File,
+    /// Its path, for messages only: never opened again by that name.
+    pub shown: PathBuf,
+}
 
 /// What a listed remote entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -86,39 +97,41 @@ pub trait Remote: Send {
     /// final name (temporary name, then rename), and sets its modification time to `mtime`
     /// when the transport can. Returns the number of bytes sent.
     ///
-    /// `observe`, if given, is shown every chunk read from `local`, in order: on success it
-    /// has seen exactly the bytes sent (the engine hashes a large file in the same pass that
-    /// sends it, instead of reading it twice).
+    /// The file comes already open (see [`LocalFile`]): a transport never opens a local path
+    /// itself, so what it sends is the file the engine checked, not whatever the name leads
+    /// to by then. `observe`, if given, is shown every chunk read from it, in order: on
+    /// success it has seen exactly the bytes sent (the engine hashes a large file in the same
+    /// pass that sends it, instead of reading it twice).
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64>;
 
-    /// [`put_atomic`](Remote::put_atomic) of a small file already in memory (`contents`;
-    /// read from `local` when it came from one). Transports that can send from memory
-    /// override it. The default streams `local` again, or, for bytes with no file behind
-    /// them (the lock owner, the deploy state), a private temporary file: the built-in
+    /// [`put_atomic`](Remote::put_atomic) of bytes already in memory (a small file the
+    /// engine read, the lock owner, the deploy state). Transports that can send from memory
+    /// override it. The default goes through an unnamed temporary file: the built-in
     /// transports never take that path, so a read-only file system (a hardened container)
     /// does not stop a deploy.
     async fn put_atomic_contents(
         &mut self,
-        local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        if let Some(local) = local {
-            return self.put_atomic(local, path, mtime, None).await;
-        }
-        let tmp = tempfile::NamedTempFile::new()
-            .and_then(|mut f| std::io::Write::write_all(&mut f, contents).map(|()| f))
-            .map_err(|e| {
-                crate::error::Error::local_io("write temp file", &std::env::temp_dir(), e)
-            })?;
-        self.put_atomic(tmp.path(), path, mtime, None).await
+        use std::io::{Seek, Write};
+        let tmp = std::env::temp_dir();
+        let file = tempfile::tempfile()
+            .and_then(|mut f| {
+                f.write_all(contents)?;
+                f.rewind()?;
+                Ok(f)
+            })
+            .map_err(|e| crate::error::Error::local_io("write temp file", &tmp, e))?;
+        let local = LocalFile { file, shown: tmp };
+        self.put_atomic(local, path, mtime, None).await
     }
 
     /// Downloads `path` into the already created local file `local` (a temporary file the

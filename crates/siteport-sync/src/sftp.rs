@@ -13,7 +13,9 @@ use siteport_sftp::{
 
 use crate::endpoint::{Endpoint, SftpSettings};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
 /// setup problem (`Config`), not a failed transfer.
@@ -178,7 +180,7 @@ impl Remote for SftpRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
@@ -189,7 +191,7 @@ impl Remote for SftpRemote {
             .as_mut()
             .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
         self.conn()?
-            .put_atomic(local, &p, mtime, obs)
+            .put_atomic_file(local.file, &local.shown, &p, mtime, obs)
             .await
             .map(|o| o.bytes)
             .map_err(|e| map_sftp_error(e, false))
@@ -197,7 +199,6 @@ impl Remote for SftpRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,

@@ -407,9 +407,7 @@ async fn write_state(
 }
 
 async fn put_bytes(conn: &mut dyn Remote, path: &str, bytes: &[u8]) -> Result<()> {
-    conn.put_atomic_contents(None, bytes, path, None)
-        .await
-        .map(drop)
+    conn.put_atomic_contents(bytes, path, None).await.map(drop)
 }
 
 /// Called by a worker after each completed upload: records it, and writes the document
