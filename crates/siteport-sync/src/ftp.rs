@@ -2,7 +2,6 @@
 //! control connection, and [`FtpRemoteFactory`], which opens one per worker. It alone turns an
 //! [`Endpoint`] into `siteport-ftp`'s `ConnectOptions` and FTP errors into the engine's kinds.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -211,10 +210,10 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path);
         self.conn()?
-            .get_file(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_ftp_error(e, false))
     }

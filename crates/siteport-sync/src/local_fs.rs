@@ -84,8 +84,9 @@ impl LocalRoot {
             match rustix::fs::openat2(&self.dir, rel, flags, Mode::empty(), resolve) {
                 Ok(fd) => return Ok(fd),
                 Err(Errno::NOSYS) | Err(Errno::PERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
-                // The kernel could not rule out a race on a `..` (we send none): walk instead.
-                Err(Errno::AGAIN) => {}
+                // EAGAIN: the kernel could not rule out a race on a `..` (we send none).
+                // ENOTDIR: a link or a file where a directory should be; the walk tells which.
+                Err(Errno::AGAIN) | Err(Errno::NOTDIR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -93,7 +94,7 @@ impl LocalRoot {
     }
 
     /// Opens the directory `rel` (`""`: the root) for `*at` calls.
-    pub(crate) fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
+    fn open_dir(&self, rel: &str) -> io::Result<OwnedFd> {
         self.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY)
     }
 
@@ -142,7 +143,15 @@ fn walk(root: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
         } else {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
         };
-        cur = Some(rustix::fs::openat(at, *c, f, Mode::empty())?);
+        match rustix::fs::openat(at, *c, f, Mode::empty()) {
+            Ok(fd) => cur = Some(fd),
+            // `O_DIRECTORY | O_NOFOLLOW` on a link says ENOTDIR; say ELOOP, so a link is
+            // reported as a link wherever it was met.
+            Err(Errno::NOTDIR) if is_link(lstat_at(at, c)) => {
+                return Err(Errno::LOOP.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     cur.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty path"))
 }
@@ -172,11 +181,212 @@ fn changed(shown: &Path, what: &str) -> Error {
 
 /// The status of `name` in the directory `dir`, a link's own (not its target's); `None`
 /// when nothing has that name.
-pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<rustix::fs::Stat>> {
+fn lstat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<rustix::fs::Stat>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+fn is_link(st: io::Result<Option<rustix::fs::Stat>>) -> bool {
+    matches!(st, Ok(Some(s)) if rustix::fs::FileType::from_raw_mode(s.st_mode) == rustix::fs::FileType::Symlink)
+}
+
+/// What a write at a name expects to find there (if anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    File,
+    Dir,
+}
+
+/// Where a write lands: the directory that holds it, opened from the root without following
+/// links, and the last name.
+struct Slot<'a> {
+    dir: OwnedFd,
+    name: &'a str,
+    /// Something of the wanted kind is there already.
+    exists: bool,
+}
+
+impl LocalRoot {
+    /// The [`Slot`] of `rel`, after checking what stands at its name now: a link is refused
+    /// (siteport never writes through one, nor removes one it did not make), and so is the
+    /// wrong kind. A missing parent is [`ErrorKind::NotFound`].
+    fn slot<'a>(&self, rel: &'a str, want: Want) -> Result<Slot<'a>> {
+        check_rel_path(rel).map_err(|why| Error::unsafe_name(rel, why))?;
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", rel),
+        };
+        let shown = self.shown(rel);
+        let dir = self.open_dir(parent).map_err(|e| match e.raw_os_error() {
+            Some(c) if c == Errno::NOTDIR.raw_os_error() => Error::new(
+                ErrorKind::Conflict,
+                self.shown(parent).display().to_string(),
+                "is not a directory",
+            ),
+            Some(c) if c == Errno::NOENT.raw_os_error() => Error::new(
+                ErrorKind::NotFound,
+                self.shown(parent).display().to_string(),
+                "no such directory",
+            ),
+            _ => refused(&self.shown(parent), e),
+        })?;
+        let st = lstat_at(dir.as_fd(), name).map_err(|e| Error::local_io("check", &shown, e))?;
+        let exists = match st.map(|s| rustix::fs::FileType::from_raw_mode(s.st_mode)) {
+            None => false,
+            Some(rustix::fs::FileType::Symlink) => {
+                return Err(Error::unsafe_name(
+                    shown.display().to_string(),
+                    "is a symbolic link; siteport never writes through one",
+                ));
+            }
+            Some(rustix::fs::FileType::Directory) if want == Want::File => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    shown.display().to_string(),
+                    "is a directory",
+                ));
+            }
+            Some(t) if want == Want::Dir && t != rustix::fs::FileType::Directory => {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    shown.display().to_string(),
+                    "is not a directory",
+                ));
+            }
+            Some(_) => true,
+        };
+        Ok(Slot { dir, name, exists })
+    }
+
+    /// Creates the directory `rel` (its parent exists); an existing directory is fine.
+    pub(crate) fn mkdir(&self, rel: &str) -> Result<()> {
+        let s = self.slot(rel, Want::Dir)?;
+        if s.exists {
+            return Ok(());
+        }
+        match rustix::fs::mkdirat(&s.dir, s.name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(Error::local_io(
+                "create directory",
+                &self.shown(rel),
+                e.into(),
+            )),
+        }
+    }
+
+    /// Removes the file (`Want::File`) or empty directory (`Want::Dir`) `rel`; gone already
+    /// is fine.
+    pub(crate) fn remove(&self, rel: &str, want: Want) -> Result<()> {
+        let s = match self.slot(rel, want) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            r => r?,
+        };
+        let flags = match want {
+            Want::File => AtFlags::empty(),
+            Want::Dir => AtFlags::REMOVEDIR,
+        };
+        match rustix::fs::unlinkat(&s.dir, s.name, flags) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::local_io("remove", &self.shown(rel), e.into())),
+        }
+    }
+
+    /// A new temporary file (`.siteport-XXXXXXXX.part`, mode 0600, created exclusively and
+    /// without following a link) in the directory that will hold `rel`.
+    pub(crate) fn temp_for(&self, rel: &str) -> Result<TempAt> {
+        let s = self.slot(rel, Want::File)?;
+        let shown = self.shown(rel);
+        for _ in 0..16 {
+            let name = format!(".siteport-{}.part", random_tag());
+            let flags =
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(&s.dir, &name, flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => {
+                    return Ok(TempAt {
+                        dir: s.dir,
+                        name,
+                        file: File::from(fd),
+                        target: s.name.to_string(),
+                        shown,
+                        persisted: false,
+                    });
+                }
+                Err(Errno::EXIST) => continue,
+                Err(e) => {
+                    let dir = shown.parent().unwrap_or(&self.path).to_path_buf();
+                    return Err(Error::local_io("create temporary file", &dir, e.into()));
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::LocalIo,
+            shown.display().to_string(),
+            "no free temporary name beside it",
+        ))
+    }
+}
+
+/// Eight hex digits, different on every call (RandomState is seeded per call from the OS).
+fn random_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// A temporary file beside a download's destination, removed on drop unless
+/// [`persist`](TempAt::persist)ed. Everything about it goes through the handles: the
+/// directory's and the file's, never a path.
+#[derive(Debug)]
+pub(crate) struct TempAt {
+    dir: OwnedFd,
+    name: String,
+    file: File,
+    target: String,
+    shown: PathBuf,
+    persisted: bool,
+}
+
+impl TempAt {
+    /// The open temporary file.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The destination, for messages.
+    pub(crate) fn shown(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Renames the file over its destination, in the same directory handle. What stands at
+    /// the destination is checked again just before: a link planted meanwhile is refused
+    /// (the rename would only replace the link, but a link there is someone else's doing).
+    pub(crate) fn persist(mut self) -> Result<()> {
+        let st = lstat_at(self.dir.as_fd(), &self.target);
+        if let Err(e) = st {
+            return Err(Error::local_io("check", &self.shown, e));
+        }
+        if is_link(st) {
+            return Err(Error::unsafe_name(
+                self.shown.display().to_string(),
+                "is a symbolic link; siteport never writes through one",
+            ));
+        }
+        rustix::fs::renameat(&self.dir, &self.name, &self.dir, &self.target)
+            .map_err(|e| Error::local_io("rename into place", &self.shown, e.into()))?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempAt {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty());
+        }
     }
 }
 
@@ -239,5 +449,51 @@ mod tests {
         // A directory is not a file.
         let e = r.open_scanned("d/e", None).unwrap_err();
         assert!(e.detail().contains("no longer a regular file"), "{e}");
+    }
+
+    /// Writes go through handles: a temporary file lands under its name by rename in the
+    /// same directory, and a link at the name, or at a directory on the way, is refused for
+    /// every kind of write, with nothing created or removed beyond it.
+    #[test]
+    fn writes_refuse_links_and_land_by_rename() {
+        use std::io::Write;
+        let (t, root, canary) = site();
+        let r = LocalRoot::open(&root).unwrap();
+        let tmp = r.temp_for("d/e/new.txt").unwrap();
+        tmp.file().write_all(b"fresh").unwrap();
+        tmp.persist().unwrap();
+        assert_eq!(std::fs::read(root.join("d/e/new.txt")).unwrap(), b"fresh");
+        // Dropped without persist: no temp file left.
+        drop(r.temp_for("d/e/gone.txt").unwrap());
+        let names: Vec<_> = std::fs::read_dir(root.join("d/e")).unwrap().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::os::unix::fs::symlink(&out, root.join("ln")).unwrap();
+        std::os::unix::fs::symlink(&canary, root.join("f-ln")).unwrap();
+        for (what, e) in [
+            ("temp", r.temp_for("ln/x").map(drop).unwrap_err()),
+            ("temp at link", r.temp_for("f-ln").map(drop).unwrap_err()),
+            ("mkdir", r.mkdir("ln/x").unwrap_err()),
+            ("rm", r.remove("f-ln", Want::File).unwrap_err()),
+            ("rmdir", r.remove("ln", Want::Dir).unwrap_err()),
+        ] {
+            assert_eq!(e.kind(), ErrorKind::UnsafeName, "{what}: {e}");
+        }
+        // A link planted at the name after the temp file was made: refused at the rename.
+        let tmp = r.temp_for("late.txt").unwrap();
+        std::os::unix::fs::symlink(&canary, root.join("late.txt")).unwrap();
+        assert_eq!(tmp.persist().unwrap_err().kind(), ErrorKind::UnsafeName);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        assert_eq!(std::fs::read(&canary).unwrap(), b"SECRET");
+        assert!(root.join("f-ln").is_symlink() && root.join("ln").is_symlink());
+        // Plain writes work, and gone is fine for removal.
+        r.mkdir("d/new").unwrap();
+        r.mkdir("d/new").unwrap();
+        r.remove("d/new", Want::Dir).unwrap();
+        r.remove("d/e/new.txt", Want::File).unwrap();
+        r.remove("nowhere/x", Want::File).unwrap();
+        assert!(!root.join("d/new").exists() && !root.join("d/e/new.txt").exists());
     }
 }

@@ -203,15 +203,11 @@ impl Remote for LocalDirRemote {
             .map_err(|e| self.err("upload", path, e))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let src = self.resolve(path)?;
-        let dst = local.to_path_buf();
+        let mut out = local.file;
         blocking(move || {
             let mut input = std::fs::File::open(&src)?;
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&dst)?;
             std::io::copy(&mut input, &mut out)
         })
         .await

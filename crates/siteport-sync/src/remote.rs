@@ -1,7 +1,7 @@
 //! The seam between the engine and a transport: [`Remote`] (one connection) and
 //! [`RemoteFactory`] (opens connections, one per worker).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -11,9 +11,10 @@ use crate::error::Result;
 /// Called with every chunk an upload reads from its local file, in order.
 pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
 
-/// A local file an upload reads, already open and checked by the engine (a regular file
-/// reached from the site root without following links, the one the scan saw). It is read
-/// from its current offset to its end.
+/// A local file a transfer reads or writes, already open and checked by the engine (a
+/// regular file reached from the site root without following links: for an upload the one
+/// the scan saw, for a download a new temporary file). An upload reads it from its current
+/// offset to its end; a download writes from its current offset.
 #[derive(Debug)]
 pub struct LocalFile {
     /// The open file.
@@ -134,9 +135,10 @@ pub trait Remote: Send {
         self.put_atomic(local, path, mtime, None).await
     }
 
-    /// Downloads `path` into the already created local file `local` (a temporary file the
-    /// engine renames into place). Returns the number of bytes received.
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64>;
+    /// Downloads `path` into `local`, a new empty file the engine created and opened (a
+    /// temporary file it renames into place): like an upload's source, it is never opened
+    /// by name. Returns the number of bytes received.
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64>;
 
     /// Downloads a small file (the listing said at most about a MiB) into memory, at
     /// most `max` bytes. `Ok(None)`: this transport does not do that; the engine then uses

@@ -3,7 +3,6 @@
 //! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
 //! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -211,10 +210,10 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path);
         self.conn()?
-            .get(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_sftp_error(e, false))
     }

@@ -232,3 +232,54 @@ async fn link_inside_root_is_read_from_its_target() {
         r.outcomes
     );
 }
+
+/// Import writes the same way: a directory of the local tree swapped for a link out of the
+/// root after the plan is not written through (the download into it fails and is reported),
+/// and the rest lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_never_writes_through_a_directory_swapped_for_a_link() {
+    use std::os::unix::fs::symlink;
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let t = tempfile::tempdir().unwrap();
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    write(&served, "top.html", b"top");
+    write(&served, "sub/page.html", b"sub page");
+    write(&served, "big/large.bin", &file_content(3, LARGE));
+    let local = t.path().join("site");
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::create_dir_all(local.join("big")).unwrap();
+    let outside = t.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let mut e = Engine::new(
+        connect_factory(&endpoint(&server)),
+        SyncOptions::new(&local),
+        Journal::in_memory(),
+        Arc::new(NoProgress),
+    );
+    let plan = e.plan(Direction::Import).await.unwrap();
+    for d in ["sub", "big"] {
+        std::fs::remove_dir(local.join(d)).unwrap();
+        symlink(&outside, local.join(d)).unwrap();
+    }
+    let r = e.execute(&plan).await.unwrap();
+    let failed: BTreeSet<&str> = r.failures().map(|o| o.path.as_str()).collect();
+    assert_eq!(
+        failed,
+        BTreeSet::from(["big/large.bin", "sub/page.html"]),
+        "{:?}",
+        r.outcomes
+    );
+    assert!(
+        r.failures().all(|o| matches!(
+            o.status,
+            Status::Failed {
+                kind: ErrorKind::UnsafeName,
+                ..
+            }
+        )),
+        "{:?}",
+        r.outcomes
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert_eq!(std::fs::read(local.join("top.html")).unwrap(), b"top");
+}

@@ -291,9 +291,21 @@ impl SftpConnection {
     /// Downloads `remote` into `local` (created or truncated) with pipelined READs; the
     /// bytes received.
     pub async fn get(&self, remote: &str, local: &Path) -> Result<u64, SftpError> {
-        let mut file = tokio::fs::File::create(local)
-            .await
+        let file = std::fs::File::create(local)
             .map_err(|e| SftpError::local(&self.server, "download", local, e))?;
+        self.get_into(remote, file, local).await
+    }
+
+    /// Downloads `remote` into `file`, which the caller created and opened (from its current
+    /// offset; `local` names it in messages and is never opened): a caller that made the
+    /// file safely (no link followed, exclusive create) writes exactly there.
+    pub async fn get_into(
+        &self,
+        remote: &str,
+        file: std::fs::File,
+        local: &Path,
+    ) -> Result<u64, SftpError> {
+        let mut file = tokio::fs::File::from_std(file);
         let got = self
             .read_file(remote, u64::MAX, &mut Sink::File(&mut file))
             .await

@@ -158,11 +158,7 @@ impl Engine {
         if let Some(b) = conn.get_contents(path, MAX_STATE_BYTES).await? {
             return Ok(b);
         }
-        let tmp = tempfile::NamedTempFile::new().map_err(|e| {
-            crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e)
-        })?;
-        conn.get(path, tmp.path()).await?;
-        std::fs::read(tmp.path()).map_err(|e| crate::error::Error::local_io("read", tmp.path(), e))
+        crate::lock::get_via_temp(conn.as_mut(), path).await
     }
 
     /// The connection of the first worker, opened if none is.
