@@ -15,7 +15,9 @@
 //!   `engine/` folder: `mod.rs` (options, phases), `scan.rs` (remote listing), `scheduler.rs`
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
-//!   operations and the checks that keep writes inside the local root).
+//!   operations). Every local file is read and written through `local_fs.rs`: opened from a
+//!   handle on the site root, no link followed at any component, and a file read must be the
+//!   one the scan saw (device, inode) — the transports get the open file, never a path.
 //! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
 //!   (`<remote>/.siteport/state.json`), so any machine knows what the last export left there;
 //!   the engine reads it before planning, writes it during and after an export

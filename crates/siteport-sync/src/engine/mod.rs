@@ -8,8 +8,11 @@
 //! - `transfer.rs`: one remote action per job (upload, delete, mkdir) and its journal entry;
 //! - `download.rs`: one download, finished into place (temporary file, fsync, mode, mtime,
 //!   rename) and journaled;
-//! - `local.rs`: an import's local directory operations and the checks that keep every local
-//!   write inside the local root.
+//! - `local.rs`: an import's local directory operations.
+//!
+//! Every local file, read or written, goes through the site root's handle
+//! (`crate::local_fs`): no link followed at any component, and a file read is the one the
+//! scan saw.
 
 mod deploy;
 mod download;
