@@ -1,8 +1,8 @@
 //! Issue 18, defect 1: a site file swapped after the scan (for a link to a file outside the
 //! root, a directory on the way swapped for a link, or another regular file put under the
 //! name) is never read: its bytes never reach the server, it is reported failed, the run
-//! fails (the CLI's exit 5). Against the in-process server and vsftpd, small and large files,
-//! one connection and four. The swap happens between `plan` (the scan) and `execute`, which
+//! fails (the CLI's exit 5). Against the in-process server, vsftpd and OpenSSH's sshd, small
+//! and large files, one connection and four. The swap happens between `plan` (the scan) and `execute`, which
 //! is exactly the window an attacker has in a real run.
 //!
 //! The links planted here are only ever created, renamed or removed by the test, never
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use siteport_sync::*;
-use siteport_testsupport::{FtpServer, ServerKind};
+use siteport_testsupport::{FtpServer, ServerKind, SshServer};
 
 const REMOTE: &str = "/site";
 /// Larger than the engine's in-memory limit (1 MiB): streamed by the transport.
@@ -110,20 +110,48 @@ fn swap(root: &Path, outside: &Path, small_victims: &[String]) -> BTreeSet<Strin
     failing
 }
 
-async fn swapped_between_scan_and_upload(kind: ServerKind, conns: usize) {
+async fn over_ftp(kind: ServerKind, conns: usize) {
     let server = FtpServer::start(kind, false);
-    let label = format!("{} x{conns}", server.label());
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let f = connect_factory(&endpoint(&server));
+    swapped_between_scan_and_upload(f, &served, &server.label(), conns).await;
+}
+
+async fn over_sftp(conns: usize) {
+    let s = SshServer::start();
+    let settings = SftpSettings {
+        known_hosts: vec![s.known_hosts_file.clone()],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    };
+    let mut e = Endpoint::new(
+        s.host.clone(),
+        s.port,
+        Protocol::Sftp(settings),
+        s.remote_root(),
+        Login::new(s.user.clone(), s.password.clone()),
+    );
+    e.timeout = Duration::from_secs(20);
+    swapped_between_scan_and_upload(connect_factory(&e), &s.root(), "sshd", conns).await;
+}
+
+async fn swapped_between_scan_and_upload(
+    factory: Arc<dyn RemoteFactory>,
+    served: &Path,
+    server: &str,
+    conns: usize,
+) {
+    let label = format!("{server} x{conns}");
     let t = tempfile::tempdir().unwrap();
     let (local, outside) = (t.path().join("site"), t.path().join("outside"));
     std::fs::create_dir_all(&outside).unwrap();
     let n = if conns > 1 { 24 } else { 4 };
     make_site(&local, n);
-    let served = server.root().join(REMOTE.trim_start_matches('/'));
     let mut so = SyncOptions::new(&local);
     so.max_connections = conns;
     so.retry = fast_retry();
     let mut e = Engine::new(
-        connect_factory(&endpoint(&server)),
+        factory,
         so,
         Journal::open(&t.path().join("j.json")).unwrap(),
         Arc::new(NoProgress),
@@ -141,7 +169,7 @@ async fn swapped_between_scan_and_upload(kind: ServerKind, conns: usize) {
     e.finish().await.unwrap();
 
     assert_eq!(
-        leaked(&served),
+        leaked(served),
         Vec::<String>::new(),
         "{label}: canary published"
     );
@@ -169,22 +197,32 @@ async fn swapped_between_scan_and_upload(kind: ServerKind, conns: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_one_connection() {
-    swapped_between_scan_and_upload(ServerKind::InProcess, 1).await;
+    over_ftp(ServerKind::InProcess, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_four_connections() {
-    swapped_between_scan_and_upload(ServerKind::InProcess, 4).await;
+    over_ftp(ServerKind::InProcess, 4).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsftpd_one_connection() {
-    swapped_between_scan_and_upload(ServerKind::Vsftpd, 1).await;
+    over_ftp(ServerKind::Vsftpd, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsftpd_four_connections() {
-    swapped_between_scan_and_upload(ServerKind::Vsftpd, 4).await;
+    over_ftp(ServerKind::Vsftpd, 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sshd_one_connection() {
+    over_sftp(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sshd_four_connections() {
+    over_sftp(4).await;
 }
 
 /// A link to a file inside the root is still mirrored as that file (read from its target,
