@@ -2,7 +2,6 @@
 //! control connection, and [`FtpRemoteFactory`], which opens one per worker. It alone turns an
 //! [`Endpoint`] into `siteport-ftp`'s `ConnectOptions` and FTP errors into the engine's kinds.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
@@ -175,23 +174,20 @@ impl Remote for FtpRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let p = self.full(path)?;
-        let conn = self.conn()?;
-        match observe {
-            Some(o) => conn.put_atomic_observed(local, &p, mtime, o).await,
-            None => conn.put_atomic(local, &p, mtime).await,
-        }
-        .map_err(|e| map_ftp_error(e, false))
+        self.conn()?
+            .put_atomic_file(local.file, &local.shown, &p, mtime, observe)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
@@ -212,10 +208,10 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path)?;
         self.conn()?
-            .get_file(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_ftp_error(e, false))
     }

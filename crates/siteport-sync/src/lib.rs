@@ -15,7 +15,9 @@
 //!   `engine/` folder: `mod.rs` (options, phases), `scan.rs` (remote listing), `scheduler.rs`
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
-//!   operations and the checks that keep writes inside the local root).
+//!   operations). Every local file is read and written through `local_fs.rs`: opened from a
+//!   handle on the site root, no link followed at any component, and a file read must be the
+//!   one the scan saw (device, inode) — the transports get the open file, never a path.
 //! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
 //!   (`<remote>/.siteport/state.json`, or where the site's `state_dir` puts it:
 //!   [`locate_state_dir`], `state_dir.rs`), so any machine knows what the last export left there;
@@ -40,6 +42,7 @@ mod error;
 mod ftp;
 mod guard;
 mod journal;
+mod local_fs;
 mod local_remote;
 mod lock;
 mod path;
@@ -62,6 +65,7 @@ pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
+pub use local_fs::FileId;
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
@@ -73,7 +77,7 @@ pub use plan::{
     plan_export_with, plan_import,
 };
 pub use remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{

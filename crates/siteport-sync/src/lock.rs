@@ -284,7 +284,7 @@ async fn create(
     let json = serde_json::to_vec_pretty(owner)
         .map_err(|e| Error::new(ErrorKind::Transfer, "site lock", e.to_string()))?;
     remote
-        .put_atomic_contents(None, &json, &owner_path(state_dir), None)
+        .put_atomic_contents(&json, &owner_path(state_dir), None)
         .await?;
     Ok(Some(SiteLock {
         state_dir: state_dir.to_string(),
@@ -323,14 +323,36 @@ async fn read_owner(remote: &mut dyn Remote, state_dir: &str) -> Option<LockOwne
     let bytes = match remote.get_contents(&path, OWNER_MAX).await {
         Ok(Some(b)) => b,
         Ok(None) => {
-            let tmp = tempfile::NamedTempFile::new().ok()?;
-            remote.get(&path, tmp.path()).await.ok()?;
-            let b = std::fs::read(tmp.path()).ok()?;
+            let b = get_via_temp(remote, &path).await.ok()?;
             (b.len() <= OWNER_MAX).then_some(b)?
         }
         Err(_) => return None,
     };
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Downloads `path` through an unnamed temporary file (for transports that cannot download
+/// into memory): nothing to clean up, nothing another user can plant a link at.
+pub(crate) async fn get_via_temp(remote: &mut dyn Remote, path: &str) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let tmp = std::env::temp_dir();
+    let io = |e| crate::error::Error::local_io("temporary file", &tmp, e);
+    let mut file = tempfile::tempfile().map_err(io)?;
+    let writer = file.try_clone().map_err(io)?;
+    remote
+        .get(
+            path,
+            crate::remote::LocalFile {
+                file: writer,
+                shown: tmp.clone(),
+            },
+        )
+        .await?;
+    let mut b = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut b))
+        .map_err(io)?;
+    Ok(b)
 }
 
 /// Deletes the owner file (if any) and removes the lock directory.

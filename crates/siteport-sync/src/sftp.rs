@@ -3,7 +3,6 @@
 //! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
 //! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -13,7 +12,9 @@ use siteport_sftp::{
 
 use crate::endpoint::{Endpoint, SftpSettings};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
 /// setup problem (`Config`), not a failed transfer.
@@ -176,7 +177,7 @@ impl Remote for SftpRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
@@ -187,7 +188,7 @@ impl Remote for SftpRemote {
             .as_mut()
             .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
         self.conn()?
-            .put_atomic(local, &p, mtime, obs)
+            .put_atomic_file(local.file, &local.shown, &p, mtime, obs)
             .await
             .map(|o| o.bytes)
             .map_err(|e| map_sftp_error(e, false))
@@ -195,7 +196,6 @@ impl Remote for SftpRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
@@ -208,10 +208,10 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path)?;
         self.conn()?
-            .get(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_sftp_error(e, false))
     }

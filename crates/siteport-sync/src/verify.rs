@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use crate::digest::hash_file_with;
+use crate::digest::hash_reader_with;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::local_path;
+use crate::local_fs::LocalRoot;
 use crate::plan::Op;
 use crate::remote::{EntryKind, HashAlg, Remote};
 use crate::report::{Report, Status};
@@ -134,10 +134,17 @@ async fn content_differs(
     path: &str,
     alg: HashAlg,
 ) -> Result<bool> {
-    let local = local_path(local_root, path);
-    let mine = tokio::task::spawn_blocking(move || hash_file_with(&local, alg))
-        .await
-        .map_err(|e| Error::new(ErrorKind::LocalIo, "verify", format!("hashing failed: {e}")))??;
+    let root = local_root.to_path_buf();
+    let rel = path.to_string();
+    // Opened beneath the root with no link followed, like the upload: a name swapped for a
+    // link since then is refused, never hashed through.
+    let mine = tokio::task::spawn_blocking(move || -> Result<String> {
+        let r = LocalRoot::open(&root)?;
+        let (f, _) = r.open_scanned(&rel, None)?;
+        hash_reader_with(f, alg).map_err(|e| Error::local_io("read", &r.shown(&rel), e))
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::LocalIo, "verify", format!("hashing failed: {e}")))??;
     let theirs = remote.remote_hash(path, alg).await?;
     Ok(!theirs.trim().eq_ignore_ascii_case(&mine))
 }

@@ -200,11 +200,7 @@ impl Engine {
         if let Some(b) = conn.get_contents(path, MAX_STATE_BYTES).await? {
             return Ok(b);
         }
-        let tmp = tempfile::NamedTempFile::new().map_err(|e| {
-            crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e)
-        })?;
-        conn.get(path, tmp.path()).await?;
-        std::fs::read(tmp.path()).map_err(|e| crate::error::Error::local_io("read", tmp.path(), e))
+        crate::lock::get_via_temp(conn.as_mut(), path).await
     }
 
     /// The connection of the first worker, opened if none is.
@@ -451,9 +447,7 @@ async fn write_state(
 }
 
 async fn put_bytes(conn: &mut dyn Remote, path: &str, bytes: &[u8]) -> Result<()> {
-    conn.put_atomic_contents(None, bytes, path, None)
-        .await
-        .map(drop)
+    conn.put_atomic_contents(bytes, path, None).await.map(drop)
 }
 
 /// Called by a worker after each completed upload: records it, and writes the document

@@ -8,8 +8,11 @@
 //! - `transfer.rs`: one remote action per job (upload, delete, mkdir) and its journal entry;
 //! - `download.rs`: one download, finished into place (temporary file, fsync, mode, mtime,
 //!   rename) and journaled;
-//! - `local.rs`: an import's local directory operations and the checks that keep every local
-//!   write inside the local root.
+//! - `local.rs`: an import's local directory operations.
+//!
+//! Every local file, read or written, goes through the site root's handle
+//! (`crate::local_fs`): no link followed at any component, and a file read is the one the
+//! scan saw.
 
 mod deploy;
 mod download;
@@ -19,15 +22,15 @@ mod scheduler;
 mod transfer;
 mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{Journal, hash_file};
-use crate::path::local_path;
+use crate::journal::{Journal, hash_reader};
+use crate::local_fs::{FileId, LocalRoot};
 use crate::plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, plan_export_with, plan_import,
 };
@@ -129,6 +132,11 @@ struct Shared {
     /// The deploy state of the export in progress (`None`: no state kept).
     deploy: Mutex<Option<deploy::Tracker>>,
     local_root: PathBuf,
+    /// The local root, opened once per plan: every local file is reached from it.
+    root_dir: Mutex<Option<Arc<LocalRoot>>>,
+    /// What the last scan saw of each local file: where to read it (a link's target) and
+    /// which file it must be.
+    sources: Mutex<HashMap<String, (String, Option<FileId>)>>,
     direction: Mutex<Direction>,
     /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
     login_ns: AtomicU64,
@@ -137,6 +145,29 @@ struct Shared {
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
     phase_jobs: AtomicU64,
     phase_busy_ns: AtomicU64,
+}
+
+impl Shared {
+    /// The local root's handle, opened on first use (an import creates the root first).
+    fn root(&self) -> Result<Arc<LocalRoot>> {
+        let mut r = lock(&self.root_dir);
+        if let Some(root) = r.as_ref() {
+            return Ok(root.clone());
+        }
+        let root = Arc::new(LocalRoot::open(&self.local_root)?);
+        *r = Some(root.clone());
+        Ok(root)
+    }
+
+    /// Where to read the local file `path` and which file it must be, as the scan saw it.
+    /// A plan not made by this engine has no scan: the file is still opened without
+    /// following links and must be a regular file, but its identity is not known.
+    fn source_of(&self, path: &str) -> (String, Option<FileId>) {
+        lock(&self.sources)
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| (path.to_string(), None))
+    }
 }
 
 /// Locks a mutex, recovering the data if a worker panicked while holding it: every critical
@@ -186,6 +217,8 @@ impl Engine {
             journal: Mutex::new(journal),
             deploy: Mutex::new(None),
             local_root: opts.local_root.clone(),
+            root_dir: Mutex::new(None),
+            sources: Mutex::new(HashMap::new()),
             direction: Mutex::new(Direction::Export),
             login_ns: AtomicU64::new(0),
             logging_in: AtomicUsize::new(0),
@@ -229,6 +262,12 @@ impl Engine {
             && matches!(std::fs::symlink_metadata(&root), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         // The local scan runs while the remote side is logged in to and listed: one waits on
         // the disk, the other on the server.
+        *lock(&self.shared.root_dir) = None;
+        // Opened before the scan: what the scan sees and what is read later are reached from
+        // the same directory. A root that cannot be opened is reported by the scan.
+        if !local_missing {
+            let _ = self.shared.root();
+        }
         let local_scan = (!local_missing)
             .then(|| tokio::task::spawn_blocking(move || scan_local(&root, &excludes)));
         let remote = self.scan_remote(direction).await;
@@ -284,10 +323,23 @@ impl Engine {
         } else {
             BTreeMap::new()
         };
-        let root = self.opts.local_root.clone();
+        *lock(&self.shared.sources) = local
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kind == crate::remote::EntryKind::File)
+            .map(|(p, e)| {
+                let (from, id) = e.read_from(p);
+                (p.clone(), (from.to_string(), id))
+            })
+            .collect();
+        let root = self.shared.root().ok();
         let (local, remote, records, state, proven, mut plan) =
             tokio::task::spawn_blocking(move || {
-                let mut hasher = |p: &str| hash_file(&local_path(&root, p)).ok();
+                let mut hasher = |p: &str| {
+                    let (from, id) = local.entries.get(p)?.read_from(p);
+                    let (f, _) = root.as_ref()?.open_scanned(from, id).ok()?;
+                    hash_reader(f).ok()
+                };
                 let base = Baseline {
                     journal: &records,
                     state: state.as_ref().map(|s| &s.files),
