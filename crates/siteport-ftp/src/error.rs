@@ -190,6 +190,12 @@ impl FtpError {
 /// "not found" inside the overloaded `550`.
 pub fn kind_for_reply(code: u16, text: &str) -> FtpErrorKind {
     let lower = text.to_ascii_lowercase();
+    // vsftpd answers `500 OOPS: …` when its own session process failed (a killed privileged
+    // helper, a failed fork, a full disk under the chroot): the session is gone, a fresh one
+    // usually works, so it is worth a retry rather than the end of the run.
+    if text.trim_start().starts_with("OOPS") {
+        return FtpErrorKind::Transient;
+    }
     match code {
         530 | 332 | 532 => FtpErrorKind::Login,
         550 if lower.contains("permission") || lower.contains("denied") => FtpErrorKind::Permission,
@@ -241,6 +247,14 @@ mod tests {
 
     #[test]
     fn reply_codes_map_to_kinds() {
+        assert_eq!(
+            kind_for_reply(500, "OOPS: priv_sock_get_result"),
+            FtpErrorKind::Transient
+        );
+        assert_eq!(
+            kind_for_reply(500, "Unknown command."),
+            FtpErrorKind::Protocol
+        );
         assert_eq!(kind_for_reply(530, "Login incorrect."), FtpErrorKind::Login);
         assert_eq!(
             kind_for_reply(550, "No such file or directory"),

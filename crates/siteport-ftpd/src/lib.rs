@@ -142,20 +142,7 @@ impl EmbeddedServer {
             path: root.clone(),
             source,
         })?;
-        let tls_dir = match tls {
-            None => None,
-            Some((cert, key)) => {
-                let dir = tempfile::Builder::new()
-                    .prefix("siteport-ftpd-tls")
-                    .tempdir()
-                    .map_err(FtpdError::Tls)?;
-                write_private(&dir.path().join("cert.pem"), cert.as_bytes())
-                    .map_err(FtpdError::Tls)?;
-                write_private(&dir.path().join("key.pem"), key.as_bytes())
-                    .map_err(FtpdError::Tls)?;
-                Some(dir)
-            }
-        };
+        let tls_dir = tls.map(|(cert, key)| tls_files(&cert, &key)).transpose()?;
         let empty_dir = tempfile::Builder::new()
             .prefix("siteport-ftpd-empty")
             .tempdir()
@@ -201,53 +188,16 @@ impl EmbeddedServer {
                             return;
                         }
                     };
-                    rt.block_on(async move {
-                        let gen_root = fs_root.clone();
-                        let empty_root = empty_path.clone();
-                        let mut builder = ServerBuilder::with_authenticator(
-                            Box::new(move || {
-                                // Checked in start(). libunftp wants an infallible factory: if the
-                                // root vanished since, serve an empty private dir instead and say so.
-                                Filesystem::new(gen_root.clone()).unwrap_or_else(|e| {
-                                    tracing::error!(root = %gen_root.display(), error = %e,
-                                        "embedded FTP server: root directory unusable; serving an empty directory");
-                                    empty_fs(&empty_root)
-                                })
-                            }),
-                            auth,
-                        )
-                        .greeting("siteport embedded FTP server")
-                        .passive_host(PassiveHost::Ip([127, 0, 0, 1].into()))
-                        .passive_ports(passive_range(200))
-                        .idle_session_timeout(600)
-                        .shutdown_indicator(async move {
-                            let _ = stop_rx.await;
-                            Shutdown::new().grace_period(Duration::from_millis(500))
-                        });
-                        if let Some((cert, key)) = tls_paths {
-                            builder = builder
-                                .ftps(cert, key)
-                                .ftps_required(FtpsRequired::None, FtpsRequired::None);
-                        }
-                        let server = match builder.build() {
-                            Ok(s) => s,
-                            Err(e) => {
-                                let _ = done_tx.send(format!("bad server configuration: {e}"));
-                                return;
-                            }
-                        };
-                        let shim = match tokio::net::TcpListener::bind(shim_addr).await {
-                            Ok(l) => l,
-                            Err(e) => {
-                                let _ = done_tx.send(format!("binding {shim_addr} failed: {e}"));
-                                return;
-                            }
-                        };
-                        tokio::spawn(auth_tls_shim(shim, addr));
-                        if let Err(e) = server.listen(addr.to_string()).await {
-                            let _ = done_tx.send(format!("listening on {addr} failed: {e}"));
-                        }
-                    });
+                    rt.block_on(serve(Serve {
+                        fs_root,
+                        empty_path,
+                        auth,
+                        tls_paths,
+                        stop_rx,
+                        shim_addr,
+                        addr,
+                        done_tx,
+                    }));
                 })
                 .map_err(|e| FtpdError::Start(format!("cannot spawn the server thread: {e}")))?;
 
@@ -310,6 +260,89 @@ impl EmbeddedServer {
             let _ = t.join();
         }
     }
+}
+
+/// What the server thread needs (moved into it).
+struct Serve {
+    fs_root: PathBuf,
+    empty_path: PathBuf,
+    auth: Arc<SingleUser>,
+    tls_paths: Option<(PathBuf, PathBuf)>,
+    stop_rx: tokio::sync::oneshot::Receiver<()>,
+    shim_addr: SocketAddr,
+    addr: SocketAddr,
+    done_tx: std::sync::mpsc::Sender<String>,
+}
+
+/// Runs libunftp and the AUTH TLS shim until stopped; a failure to start is sent on
+/// `done_tx` (which `start` waits on).
+async fn serve(a: Serve) {
+    let Serve {
+        fs_root,
+        empty_path,
+        auth,
+        tls_paths,
+        stop_rx,
+        shim_addr,
+        addr,
+        done_tx,
+    } = a;
+    let gen_root = fs_root.clone();
+    let empty_root = empty_path.clone();
+    let mut builder = ServerBuilder::with_authenticator(
+        Box::new(move || {
+            // Checked in start(). libunftp wants an infallible factory: if the
+            // root vanished since, serve an empty private dir instead and say so.
+            Filesystem::new(gen_root.clone()).unwrap_or_else(|e| {
+                tracing::error!(root = %gen_root.display(), error = %e,
+                    "embedded FTP server: root directory unusable; serving an empty directory");
+                empty_fs(&empty_root)
+            })
+        }),
+        auth,
+    )
+    .greeting("siteport embedded FTP server")
+    .passive_host(PassiveHost::Ip([127, 0, 0, 1].into()))
+    .passive_ports(passive_range(200))
+    .idle_session_timeout(600)
+    .shutdown_indicator(async move {
+        let _ = stop_rx.await;
+        Shutdown::new().grace_period(Duration::from_millis(500))
+    });
+    if let Some((cert, key)) = tls_paths {
+        builder = builder
+            .ftps(cert, key)
+            .ftps_required(FtpsRequired::None, FtpsRequired::None);
+    }
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = done_tx.send(format!("bad server configuration: {e}"));
+            return;
+        }
+    };
+    let shim = match tokio::net::TcpListener::bind(shim_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = done_tx.send(format!("binding {shim_addr} failed: {e}"));
+            return;
+        }
+    };
+    tokio::spawn(auth_tls_shim(shim, addr));
+    if let Err(e) = server.listen(addr.to_string()).await {
+        let _ = done_tx.send(format!("listening on {addr} failed: {e}"));
+    }
+}
+
+/// The certificate and key in a private temp dir, where libunftp reads them from.
+fn tls_files(cert: &str, key: &str) -> Result<tempfile::TempDir, FtpdError> {
+    let dir = tempfile::Builder::new()
+        .prefix("siteport-ftpd-tls")
+        .tempdir()
+        .map_err(FtpdError::Tls)?;
+    write_private(&dir.path().join("cert.pem"), cert.as_bytes()).map_err(FtpdError::Tls)?;
+    write_private(&dir.path().join("key.pem"), key.as_bytes()).map_err(FtpdError::Tls)?;
+    Ok(dir)
 }
 
 impl Drop for EmbeddedServer {

@@ -9,17 +9,20 @@ use crate::remote::HashAlg;
 
 /// The hash of a local file in `alg`, lowercase hex, streamed. Blocking.
 pub fn hash_file_with(path: &Path, alg: HashAlg) -> Result<String> {
+    let f = std::fs::File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
+    hash_reader_with(f, alg).map_err(|e| Error::local_io("read for hashing", path, e))
+}
+
+/// The hash in `alg` of everything `r` yields, lowercase hex: for a file already opened (and
+/// checked) by the caller. Blocking.
+pub(crate) fn hash_reader_with(mut r: impl Read, alg: HashAlg) -> std::io::Result<String> {
     use sha2::Digest as _;
-    let mut f =
-        std::fs::File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut s256 = sha2::Sha256::new();
     let mut s1 = sha1::Sha1::new();
     let mut m5 = md5::Md5::new();
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::local_io("read for hashing", path, e))?;
+        let n = r.read(&mut buf)?;
         if n == 0 {
             break;
         }

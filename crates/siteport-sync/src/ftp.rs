@@ -2,7 +2,6 @@
 //! control connection, and [`FtpRemoteFactory`], which opens one per worker. It alone turns an
 //! [`Endpoint`] into `siteport-ftp`'s `ConnectOptions` and FTP errors into the engine's kinds.
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -11,7 +10,7 @@ use siteport_ftp::{ConnectOptions, FtpConnection, FtpError, FtpErrorKind};
 use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
@@ -105,13 +104,11 @@ impl FtpRemote {
         }
     }
 
-    fn full(&self, rel: &str) -> String {
-        match (self.root.is_empty(), rel.is_empty()) {
-            (true, true) => ".".to_string(),
-            (true, false) => rel.to_string(),
-            (false, true) => self.root.clone(),
-            (false, false) => format!("{}/{rel}", self.root),
-        }
+    /// The server path of `rel`: under the site's root, or unchanged when absolute (the
+    /// deploy state dir outside the web root). A hostile component is refused here too.
+    fn full(&self, rel: &str) -> Result<String> {
+        crate::path::server_path(&self.root, rel)
+            .map_err(|why| Error::unsafe_name(format!("ftp {}: {rel:?}", self.server), why))
     }
 
     fn conn(&mut self) -> Result<&mut FtpConnection> {
@@ -152,7 +149,7 @@ impl Remote for FtpRemote {
     }
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let entries = self
             .conn()?
             .list_dir(&p)
@@ -177,28 +174,25 @@ impl Remote for FtpRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
-        let p = self.full(path);
-        let conn = self.conn()?;
-        match observe {
-            Some(o) => conn.put_atomic_observed(local, &p, mtime, o).await,
-            None => conn.put_atomic(local, &p, mtime).await,
-        }
-        .map_err(|e| map_ftp_error(e, false))
+        let p = self.full(path)?;
+        self.conn()?
+            .put_atomic_file(local.file, &local.shown, &p, mtime, observe)
+            .await
+            .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
@@ -206,7 +200,7 @@ impl Remote for FtpRemote {
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get_bytes(&p, max)
             .await
@@ -214,16 +208,16 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
-        let p = self.full(path);
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
+        let p = self.full(path)?;
         self.conn()?
-            .get_file(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn remote_hash(&mut self, path: &str, alg: HashAlg) -> Result<String> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let alg = match alg {
             HashAlg::Sha256 => siteport_ftp::HashAlgorithm::Sha256,
             HashAlg::Sha1 => siteport_ftp::HashAlgorithm::Sha1,
@@ -236,7 +230,7 @@ impl Remote for FtpRemote {
     }
 
     async fn mkdir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir(&p)
             .await
@@ -244,7 +238,7 @@ impl Remote for FtpRemote {
     }
 
     async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir_new(&p)
             .await
@@ -252,7 +246,7 @@ impl Remote for FtpRemote {
     }
 
     async fn delete_file(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .delete_file(&p)
             .await
@@ -260,7 +254,7 @@ impl Remote for FtpRemote {
     }
 
     async fn remove_dir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_dir(&p)
             .await

@@ -397,9 +397,15 @@ pub fn from_ns(ns: i64) -> SystemTime {
 
 /// BLAKE3 of a local file, streamed (bounded memory), lowercase hex. Blocking.
 pub fn hash_file(path: &Path) -> Result<String> {
+    let f = File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
+    hash_reader(f).map_err(|e| Error::local_io("read for hashing", path, e))
+}
+
+/// The BLAKE3 hash of everything `r` yields, lowercase hex: for a file already opened (and
+/// checked) by the caller.
+pub(crate) fn hash_reader(r: impl std::io::Read) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
-    h.update_reader(File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?)
-        .map_err(|e| Error::local_io("read for hashing", path, e))?;
+    h.update_reader(r)?;
     Ok(h.finalize().to_hex().to_string())
 }
 

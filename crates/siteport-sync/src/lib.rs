@@ -15,9 +15,12 @@
 //!   `engine/` folder: `mod.rs` (options, phases), `scan.rs` (remote listing), `scheduler.rs`
 //!   (queue, worker pool, connection count, backoff, `421`), `transfer.rs` (remote actions,
 //!   upload), `download.rs` (download finished into place), `local.rs` (local directory
-//!   operations and the checks that keep writes inside the local root).
+//!   operations). Every local file is read and written through `local_fs.rs`: opened from a
+//!   handle on the site root, no link followed at any component, and a file read must be the
+//!   one the scan saw (device, inode) — the transports get the open file, never a path.
 //! - [`DeployState`] (`state.rs`): the deploy state document kept on the server
-//!   (`<remote>/.siteport/state.json`), so any machine knows what the last export left there;
+//!   (`<remote>/.siteport/state.json`, or where the site's `state_dir` puts it:
+//!   [`locate_state_dir`], `state_dir.rs`), so any machine knows what the last export left there;
 //!   the engine reads it before planning, writes it during and after an export
 //!   (`engine/deploy.rs`) and mirrors it into the [`Journal`], whose stat cache
 //!   ([`LocalStat`]) tells which local files are untouched. [`Baseline`] is what the planner
@@ -40,6 +43,7 @@ mod ftp;
 mod guard;
 mod journal;
 mod journal_files;
+mod local_fs;
 mod local_remote;
 mod lock;
 mod path;
@@ -49,6 +53,7 @@ mod report;
 #[cfg(feature = "sftp")]
 mod sftp;
 mod state;
+mod state_dir;
 mod tree;
 mod verify;
 
@@ -62,23 +67,25 @@ pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use journal_files::{adopt_journal, journal_file_name, sweep_journal_locks};
+pub use local_fs::FileId;
 pub use local_remote::{LocalDirRemote, LocalDirRemoteFactory};
 pub use lock::{
     Attempt, DEFAULT_LOCK_TIMEOUT, Holder, LockOwner, SiteLock, break_lock, lock_with_wait,
     parse_duration, read_lock, rfc3339, try_lock,
 };
-pub use path::{check_name, check_rel_path};
+pub use path::{check_name, check_rel_path, check_remote_path};
 pub use plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, PlanSummary, Reason, plan_export,
     plan_export_with, plan_import,
 };
 pub use remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use state::{
     DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateRecord, git_commit,
     read_deploy_state, user_at_host,
 };
+pub use state_dir::{check_state_dir_setting, in_web_root, locate_state_dir};
 pub use tree::{Excludes, ProblemKind, ScanProblem, Tree, TreeEntry, scan_local};
-pub use verify::{Mismatch, verify_uploads};
+pub use verify::{Mismatch, Problem, Verification, verify_uploads};

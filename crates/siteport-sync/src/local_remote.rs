@@ -7,9 +7,9 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{check_rel_path, local_path};
+use crate::path::{check_remote_path, is_server_absolute, local_path};
 use crate::remote::{
-    Capabilities, EntryKind, HashAlg, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 
 /// A remote tree that is a directory on this machine. Uploads are atomic (temporary file in
@@ -36,13 +36,20 @@ impl LocalDirRemote {
         self
     }
 
+    /// The local path of `path`: under the root when relative; when absolute (the deploy
+    /// state dir outside the web root), that path on this machine, which is the "server" a
+    /// local directory remote has.
     fn resolve(&self, path: &str) -> Result<PathBuf> {
         if path.is_empty() {
             return Ok(self.root.clone());
         }
-        check_rel_path(path)
+        check_remote_path(path)
             .map_err(|why| Error::unsafe_name(format!("{}: {path:?}", self.describe()), why))?;
-        Ok(local_path(&self.root, path))
+        Ok(if is_server_absolute(path) {
+            local_path(Path::new("/"), path)
+        } else {
+            local_path(&self.root, path)
+        })
     }
 
     fn err(&self, op: &str, path: &str, e: std::io::Error) -> Error {
@@ -170,19 +177,17 @@ impl Remote for LocalDirRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let dst = self.resolve(path)?;
-        let src = local.to_path_buf();
         blocking(move || {
-            let input = std::fs::File::open(&src)?;
             write_atomic(
                 &dst,
                 &mut Observed {
-                    inner: input,
+                    inner: local.file,
                     observe,
                 },
                 mtime,
@@ -194,7 +199,6 @@ impl Remote for LocalDirRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
@@ -206,15 +210,11 @@ impl Remote for LocalDirRemote {
             .map_err(|e| self.err("upload", path, e))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let src = self.resolve(path)?;
-        let dst = local.to_path_buf();
+        let mut out = local.file;
         blocking(move || {
             let mut input = std::fs::File::open(&src)?;
-            let mut out = std::fs::OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&dst)?;
             std::io::copy(&mut input, &mut out)
         })
         .await

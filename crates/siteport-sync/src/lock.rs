@@ -195,7 +195,8 @@ fn owner_path(state_dir: &str) -> String {
 /// missing, then `MKD <state dir>/lock`. When the lock exists and its holder started more
 /// than `timeout` ago, it is removed and taken again (`Attempt::TakenOver`).
 ///
-/// `state_dir` is relative to the remote root (default [`crate::DEFAULT_STATE_DIR`]).
+/// `state_dir` is relative to the remote root (default [`crate::DEFAULT_STATE_DIR`]), or
+/// absolute on the server when it is outside the web root ([`crate::locate_state_dir`]).
 pub async fn try_lock(
     remote: &mut dyn Remote,
     state_dir: &str,
@@ -204,13 +205,7 @@ pub async fn try_lock(
 ) -> Result<Attempt> {
     check_state_dir(state_dir)?;
     remote.mkdir("").await?;
-    let mut at = String::new();
-    for part in state_dir.split('/').filter(|p| !p.is_empty()) {
-        at = if at.is_empty() {
-            part.to_string()
-        } else {
-            format!("{at}/{part}")
-        };
+    for at in crate::state::dir_chain(state_dir) {
         remote.mkdir(&at).await?;
     }
     if let Some(lock) = create(remote, state_dir, owner).await? {
@@ -289,7 +284,7 @@ async fn create(
     let json = serde_json::to_vec_pretty(owner)
         .map_err(|e| Error::new(ErrorKind::Transfer, "site lock", e.to_string()))?;
     remote
-        .put_atomic_contents(None, &json, &owner_path(state_dir), None)
+        .put_atomic_contents(&json, &owner_path(state_dir), None)
         .await?;
     Ok(Some(SiteLock {
         state_dir: state_dir.to_string(),
@@ -328,14 +323,36 @@ async fn read_owner(remote: &mut dyn Remote, state_dir: &str) -> Option<LockOwne
     let bytes = match remote.get_contents(&path, OWNER_MAX).await {
         Ok(Some(b)) => b,
         Ok(None) => {
-            let tmp = tempfile::NamedTempFile::new().ok()?;
-            remote.get(&path, tmp.path()).await.ok()?;
-            let b = std::fs::read(tmp.path()).ok()?;
+            let b = get_via_temp(remote, &path).await.ok()?;
             (b.len() <= OWNER_MAX).then_some(b)?
         }
         Err(_) => return None,
     };
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Downloads `path` through an unnamed temporary file (for transports that cannot download
+/// into memory): nothing to clean up, nothing another user can plant a link at.
+pub(crate) async fn get_via_temp(remote: &mut dyn Remote, path: &str) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let tmp = std::env::temp_dir();
+    let io = |e| crate::error::Error::local_io("temporary file", &tmp, e);
+    let mut file = tempfile::tempfile().map_err(io)?;
+    let writer = file.try_clone().map_err(io)?;
+    remote
+        .get(
+            path,
+            crate::remote::LocalFile {
+                file: writer,
+                shown: tmp.clone(),
+            },
+        )
+        .await?;
+    let mut b = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut b))
+        .map_err(io)?;
+    Ok(b)
 }
 
 /// Deletes the owner file (if any) and removes the lock directory.
@@ -360,21 +377,16 @@ pub async fn break_lock(remote: &mut dyn Remote, state_dir: &str) -> Result<Opti
     Ok(holder)
 }
 
-/// A state dir must stay under the remote root: relative, no `..`, no empty name.
+/// A state dir is relative to the remote root, or absolute on the server (outside the web
+/// root); no `..`, no empty name either way.
 fn check_state_dir(state_dir: &str) -> Result<()> {
-    let bad = state_dir.is_empty()
-        || state_dir.starts_with('/')
-        || state_dir
-            .split('/')
-            .any(|p| p.is_empty() || p == "." || p == ".." || p.contains('\\'));
-    if bad {
-        return Err(Error::new(
+    crate::path::check_remote_path(state_dir).map_err(|why| {
+        Error::new(
             ErrorKind::Config,
             "site lock",
-            format!("state dir '{state_dir}' must be a relative path under the remote root"),
-        ));
-    }
-    Ok(())
+            format!("state dir '{}' is refused: {why}", state_dir.escape_debug()),
+        )
+    })
 }
 
 fn user_name() -> String {
@@ -471,11 +483,20 @@ mod tests {
     }
 
     #[test]
-    fn state_dir_must_stay_under_the_root() {
-        for bad in ["", "/abs", "../up", "a/../b", "a//b", "a\\b"] {
+    fn state_dir_is_relative_or_absolute_without_climbing() {
+        for bad in [
+            "",
+            "/",
+            "../up",
+            "a/../b",
+            "/srv/../etc",
+            "a//b",
+            "//x",
+            "a\\b",
+        ] {
             assert!(check_state_dir(bad).is_err(), "{bad:?} was accepted");
         }
-        for good in [".siteport", "meta/.siteport"] {
+        for good in [".siteport", "meta/.siteport", "/srv/siteport-state"] {
             assert!(check_state_dir(good).is_ok(), "{good:?} was refused");
         }
     }

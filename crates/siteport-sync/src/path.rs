@@ -46,6 +46,46 @@ pub fn check_rel_path(path: &str) -> Result<(), &'static str> {
     path.split('/').try_for_each(check_name)
 }
 
+/// Checks a path handed to a [`Remote`](crate::Remote): relative to the site's remote root
+/// (as [`check_rel_path`]), or, with one leading `/`, absolute on the server as the session
+/// sees it. Only the engine's own state dir outside the web root takes the absolute form;
+/// names from listings and paths from the deploy state are always checked as relative first,
+/// so a hostile server cannot reach this form. Every component passes [`check_name`] either
+/// way (no `..`, no empty name, no line break).
+pub fn check_remote_path(path: &str) -> Result<(), &'static str> {
+    match path.strip_prefix('/') {
+        Some("") => Err("path is the server's root itself"),
+        Some(rest) if rest.starts_with('/') => Err("path starts with `//`"),
+        Some(rest) => rest.split('/').try_for_each(check_name),
+        None => check_rel_path(path),
+    }
+}
+
+/// Whether `path` (a path handed to a [`Remote`](crate::Remote)) is absolute on the server
+/// rather than relative to the remote root.
+pub fn is_server_absolute(path: &str) -> bool {
+    path.starts_with('/')
+}
+
+/// The path a transport sends to the server for `path`: under `root` (the site's remote
+/// directory, without a trailing `/`; empty for the login directory) when relative, unchanged
+/// when absolute. Refuses what [`check_remote_path`] refuses (`""` is the root itself).
+pub(crate) fn server_path(root: &str, path: &str) -> Result<String, &'static str> {
+    if path.is_empty() {
+        return Ok(if root.is_empty() {
+            ".".to_string()
+        } else {
+            root.to_string()
+        });
+    }
+    check_remote_path(path)?;
+    Ok(if is_server_absolute(path) || root.is_empty() {
+        path.to_string()
+    } else {
+        format!("{root}/{path}")
+    })
+}
+
 /// `parent/name`, or `name` at the root.
 pub fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
@@ -127,5 +167,28 @@ mod tests {
         assert_eq!(depth(""), 0);
         assert_eq!(depth("a/b"), 2);
         assert_eq!(local_path(Path::new("/r"), "a/b"), PathBuf::from("/r/a/b"));
+    }
+
+    /// An absolute path reaches the server unchanged, a relative one goes under the root, and
+    /// a hostile component is refused in both forms.
+    #[test]
+    fn server_paths() {
+        assert_eq!(server_path("/htdocs", "a/b").unwrap(), "/htdocs/a/b");
+        assert_eq!(server_path("", "a").unwrap(), "a");
+        assert_eq!(server_path("", "").unwrap(), ".");
+        assert_eq!(server_path("/htdocs", "").unwrap(), "/htdocs");
+        assert_eq!(server_path("/htdocs", "/state/x").unwrap(), "/state/x");
+        assert_eq!(server_path("", "/state").unwrap(), "/state");
+        for bad in [
+            "/",
+            "//x",
+            "/a/../b",
+            "/a//b",
+            "a/../b",
+            "/a\r\nDELE x",
+            "/a/",
+        ] {
+            assert!(server_path("/htdocs", bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

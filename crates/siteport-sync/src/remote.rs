@@ -1,7 +1,7 @@
 //! The seam between the engine and a transport: [`Remote`] (one connection) and
 //! [`RemoteFactory`] (opens connections, one per worker).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -10,6 +10,18 @@ use crate::error::Result;
 
 /// Called with every chunk an upload reads from its local file, in order.
 pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A local file a transfer reads or writes, already open and checked by the engine (a
+/// regular file reached from the site root without following links: for an upload the one
+/// the scan saw, for a download a new temporary file). An upload reads it from its current
+/// offset to its end; a download writes from its current offset.
+#[derive(Debug)]
+pub struct LocalFile {
+    /// The open file.
+    pub file: std::fs::File,
+    /// Its path, for messages only: never opened again by that name.
+    pub shown: PathBuf,
+}
 
 /// What a listed remote entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -64,6 +76,17 @@ pub enum HashAlg {
     Md5,
 }
 
+impl HashAlg {
+    /// Its usual name, for messages (`SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha256 => "SHA-256",
+            HashAlg::Sha1 => "SHA-1",
+            HashAlg::Md5 => "MD5",
+        }
+    }
+}
+
 /// One open connection to a remote tree. Paths are relative to the remote root of the site,
 /// `/`-separated, without a leading slash; `""` is the root itself. A worker owns its
 /// `Remote` and reuses it for many operations.
@@ -86,44 +109,47 @@ pub trait Remote: Send {
     /// final name (temporary name, then rename), and sets its modification time to `mtime`
     /// when the transport can. Returns the number of bytes sent.
     ///
-    /// `observe`, if given, is shown every chunk read from `local`, in order: on success it
-    /// has seen exactly the bytes sent (the engine hashes a large file in the same pass that
-    /// sends it, instead of reading it twice).
+    /// The file comes already open (see [`LocalFile`]): a transport never opens a local path
+    /// itself, so what it sends is the file the engine checked, not whatever the name leads
+    /// to by then. `observe`, if given, is shown every chunk read from it, in order: on
+    /// success it has seen exactly the bytes sent (the engine hashes a large file in the same
+    /// pass that sends it, instead of reading it twice).
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64>;
 
-    /// [`put_atomic`](Remote::put_atomic) of a small file already in memory (`contents`;
-    /// read from `local` when it came from one). Transports that can send from memory
-    /// override it. The default streams `local` again, or, for bytes with no file behind
-    /// them (the lock owner, the deploy state), a private temporary file: the built-in
+    /// [`put_atomic`](Remote::put_atomic) of bytes already in memory (a small file the
+    /// engine read, the lock owner, the deploy state). Transports that can send from memory
+    /// override it. The default goes through an unnamed temporary file: the built-in
     /// transports never take that path, so a read-only file system (a hardened container)
     /// does not stop a deploy.
     async fn put_atomic_contents(
         &mut self,
-        local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        if let Some(local) = local {
-            return self.put_atomic(local, path, mtime, None).await;
-        }
-        let tmp = tempfile::NamedTempFile::new()
-            .and_then(|mut f| std::io::Write::write_all(&mut f, contents).map(|()| f))
-            .map_err(|e| {
-                crate::error::Error::local_io("write temp file", &std::env::temp_dir(), e)
-            })?;
-        self.put_atomic(tmp.path(), path, mtime, None).await
+        use std::io::{Seek, Write};
+        let tmp = std::env::temp_dir();
+        let file = tempfile::tempfile()
+            .and_then(|mut f| {
+                f.write_all(contents)?;
+                f.rewind()?;
+                Ok(f)
+            })
+            .map_err(|e| crate::error::Error::local_io("write temp file", &tmp, e))?;
+        let local = LocalFile { file, shown: tmp };
+        self.put_atomic(local, path, mtime, None).await
     }
 
-    /// Downloads `path` into the already created local file `local` (a temporary file the
-    /// engine renames into place). Returns the number of bytes received.
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64>;
+    /// Downloads `path` into `local`, a new empty file the engine created and opened (a
+    /// temporary file it renames into place): like an upload's source, it is never opened
+    /// by name. Returns the number of bytes received.
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64>;
 
     /// Downloads a small file (the listing said at most about a MiB) into memory, at
     /// most `max` bytes. `Ok(None)`: this transport does not do that; the engine then uses

@@ -3,7 +3,6 @@
 //! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
 //! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
 
-use std::path::Path;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -13,7 +12,9 @@ use siteport_sftp::{
 
 use crate::endpoint::{Endpoint, SftpSettings};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{Capabilities, EntryKind, ReadObserver, Remote, RemoteEntry, RemoteFactory};
+use crate::remote::{
+    Capabilities, EntryKind, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+};
 
 /// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
 /// setup problem (`Config`), not a failed transfer.
@@ -111,13 +112,11 @@ impl std::fmt::Debug for SftpRemote {
 }
 
 impl SftpRemote {
-    fn full(&self, rel: &str) -> String {
-        match (self.root.is_empty(), rel.is_empty()) {
-            (true, true) => ".".to_string(),
-            (true, false) => rel.to_string(),
-            (false, true) => self.root.clone(),
-            (false, false) => format!("{}/{rel}", self.root),
-        }
+    /// The server path of `rel`: under the site's root, or unchanged when absolute (the
+    /// deploy state dir outside the web root). A hostile component is refused here too.
+    fn full(&self, rel: &str) -> Result<String> {
+        crate::path::server_path(&self.root, rel)
+            .map_err(|why| Error::unsafe_name(format!("sftp {}: {rel:?}", self.server), why))
     }
 
     fn conn(&self) -> Result<&SftpConnection> {
@@ -153,7 +152,7 @@ impl Remote for SftpRemote {
     }
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let entries = self
             .conn()?
             .list_dir(&p)
@@ -178,18 +177,18 @@ impl Remote for SftpRemote {
 
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         let mut observe = observe;
         let obs = observe
             .as_mut()
             .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
         self.conn()?
-            .put_atomic(local, &p, mtime, obs)
+            .put_atomic_file(local.file, &local.shown, &p, mtime, obs)
             .await
             .map(|o| o.bytes)
             .map_err(|e| map_sftp_error(e, false))
@@ -197,12 +196,11 @@ impl Remote for SftpRemote {
 
     async fn put_atomic_contents(
         &mut self,
-        _local: Option<&Path>,
         contents: &[u8],
         path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
@@ -210,16 +208,16 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
-        let p = self.full(path);
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
+        let p = self.full(path)?;
         self.conn()?
-            .get(&p, local)
+            .get_into(&p, local.file, &local.shown)
             .await
             .map_err(|e| map_sftp_error(e, false))
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .get_bytes(&p, max)
             .await
@@ -228,7 +226,7 @@ impl Remote for SftpRemote {
     }
 
     async fn mkdir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir(&p)
             .await
@@ -236,7 +234,7 @@ impl Remote for SftpRemote {
     }
 
     async fn mkdir_new(&mut self, path: &str) -> Result<bool> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .mkdir_new(&p)
             .await
@@ -244,7 +242,7 @@ impl Remote for SftpRemote {
     }
 
     async fn delete_file(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_file(&p)
             .await
@@ -252,7 +250,7 @@ impl Remote for SftpRemote {
     }
 
     async fn remove_dir(&mut self, path: &str) -> Result<()> {
-        let p = self.full(path);
+        let p = self.full(path)?;
         self.conn()?
             .remove_dir(&p)
             .await

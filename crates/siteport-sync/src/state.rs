@@ -31,7 +31,8 @@ use crate::path::check_rel_path;
 
 /// The document format's version; a different one is refused (treated as no state).
 pub const STATE_VERSION: u32 = 1;
-/// The state dir's default place, relative to the remote root.
+/// The state dir's default place, relative to the remote root (a site's `state_dir` moves it:
+/// [`locate_state_dir`](crate::locate_state_dir)).
 pub const DEFAULT_STATE_DIR: &str = ".siteport";
 /// The document's name inside the state dir.
 pub const STATE_FILE: &str = "state.json";
@@ -265,12 +266,19 @@ pub(crate) fn in_state_dir(state_dir: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Every directory of `path` from the top (`a/b/c` → `a`, `a/b`, `a/b/c`).
+/// Every directory of `path` from the top (`a/b/c` → `a`, `a/b`, `a/b/c`; an absolute
+/// `/s/t` → `/s`, `/s/t`).
 pub(crate) fn dir_chain(path: &str) -> Vec<String> {
+    let (mut cur, rest) = match path.strip_prefix('/') {
+        Some(rest) => ("/".to_string(), rest),
+        None => (String::new(), path),
+    };
     let mut out = Vec::new();
-    let mut cur = String::new();
-    for part in path.split('/') {
-        cur = crate::path::join(&cur, part);
+    for part in rest.split('/').filter(|p| !p.is_empty()) {
+        if !cur.is_empty() && !cur.ends_with('/') {
+            cur.push('/');
+        }
+        cur.push_str(part);
         out.push(cur.clone());
     }
     out
@@ -500,5 +508,6 @@ mod tests {
         assert!(in_state_dir(".siteport", ".siteport/state.json"));
         assert!(!in_state_dir(".siteport", ".siteport2"));
         assert_eq!(dir_chain("a/b"), vec!["a", "a/b"]);
+        assert_eq!(dir_chain("/s/t"), vec!["/s", "/s/t"]);
     }
 }

@@ -8,6 +8,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::LocalStat;
+use crate::local_fs::FileId;
 use crate::path::{check_name, join};
 use crate::remote::EntryKind;
 
@@ -24,6 +25,12 @@ pub struct TreeEntry {
     pub mtime_precise: bool,
     /// A local file's stat cache key (size, mtime, ctime, inode); `None` on the remote side.
     pub stat: Option<LocalStat>,
+    /// A local file's identity as scanned: it is read only if its name still leads to this
+    /// very file. `None` on the remote side.
+    pub id: Option<FileId>,
+    /// For a local link to a file inside the root: the target's path relative to the root,
+    /// which is what is read (never the link). `None` otherwise.
+    pub source: Option<String>,
 }
 
 impl TreeEntry {
@@ -35,15 +42,24 @@ impl TreeEntry {
             mtime,
             mtime_precise,
             stat: None,
+            id: None,
+            source: None,
         }
     }
 
-    /// A local file entry from its metadata, with its stat cache key.
+    /// A local file entry from its metadata, with its stat cache key and identity.
     pub fn local_file(m: &std::fs::Metadata) -> Self {
         Self {
             stat: Some(LocalStat::of(m)),
+            id: Some(FileId::of(m)),
             ..Self::file(m.len(), m.modified().ok(), true)
         }
+    }
+
+    /// The path under the root to read this local file from (a link's target, else `path`)
+    /// and the identity it must have.
+    pub fn read_from<'a>(&'a self, path: &'a str) -> (&'a str, Option<FileId>) {
+        (self.source.as_deref().unwrap_or(path), self.id)
     }
     /// A directory entry.
     pub fn dir() -> Self {
@@ -53,6 +69,8 @@ impl TreeEntry {
             mtime: None,
             mtime_precise: false,
             stat: None,
+            id: None,
+            source: None,
         }
     }
 }
@@ -333,8 +351,12 @@ fn add_entry(tree: &mut Tree, canon_root: &Path, ent: &walkdir::DirEntry, rel: S
         }
     } else if ft.is_symlink() {
         match follow_inside(canon_root, ent.path()) {
-            Ok(m) => {
-                tree.entries.insert(rel, TreeEntry::local_file(&m));
+            Ok((m, target)) => {
+                let e = TreeEntry {
+                    source: Some(target),
+                    ..TreeEntry::local_file(&m)
+                };
+                tree.entries.insert(rel, e);
             }
             Err(detail) => tree.set_aside(rel, ProblemKind::Symlink, detail),
         }
@@ -343,8 +365,12 @@ fn add_entry(tree: &mut Tree, canon_root: &Path, ent: &walkdir::DirEntry, rel: S
     }
 }
 
-/// The metadata of a link's target when the target is a regular file inside the root.
-fn follow_inside(canon_root: &Path, link: &Path) -> std::result::Result<std::fs::Metadata, String> {
+/// The metadata of a link's target and its path relative to the root, when the target is a
+/// regular file inside the root (reached without links from the root: what is read later).
+fn follow_inside(
+    canon_root: &Path,
+    link: &Path,
+) -> std::result::Result<(std::fs::Metadata, String), String> {
     let target: PathBuf = std::fs::canonicalize(link)
         .map_err(|e| format!("symbolic link not followed: target unreadable ({e})"))?;
     if !target.starts_with(canon_root) {
@@ -357,7 +383,10 @@ fn follow_inside(canon_root: &Path, link: &Path) -> std::result::Result<std::fs:
     if !m.is_file() {
         return Err("symbolic link to a directory not followed".into());
     }
-    Ok(m)
+    let rel = rel_utf8(canon_root, &target)
+        .filter(|r| !r.is_empty())
+        .ok_or("symbolic link not followed: its target's name is not UTF-8")?;
+    Ok((m, rel))
 }
 
 fn rel_utf8(root: &Path, p: &Path) -> Option<String> {

@@ -426,3 +426,64 @@ fn git_commit_of_this_checkout_is_found() {
         assert!(c.len() == 40 || c.len() == 64, "{c}");
     }
 }
+
+/// Uploads of site files (not the state document, which goes to an absolute path here).
+fn site_puts(k: &Knobs) -> usize {
+    k.puts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| !p.starts_with('/'))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// A state dir outside the remote root (an absolute path, reaching the "server" unchanged):
+/// the state lives there without an `.htaccess`, nothing of it lands in the remote root, a
+/// local `.siteport` dir is then an ordinary part of the site, and a second machine still
+/// sends exactly its same-size edit.
+#[tokio::test]
+async fn state_dir_outside_the_remote_root() {
+    let s = site();
+    let outside = s.remote.parent().unwrap().join("private/state");
+    let abs = outside.to_str().unwrap().to_string();
+    let o = |local: &Path| {
+        let mut o = opts(local);
+        o.state_dir = Some(abs.clone());
+        o.delete = true;
+        o
+    };
+    for root in [&s.a, &s.b] {
+        write(root, ".siteport/keep.txt", b"mine");
+    }
+    let (f, k) = WrapFactory::new(&s.remote);
+    let (_, r) = run(f.clone(), o(&s.a), &s.ja, Direction::Export).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.uploaded, FILES + 1);
+    let state = DeployState::parse(&std::fs::read(outside.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state.files.len(), FILES + 1);
+    assert!(!outside.join(".htaccess").exists());
+    assert!(!outside.join("lock").exists());
+    assert!(!s.remote.join(".siteport/state.json").exists());
+    assert!(!s.remote.join(".siteport/.htaccess").exists());
+    assert_eq!(files_snapshot(&s.a), files_snapshot(&s.remote));
+
+    let before = site_puts(&k);
+    same_size_edit(&s.b, "d1/p7.html", false);
+    let (plan, r) = run(f.clone(), o(&s.b), &s.jb, Direction::Export).await;
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(uploads(&plan), vec![("d1/p7.html", Reason::HashDiffers)]);
+    assert_eq!(site_puts(&k), before + 1);
+    assert_eq!(files_snapshot(&s.b), files_snapshot(&s.remote));
+
+    // The lock is taken there too.
+    let mut conn = f.connect().await.unwrap();
+    let owner = LockOwner::current("test");
+    let got = try_lock(conn.as_mut(), &abs, &owner, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(got, Attempt::Acquired(_)), "{got:?}");
+    assert!(outside.join("lock/owner.json").exists());
+    assert!(!s.remote.join(".siteport/lock").exists());
+    assert!(break_lock(conn.as_mut(), &abs).await.unwrap().is_some());
+}

@@ -657,6 +657,97 @@ async fn faulty_network_pureftpd_plain() {
     through_faulty_proxy(ServerKind::PureFtpd, false, 5).await;
 }
 
+/// A vsftpd whose sessions are SIGKILLed at random, one every 0.2 to 0.7 s, while an export
+/// of 2,000 files runs on four connections (the listener stays up, as on a loaded host whose
+/// sessions die):
+/// with the default retry policy every file arrives, nothing fails, and the served tree is
+/// the local tree. Then an import back, under the same killing, is identical too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsftpd_sessions_killed_at_random() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    let label = server.label();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 2000,
+            big: 8 * 1024 * 1024,
+        },
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let server = Arc::new(server);
+    let killer = |server: Arc<FtpServer>, stop: Arc<std::sync::atomic::AtomicBool>| {
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            // A small xorshift: a different rhythm each kill, the same each run.
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+            let mut kills = 0;
+            while !stop.load(Ordering::SeqCst) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                std::thread::sleep(Duration::from_millis(200 + x % 500));
+                if !stop.load(Ordering::SeqCst) && server.kill_one_session(x >> 32) > 0 {
+                    kills += 1;
+                }
+            }
+            kills
+        })
+    };
+    let f = factory(&server, server.port);
+    let mut so = sync_options(&local);
+    so.retry = RetryPolicy::default();
+    so.max_connections = 4;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let k = killer(server.clone(), stop.clone());
+    let deadline = Duration::from_secs(300);
+    let journal = t.path().join("state/site.json");
+    let out = tokio::time::timeout(
+        deadline,
+        run_dir(f.clone(), so, &journal, Direction::Export, &label),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let kills = k.join().unwrap();
+    let (_, r) = out.unwrap_or_else(|_| panic!("{label}: export did not finish in {deadline:?}"));
+    let failed: Vec<_> = r.outcomes.iter().filter(|o| o.failed()).collect();
+    assert!(
+        failed.is_empty(),
+        "{label}: failed after {kills} kills: {failed:?}"
+    );
+    assert_eq!(r.counts.uploaded, paths.len(), "{label}");
+    assert!(kills > 0, "{label}: no session was killed");
+    assert_same(&label, "after export", &served, &expected(&local));
+
+    let back = t.path().join("back");
+    let mut bo = sync_options(&back);
+    bo.retry = RetryPolicy::default();
+    bo.max_connections = 4;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let k = killer(server.clone(), stop.clone());
+    let out = tokio::time::timeout(
+        deadline,
+        run_dir(
+            f,
+            bo,
+            &t.path().join("state/back.json"),
+            Direction::Import,
+            &label,
+        ),
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let kills = k.join().unwrap();
+    let (_, r) = out.unwrap_or_else(|_| panic!("{label}: import did not finish in {deadline:?}"));
+    let failed: Vec<_> = r.outcomes.iter().filter(|o| o.failed()).collect();
+    assert!(
+        failed.is_empty(),
+        "{label}: import failed after {kills} kills: {failed:?}"
+    );
+    assert_same(&label, "after import", &back, &expected(&local));
+}
+
 /// Import from a server whose listings carry `../escape`, `a/b`, `back\slash` and a
 /// `../../outside-dir` directory in every directory: nothing is written outside the local
 /// root, each hostile entry is reported, and the real files are imported.

@@ -449,6 +449,72 @@ impl FtpServer {
         self.certs.as_ref().map(|c| c.fingerprint.as_str())
     }
 
+    /// SIGKILLs one session of a forking daemon (vsftpd, pure-ftpd), chosen by `pick` among
+    /// those running, with every process under it; never the listener: a session dies the
+    /// way one does on a loaded host (an OOM kill, a crashed helper) while new connections
+    /// are still accepted. Returns how many processes were killed (0 when no session runs,
+    /// and always for the in-process server, which forks none).
+    pub fn kill_one_session(&self, pick: u64) -> usize {
+        let Some(listener) = self.child.as_ref().map(Child::id) else {
+            return 0;
+        };
+        // Parent pids, not process groups: vsftpd makes each session a session leader.
+        let mut parents: Vec<(u32, u32)> = Vec::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+            let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|g| g.parse::<u32>().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+        let mut sessions: Vec<u32> = parents
+            .iter()
+            .filter(|(_, pp)| *pp == listener)
+            .map(|(p, _)| *p)
+            .collect();
+        if sessions.is_empty() {
+            return 0;
+        }
+        sessions.sort_unstable();
+        let mut doomed = vec![sessions[(pick % sessions.len() as u64) as usize]];
+        let mut i = 0;
+        while i < doomed.len() {
+            let parent = doomed[i];
+            doomed.extend(
+                parents
+                    .iter()
+                    .filter(|(_, pp)| *pp == parent)
+                    .map(|(p, _)| *p),
+            );
+            i += 1;
+        }
+        let mut killed = 0;
+        for pid in doomed {
+            if Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                killed += 1;
+            }
+        }
+        killed
+    }
+
     /// The generated certificates (None without TLS).
     pub fn certs(&self) -> Option<&TestCerts> {
         self.certs.as_ref()

@@ -193,3 +193,135 @@ fn sigkill_on_a_then_b_sends_only_the_rest() {
     let o = export(&b, &server, &[]);
     assert_eq!(uploaded(&o), 0);
 }
+
+/// The site's config with the deploy state dir moved out of the web root: `remote` is
+/// `/htdocs`, `state_dir` an absolute path beside it.
+fn config_outside(sb: &Sandbox, server: &FtpServer, state_dir: &str) {
+    config(sb, server);
+    let path = sb.workdir().join("siteport.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!("state_dir = \"{state_dir}\"\n"));
+    std::fs::write(path, text).unwrap();
+}
+
+/// Runs siteport as a machine of its own: the sandbox's HOME and a journal dir of its own.
+fn run_as(sb: &Sandbox, server: &FtpServer, args: &[&str]) -> Output {
+    let journal = sb.path("journal").to_string_lossy().into_owned();
+    let mut env = creds(server);
+    env.push(("SITEPORT_STATE_DIR".into(), journal));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    sb.run(args, "", &env)
+}
+
+#[test]
+fn state_dir_outside_the_web_root_serves_two_machines_and_the_lock() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let (a, b) = (Sandbox::new(), Sandbox::new());
+    config_outside(&a, &server, "/deploy-state/web");
+    config_outside(&b, &server, "/deploy-state/web");
+    let served = server.root().join("htdocs");
+    let outside = server.root().join("deploy-state/web");
+
+    write_site(&a.workdir().join("public"), 40, 1_700_000_000);
+    let o = run_as(&a, &server, &["--json", "export", "web"]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 40);
+    // The state is where the key says, with no .htaccess; nothing of siteport's in the web root.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(outside.join("state.json")).unwrap()).unwrap();
+    assert_eq!(doc["files"].as_array().map(Vec::len), Some(40), "{doc}");
+    assert!(
+        !outside.join(".htaccess").exists(),
+        "an .htaccess outside the web root"
+    );
+    assert!(!outside.join("lock").exists(), "the lock was not released");
+    assert!(
+        !served.join(".siteport").exists(),
+        "state dir in the web root"
+    );
+    assert_eq!(files(&served), files(&a.workdir().join("public")));
+
+    // Machine B: a fresh copy (new mtimes), one same-size edit, its own empty journal.
+    write_site(&b.workdir().join("public"), 40, 1_750_000_000);
+    edit(&b.workdir().join("public"), "s3/p0010.html");
+    let o = run_as(&b, &server, &["--json", "export", "web"]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 1, "{}", stdout(&o));
+    assert_eq!(files(&served), files(&b.workdir().join("public")));
+    let o = run_as(&b, &server, &["--json", "export", "web"]);
+    assert_eq!(uploaded(&o), 0, "B again");
+    let st = run_as(&b, &server, &["--json", "status", "web"]);
+    assert_code(&st, 0);
+    let st = json(&st);
+    assert_eq!(st["last_deploy"]["files"], 40, "{st}");
+    assert!(
+        st["state_dir"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("/deploy-state/web")),
+        "{st}"
+    );
+
+    // A run on A holds the lock in the moved state dir: B exits 7 at once.
+    write_site(&a.workdir().join("public/bulk"), 800, 1_700_000_000);
+    let owner = outside.join("lock/owner.json");
+    let journal = a.path("journal").to_string_lossy().into_owned();
+    let first = Command::new(bin())
+        .env_clear()
+        .envs(a.envs())
+        .envs(creds(&server))
+        .env("SITEPORT_STATE_DIR", journal)
+        .current_dir(a.workdir())
+        .args(["--quiet", "export", "web"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !owner.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no lock at {}",
+            owner.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!served.join(".siteport").exists(), "lock in the web root");
+    let second = run_as(&b, &server, &["export", "web"]);
+    assert_code(&second, 7);
+    assert!(
+        common::stderr(&second).contains("locked by another run"),
+        "{}",
+        common::stderr(&second)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(!owner.exists(), "the lock was not released");
+    assert!(!served.join(".siteport").exists());
+}
+
+#[test]
+fn state_dir_climbing_with_dotdot_is_a_config_error() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    let text = format!(
+        "[[site]]\nname = \"web\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"u\"\n\
+         local = \"public\"\nremote = \"/htdocs\"\nstate_dir = \"../state\"\n",
+        server.port
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    std::fs::create_dir_all(sb.workdir().join("public")).unwrap();
+    for args in [&["export", "web"][..], &["config", "check"][..]] {
+        let o = sb.run(args, "", &[]);
+        assert_code(&o, 2);
+        let err = common::stderr(&o);
+        assert!(err.contains("state_dir"), "{args:?}: {err}");
+        assert!(err.contains("`..`"), "{args:?}: {err}");
+        assert!(err.contains("siteport.toml:9"), "{args:?}: {err}");
+    }
+    assert!(!server.root().join("state").exists());
+}

@@ -366,3 +366,42 @@ fn exit_code_tables_agree() {
         [0, 1, 2, 3, 4, 5, 6, 7]
     );
 }
+
+/// The `toml` blocks of README and docs/ that hold a `[[site]]` parse with the real config
+/// reader, so a documented site key (`state_dir`, `max_delete`, …) is one the reader knows.
+#[test]
+fn documented_site_configs_parse() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            let fence = line.trim_start().strip_prefix("```");
+            match (fence, block.as_mut()) {
+                (Some(_), Some(_)) => {
+                    let body = block.take().unwrap_or_default();
+                    if body.contains("[[site]]") {
+                        checked += 1;
+                        let env = |_: &str| {
+                            Ok::<_, siteport_creds::reference::NotUnicode>(Some("x".to_owned()))
+                        };
+                        let path = Path::new("/docs/siteport.toml");
+                        if let Err(e) = siteport::config::Config::parse(&body, path, &env) {
+                            failures.push(format!("{}: {e}\n{body}", file.display()));
+                        }
+                    }
+                }
+                (Some(info), None) if info.trim() == "toml" => block = Some(String::new()),
+                (Some(_), None) => block = Some(String::from("not toml")),
+                (None, Some(b)) if !b.starts_with("not toml") => {
+                    b.push_str(line);
+                    b.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 5, "only {checked} site configs found");
+}

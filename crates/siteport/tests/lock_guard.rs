@@ -357,10 +357,112 @@ fn export_verify_catches_a_file_truncated_on_the_server() {
     );
     assert!(err.contains("verification failed: 1 of 301 files"), "{err}");
 
-    // The next run re-sends it (size differs) and verifies clean.
+    // The next run re-sends it (size differs) and verifies clean, by size only: vsftpd offers
+    // no hash command.
     let o = run(&sb, "m1", &["--json", "export", "web", "--verify"], &env);
     assert_code(&o, 0);
     assert_eq!(json(&o)["sites"][0]["verified"], 1, "{}", stdout(&o));
+    assert_eq!(
+        json(&o)["sites"][0]["verified_by"],
+        "size",
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(snapshot(&htdocs), snapshot(&public));
+    std::fs::write(public.join("z/f0001.html"), "<p>z 1 edited</p>\n").unwrap();
+    let o = run(&sb, "m1", &["export", "web", "--verify"], &env);
+    assert_code(&o, 0);
+    let lines: Vec<String> = stdout(&o)
+        .lines()
+        .filter(|l| l.contains("verified"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&o));
+    assert!(
+        lines[0].contains("verified 1 file on the server by size only")
+            && lines[0].contains("no hash command"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// On proftpd with mod_digest, `--verify` compares the server's SHA-256 of every file sent
+/// with the local file's: a rewrite by another client that keeps the length is caught (exit
+/// 5, naming the file), and the next export sends the file again.
+#[test]
+fn export_verify_catches_a_same_size_rewrite_by_hash_on_proftpd() {
+    let server = siteport_testsupport::ProFtpd::start();
+    let sb = Sandbox::new();
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"web\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         tls = \"none\"\ncredential = \"web\"\nlocal = \"public\"\nremote = \"/htdocs\"\nmax_connections = 1\n",
+        server.port
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    let env = vec![
+        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), server.user.clone()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
+            server.password.expose_secret().to_owned(),
+        ),
+    ];
+    let htdocs = server.root().join("htdocs");
+    let public = sb.workdir().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    let big: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    std::fs::write(public.join("a-first.bin"), &big).unwrap();
+    write_files(&sb, "z", 300);
+
+    // Another client rewrites the file with other bytes of the same length as soon as the run
+    // has put it in place, while the run still sends the rest.
+    let target = htdocs.join("a-first.bin");
+    let sent = big.clone();
+    let watcher = std::thread::spawn(move || {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60) {
+            if std::fs::read(&target).is_ok_and(|b| b == sent) {
+                let other: Vec<u8> = sent.iter().map(|b| b ^ 0x5a).collect();
+                std::fs::write(&target, other).unwrap();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    });
+    let o = run(&sb, "m1", &["export", "web", "--verify"], &env);
+    assert!(watcher.join().unwrap(), "the file never arrived");
+    assert_code(&o, 5);
+    let err = stderr(&o);
+    assert!(
+        err.contains("a-first.bin: same size (100000 bytes) but the server's SHA-256 differs"),
+        "{err}"
+    );
+    assert!(err.contains("verification failed: 1 of 301 files"), "{err}");
+    assert!(!err.contains(server.password.expose_secret()));
+    assert_eq!(
+        std::fs::metadata(htdocs.join("a-first.bin")).unwrap().len(),
+        100_000
+    );
+
+    // The next export sends that file again (it is not remembered as sent) and verifies it
+    // by content.
+    let o = run(&sb, "m1", &["--json", "export", "web", "--verify"], &env);
+    assert_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["sites"][0]["report"]["counts"]["uploaded"], 1, "{v}");
+    assert_eq!(v["sites"][0]["verified"], 1, "{v}");
+    assert_eq!(v["sites"][0]["verified_by"], "SHA-256", "{v}");
+    assert_eq!(std::fs::read(htdocs.join("a-first.bin")).unwrap(), big);
+    assert_eq!(
+        server
+            .stored()
+            .iter()
+            .filter(|p| p.contains("a-first.bin"))
+            .count(),
+        2,
+        "{:?}",
+        server.stored()
+    );
     assert_eq!(snapshot(&htdocs), snapshot(&public));
 }
 

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::credential::{Credential, CredentialName, ValidationError, parse_port};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+use crate::remedy::Remedy;
 
 /// How the payload is written: borrowed from the credential, so that nothing is copied
 /// outside the zeroizing output buffer.
@@ -124,6 +125,66 @@ pub(crate) fn encode(cred: &Credential) -> Result<Zeroizing<String>, serde_json:
 pub(crate) fn decode(name: &CredentialName, text: &str) -> Result<Credential, Malformed> {
     let parsed: SecretIn = serde_json::from_str(text).map_err(|e| Malformed::json(&e))?;
     parsed.into_credential(name)
+}
+
+/// [`encode`] with the error the remote backends report (`backend`: "aws backend", …).
+#[cfg_attr(
+    not(any(feature = "aws", feature = "gcp", feature = "azure")),
+    allow(dead_code)
+)]
+pub(crate) fn encode_for(backend: &str, cred: &Credential) -> Result<Zeroizing<String>, Error> {
+    // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
+    encode(cred).map_err(|e| {
+        Error::new(
+            ErrorKind::Invalid,
+            backend,
+            format!("cannot encode credential '{}': {e}", cred.name()),
+        )
+    })
+}
+
+/// A stored secret that is not a siteport credential, `why`: names the secret, says what its
+/// `holder` (`"its SecretString"`, `"its value"`, …) must hold, and how to rewrite it.
+#[cfg_attr(
+    not(any(feature = "aws", feature = "gcp", feature = "azure")),
+    allow(dead_code)
+)]
+pub(crate) fn not_a_credential(
+    describe: &str,
+    name: &CredentialName,
+    secret: &str,
+    holder: &str,
+    why: String,
+) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        describe,
+        format!("secret '{secret}' is not a siteport credential: {why}"),
+    )
+    .with_hint(format!(
+        "{holder} must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")"
+    ))
+    .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
+}
+
+/// [`decode`] of the text a remote backend read from `secret`, with that backend's errors
+/// (see [`not_a_credential`]).
+#[cfg_attr(
+    not(any(feature = "aws", feature = "gcp", feature = "azure")),
+    allow(dead_code)
+)]
+pub(crate) fn decode_secret(
+    describe: &str,
+    name: &CredentialName,
+    secret: &str,
+    holder: &str,
+    text: &str,
+) -> Result<Credential, Error> {
+    decode(name, text).map_err(|m| {
+        m.into_error(describe, |why| {
+            not_a_credential(describe, name, secret, holder, why)
+        })
+    })
 }
 
 impl SecretIn {

@@ -9,23 +9,37 @@ use super::data::COPY_BUF;
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
 
+fn local_err(server: &str, local: &Path, e: io::Error) -> FtpError {
+    FtpError::new(
+        FtpErrorKind::LocalIo,
+        server,
+        format!("cannot write local file {}", local.display()),
+    )
+    .with_source(e)
+}
+
 impl FtpConnection {
     /// Downloads `remote_path` into `local` (created or truncated), streaming. The caller
     /// handles the temp name, `fsync` and rename. Returns the bytes received.
     pub async fn get_file(&mut self, remote_path: &str, local: &Path) -> Result<u64, FtpError> {
+        let file = std::fs::File::create(local).map_err(|e| local_err(self.server(), local, e))?;
+        self.get_into(remote_path, file, local).await
+    }
+
+    /// Downloads `remote_path` into `file`, which the caller created and opened (from its
+    /// current offset; `shown` names it in messages and is never opened): a caller that
+    /// made the file safely (no link followed, exclusive create) writes exactly there.
+    /// Returns the bytes received.
+    pub async fn get_into(
+        &mut self,
+        remote_path: &str,
+        file: std::fs::File,
+        shown: &Path,
+    ) -> Result<u64, FtpError> {
         check_path(self.server(), "download", remote_path)?;
         let command = format!("RETR {}", self.abs(remote_path));
-        let local_err = |server: &str, e: io::Error| {
-            FtpError::new(
-                FtpErrorKind::LocalIo,
-                server,
-                format!("cannot write local file {}", local.display()),
-            )
-            .with_source(e)
-        };
-        let mut file = tokio::fs::File::create(local)
-            .await
-            .map_err(|e| local_err(self.server(), e))?;
+        let local_err = |server: &str, e: io::Error| local_err(server, shown, e);
+        let mut file = tokio::fs::File::from_std(file);
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };

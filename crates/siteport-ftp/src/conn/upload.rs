@@ -143,8 +143,9 @@ pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
 
 /// What an upload sends.
 enum Payload<'a> {
-    /// A local file, streamed (and shown to the observer, if any).
-    File(&'a Path, Option<ReadObserver>),
+    /// A local file already open (its path is for messages), streamed from its current
+    /// offset and shown to the observer, if any.
+    File(std::fs::File, &'a Path, Option<ReadObserver>),
     /// Contents already in memory.
     Bytes(&'a [u8]),
 }
@@ -152,7 +153,20 @@ enum Payload<'a> {
 impl FtpConnection {
     /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
     pub async fn put_file(&mut self, local: &Path, remote_path: &str) -> Result<u64, FtpError> {
-        self.put(Payload::File(local, None), remote_path).await
+        let f = self.open_local(local)?;
+        self.put(Payload::File(f, local, None), remote_path).await
+    }
+
+    /// Opens a local file to upload, once: from then on the handle is read, never the name.
+    fn open_local(&self, local: &Path) -> Result<std::fs::File, FtpError> {
+        std::fs::File::open(local).map_err(|e| {
+            FtpError::new(
+                FtpErrorKind::LocalIo,
+                self.server(),
+                format!("cannot read local file {}", local.display()),
+            )
+            .with_source(e)
+        })
     }
 
     /// Uploads `contents` (a small file already read into memory) to `remote_path`. Saves the
@@ -165,17 +179,7 @@ impl FtpConnection {
     async fn put(&mut self, payload: Payload<'_>, remote_path: &str) -> Result<u64, FtpError> {
         check_path(self.server(), "upload", remote_path)?;
         let (file, mut memory) = match payload {
-            Payload::File(local, observe) => {
-                let f = std::fs::File::open(local).map_err(|e| {
-                    FtpError::new(
-                        FtpErrorKind::LocalIo,
-                        self.server(),
-                        format!("cannot read local file {}", local.display()),
-                    )
-                    .with_source(e)
-                })?;
-                (Some((local, f, observe)), None)
-            }
+            Payload::File(f, local, observe) => (Some((local, f, observe)), None),
             Payload::Bytes(b) => (None, Some(b)),
         };
         let command = format!("STOR {}", self.abs(remote_path));
@@ -364,7 +368,8 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
-        self.put_atomic_payload(Payload::File(local, None), remote_path, mtime)
+        let f = self.open_local(local)?;
+        self.put_atomic_payload(Payload::File(f, local, None), remote_path, mtime)
             .await
     }
 
@@ -378,7 +383,25 @@ impl FtpConnection {
         mtime: Option<SystemTime>,
         observe: ReadObserver,
     ) -> Result<u64, FtpError> {
-        self.put_atomic_payload(Payload::File(local, Some(observe)), remote_path, mtime)
+        let f = self.open_local(local)?;
+        self.put_atomic_file(f, local, remote_path, mtime, Some(observe))
+            .await
+    }
+
+    /// [`put_atomic`](Self::put_atomic) of a file the caller already opened, read from its
+    /// current offset (`shown` names it in messages and is never opened): a caller that
+    /// checked what it opened (no link followed, the file it expected) sends exactly that
+    /// file, whatever the name leads to by now. `observe` as in
+    /// [`put_atomic_observed`](Self::put_atomic_observed).
+    pub async fn put_atomic_file(
+        &mut self,
+        file: std::fs::File,
+        shown: &Path,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<u64, FtpError> {
+        self.put_atomic_payload(Payload::File(file, shown, observe), remote_path, mtime)
             .await
     }
 

@@ -69,10 +69,26 @@ impl SftpConnection {
         mtime: Option<SystemTime>,
         observe: Option<Observer<'_>>,
     ) -> Result<PutOutcome, SftpError> {
-        let mut file = tokio::fs::File::open(local)
-            .await
+        let file = std::fs::File::open(local)
             .map_err(|e| SftpError::local(&self.server, "upload", local, e))?;
-        self.put_atomic_from(&mut file, None, Some(local), remote, mtime, observe)
+        self.put_atomic_file(file, local, remote, mtime, observe)
+            .await
+    }
+
+    /// [`put_atomic`](Self::put_atomic) of a file the caller already opened, read from its
+    /// current offset (`shown` names it in messages and is never opened): a caller that
+    /// checked what it opened (no link followed, the file it expected) sends exactly that
+    /// file, whatever the name leads to by now.
+    pub async fn put_atomic_file(
+        &self,
+        file: std::fs::File,
+        shown: &Path,
+        remote: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<Observer<'_>>,
+    ) -> Result<PutOutcome, SftpError> {
+        let mut file = tokio::fs::File::from_std(file);
+        self.put_atomic_from(&mut file, None, Some(shown), remote, mtime, observe)
             .await
     }
 
@@ -275,9 +291,21 @@ impl SftpConnection {
     /// Downloads `remote` into `local` (created or truncated) with pipelined READs; the
     /// bytes received.
     pub async fn get(&self, remote: &str, local: &Path) -> Result<u64, SftpError> {
-        let mut file = tokio::fs::File::create(local)
-            .await
+        let file = std::fs::File::create(local)
             .map_err(|e| SftpError::local(&self.server, "download", local, e))?;
+        self.get_into(remote, file, local).await
+    }
+
+    /// Downloads `remote` into `file`, which the caller created and opened (from its current
+    /// offset; `local` names it in messages and is never opened): a caller that made the
+    /// file safely (no link followed, exclusive create) writes exactly there.
+    pub async fn get_into(
+        &self,
+        remote: &str,
+        file: std::fs::File,
+        local: &Path,
+    ) -> Result<u64, SftpError> {
+        let mut file = tokio::fs::File::from_std(file);
         let got = self
             .read_file(remote, u64::MAX, &mut Sink::File(&mut file))
             .await

@@ -15,6 +15,7 @@ use crate::state::{
     DeployInfo, DeployState, HTACCESS, MAX_STATE_BYTES, STATE_FILE, StateRecord, dir_chain,
     in_state_dir, parent_dirs,
 };
+use crate::state_dir::in_web_root;
 use crate::tree::{Tree, TreeEntry};
 
 use super::scheduler::Job;
@@ -101,6 +102,43 @@ pub(super) fn set_aside_state_dir(dir: &str, local: &mut Tree, remote: &mut Tree
 }
 
 impl Engine {
+    /// What the server has of a state dir outside the web root (the scan never sees it): one
+    /// listing of the dir itself. A dir that cannot be listed is taken as missing (the export
+    /// then works as without state, which is safe: it sends more, never less); the state
+    /// write then creates it, or says why it could not.
+    pub(super) async fn list_outside_state_dir(&mut self, dir: &str) -> StateListing {
+        let listed = match self.any_conn().await {
+            Ok(c) => c.list_dir(dir).await,
+            Err(e) => Err(e),
+        };
+        let listed = match listed {
+            Ok(entries) => Some(entries),
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(
+                    state_dir = dir,
+                    "the deploy state dir could not be listed: {e}"
+                );
+                None
+            }
+        };
+        let Some(entries) = listed else {
+            return StateListing {
+                file: None,
+                dir: false,
+                htaccess: false,
+            };
+        };
+        StateListing {
+            file: entries
+                .iter()
+                .find(|e| e.name == STATE_FILE && e.kind == EntryKind::File)
+                .map(|e| TreeEntry::file(e.size, e.mtime, e.mtime_precise)),
+            dir: true,
+            htaccess: entries.iter().any(|e| e.name == ".htaccess"),
+        }
+    }
+
     /// Reads the server's state (or the journal's mirror of it). A missing document is no
     /// state; a broken one is no state plus a note naming it.
     pub(super) async fn load_state(
@@ -129,7 +167,11 @@ impl Engine {
             }
         }
         let path = join(dir, STATE_FILE);
-        let place = format!("{}/{path}", self.shared.factory.describe());
+        let place = if in_web_root(dir) {
+            format!("{}/{path}", self.shared.factory.describe())
+        } else {
+            format!("{path} on {}", self.shared.factory.describe())
+        };
         let bytes = match self.fetch_small(&path).await {
             Ok(b) => b,
             Err(e) => {
@@ -158,11 +200,7 @@ impl Engine {
         if let Some(b) = conn.get_contents(path, MAX_STATE_BYTES).await? {
             return Ok(b);
         }
-        let tmp = tempfile::NamedTempFile::new().map_err(|e| {
-            crate::error::Error::local_io("create temp file", &std::env::temp_dir(), e)
-        })?;
-        conn.get(path, tmp.path()).await?;
-        std::fs::read(tmp.path()).map_err(|e| crate::error::Error::local_io("read", tmp.path(), e))
+        crate::lock::get_via_temp(conn.as_mut(), path).await
     }
 
     /// The connection of the first worker, opened if none is.
@@ -386,8 +424,10 @@ impl Engine {
     }
 }
 
-/// Creates the state dir (and its `.htaccess`) when missing, then replaces the document
-/// atomically (temporary name, rename).
+/// Creates the state dir (and, inside the web root, its `.htaccess`) when missing, then
+/// replaces the document atomically (temporary name, rename). Outside the web root no HTTP
+/// server serves the dir, and an `.htaccess` there could even change how a parent directory
+/// that another site uses is served: none is written.
 async fn write_state(
     conn: &mut dyn Remote,
     dir: &str,
@@ -400,16 +440,14 @@ async fn write_state(
             conn.mkdir(&d).await?;
         }
     }
-    if !htaccess {
+    if !htaccess && in_web_root(dir) {
         put_bytes(conn, &join(dir, ".htaccess"), HTACCESS.as_bytes()).await?;
     }
     put_bytes(conn, &join(dir, STATE_FILE), bytes).await
 }
 
 async fn put_bytes(conn: &mut dyn Remote, path: &str, bytes: &[u8]) -> Result<()> {
-    conn.put_atomic_contents(None, bytes, path, None)
-        .await
-        .map(drop)
+    conn.put_atomic_contents(bytes, path, None).await.map(drop)
 }
 
 /// Called by a worker after each completed upload: records it, and writes the document
@@ -452,6 +490,20 @@ pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec
         lock(&sh.results).warnings.push(format!(
             "the deploy state could not be saved during the run: {e}"
         ));
+    }
+}
+
+impl Engine {
+    /// Drops `paths` from the deploy state of the run (they are not on the server as sent);
+    /// `false` when the run keeps no state.
+    pub(super) fn forget(&self, paths: &[&str]) -> bool {
+        let mut g = lock(&self.shared.deploy);
+        let Some(t) = g.as_mut() else { return false };
+        for p in paths {
+            t.records.remove(*p);
+        }
+        t.changed = true;
+        true
     }
 }
 

@@ -3,17 +3,14 @@
 //! one trip to the blocking pool.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-
-use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
-use crate::journal::{JournalRecord, LocalStat, hash_file, to_ns};
+use crate::journal::{JournalRecord, LocalStat, hash_reader, to_ns};
+use crate::local_fs::TempAt;
 use crate::plan::Action;
-use crate::remote::Remote;
+use crate::remote::{LocalFile, Remote};
 
 use super::Shared;
-use super::local::check_local_target;
 use super::transfer::{SMALL_FILE, blocking, journal_record};
 
 /// Where a download's bytes are once received.
@@ -21,7 +18,7 @@ enum Received {
     /// In memory (a small file): written to a temporary file while finishing.
     Memory(Vec<u8>),
     /// Already in this temporary file, beside the destination (a streamed file).
-    File(NamedTempFile),
+    File(TempAt),
 }
 
 pub(super) async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
@@ -34,65 +31,67 @@ pub(super) async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> 
             return finish_download(sh, a, Received::Memory(data), n).await;
         }
     }
-    let root = sh.local_root.clone();
+    let root = sh.root()?;
     let rel = a.path.clone();
-    let tmp = blocking(move || temp_file_for(&root, &rel)).await?;
-    let n = conn.get(&a.path, tmp.path()).await?;
+    let tmp = blocking(move || root.temp_for(&rel)).await?;
+    let file = tmp
+        .file()
+        .try_clone()
+        .map_err(|e| Error::local_io("duplicate handle", tmp.shown(), e))?;
+    let local = LocalFile {
+        file,
+        shown: tmp.shown().to_path_buf(),
+    };
+    let n = conn.get(&a.path, local).await?;
     finish_download(sh, a, Received::File(tmp), n).await
 }
 
-/// A temporary file (`.siteport-*.part`) in the directory of `root/rel`, after checking that
-/// no link or file stands in the way.
-fn temp_file_for(root: &Path, rel: &str) -> Result<NamedTempFile> {
-    let dst = check_local_target(root, rel, false)?;
-    let dir = dst.parent().unwrap_or(root).to_path_buf();
-    tempfile::Builder::new()
-        .prefix(".siteport-")
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::local_io("create temporary file", &dir, e))
-}
-
 /// Puts `n` received bytes into place as `a.path` (temporary file, fsync, mode, mtime,
-/// rename, all in one trip to the blocking pool) and journals the file.
+/// rename, all in one trip to the blocking pool, all through handles) and journals the file.
 async fn finish_download(sh: &Shared, a: &Action, got: Received, n: u64) -> Result<u64> {
-    let root = sh.local_root.clone();
+    let root = sh.root()?;
     let rel = a.path.clone();
     let mtime = a.source_mtime;
     let (hash, local_mtime, stat) = blocking(move || {
-        use std::io::Write;
+        use std::io::{Seek, Write};
         let (tmp, hash) = match got {
             Received::Memory(data) => {
-                let mut tmp = temp_file_for(&root, &rel)?;
-                tmp.write_all(&data)
-                    .map_err(|e| Error::local_io("write", tmp.path(), e))?;
+                let tmp = root.temp_for(&rel)?;
+                tmp.file()
+                    .write_all(&data)
+                    .map_err(|e| Error::local_io("write", tmp.shown(), e))?;
                 (tmp, Some(blake3::hash(&data).to_hex().to_string()))
             }
             Received::File(tmp) => (tmp, None),
         };
-        let f = tmp.as_file();
-        let tp = tmp.path().to_path_buf();
+        let tp = tmp.shown().to_path_buf();
+        let mut f = tmp
+            .file()
+            .try_clone()
+            .map_err(|e| Error::local_io("duplicate handle", &tp, e))?;
         f.sync_all().map_err(|e| Error::local_io("fsync", &tp, e))?;
         f.set_permissions(std::fs::Permissions::from_mode(0o644))
             .map_err(|e| Error::local_io("chmod", &tp, e))?;
         if let Some(t) = mtime {
-            filetime::set_file_handle_times(f, None, Some(filetime::FileTime::from_system_time(t)))
-                .map_err(|e| Error::local_io("set modification time", &tp, e))?;
+            filetime::set_file_handle_times(
+                &f,
+                None,
+                Some(filetime::FileTime::from_system_time(t)),
+            )
+            .map_err(|e| Error::local_io("set modification time", &tp, e))?;
         }
         // A streamed file is hashed from disk, once complete: the bytes that stay.
         let hash = match hash {
             Some(h) => h,
-            None => hash_file(&tp)?,
+            None => f
+                .rewind()
+                .and_then(|()| hash_reader(&f))
+                .map_err(|e| Error::local_io("read for hashing", &tp, e))?,
         };
         let local_mtime = f.metadata().ok().and_then(|m| m.modified().ok());
-        // Checked again just before the rename: a link planted meanwhile is not followed.
-        let dst = check_local_target(&root, &rel, false)?;
-        tmp.persist(&dst)
-            .map_err(|e| Error::local_io("rename into place", &dst, e.error))?;
+        tmp.persist()?;
         // Stat after the rename (which moves the ctime): the stat cache of the next run.
-        let stat = std::fs::symlink_metadata(&dst)
-            .ok()
-            .map(|m| LocalStat::of(&m));
+        let stat = f.metadata().ok().map(|m| LocalStat::of(&m));
         Ok((hash, local_mtime, stat))
     })
     .await?;

@@ -8,8 +8,11 @@
 //! - `transfer.rs`: one remote action per job (upload, delete, mkdir) and its journal entry;
 //! - `download.rs`: one download, finished into place (temporary file, fsync, mode, mtime,
 //!   rename) and journaled;
-//! - `local.rs`: an import's local directory operations and the checks that keep every local
-//!   write inside the local root.
+//! - `local.rs`: an import's local directory operations.
+//!
+//! Every local file, read or written, goes through the site root's handle
+//! (`crate::local_fs`): no link followed at any component, and a file read is the one the
+//! scan saw.
 
 mod deploy;
 mod download;
@@ -18,16 +21,17 @@ mod scan;
 mod scheduler;
 mod temps;
 mod transfer;
+mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{Journal, hash_file};
-use crate::path::local_path;
+use crate::journal::{Journal, hash_reader};
+use crate::local_fs::{FileId, LocalRoot};
 use crate::plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, plan_export_with, plan_import,
 };
@@ -35,6 +39,7 @@ use crate::remote::{Capabilities, RemoteFactory};
 use crate::report::{FileOutcome, Progress, Report, Status};
 use crate::tree::{Excludes, Tree, scan_local};
 
+use crate::state_dir::in_web_root;
 use deploy::set_aside_state_dir;
 use local::create_local_root;
 use scan::set_aside_temp_files;
@@ -88,8 +93,10 @@ pub struct SyncOptions {
     pub retry: RetryPolicy,
     /// `--size-only`: compare sizes and times only, never hash (misses same-size edits).
     pub size_only: bool,
-    /// Where the deploy state is kept, relative to the remote root (default
-    /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR)); `None`: no state on the server.
+    /// Where the deploy state (and the lock) is kept: relative to the remote root (default
+    /// [`DEFAULT_STATE_DIR`](crate::DEFAULT_STATE_DIR); then it is kept out of every transfer
+    /// and gets an `.htaccess`), or absolute on the server, outside the web root (see
+    /// [`locate_state_dir`](crate::locate_state_dir)); `None`: no state on the server.
     pub state_dir: Option<String>,
     /// The state is written during the run after this many uploads (default 500) or every
     /// 10 s, whichever comes first.
@@ -127,6 +134,11 @@ struct Shared {
     /// The deploy state of the export in progress (`None`: no state kept).
     deploy: Mutex<Option<deploy::Tracker>>,
     local_root: PathBuf,
+    /// The local root, opened once per plan: every local file is reached from it.
+    root_dir: Mutex<Option<Arc<LocalRoot>>>,
+    /// What the last scan saw of each local file: where to read it (a link's target) and
+    /// which file it must be.
+    sources: Mutex<HashMap<String, (String, Option<FileId>)>>,
     direction: Mutex<Direction>,
     /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
     login_ns: AtomicU64,
@@ -137,6 +149,29 @@ struct Shared {
     phase_busy_ns: AtomicU64,
     /// Transfers under way (paths): what an interrupted run may have left half-written.
     in_flight: Mutex<BTreeSet<String>>,
+}
+
+impl Shared {
+    /// The local root's handle, opened on first use (an import creates the root first).
+    fn root(&self) -> Result<Arc<LocalRoot>> {
+        let mut r = lock(&self.root_dir);
+        if let Some(root) = r.as_ref() {
+            return Ok(root.clone());
+        }
+        let root = Arc::new(LocalRoot::open(&self.local_root)?);
+        *r = Some(root.clone());
+        Ok(root)
+    }
+
+    /// Where to read the local file `path` and which file it must be, as the scan saw it.
+    /// A plan not made by this engine has no scan: the file is still opened without
+    /// following links and must be a regular file, but its identity is not known.
+    fn source_of(&self, path: &str) -> (String, Option<FileId>) {
+        lock(&self.sources)
+            .get(path)
+            .cloned()
+            .unwrap_or_else(|| (path.to_string(), None))
+    }
 }
 
 /// Locks a mutex, recovering the data if a worker panicked while holding it: every critical
@@ -188,6 +223,8 @@ impl Engine {
             journal: Mutex::new(journal),
             deploy: Mutex::new(None),
             local_root: opts.local_root.clone(),
+            root_dir: Mutex::new(None),
+            sources: Mutex::new(HashMap::new()),
             direction: Mutex::new(Direction::Export),
             login_ns: AtomicU64::new(0),
             logging_in: AtomicUsize::new(0),
@@ -233,6 +270,12 @@ impl Engine {
             && matches!(std::fs::symlink_metadata(&root), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
         // The local scan runs while the remote side is logged in to and listed: one waits on
         // the disk, the other on the server.
+        *lock(&self.shared.root_dir) = None;
+        // Opened before the scan: what the scan sees and what is read later are reached from
+        // the same directory. A root that cannot be opened is reported by the scan.
+        if !local_missing {
+            let _ = self.shared.root();
+        }
         let local_scan = (!local_missing)
             .then(|| tokio::task::spawn_blocking(move || scan_local(&root, &excludes)));
         let remote = self.scan_remote(direction).await;
@@ -265,9 +308,12 @@ impl Engine {
             }
         };
         let state_dir = self.state_dir()?;
-        let listing = state_dir
-            .as_deref()
-            .map(|d| set_aside_state_dir(d, &mut local, &mut remote));
+        let listing = match state_dir.as_deref() {
+            Some(d) if in_web_root(d) => Some(set_aside_state_dir(d, &mut local, &mut remote)),
+            // Outside the web root the scan never saw it: one listing of its own.
+            Some(d) if direction == Direction::Export => Some(self.list_outside_state_dir(d).await),
+            _ => None,
+        };
         let caps = lock(&self.shared.caps).unwrap_or_default();
         let popts = PlanOptions {
             delete: self.opts.delete,
@@ -293,10 +339,23 @@ impl Engine {
         } else {
             BTreeMap::new()
         };
-        let root = self.opts.local_root.clone();
+        *lock(&self.shared.sources) = local
+            .entries
+            .iter()
+            .filter(|(_, e)| e.kind == crate::remote::EntryKind::File)
+            .map(|(p, e)| {
+                let (from, id) = e.read_from(p);
+                (p.clone(), (from.to_string(), id))
+            })
+            .collect();
+        let root = self.shared.root().ok();
         let (local, remote, records, state, proven, mut plan) =
             tokio::task::spawn_blocking(move || {
-                let mut hasher = |p: &str| hash_file(&local_path(&root, p)).ok();
+                let mut hasher = |p: &str| {
+                    let (from, id) = local.entries.get(p)?.read_from(p);
+                    let (f, _) = root.as_ref()?.open_scanned(from, id).ok()?;
+                    hash_reader(f).ok()
+                };
                 let base = Baseline {
                     journal: &records,
                     state: state.as_ref().map(|s| &s.files),
@@ -447,20 +506,24 @@ impl Engine {
         lock(&self.shared.journal).compact()
     }
 
-    /// The state dir option, checked.
+    /// The state dir option, checked: relative to the remote root, or absolute on the server
+    /// (outside the web root).
     pub(super) fn state_dir(&self) -> Result<Option<String>> {
         match &self.opts.state_dir {
             None => Ok(None),
             Some(d) => {
-                let d = d.trim_matches('/');
-                crate::path::check_rel_path(d).map_err(|why| {
+                let d = match d.strip_prefix('/') {
+                    Some(abs) => format!("/{}", abs.trim_end_matches('/')),
+                    None => d.trim_end_matches('/').to_string(),
+                };
+                crate::path::check_remote_path(&d).map_err(|why| {
                     Error::new(
                         ErrorKind::Config,
                         "state dir",
                         format!("the deploy state dir {d:?} is refused: {why}"),
                     )
                 })?;
-                Ok(Some(d.to_string()))
+                Ok(Some(d))
             }
         }
     }

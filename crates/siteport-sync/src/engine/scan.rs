@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::digest::hash_file_with;
+use crate::digest::hash_reader_with;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{check_name, join, local_path};
+use crate::path::{check_name, join};
 use crate::plan::Baseline;
 use crate::plan::Direction;
 use crate::remote::EntryKind;
 use crate::state::in_state_dir;
+use crate::state_dir::in_web_root;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
 
 use super::scheduler::Job;
@@ -25,9 +26,12 @@ impl Engine {
         // engine takes it out of the trees itself.
         let state_dir = self.state_dir()?;
         let ours = |p: &str| {
-            state_dir.as_deref().is_some_and(|d| {
-                in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
-            })
+            state_dir
+                .as_deref()
+                .filter(|d| in_web_root(d))
+                .is_some_and(|d| {
+                    in_state_dir(d, p) || d.strip_prefix(p).is_some_and(|r| r.starts_with('/'))
+                })
         };
         self.remote_root_missing = false;
         self.remote_temps.clear();
@@ -162,12 +166,23 @@ impl Engine {
         self.run_phase(candidates.into_iter().map(|p| Job::Hash(p, alg)).collect())
             .await;
         let got = std::mem::take(&mut lock(&self.shared.results).hashes);
-        let root = self.opts.local_root.clone();
+        let Ok(root) = self.shared.root() else {
+            return BTreeMap::new();
+        };
+        // Read as an upload reads: from the root, no link followed, the file the scan saw.
+        let got: Vec<_> = got
+            .into_iter()
+            .filter_map(|(p, r)| {
+                let (from, id) = local.entries.get(&p)?.read_from(&p);
+                Some((p.clone(), from.to_string(), id, r))
+            })
+            .collect();
         tokio::task::spawn_blocking(move || {
             got.into_iter()
-                .filter_map(|(p, r)| {
+                .filter_map(|(p, from, id, r)| {
                     let theirs = r.ok()?.to_ascii_lowercase();
-                    let mine = hash_file_with(&local_path(&root, &p), alg).ok()?;
+                    let (f, _) = root.open_scanned(&from, id).ok()?;
+                    let mine = hash_reader_with(f, alg).ok()?;
                     Some((p, mine == theirs))
                 })
                 .collect()

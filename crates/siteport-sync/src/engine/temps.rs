@@ -4,23 +4,23 @@
 //! the next run's scan, shown in its plan and removed before anything else is done.
 //!
 //! Only names siteport itself creates count, and only exactly: `.NAME.TAG.siteport-tmp` with
-//! TAG eight lowercase hex digits (FTP and SFTP uploads), and `.siteport-XXXXXX.part` with six
-//! letters or digits (downloads, [`LocalDirRemote`](crate::LocalDirRemote) uploads; the
-//! `tempfile` crate's default). A user's `.draft.siteport-tmp` or `notes.part` is never
+//! TAG eight lowercase hex digits (FTP and SFTP uploads), and `.siteport-XXXXXXXX.part` with
+//! eight lowercase hex digits (downloads, `local_fs.rs`) or six letters or digits
+//! ([`LocalDirRemote`](crate::LocalDirRemote) uploads: the `tempfile` crate's default). A user's `.draft.siteport-tmp` or `notes.part` is never
 //! touched. Every run that removes them holds the site lock, so no other run can be writing
 //! one of them at that moment: whatever matches is a leftover, or this run's own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
+use crate::local_fs::{LocalRoot, Want};
 use crate::path::{join, local_path, parent};
 use crate::plan::{Direction, Op, Plan};
 use crate::remote::{EntryKind, Remote};
 use crate::report::Report;
 use crate::tree::Tree;
 
-use super::local::check_local_target;
 use super::scheduler::Job;
 use super::{Engine, lock};
 
@@ -43,14 +43,20 @@ pub(crate) fn is_own_temp_name(name: &str) -> bool {
 fn upload_temp_target(name: &str) -> Option<&str> {
     let rest = name.strip_prefix('.')?.strip_suffix(UPLOAD_SUFFIX)?;
     let (target, tag) = rest.rsplit_once('.')?;
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    (!target.is_empty() && tag.len() == TAG_LEN && tag.bytes().all(hex)).then_some(target)
+    (!target.is_empty() && tag.len() == TAG_LEN && tag.bytes().all(is_lower_hex)).then_some(target)
 }
 
 fn is_part_name(name: &str) -> bool {
     name.strip_prefix(PART_PREFIX)
         .and_then(|r| r.strip_suffix(PART_SUFFIX))
-        .is_some_and(|r| r.len() == PART_RAND_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .is_some_and(|r| {
+            (r.len() == PART_RAND_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+                || (r.len() == TAG_LEN && r.bytes().all(is_lower_hex))
+        })
+}
+
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
 /// Takes siteport's temporary files out of a scanned local tree (an import's target): they
@@ -221,28 +227,10 @@ fn list_local_partials(root: &Path, dir: &str, names: &BTreeSet<String>) -> Vec<
         .collect()
 }
 
-/// Removes one local temporary file, never through a link and never anything but a regular
-/// file.
+/// Removes one local temporary file through the root's handle: never through a link, never
+/// a directory (see [`LocalRoot::remove`]).
 fn remove_local_temp(root: &Path, rel: &str) -> Result<()> {
-    let p = check_local_target(root, rel, false)?;
-    match std::fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                p.display().to_string(),
-                "has a temporary file's name but is not a regular file; left alone",
-            ));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::local_io("check", &p, e)),
-    }
-    match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::local_io("remove temporary file", &p, e))
-        }
-        _ => Ok(()),
-    }
+    LocalRoot::open(root)?.remove(rel, Want::File)
 }
 
 /// Counts a removed temp file, or warns about one that could not be removed (a file already
@@ -273,6 +261,7 @@ mod tests {
             ".a.b.c.deadbeef.siteport-tmp",
             "..x.00000000.siteport-tmp",
             ".siteport-AbC123.part",
+            ".siteport-0a1b2c3d.part",
         ] {
             assert!(is_own_temp_name(own), "{own}");
         }
@@ -287,6 +276,8 @@ mod tests {
             ".siteport-abc.part",
             ".siteport-abcdefg.part",
             ".siteport-ab_def.part",
+            ".siteport-0A1B2C3D.part",
+            ".siteport-0a1b2c3.part",
             "siteport-abcdef.part",
             "notes.part",
         ] {

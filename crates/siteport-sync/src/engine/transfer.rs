@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JournalRecord, LocalStat, to_ns};
-use crate::path::local_path;
 use crate::plan::{Action, Direction, Op};
-use crate::remote::Remote;
+use crate::remote::{LocalFile, Remote};
 
 use super::download::download;
 use super::{Shared, lock};
@@ -75,40 +74,41 @@ pub(super) async fn blocking<T: Send + 'static>(
 pub(super) const SMALL_FILE: u64 = 1024 * 1024;
 
 async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
-    let abs = local_path(&sh.local_root, &a.path);
-    // A small file is read right here, on the runtime thread: a few KiB from the page cache
-    // take microseconds, less than the hand-off to the blocking pool and back (which was the
-    // largest cost per file of a first export). Larger files are hashed as they are sent:
-    // one pass over the file instead of two, and the hash is of exactly the bytes sent.
-    let (hash, stat, mtime, n, from_memory) = match read_small(&abs)? {
-        Some((m, data)) => {
-            let h = blake3::hash(&data).to_hex().to_string();
-            let mtime = m.modified().ok();
-            let n = conn
-                .put_atomic_contents(Some(&abs), &data, &a.path, mtime)
-                .await?;
-            (h, LocalStat::of(&m), mtime, n, true)
-        }
-        None => {
-            let m = std::fs::metadata(&abs).map_err(|e| Error::local_io("stat", &abs, e))?;
-            if !m.is_file() {
-                // Replaced by a FIFO or device since the scan: opening it could block forever.
-                return Err(Error::new(
-                    ErrorKind::LocalIo,
-                    abs.display().to_string(),
-                    "no longer a regular file; not uploaded",
-                ));
-            }
-            let mtime = m.modified().ok();
-            let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
-            let feed = hasher.clone();
-            let observe: crate::remote::ReadObserver = Box::new(move |chunk: &[u8]| {
-                lock(&feed).update(chunk);
-            });
-            let n = conn.put_atomic(&abs, &a.path, mtime, Some(observe)).await?;
-            let h = lock(&hasher).finalize().to_hex().to_string();
-            (h, LocalStat::of(&m), mtime, n, false)
-        }
+    // Opened once, from the root handle, without following links, and checked to be the
+    // file the scan saw: a name swapped for a link (or another file) since the scan is
+    // refused here, and the transport is handed this very file, never the name. A small
+    // file is read right here, on the runtime thread: a few KiB from the page cache take
+    // microseconds, less than the hand-off to the blocking pool and back. Larger files are
+    // hashed as they are sent: one pass over the file, and the hash is of exactly the
+    // bytes sent.
+    let root = sh.root()?;
+    let (rel, expect) = sh.source_of(&a.path);
+    let (mut file, m) = root.open_scanned(&rel, expect)?;
+    let shown = root.shown(&rel);
+    let mtime = m.modified().ok();
+    let stat = LocalStat::of(&m);
+    let (hash, n, from_memory, after) = if m.len() <= SMALL_FILE {
+        let data = read_all(&mut file, m.len(), &shown)?;
+        let h = blake3::hash(&data).to_hex().to_string();
+        let n = conn.put_atomic_contents(&data, &a.path, mtime).await?;
+        (h, n, true, None)
+    } else {
+        // A second handle on the same open file: its size and time after the upload say
+        // whether it was edited meanwhile, without looking the name up again.
+        let after = file
+            .try_clone()
+            .map_err(|e| Error::local_io("duplicate handle", &shown, e))?;
+        let hasher = Arc::new(Mutex::new(blake3::Hasher::new()));
+        let feed = hasher.clone();
+        let observe: crate::remote::ReadObserver = Box::new(move |chunk: &[u8]| {
+            lock(&feed).update(chunk);
+        });
+        let local = LocalFile { file, shown };
+        let n = conn
+            .put_atomic(local, &a.path, mtime, Some(observe))
+            .await?;
+        let h = lock(&hasher).finalize().to_hex().to_string();
+        (h, n, false, Some(after))
     };
     let size = stat.size;
     // Journal only what was actually sent: a file edited during the upload goes again. A
@@ -117,8 +117,9 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     // matches what the server has.
     let unchanged = n == size
         && (from_memory
-            || std::fs::metadata(&abs)
-                .is_ok_and(|m| m.len() == size && m.modified().ok() == mtime));
+            || after
+                .and_then(|f| f.metadata().ok())
+                .is_some_and(|m| m.len() == size && m.modified().ok() == mtime));
     if unchanged {
         let rec = JournalRecord {
             size,
@@ -135,18 +136,11 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     Ok(n)
 }
 
-/// Reads `path` whole if it is a regular file of at most [`SMALL_FILE`] bytes; `None`:
-/// larger (or not a regular file: the streaming path reports that).
-fn read_small(path: &Path) -> Result<Option<(std::fs::Metadata, Vec<u8>)>> {
+/// Reads an open small file whole (`len`: its size when opened; room for a little growth).
+fn read_all(file: &mut std::fs::File, len: u64, shown: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    // stat before open: opening a FIFO put there since the scan would block the runtime.
-    let m = std::fs::metadata(path).map_err(|e| Error::local_io("stat", path, e))?;
-    if !m.is_file() || m.len() > SMALL_FILE {
-        return Ok(None);
-    }
-    let mut f = std::fs::File::open(path).map_err(|e| Error::local_io("open", path, e))?;
-    let mut data = Vec::with_capacity(m.len() as usize + 1);
-    f.read_to_end(&mut data)
-        .map_err(|e| Error::local_io("read", path, e))?;
-    Ok(Some((m, data)))
+    let mut data = Vec::with_capacity(len as usize + 1);
+    file.read_to_end(&mut data)
+        .map_err(|e| Error::local_io("read", shown, e))?;
+    Ok(data)
 }

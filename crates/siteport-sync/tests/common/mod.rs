@@ -130,7 +130,7 @@ impl Remote for Wrap {
     }
     async fn put_atomic(
         &mut self,
-        local: &Path,
+        local: LocalFile,
         path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
@@ -179,7 +179,7 @@ impl Remote for Wrap {
         tokio::time::sleep(Duration::from_millis(2)).await;
         self.inner.put_atomic(local, path, mtime, observe).await
     }
-    async fn get(&mut self, path: &str, local: &Path) -> Result<u64> {
+    async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         *self
             .knobs
             .gets

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{
-    Direction, Engine, GuardOptions, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory, Report,
-    SiteLock, SyncOptions, check_deletes, verify_uploads,
+    Direction, Engine, GuardOptions, HashAlg, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory,
+    Report, SiteLock, SyncOptions, Verification, check_deletes,
 };
 
 use crate::commands::filters::FilterArgs;
@@ -84,7 +84,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub allow_empty: bool,
     /// After the run, list the remote again and check that every file sent has the size
-    /// that was sent (exit 5 naming the files that differ).
+    /// that was sent and, where the server offers a hash command (HASH, XSHA256, XSHA1, XMD5),
+    /// the local file's content (exit 5 naming the files that differ).
     #[arg(long)]
     pub verify: bool,
     /// Publish DIR instead of the site's `local` directory, for this run only (one site). The
@@ -373,6 +374,7 @@ fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
     // The engine keeps the state dir (lock included) out of every transfer by itself.
     let excludes = req.filters.excludes(site)?;
     let mut sync = SyncOptions::new(site.local.clone());
+    sync.state_dir = Some(site_lock::state_dir(site).to_owned());
     sync.excludes = excludes;
     sync.delete = req.delete || (req.direction == Direction::Export && site.delete);
     sync.checksum = req.checksum;
@@ -489,7 +491,20 @@ async fn run_locked(
         }
     };
     progress.clear();
-    let report = report.map_err(|e| sync_error(site, &e))?;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = engine.finish().await;
+            return Err(sync_error(site, &e));
+        }
+    };
+    // Before `finish`: a file found different is dropped from the journal and the deploy
+    // state, so the next export sends it again.
+    let verified = if req.verify && req.direction == Direction::Export && report.is_success() {
+        Some(verify_with(&mut engine, site, &report).await)
+    } else {
+        None
+    };
     if let Err(e) = engine.finish().await {
         tracing::warn!(site = %site.name, "could not compact the journal: {e}");
     }
@@ -519,16 +534,17 @@ async fn run_locked(
             )),
         });
     }
-    let verified = if req.verify && req.direction == Direction::Export {
-        tokio::select! {
-            v = verify(factory, site, &report) => Some(v?),
-            sigterm = signals.recv() => return Err(site_lock::interrupted_error(site, sigterm)),
-        }
-    } else {
-        None
+    let verified = match verified {
+        Some(v) => Some(verify(ctx, site, v)?),
+        None => None,
     };
     Ok(if ctx.output.json {
-        json!({ "site": site.name, "report": report, "verified": verified })
+        let (verified, verified_by) = match verified {
+            Some((n, hash)) => (Some(n), Some(hash.map_or("size", |h| h.name()))),
+            None => (None, None),
+        };
+        json!({ "site": site.name, "report": report, "verified": verified,
+                "verified_by": verified_by })
     } else {
         Value::Null
     })
@@ -555,22 +571,50 @@ fn guard_error(site: &ResolvedSite, refusal: &Refusal) -> CliError {
     .with_hint(hint)
 }
 
-/// `export --verify`: list the remote again and compare every sent file's size (exit 5 on a
-/// mismatch, naming the files). Returns how many files were checked.
-async fn verify(
-    factory: &Arc<dyn RemoteFactory>,
+/// The engine's check of what the run sent; its warnings (a state that could not be written
+/// again) are logged.
+async fn verify_with(
+    engine: &mut Engine,
     site: &ResolvedSite,
     report: &Report,
-) -> CliResult<usize> {
-    let mut remote = factory.connect().await.map_err(|e| sync_error(site, &e))?;
-    let res = verify_uploads(remote.as_mut(), report).await;
-    let _ = remote.close().await;
-    let (bad, checked) = res.map_err(|e| sync_error(site, &e))?;
-    if bad.is_empty() {
-        tracing::info!(site = %site.name, "verified {checked} files on the server");
-        return Ok(checked);
+) -> Result<Verification, CliError> {
+    let v = engine
+        .verify(report)
+        .await
+        .map_err(|e| sync_error(site, &e));
+    for w in engine.take_warnings() {
+        tracing::warn!(site = %site.name, "{w}");
     }
-    for m in &bad {
+    v
+}
+
+/// `export --verify`: list the remote again and compare every sent file's size, and its hash
+/// when the server offers one (exit 5 on a mismatch, naming the files). Returns how many files
+/// were checked and the hash used (`None`: sizes only, said in one line).
+fn verify(
+    ctx: &Context,
+    site: &ResolvedSite,
+    v: Result<Verification, CliError>,
+) -> CliResult<(usize, Option<HashAlg>)> {
+    let v = v?;
+    let (bad, checked) = (&v.mismatches, v.checked);
+    if bad.is_empty() {
+        let how = match v.hash {
+            Some(h) => format!("by size and {} (the server's hash)", h.name()),
+            None => "by size only: the server offers no hash command (HASH, XSHA256, XSHA1, \
+                     XMD5), so a same-size change by another client would not show"
+                .to_owned(),
+        };
+        let files = if checked == 1 { "file" } else { "files" };
+        let line = format!("verified {checked} {files} on the server {how}");
+        if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
+            crate::output::print_line(&format!("{}: {line}", site.name))?;
+        } else {
+            tracing::info!(site = %site.name, "{line}");
+        }
+        return Ok((checked, v.hash));
+    }
+    for m in bad {
         eprint_redacted(&format!("mismatch  {m}\n"));
     }
     let names: Vec<&str> = bad.iter().take(10).map(|m| m.path.as_str()).collect();

@@ -7,9 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use siteport_creds::reference::process_env;
-use siteport_sync::{
-    Attempt, DEFAULT_STATE_DIR, Holder, LockOwner, RemoteFactory, SiteLock, lock_with_wait,
-};
+use siteport_sync::{Attempt, Holder, LockOwner, RemoteFactory, SiteLock, lock_with_wait};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::commands::site::{endpoint, sync_error};
@@ -21,10 +19,11 @@ use crate::exit::Failure;
 /// How often a run waiting with `--lock-wait` looks again.
 const POLL: Duration = Duration::from_secs(1);
 
-/// The state directory of a site, relative to its remote root: where the lock (and the
-/// deploy state) live.
-pub fn state_dir(_site: &ResolvedSite) -> &'static str {
-    DEFAULT_STATE_DIR
+/// The state directory of a site: where the lock (and the deploy state) live. Relative to
+/// its remote root (default `.siteport`), or absolute on the server when the site's
+/// `state_dir` puts it outside the web root.
+pub fn state_dir(site: &ResolvedSite) -> &str {
+    &site.state_dir
 }
 
 /// Takes the lock of `site` for `owner` before a run changes anything: once, or for up to

@@ -65,6 +65,17 @@ pub async fn run(ctx: &Context, args: StatusArgs) -> CliResult {
     ctx.output.result(&human, &value)
 }
 
+/// Where the deploy state and the lock are, as a path on the server (relative to `remote`
+/// when inside it).
+fn state_dir_shown(site: &ResolvedSite) -> String {
+    let d = state_dir(site);
+    if siteport_sync::in_web_root(d) {
+        format!("{}/{d}", site.remote.trim_end_matches('/'))
+    } else {
+        format!("{d} (outside the web root)")
+    }
+}
+
 /// The status text and its `--json` form, from what is known: the last deploy (when a deploy
 /// state was read), the lock, the local journal.
 pub fn report(
@@ -100,6 +111,7 @@ pub fn report(
         ),
         None => "last deploy: not recorded on the server".to_owned(),
     });
+    lines.push(format!("state dir: {}", state_dir_shown(site)));
     lines.push(match lock {
         Some(h) => format!("lock: held by {h}"),
         None => "lock: not locked".to_owned(),
@@ -135,6 +147,7 @@ pub fn report(
             "files": d.files,
             "bytes": d.bytes,
         })),
+        "state_dir": state_dir_shown(site),
         "lock": lock.map(holder_json),
         "journal": journal_json(journal),
     });

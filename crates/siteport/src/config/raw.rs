@@ -71,6 +71,9 @@ pub(super) struct RawSite {
     pub(super) lock_timeout: Option<Spanned<String>>,
     /// Deletions one export may make: a count, or `"P%"` of the remote files.
     pub(super) max_delete: Option<Spanned<toml::Value>>,
+    /// Where the deploy state and the lock live: relative to `remote`, or absolute on the
+    /// server (outside the web root).
+    pub(super) state_dir: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) fingerprint: Option<Spanned<String>>,
     #[serde(default)]

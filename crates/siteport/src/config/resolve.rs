@@ -48,6 +48,9 @@ pub struct ResolvedSite {
     pub lock_timeout: std::time::Duration,
     /// How many remote files one export may delete.
     pub max_delete: siteport_sync::MaxDelete,
+    /// The deploy state dir (state and lock) in the engine's form: relative to `remote` when
+    /// inside it, `/…` on the server when outside ([`siteport_sync::locate_state_dir`]).
+    pub state_dir: String,
     /// CA bundle for self-signed servers.
     pub ca_file: Option<PathBuf>,
     /// SHA-256 certificate pin.
@@ -289,6 +292,7 @@ impl Config {
         let remote = r.plain("remote").await?.unwrap_or_else(|| "/".to_owned());
         let ca_file = r.plain("ca_file").await?.map(|p| base.join(p));
         let fingerprint = r.plain("fingerprint").await?;
+        let state_dir = self.site_state_place(site, &remote)?;
         let resolved = ResolvedSite {
             name: site.name.clone(),
             host,
@@ -304,6 +308,7 @@ impl Config {
             max_connections: site.max_connections,
             lock_timeout: site.lock_timeout,
             max_delete: site.max_delete,
+            state_dir,
             ca_file,
             fingerprint,
             insecure: site.insecure,

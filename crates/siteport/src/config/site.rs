@@ -49,6 +49,9 @@ pub struct SiteConfig {
     pub lock_timeout: Duration,
     /// `max_delete`: how many remote files one export may delete (default: the guard's).
     pub max_delete: MaxDelete,
+    /// `state_dir`: where the deploy state and the lock live (default `.siteport` in
+    /// `remote`); its form is checked, its place against `remote` once that is resolved.
+    pub state_dir: Option<String>,
     /// `ca_file`, unexpanded.
     pub ca_file: Option<String>,
     /// `fingerprint` (SHA-256 pin), unexpanded.
@@ -59,6 +62,7 @@ pub struct SiteConfig {
     pub passive: bool,
     pub(super) name_span: Range<usize>,
     pub(super) credential_span: Option<Range<usize>>,
+    pub(super) state_dir_span: Option<Range<usize>>,
     pub(super) templates: BTreeMap<&'static str, Template>,
     /// The password of a legacy `url`, kept a secret from the moment it is split out of it.
     pub(super) url_password: Option<SecretString>,
@@ -166,6 +170,7 @@ impl Config {
         let max_connections = self.site_max_connections(&name, r.max_connections.as_ref())?;
         let lock_timeout = self.site_lock_timeout(&name, r.lock_timeout.as_ref())?;
         let max_delete = self.site_max_delete(&name, r.max_delete.as_ref())?;
+        let state_dir = self.site_state_dir(&name, r.state_dir.as_ref())?;
         let exclude = self.site_exclude(&name, &r.exclude)?;
         Ok(SiteConfig {
             name,
@@ -182,12 +187,14 @@ impl Config {
             max_connections,
             lock_timeout,
             max_delete,
+            state_dir,
             ca_file: f.ca_file,
             fingerprint: f.fingerprint,
             insecure: r.insecure,
             passive: r.passive.unwrap_or(true),
             name_span,
             credential_span: r.credential.as_ref().map(|c| c.span()),
+            state_dir_span: r.state_dir.as_ref().map(|v| v.span()),
             templates: f.templates,
             url_password: f.url_password,
         })
@@ -410,6 +417,28 @@ impl Config {
             .at(self.at(v.span()))
             .hint("write a duration such as \"30m\" or \"1h\"")
         })
+    }
+
+    /// `state_dir`: a remote path, relative to `remote` or absolute on the server; no `..`
+    /// (a relative one must not climb out of `remote`, an absolute one is written where meant).
+    fn site_state_dir(
+        &self,
+        name: &str,
+        v: Option<&Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        siteport_sync::check_state_dir_setting(v.get_ref()).map_err(|why| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': state_dir is refused: {why}"),
+            )
+            .at(self.at(v.span()))
+            .hint(
+                "write a directory relative to `remote` (\".siteport\") or an absolute path \
+                 on the server outside the web root (\"/private/siteport/web\"), without `..`",
+            )
+        })?;
+        Ok(Some(v.get_ref().trim().to_owned()))
     }
 
     fn site_max_delete(

@@ -681,3 +681,53 @@ local = "."
         .unwrap();
     assert_eq!(count(), 3);
 }
+
+/// `state_dir`: its form is refused at its own column; once `remote` is known, an absolute
+/// one under it is made relative (inside the web root), one beside it stays absolute, and one
+/// equal to it is refused at the key.
+#[tokio::test]
+async fn state_dir_is_checked_and_placed() {
+    for (value, why) in [
+        ("../state", "`..`"),
+        ("", "empty"),
+        ("/", "root directory"),
+        ("a//b", "empty component"),
+    ] {
+        let e = load_err(&format!(
+            "[[site]]\nname = \"a\"\nlocal = \"l\"\nstate_dir = \"{value}\"\n"
+        ));
+        assert_eq!(e.kind(), ConfigErrorKind::Invalid, "{e}");
+        assert_eq!(exit_code(&e), crate::exit::USAGE, "{e}");
+        assert_eq!(at(&e), (4, 13), "{value:?}: {e}");
+        assert!(e.to_string().contains("state_dir"), "{e}");
+        assert!(e.to_string().contains(why), "{value:?}: {e}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let b = memory_with(&[]).await;
+    let env = env_of(&[]);
+    for (remote, value, want) in [
+        ("/htdocs", None, Ok(".siteport")),
+        ("/htdocs", Some("/private/acme"), Ok("/private/acme")),
+        ("/htdocs", Some("/htdocs/.deploy/"), Ok(".deploy")),
+        ("/htdocs", Some("meta/state"), Ok("meta/state")),
+        ("/htdocs", Some("/htdocs"), Err((7, 13))),
+    ] {
+        let line = value.map_or(String::new(), |v| format!("state_dir = \"{v}\"\n"));
+        let path = write(
+            t.path(),
+            "c.toml",
+            &format!(
+                "[[site]]\nname = \"a\"\nhost = \"h\"\nuser = \"u\"\npassword = \"p\"\nremote = \"{remote}\"\n{line}local = \"l\"\n"
+            ),
+        );
+        let cfg = Config::load_with_env(&path, &env).unwrap();
+        match (cfg.resolve_site("a", &b, &env).await, want) {
+            (Ok(r), Ok(w)) => assert_eq!(r.state_dir, w, "{value:?}"),
+            (Err(e), Err(loc)) => {
+                assert_eq!(at(&e), loc, "{e}");
+                assert!(e.to_string().contains("remote root itself"), "{e}");
+            }
+            (got, w) => panic!("{value:?}: {:?} wanted {w:?}", got.map(|r| r.state_dir)),
+        }
+    }
+}

@@ -33,6 +33,31 @@ impl Config {
         ConfigError::new(ConfigErrorKind::Invalid, message).at(Some(self.key_location(site, key)))
     }
 
+    /// Where the deploy state dir of `site` is once `remote` is known: inside it (relative)
+    /// or outside it (absolute on the server). The form was checked when the file was read;
+    /// what is left is a `state_dir` that is `remote` itself.
+    pub(super) fn site_state_place(
+        &self,
+        site: &SiteConfig,
+        remote: &str,
+    ) -> Result<String, ConfigError> {
+        let Some(value) = &site.state_dir else {
+            return Ok(siteport_sync::DEFAULT_STATE_DIR.to_owned());
+        };
+        siteport_sync::locate_state_dir(remote, value).map_err(|why| {
+            let at = site
+                .state_dir_span
+                .as_ref()
+                .map_or(site.name_span.start, |s| s.start);
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{}': state_dir is refused: {why}", site.name),
+            )
+            .at(Some(self.location(at)))
+            .hint("name a directory inside `remote` or, better, outside the web root")
+        })
+    }
+
     /// The value rules of the run, on the expanded values of `site` (`r`): host, username,
     /// password, remote, fingerprint. File system checks are [`Config::check_files`].
     pub(super) fn check_values(

@@ -14,7 +14,6 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::payload;
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remedy::Remedy;
 
 use super::client::Fault;
 
@@ -134,14 +133,7 @@ impl AwsBackend {
     }
 
     pub(super) fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
-        payload::encode(cred).map_err(|e| {
-            Error::new(
-                ErrorKind::Invalid,
-                "aws backend",
-                format!("cannot encode credential '{}': {e}", cred.name()),
-            )
-        })
+        payload::encode_for("aws backend", cred)
     }
 
     pub(super) fn decode(
@@ -151,20 +143,12 @@ impl AwsBackend {
         text: Option<&str>,
         times: (Option<OffsetDateTime>, Option<OffsetDateTime>),
     ) -> Result<Credential> {
-        let corrupt = |why: String| {
-            Error::new(
-                ErrorKind::Corrupt,
-                &self.describe,
-                format!("secret '{secret}' is not a siteport credential: {why}"),
-            )
-            .with_hint(
-                "its SecretString must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")",
-            )
-            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
-        };
-        let text = text.ok_or_else(|| corrupt("it has no SecretString (binary secret)".into()))?;
-        let cred =
-            payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
+        const HOLDER: &str = "its SecretString";
+        let text = text.ok_or_else(|| {
+            let why = "it has no SecretString (binary secret)".to_string();
+            payload::not_a_credential(&self.describe, name, secret, HOLDER, why)
+        })?;
+        let cred = payload::decode_secret(&self.describe, name, secret, HOLDER, text)?;
         Ok(cred.with_times(times.0, times.1))
     }
 

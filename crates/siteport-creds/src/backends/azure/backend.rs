@@ -20,7 +20,6 @@ use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, Sto
 use crate::backends::payload;
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remedy::Remedy;
 
 use super::auth::Auth;
 use super::fault::{Fault, RBAC_HINT};
@@ -179,13 +178,7 @@ impl AzureBackend {
     }
 
     pub(super) fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        payload::encode(cred).map_err(|e| {
-            Error::new(
-                ErrorKind::Invalid,
-                "azure backend",
-                format!("cannot encode credential '{}': {e}", cred.name()),
-            )
-        })
+        payload::encode_for("azure backend", cred)
     }
 
     pub(super) fn decode(
@@ -195,20 +188,12 @@ impl AzureBackend {
         text: Option<&str>,
         times: (Option<OffsetDateTime>, Option<OffsetDateTime>),
     ) -> Result<Credential> {
-        let corrupt = |why: String| {
-            Error::new(
-                ErrorKind::Corrupt,
-                &self.describe,
-                format!("secret '{secret}' is not a siteport credential: {why}"),
-            )
-            .with_hint(
-                "its value must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")",
-            )
-            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
-        };
-        let text = text.ok_or_else(|| corrupt("it has no value".into()))?;
-        let cred =
-            payload::decode(name, text).map_err(|m| m.into_error(&self.describe, corrupt))?;
+        const HOLDER: &str = "its value";
+        let text = text.ok_or_else(|| {
+            let why = "it has no value".to_string();
+            payload::not_a_credential(&self.describe, name, secret, HOLDER, why)
+        })?;
+        let cred = payload::decode_secret(&self.describe, name, secret, HOLDER, text)?;
         Ok(cred.with_times(times.0, times.1))
     }
 

@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use super::settings::{DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, GcpSettings};
 use crate::backend::{BackendKind, CredentialBackend, CredentialInfo, Health, StoreMode};
+use crate::backends::payload;
 use crate::credential::{Credential, CredentialName};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remedy::Remedy;
@@ -209,14 +210,7 @@ impl GcpBackend {
     }
 
     pub(super) fn encode(cred: &Credential) -> Result<Zeroizing<String>> {
-        // Serializing plain strings cannot fail; the error arm keeps this panic-free anyway.
-        crate::backends::payload::encode(cred).map_err(|e| {
-            Error::new(
-                ErrorKind::Invalid,
-                "gcp backend",
-                format!("cannot encode credential '{}': {e}", cred.name()),
-            )
-        })
+        payload::encode_for("gcp backend", cred)
     }
 
     pub(super) fn decode(
@@ -224,21 +218,14 @@ impl GcpBackend {
         name: &CredentialName,
         payload: Option<&SecretPayload>,
     ) -> Result<Credential> {
+        const HOLDER: &str = "its latest version";
         let secret = self.secret_id(name);
-        let corrupt = |why: String| {
-            Error::new(
-                ErrorKind::Corrupt,
-                &self.describe,
-                format!("secret '{secret}' is not a siteport credential: {why}"),
-            )
-            .with_hint(
-                "its latest version must be JSON with \"username\" and \"password\" (and optional \"host\", \"port\")",
-            )
-            .with_remedy(Remedy::RewriteCredential(Some(name.clone())))
+        let corrupt = |why: &str| {
+            payload::not_a_credential(&self.describe, name, &secret, HOLDER, why.to_string())
         };
-        let payload = payload.ok_or_else(|| corrupt("the version has no payload".into()))?;
-        if let Some(want) = payload.data_crc32c {
-            let got = i64::from(crc32c::crc32c(&payload.data));
+        let data = payload.ok_or_else(|| corrupt("the version has no payload"))?;
+        if let Some(want) = data.data_crc32c {
+            let got = i64::from(crc32c::crc32c(&data.data));
             if got != want {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
@@ -252,11 +239,10 @@ impl GcpBackend {
             }
         }
         let text = Zeroizing::new(
-            String::from_utf8(payload.data.to_vec())
-                .map_err(|_| corrupt("the payload is not UTF-8 text".into()))?,
+            String::from_utf8(data.data.to_vec())
+                .map_err(|_| corrupt("the payload is not UTF-8 text"))?,
         );
-        crate::backends::payload::decode(name, &text)
-            .map_err(|m| m.into_error(&self.describe, corrupt))
+        payload::decode_secret(&self.describe, name, &secret, HOLDER, &text)
     }
 
     pub(super) async fn create_secret(
