@@ -42,9 +42,7 @@ use crate::tree::{Excludes, Tree, scan_local};
 use crate::state_dir::in_web_root;
 use deploy::set_aside_state_dir;
 use local::create_local_root;
-use scan::set_aside_temp_files;
 use scheduler::{Job, Queue, Results, Worker, levels};
-use temps::take_local_temps;
 
 /// How transient errors are retried: exponential backoff from `base_delay`, doubled each
 /// time up to `max_delay`, for at most `max_attempts` tries in all, on a fresh connection
@@ -293,20 +291,7 @@ impl Engine {
         let remote = remote?;
         self.shared.progress.scanned(false, remote.entries.len());
         let (mut local, mut remote) = (local, remote);
-        // Our own temporary files (a crashed run's leftovers) are never a source; on the
-        // target side they are extras, which `delete` cleans up.
-        let stale_temps = match direction {
-            Direction::Export => {
-                set_aside_temp_files(&mut local);
-                std::mem::take(&mut self.remote_temps)
-            }
-            Direction::Import => {
-                // An import never changes the server: its temp files are only kept out.
-                remote.kept.extend(std::mem::take(&mut self.remote_temps));
-                set_aside_temp_files(&mut remote);
-                take_local_temps(&mut local)
-            }
-        };
+        let stale_temps = self.split_temps(direction, &mut local, &mut remote);
         let state_dir = self.state_dir()?;
         let listing = match state_dir.as_deref() {
             Some(d) if in_web_root(d) => Some(set_aside_state_dir(d, &mut local, &mut remote)),

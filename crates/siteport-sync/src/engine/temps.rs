@@ -21,6 +21,7 @@ use crate::remote::{EntryKind, Remote};
 use crate::report::Report;
 use crate::tree::Tree;
 
+use super::scan::set_aside_temp_files;
 use super::scheduler::Job;
 use super::{Engine, lock};
 
@@ -63,7 +64,7 @@ fn is_lower_hex(b: u8) -> bool {
 /// are not the user's files, so they are neither mirrored nor counted as extras. Excluded
 /// ones (a `.*` exclude hides them from the mirror) count too: the exclude is about the
 /// user's files. Whether each really is a regular file is checked when it is removed.
-pub(super) fn take_local_temps(tree: &mut Tree) -> Vec<String> {
+fn take_local_temps(tree: &mut Tree) -> Vec<String> {
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
     let found: Vec<String> = tree
         .entries
@@ -84,6 +85,30 @@ pub(super) fn take_local_temps(tree: &mut Tree) -> Vec<String> {
 }
 
 impl Engine {
+    /// Takes siteport's own temporary files out of the scanned trees and returns the target
+    /// side's, for the plan. On the source side they are never sent (a crashed run's
+    /// leftovers, matched loosely: nothing that looks like one is published); on the target
+    /// side only exact names count (see the module doc).
+    pub(super) fn split_temps(
+        &mut self,
+        direction: Direction,
+        local: &mut Tree,
+        remote: &mut Tree,
+    ) -> Vec<String> {
+        match direction {
+            Direction::Export => {
+                set_aside_temp_files(local);
+                std::mem::take(&mut self.remote_temps)
+            }
+            Direction::Import => {
+                // An import never changes the server: its temp files are only kept out.
+                remote.kept.extend(std::mem::take(&mut self.remote_temps));
+                set_aside_temp_files(remote);
+                take_local_temps(local)
+            }
+        }
+    }
+
     /// Removes the stale temporary files the plan lists, before anything else runs: on the
     /// server for an export (over the connections), in the local tree for an import. Each
     /// one removed, or the reason it could not be, goes into the report.
