@@ -501,7 +501,14 @@ async fn run_locked(
     // Before `finish`: a file found different is dropped from the journal and the deploy
     // state, so the next export sends it again.
     let verified = if req.verify && req.direction == Direction::Export && report.is_success() {
-        Some(verify_with(&mut engine, site, &report).await)
+        // Verifying changes nothing on the server: a signal simply ends it.
+        tokio::select! {
+            v = verify_with(&mut engine, site, &report) => Some(v),
+            sigterm = signals.recv() => {
+                let _ = engine.finish().await;
+                return Err(site_lock::interrupted_error(site, sigterm));
+            }
+        }
     } else {
         None
     };
