@@ -149,10 +149,13 @@ impl ProFtpd {
              RequireValidShell off\nDefaultRoot ~\nPassivePorts {pmin} {pmax}\n\
              MaxInstances 60\nTransferLog {w}/xferlog\nSystemLog {w}/proftpd.log\n\
              AllowOverwrite on\nUmask 022\nTimesGMT on\nModulePath {m}\n\
-             LoadModule mod_digest.c\nDigestEngine on\n",
+             LoadModule mod_digest.c\nDigestEngine on\nDigestCache off\n",
             w = w.display(),
             m = modules.display(),
         );
+        // `DigestCache off`: mod_digest otherwise answers HASH from a cache filled by earlier
+        // HASH commands and transfers, which a file the tests rewrite behind the server's back
+        // (another client's edit) would outlive: a test of siteport would measure that cache.
         let conf_path = w.join("proftpd.conf");
         std::fs::write(&conf_path, conf).expect("write proftpd.conf");
         let log = w.join("proftpd.stderr");

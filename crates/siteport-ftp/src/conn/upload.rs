@@ -437,19 +437,22 @@ impl FtpConnection {
         }
         let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
         let sent = self.put(payload, &tmp).await?;
+        // The time is set on the temp file, before the rename: the final name appears with
+        // its final time at once, so nothing (a listing, a server's digest cache keyed by
+        // path and time) ever sees the new content under the upload's time.
+        if let (Some(t), true) = (mtime, self.features.mfmt) {
+            let cmd = format!("MFMT {} {}", format_mdtm(t), tmp);
+            let r = self.ctrl.cmd(&cmd).await?;
+            if r.code != 213 {
+                tracing::warn!(server = %self.server(), path = %target, code = r.code, "MFMT failed; the remote time stays the upload time");
+            }
+        }
         if let Err(e) = self.rename(&tmp, &target).await {
             // Do not leave the temp file behind; the rename error is what matters.
             if self.is_open() {
                 let _ = self.delete_file(&tmp).await;
             }
             return Err(e);
-        }
-        if let (Some(t), true) = (mtime, self.features.mfmt) {
-            let cmd = format!("MFMT {} {}", format_mdtm(t), target);
-            let r = self.ctrl.cmd(&cmd).await?;
-            if r.code != 213 {
-                tracing::warn!(server = %self.server(), path = %target, code = r.code, "MFMT failed; the remote time stays the upload time");
-            }
         }
         Ok(sent)
     }
