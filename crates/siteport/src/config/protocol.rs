@@ -170,7 +170,96 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use secrecy::{ExposeSecret, SecretString};
+    use siteport_creds::testkit::{FIXTURE_SSH_KEY, MemoryBackend};
+    use siteport_creds::{BackendKind, Credential, CredentialBackend, CredentialName, StoreMode};
+
     use super::*;
+
+    fn no_env(_: &str) -> Result<Option<String>, siteport_creds::reference::NotUnicode> {
+        Ok(None)
+    }
+
+    #[tokio::test]
+    async fn sftp_sites_resolve_with_their_keys() {
+        let text = r#"
+[[site]]
+name = "key"
+protocol = "sftp"
+host = "sftp.example"
+credential = "deploy"
+local = "public"
+known_hosts = "keys/known_hosts"
+host_key = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"
+
+[[site]]
+name = "legacy"
+url = "sftp://web:pw-legacy-1@sftp.example:2222/srv/www"
+local = "public"
+insecure_host_key = true
+
+[[site]]
+name = "plain"
+host = "ftp.example"
+credential = "deploy"
+local = "public"
+"#;
+        let cfg = Config::parse(text, Path::new("/cfg/siteport.toml"), &no_env).unwrap();
+        let b = MemoryBackend::new(BackendKind::File);
+        let cred = Credential::with_ssh_key_only(
+            CredentialName::new("deploy").unwrap(),
+            "deploy",
+            SecretString::from(FIXTURE_SSH_KEY),
+            Some(SecretString::from("phrase")),
+        )
+        .unwrap();
+        b.store(&cred, StoreMode::CreateNew).await.unwrap();
+
+        let r = cfg.resolve_site("key", &b, &no_env).await.unwrap();
+        assert_eq!((r.protocol, r.port), (SiteProtocol::Sftp, 22));
+        assert_eq!(
+            r.known_hosts.as_deref(),
+            Some(Path::new("/cfg/keys/known_hosts"))
+        );
+        assert!(
+            r.host_key
+                .as_deref()
+                .is_some_and(|p| p.starts_with("SHA256:"))
+        );
+        assert_eq!(
+            r.ssh_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            Some(FIXTURE_SSH_KEY.to_owned())
+        );
+        assert!(r.password.expose_secret().is_empty());
+        assert!(!format!("{r:?}").contains("FIXTUREKEYBODY"));
+
+        let r = cfg.resolve_site("legacy", &b, &no_env).await.unwrap();
+        assert_eq!(r.protocol, SiteProtocol::Sftp);
+        assert_eq!((r.host.as_str(), r.port), ("sftp.example", 2222));
+        assert_eq!(
+            (r.username.as_str(), r.remote.as_str()),
+            ("web", "/srv/www")
+        );
+        assert!(r.insecure_host_key);
+        assert_eq!(r.password.expose_secret(), "pw-legacy-1");
+
+        let r = cfg.resolve_site("plain", &b, &no_env).await.unwrap();
+        assert_eq!((r.protocol, r.port), (SiteProtocol::Ftp, 21));
+        assert!(r.ssh_key.is_some(), "the credential's key travels with it");
+    }
+
+    #[test]
+    fn protocol_and_url_must_agree() {
+        let text =
+            "[[site]]\nname = \"x\"\nprotocol = \"ftp\"\nurl = \"sftp://h/\"\nlocal = \"p\"\n";
+        let e = Config::parse(text, Path::new("/c.toml"), &no_env).unwrap_err();
+        assert!(e.to_string().contains("protocol"), "{e}");
+        let text = "[[site]]\nname = \"x\"\nprotocol = \"scp\"\nhost = \"h\"\nlocal = \"p\"\n";
+        let e = Config::parse(text, Path::new("/c.toml"), &no_env).unwrap_err();
+        assert!(e.to_string().contains("not one of ftp, sftp"), "{e}");
+    }
 
     #[test]
     fn pins_are_checked() {
