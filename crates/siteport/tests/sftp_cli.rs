@@ -160,6 +160,17 @@ fn key_login_with_the_key_and_passphrase_from_the_file_store() {
         assert!(!shown.contains(line), "key line shown: {shown}");
     }
 
+    let o = sb.run(&["config", "check"], "", &[]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("sftp host_key=known_hosts"),
+        "{}",
+        stdout(&o)
+    );
+    // `credential test` logs in with the key too.
+    let o = sb.run(&["credential", "test", "web"], "", &[]);
+    assert_code(&o, 0);
+
     let o = run(&sb, &["--json", "export", "web"], &[]);
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 4);
