@@ -602,10 +602,22 @@ fn write_private(path: &Path, content: &str) {
 fn write_fields(dir: &Path, c: &Credential) {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     write_private(&dir.join("username"), &format!("{}\n", c.username()));
-    write_private(
-        &dir.join("password"),
-        &format!("{}\n", c.password().expose_secret()),
-    );
+    // A key-only (SFTP) credential has no password file.
+    if !c.password().expose_secret().is_empty() {
+        write_private(
+            &dir.join("password"),
+            &format!("{}\n", c.password().expose_secret()),
+        );
+    }
+    if let Some(k) = c.ssh_key() {
+        write_private(&dir.join("ssh_key"), k.expose_secret());
+    }
+    if let Some(p) = c.ssh_key_passphrase() {
+        write_private(
+            &dir.join("ssh_key_passphrase"),
+            &format!("{}\n", p.expose_secret()),
+        );
+    }
     if let Some(h) = c.host() {
         write_private(&dir.join("host"), &format!("{h}\n"));
     }

@@ -308,3 +308,10 @@ async fn file_backend_carries_ssh_keys() {
     testkit::ssh_key_suite(&b, true).await;
     testkit::ssh_key_suite(&MemoryBackend::new(BackendKind::File), true).await;
 }
+
+#[tokio::test]
+async fn dir_carries_ssh_keys() {
+    let root = tempfile::tempdir().unwrap();
+    write_dir_tree(root.path(), &testkit::ssh_key_fixtures());
+    testkit::ssh_key_suite(&DirBackend::new(root.path().to_owned()), false).await;
+}
