@@ -152,9 +152,14 @@ fn key_login_with_the_key_and_passphrase_from_the_file_store() {
         &[],
     );
     assert_code(&o, 0);
-    // The key is in the store only: `show` and `list` never print it.
+    // The key is in the store only: `show` and `list` never print it, `show` says it is there.
     let shown = stdout(&sb.run(&["credential", "show", "web", "--reveal"], "", &[]))
         + &stdout(&sb.run(&["credential", "list"], "", &[]));
+    assert!(
+        shown.contains("stored, with its passphrase (not shown)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(s.key_passphrase.expose_secret()), "{shown}");
     let key_text = SshServer::read_key(&s.encrypted_key_path);
     for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!shown.contains(line), "key line shown: {shown}");

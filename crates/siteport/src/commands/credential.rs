@@ -458,6 +458,8 @@ async fn show(ctx: &Context, name: &str, reveal: bool) -> CliResult {
             "created": cred.created().map(|t| timestamp(Some(t))),
             "updated": cred.updated().map(|t| timestamp(Some(t))),
             "backend": where_,
+            // Whether there is one, never the key: --reveal is for the password only.
+            "ssh_key": cred.ssh_key().is_some(),
         });
         if reveal {
             v["password"] = json!(cred.password().expose_secret());
@@ -469,8 +471,13 @@ async fn show(ctx: &Context, name: &str, reveal: bool) -> CliResult {
     } else {
         "****"
     };
+    let ssh_key = match (cred.ssh_key(), cred.ssh_key_passphrase()) {
+        (None, _) => "-",
+        (Some(_), None) => "stored (not shown)",
+        (Some(_), Some(_)) => "stored, with its passphrase (not shown)",
+    };
     let text = format!(
-        "name:     {}\nusername: {}\npassword: {}\nhost:     {}\nport:     {}\ncreated:  {}\nupdated:  {}\nbackend:  {}",
+        "name:     {}\nusername: {}\npassword: {}\nssh key:  {ssh_key}\nhost:     {}\nport:     {}\ncreated:  {}\nupdated:  {}\nbackend:  {}",
         cred.name(),
         cred.username(),
         password,
