@@ -262,6 +262,17 @@ fn unknown_host_key_exits_6_until_site_trust() {
     let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
     assert_code(&o, 6);
     assert!(stderr(&o).contains("CHANGED"), "{}", stderr(&o));
+    // And by export: exit 6, the recorded line named, no login offered.
+    let before = s.auth_attempts().len();
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 6);
+    let err = stderr(&o);
+    assert!(
+        err.contains("CHANGED") && err.contains(&format!("{}:1", kh.display())),
+        "{err}"
+    );
+    assert!(err.contains("siteport site trust web"), "{err}");
+    assert_eq!(s.auth_attempts().len(), before, "authentication attempted");
 }
 
 #[test]
