@@ -375,3 +375,43 @@ fn no_secret_at_vvv() {
         assert!(!out.contains(line), "a key line leaked: {line}");
     }
 }
+
+/// `site trust` asks on a terminal: `n` writes nothing (exit 2), `y` records the key.
+#[test]
+fn site_trust_asks_on_a_terminal() {
+    use rexpect::process::WaitStatus;
+    use rexpect::session::spawn_command;
+
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let kh = sb.path("kh/known_hosts");
+    write_config(
+        &sb,
+        &s,
+        "env",
+        &format!("known_hosts = \"{}\"\n", kh.display()),
+    );
+    let answer = |reply: &str| -> i32 {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(["site", "trust", "web"])
+            .env_clear()
+            .envs(sb.envs())
+            .envs(password_env(&s))
+            .current_dir(sb.workdir());
+        let mut p = spawn_command(c, Some(30_000)).unwrap();
+        let (before, _) = p.exp_regex(r"\[y/N\] ").unwrap();
+        assert!(before.contains(&s.host_key_fingerprint), "{before}");
+        p.send_line(reply).unwrap();
+        match p.process().wait().unwrap() {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("siteport did not exit normally: {other:?}"),
+        }
+    };
+    assert_eq!(answer("n"), 2);
+    assert!(!kh.exists(), "written after `n`");
+    assert_eq!(answer("y"), 0);
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap().trim(),
+        s.known_hosts_line.trim()
+    );
+}
