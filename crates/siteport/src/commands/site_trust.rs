@@ -120,8 +120,9 @@ async fn trust(ctx: &Context, args: TrustArgs) -> CliResult {
 }
 
 /// Options that connect to the site's server with `policy` and authenticate only through an
-/// agent socket that does not exist: whatever happens, no password or key is offered.
-fn probe_options(site: &ResolvedSite, policy: HostKeyPolicy) -> ConnectOptions {
+/// agent socket that does not exist: whatever happens, no password or key is offered. The
+/// socket's path is in a fresh private directory (`dir`), so nobody can put an agent there.
+fn probe_options(site: &ResolvedSite, policy: HostKeyPolicy, dir: &Path) -> ConnectOptions {
     let mut o = ConnectOptions::new(
         site.host.clone(),
         site.username.clone(),
@@ -130,29 +131,37 @@ fn probe_options(site: &ResolvedSite, policy: HostKeyPolicy) -> ConnectOptions {
     );
     o.port = site.port;
     o.timeout = std::time::Duration::from_secs(30);
-    o.agent_socket = Some(std::env::temp_dir().join(format!(
-        "siteport-trust-no-agent-{}/none.sock",
-        std::process::id()
-    )));
+    o.agent_socket = Some(dir.join("no-agent.sock"));
     o
+}
+
+/// Connects with `policy` (see [`probe_options`]).
+async fn probe(site: &ResolvedSite, policy: HostKeyPolicy) -> CliResult<Result<(), SftpError>> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| CliError::internal(format!("cannot create a temporary directory: {e}")))?;
+    Ok(
+        match SftpConnection::connect(&probe_options(site, policy, dir.path())).await {
+            Ok(conn) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    )
 }
 
 /// The key the server offers: an empty known_hosts list makes every key "unknown", and the
 /// refusal carries the key.
 async fn offered_key(site: &ResolvedSite) -> CliResult<HostKeyInfo> {
-    let opts = probe_options(site, HostKeyPolicy::KnownHosts(Vec::new()));
-    match SftpConnection::connect(&opts).await {
+    match probe(site, HostKeyPolicy::KnownHosts(Vec::new())).await? {
         Err(e) => match e.host_key() {
             Some(info) => Ok(info.clone()),
             None => Err(connect_error(site, &e)),
         },
-        Ok(conn) => {
-            let _ = conn.quit().await;
-            Err(CliError::internal(format!(
-                "site '{}': the server was accepted without a known key",
-                site.name
-            )))
-        }
+        Ok(()) => Err(CliError::internal(format!(
+            "site '{}': the server was accepted without a known key",
+            site.name
+        ))),
     }
 }
 
@@ -171,11 +180,8 @@ async fn verdict(site: &ResolvedSite) -> CliResult<Verdict> {
         files.extend(site.known_hosts.iter().cloned());
         HostKeyPolicy::KnownHosts(files)
     };
-    match SftpConnection::connect(&probe_options(site, policy)).await {
-        Ok(conn) => {
-            let _ = conn.quit().await;
-            Ok(Verdict::Trusted)
-        }
+    match probe(site, policy).await? {
+        Ok(()) => Ok(Verdict::Trusted),
         Err(e) => match e.kind() {
             SftpErrorKind::HostKeyUnknown => Ok(Verdict::Unknown),
             SftpErrorKind::HostKeyChanged => Ok(Verdict::Changed(e)),
