@@ -12,13 +12,17 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Longest username, password or host accepted (bytes). Longer values are almost certainly
 /// a mistake (a pasted file) and some servers truncate them silently.
 pub const MAX_FIELD_LEN: usize = 1024;
+/// Largest SSH private key accepted (bytes): an RSA-8192 OpenSSH key is under 7 KiB, so
+/// anything near this is a wrong file, not a key.
+pub const MAX_SSH_KEY_LEN: usize = 32 * 1024;
 
 /// A field of a credential failed validation. The message names the field and never
 /// contains the rejected value when that value may be secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {reason}")]
 pub struct ValidationError {
-    /// Which field: `name`, `username`, `password`, `host` or `port`.
+    /// Which field: `name`, `username`, `password`, `host`, `port`, `ssh_key` or
+    /// `ssh_key_passphrase`.
     pub field: &'static str,
     /// Why, without the value.
     pub reason: String,
@@ -122,13 +126,18 @@ impl AsRef<str> for CredentialName {
     }
 }
 
-/// An FTP login. Fields are private so that every instance has passed validation.
-/// `Debug` never shows the password.
+/// An FTP or SFTP login. Fields are private so that every instance has passed validation.
+/// `Debug` never shows the password, the SSH key or its passphrase.
 #[derive(Clone)]
 pub struct Credential {
     name: CredentialName,
     username: String,
+    /// Empty only for a key-only credential ([`Credential::with_ssh_key_only`]).
     password: SecretString,
+    /// An SSH private key (OpenSSH or PEM text) for SFTP sites.
+    ssh_key: Option<SecretString>,
+    /// The passphrase of an encrypted `ssh_key`.
+    ssh_key_passphrase: Option<SecretString>,
     host: Option<String>,
     port: Option<u16>,
     created: Option<OffsetDateTime>,
@@ -173,6 +182,28 @@ pub(crate) fn check_password(password: &str) -> Result<(), ValidationError> {
     check_text("password", password)
 }
 
+/// Validates an SSH private key's text: PEM-armoured (`-----BEGIN … PRIVATE KEY-----`, which
+/// covers OpenSSH and PEM keys), no NUL, not huge. The message never quotes the key.
+pub(crate) fn check_ssh_key(key: &str) -> Result<(), ValidationError> {
+    let err = |reason: &str| ValidationError::new("ssh_key", reason);
+    if key.len() > MAX_SSH_KEY_LEN {
+        return Err(err(&format!(
+            "is {} bytes long; the limit is {MAX_SSH_KEY_LEN}",
+            key.len()
+        )));
+    }
+    let t = key.trim_start();
+    if !t.starts_with("-----BEGIN ") || !key.contains("PRIVATE KEY-----") {
+        return Err(err(
+            "is not a private key (expected -----BEGIN OPENSSH PRIVATE KEY----- or a PEM key)",
+        ));
+    }
+    if key.contains('\0') {
+        return Err(err("contains a NUL byte"));
+    }
+    Ok(())
+}
+
 /// Validates a host name or address.
 pub(crate) fn check_host(host: &str) -> Result<(), ValidationError> {
     check_text("host", host)?;
@@ -212,11 +243,85 @@ impl Credential {
             name,
             username,
             password,
+            ssh_key: None,
+            ssh_key_passphrase: None,
             host: None,
             port: None,
             created: None,
             updated: None,
         })
+    }
+
+    /// A credential that logs in with an SSH key alone (SFTP): its password is empty, which
+    /// [`Credential::new`] refuses, so key-only logins need their own constructor.
+    pub fn with_ssh_key_only(
+        name: CredentialName,
+        username: impl Into<String>,
+        key: SecretString,
+        passphrase: Option<SecretString>,
+    ) -> Result<Self, ValidationError> {
+        let username = username.into();
+        check_username(&username)?;
+        let c = Self {
+            name,
+            username,
+            password: SecretString::from(String::new()),
+            ssh_key: None,
+            ssh_key_passphrase: None,
+            host: None,
+            port: None,
+            created: None,
+            updated: None,
+        };
+        c.with_ssh_key(key, passphrase)
+    }
+
+    /// A credential from the fields a backend stores: a password, an SSH key, or both (a
+    /// missing or empty password is allowed only with a key). A passphrase needs a key.
+    pub fn from_parts(
+        name: CredentialName,
+        username: impl Into<String>,
+        password: Option<SecretString>,
+        ssh_key: Option<SecretString>,
+        ssh_key_passphrase: Option<SecretString>,
+    ) -> Result<Self, ValidationError> {
+        let password = password.filter(|p| !p.expose_secret().is_empty());
+        match (password, ssh_key) {
+            (_, None) if ssh_key_passphrase.is_some() => Err(ValidationError::new(
+                "ssh_key_passphrase",
+                "is set but there is no ssh_key",
+            )),
+            (Some(p), None) => Self::new(name, username, p),
+            (Some(p), Some(k)) => Self::new(name, username, p)?.with_ssh_key(k, ssh_key_passphrase),
+            (None, Some(k)) => Self::with_ssh_key_only(name, username, k, ssh_key_passphrase),
+            (None, None) => Err(ValidationError::new(
+                "password",
+                "must not be empty (or give an ssh_key)",
+            )),
+        }
+    }
+
+    /// The same credential under another name (backends whose names map many to one).
+    pub(crate) fn renamed(&self, name: CredentialName) -> Self {
+        let mut c = self.clone();
+        c.name = name;
+        c
+    }
+
+    /// Adds an SSH private key (and the passphrase of an encrypted one), validated without
+    /// ever echoing either.
+    pub fn with_ssh_key(
+        mut self,
+        key: SecretString,
+        passphrase: Option<SecretString>,
+    ) -> Result<Self, ValidationError> {
+        check_ssh_key(key.expose_secret())?;
+        if let Some(p) = &passphrase {
+            check_text("ssh_key_passphrase", p.expose_secret())?;
+        }
+        self.ssh_key = Some(key);
+        self.ssh_key_passphrase = passphrase;
+        Ok(self)
     }
 
     /// Sets the host (validated).
@@ -259,6 +364,14 @@ impl Credential {
     pub fn password(&self) -> &SecretString {
         &self.password
     }
+    /// The SSH private key, if the credential carries one. Expose it only at the point of use.
+    pub fn ssh_key(&self) -> Option<&SecretString> {
+        self.ssh_key.as_ref()
+    }
+    /// The passphrase of an encrypted SSH key.
+    pub fn ssh_key_passphrase(&self) -> Option<&SecretString> {
+        self.ssh_key_passphrase.as_ref()
+    }
     /// The host, if the credential carries one.
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref()
@@ -283,6 +396,11 @@ impl fmt::Debug for Credential {
             .field("name", &self.name)
             .field("username", &self.username)
             .field("password", &"****")
+            .field("ssh_key", &self.ssh_key.as_ref().map(|_| "****"))
+            .field(
+                "ssh_key_passphrase",
+                &self.ssh_key_passphrase.as_ref().map(|_| "****"),
+            )
             .field("host", &self.host)
             .field("port", &self.port)
             .finish_non_exhaustive()
@@ -334,6 +452,29 @@ mod tests {
         assert!(parse_port("0").is_err());
         assert!(parse_port("65536").is_err());
         assert!(parse_port("ftp").is_err());
+    }
+
+    #[test]
+    fn ssh_keys_are_checked_and_hidden() {
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE-body\n-----END OPENSSH PRIVATE KEY-----\n";
+        let n = CredentialName::new("k").unwrap();
+        let c =
+            Credential::with_ssh_key_only(n.clone(), "u", pw(key), Some(pw("phrase-x9"))).unwrap();
+        assert_eq!(c.ssh_key().unwrap().expose_secret(), key);
+        assert!(c.password().expose_secret().is_empty());
+        let d = format!("{c:?}");
+        assert!(
+            !d.contains("b3BlbnNzaC1rZXktdjE-body") && !d.contains("phrase-x9"),
+            "{d}"
+        );
+        let e = Credential::new(n.clone(), "u", pw("p"))
+            .unwrap()
+            .with_ssh_key(pw("hunter2-not-a-key"), None)
+            .unwrap_err();
+        assert_eq!(e.field, "ssh_key");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = Credential::with_ssh_key_only(n, "u", pw(key), Some(pw("a\nb"))).unwrap_err();
+        assert_eq!(e.field, "ssh_key_passphrase");
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub use backends::azure::{AzureSettings, DEFAULT_AZURE_PREFIX};
 pub use backends::gcp::{DEFAULT_GCP_LABEL, DEFAULT_GCP_PREFIX, GcpSettings};
 pub use chain::ChainBackend;
 pub use credential::{
-    Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, ValidationError, parse_port,
+    Credential, CredentialName, MAX_FIELD_LEN, MAX_NAME_LEN, MAX_SSH_KEY_LEN, ValidationError,
+    parse_port,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use open::open_backend;

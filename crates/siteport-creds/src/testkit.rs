@@ -114,6 +114,85 @@ pub fn assert_same(what: &str, got: &Credential, want: &Credential) {
     );
     assert_eq!(got.host(), want.host(), "{what}: host");
     assert_eq!(got.port(), want.port(), "{what}: port");
+    let same = |a: Option<&SecretString>, b: Option<&SecretString>| {
+        a.map(|s| s.expose_secret().to_owned()) == b.map(|s| s.expose_secret().to_owned())
+    };
+    assert!(
+        same(got.ssh_key(), want.ssh_key()),
+        "{what}: ssh_key differs from the one stored (not shown)"
+    );
+    assert!(
+        same(got.ssh_key_passphrase(), want.ssh_key_passphrase()),
+        "{what}: ssh_key_passphrase differs from the one stored (not shown)"
+    );
+}
+
+/// A fake but well-formed OpenSSH private key: its body line is unique, so output can be
+/// searched for it.
+pub const FIXTURE_SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+b3BlbnNzaC1rZXktdjEAAAAAFIXTUREKEYBODYFxSshKey0123456789abcdef\n\
+-----END OPENSSH PRIVATE KEY-----\n";
+/// The passphrase of [`FIXTURE_SSH_KEY`] in [`ssh_key_fixtures`].
+pub const FIXTURE_SSH_KEY_PASSPHRASE: &str = "Fx-ssh-key-passphrase-77";
+
+/// Credentials with an SSH key: one with a password, key and passphrase, one key-only.
+pub fn ssh_key_fixtures() -> Vec<Credential> {
+    let key = || pw(FIXTURE_SSH_KEY);
+    let build = || -> std::result::Result<Vec<Credential>, crate::ValidationError> {
+        Ok(vec![
+            Credential::new(name("sftp-both"), "deploy", pw("Fx-sftp-both-pw"))?
+                .with_ssh_key(key(), Some(pw(FIXTURE_SSH_KEY_PASSPHRASE)))?
+                .with_host("sftp.example")?
+                .with_port(2222)?,
+            Credential::with_ssh_key_only(name("sftp.key-only"), "deploy", key(), None)?,
+        ])
+    };
+    build().expect("ssh key fixtures are valid credentials")
+}
+
+/// SSH keys round-trip through a backend that carries them (file, env, memory): stored (or,
+/// for read-only backends, seeded by the caller) and read back equal, never in `list` or
+/// `Debug`. With `writable`, the suite stores and finally deletes the fixtures itself.
+pub async fn ssh_key_suite(b: &dyn CredentialBackend, writable: bool) {
+    let fx = ssh_key_fixtures();
+    for c in &fx {
+        if writable {
+            b.store(c, StoreMode::CreateNew)
+                .await
+                .unwrap_or_else(|e| panic!("store {}: {e}", c.name()));
+        }
+        let got = b
+            .get(c.name())
+            .await
+            .unwrap_or_else(|e| panic!("get {}: {e}", c.name()));
+        assert_same(&format!("ssh key of {}", c.name()), &got, c);
+        let shown = format!("{got:?}");
+        assert!(
+            !shown.contains("FIXTUREKEYBODY") && !shown.contains(FIXTURE_SSH_KEY_PASSPHRASE),
+            "Debug leaks the ssh key: {shown}"
+        );
+    }
+    let list = b.list().await.expect("list");
+    let text = format!(
+        "{list:?} {}",
+        serde_json::to_string(&list).unwrap_or_default()
+    );
+    assert!(
+        !text.contains("FIXTUREKEYBODY") && !text.contains(FIXTURE_SSH_KEY_PASSPHRASE),
+        "list leaks the ssh key: {text}"
+    );
+    for c in &fx {
+        // The env backend lists names recovered from variables (`-` and `.` as `_`).
+        let flat = |n: &CredentialName| n.as_str().replace(['-', '.'], "_");
+        assert!(
+            list.iter().any(|i| flat(&i.name) == flat(c.name())),
+            "list misses key credential {}",
+            c.name()
+        );
+        if writable {
+            b.delete(c.name()).await.expect("delete");
+        }
+    }
 }
 
 /// The source of a listing entry must be a backend named in `describe()` (for a chain, one of
@@ -483,10 +562,17 @@ pub fn fixture_vars(creds: &[Credential], file_dir: Option<&Path>) -> Vec<(OsStr
     let mut out = Vec::new();
     for c in creds {
         let n = env_var_names(c.name());
-        let mut fields = vec![
-            (n.username.clone(), c.username().to_owned()),
-            (n.password.clone(), c.password().expose_secret().to_owned()),
-        ];
+        let mut fields = vec![(n.username.clone(), c.username().to_owned())];
+        // A key-only credential has an empty password: no variable for it.
+        if !c.password().expose_secret().is_empty() {
+            fields.push((n.password.clone(), c.password().expose_secret().to_owned()));
+        }
+        if let Some(k) = c.ssh_key() {
+            fields.push((n.ssh_key.clone(), k.expose_secret().to_owned()));
+        }
+        if let Some(p) = c.ssh_key_passphrase() {
+            fields.push((n.ssh_key_passphrase.clone(), p.expose_secret().to_owned()));
+        }
         if let Some(h) = c.host() {
             fields.push((n.host.clone(), h.to_owned()));
         }
@@ -516,10 +602,22 @@ fn write_private(path: &Path, content: &str) {
 fn write_fields(dir: &Path, c: &Credential) {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     write_private(&dir.join("username"), &format!("{}\n", c.username()));
-    write_private(
-        &dir.join("password"),
-        &format!("{}\n", c.password().expose_secret()),
-    );
+    // A key-only (SFTP) credential has no password file.
+    if !c.password().expose_secret().is_empty() {
+        write_private(
+            &dir.join("password"),
+            &format!("{}\n", c.password().expose_secret()),
+        );
+    }
+    if let Some(k) = c.ssh_key() {
+        write_private(&dir.join("ssh_key"), k.expose_secret());
+    }
+    if let Some(p) = c.ssh_key_passphrase() {
+        write_private(
+            &dir.join("ssh_key_passphrase"),
+            &format!("{}\n", p.expose_secret()),
+        );
+    }
     if let Some(h) = c.host() {
         write_private(&dir.join("host"), &format!("{h}\n"));
     }

@@ -267,3 +267,10 @@ async fn live_aws() {
     .unwrap();
     testkit::writable_suite(&b).await;
 }
+
+#[tokio::test]
+async fn carries_ssh_keys() {
+    let moto = MotoServer::start();
+    let b = backend(&settings(&moto));
+    testkit::ssh_key_suite(&b, true).await;
+}

@@ -465,3 +465,10 @@ async fn live_azure() {
     .unwrap();
     testkit::writable_suite(&b).await;
 }
+
+#[tokio::test]
+async fn carries_ssh_keys() {
+    let fake = AzureFake::start().await;
+    let b = backend(&fake);
+    testkit::ssh_key_suite(&b, true).await;
+}

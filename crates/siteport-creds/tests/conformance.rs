@@ -286,3 +286,32 @@ async fn chain_of_env_and_file_is_conformant() {
     ]);
     testkit::writable_suite(&chain).await;
 }
+
+// SSH keys (SFTP): carried by the env backend (plain and `_FILE` variables) and the file
+// backend; the other backends do not carry them yet.
+#[tokio::test]
+async fn env_carries_ssh_keys() {
+    let keys = testkit::ssh_key_fixtures();
+    testkit::ssh_key_suite(&EnvBackend::from_vars(fixture_vars(&keys, None)), false).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let b = EnvBackend::from_vars(fixture_vars(&keys, Some(secrets.path())));
+    testkit::ssh_key_suite(&b, false).await;
+}
+
+#[tokio::test]
+async fn file_backend_carries_ssh_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = file_backend(
+        dir.path(),
+        siteport_creds::backends::file::KeyMode::Identity,
+    );
+    testkit::ssh_key_suite(&b, true).await;
+    testkit::ssh_key_suite(&MemoryBackend::new(BackendKind::File), true).await;
+}
+
+#[tokio::test]
+async fn dir_carries_ssh_keys() {
+    let root = tempfile::tempdir().unwrap();
+    write_dir_tree(root.path(), &testkit::ssh_key_fixtures());
+    testkit::ssh_key_suite(&DirBackend::new(root.path().to_owned()), false).await;
+}

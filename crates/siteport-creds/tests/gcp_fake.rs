@@ -564,3 +564,10 @@ async fn live_gcp() {
     .unwrap();
     testkit::writable_suite(&b).await;
 }
+
+#[tokio::test]
+async fn carries_ssh_keys() {
+    let e = env().await;
+    let b = backend(&settings(&e));
+    testkit::ssh_key_suite(&b, true).await;
+}

@@ -58,6 +58,7 @@ async fn keyutils_suite() {
     let b = KeychainBackend::new(KeychainStore::Keyutils, service("keyutils"));
     assert_eq!(b.keychain_store(), KeychainStore::Keyutils);
     testkit::writable_suite(&b).await;
+    testkit::ssh_key_suite(&b, true).await;
 
     let n = CredentialName::new("indexed").unwrap();
     let c = Credential::new(n.clone(), "u", SecretString::from("keyutils-pw".to_owned())).unwrap();

@@ -520,3 +520,11 @@ async fn live_vault_when_configured() {
     let b = VaultBackend::open_with_env(&s, &env).unwrap();
     testkit::writable_suite(&b).await;
 }
+
+#[tokio::test]
+async fn kv2_on_fake_carries_ssh_keys() {
+    let fake = VaultFake::start().await;
+    let (env, _home) = env_with_token(ROOT_TOKEN);
+    let b = VaultBackend::open_with_env(&settings(&fake.address(), "secret"), &env).unwrap();
+    testkit::ssh_key_suite(&b, true).await;
+}

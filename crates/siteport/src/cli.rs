@@ -16,6 +16,7 @@ use crate::commands::demo;
 use crate::commands::export_import::{self, ExportArgs, ImportArgs};
 use crate::commands::migrate::MigrateArgs;
 use crate::commands::site_lock::{self, UnlockArgs};
+use crate::commands::site_trust::{self, SiteCommand};
 use crate::commands::status::{self, StatusArgs};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
@@ -85,6 +86,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Free a site's lock left by a dead run (prints who held it; asks nothing).
     Unlock(UnlockArgs),
+    /// Work with a site: `site trust SITE` records an SFTP server's host key.
+    #[command(subcommand)]
+    Site(SiteCommand),
     /// Work with the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -142,14 +146,20 @@ pub fn main() -> ExitCode {
 }
 
 /// Secrets that reach the process through its environment (the store passphrase, env-backend
-/// passwords) are masked in stderr output from the start, before any backend reads them.
+/// passwords, SSH keys and their passphrases) are masked in stderr output from the start,
+/// before any backend reads them.
 fn register_env_secrets() {
     for (key, value) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
-        let secret =
-            key == PASSPHRASE_ENV || (key.starts_with(ENV_PREFIX) && key.ends_with("_PASSWORD"));
-        if let (true, Some(v)) = (secret, value.to_str()) {
-            logging::register_secret(&SecretString::from(v));
+        let ours = key.starts_with(ENV_PREFIX);
+        let secret = key == PASSPHRASE_ENV
+            || (ours && (key.ends_with("_PASSWORD") || key.ends_with("_SSH_KEY_PASSPHRASE")));
+        match value.to_str() {
+            Some(v) if ours && key.ends_with("_SSH_KEY") => {
+                logging::register_key(&SecretString::from(v));
+            }
+            Some(v) if secret => logging::register_secret(&SecretString::from(v)),
+            _ => {}
         }
     }
 }
@@ -192,6 +202,7 @@ fn run(cli: Cli) -> CliResult {
         )),
         Command::Status(a) => block_on(status::run(&ctx, a)),
         Command::Unlock(a) => block_on(site_lock::unlock(&ctx, a)),
+        Command::Site(c) => block_on(site_trust::run(&ctx, c)),
         Command::Config(ConfigCommand::Check) => block_on(config_check::run(&ctx)),
         Command::Demo => block_on(demo::run(&ctx)),
         Command::GithubAction => crate::commands::ci_action::run(),

@@ -27,6 +27,19 @@ fn secrets() -> &'static Mutex<Vec<SecretString>> {
     SECRETS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// Registers an SSH private key whole and each of its base64 lines alone: a message could
+/// quote one line of it (a parser's error, a wrapped dump).
+pub fn register_key(key: &SecretString) {
+    register_secret(key);
+    for line in key.expose_secret().lines() {
+        let line = line.trim();
+        // The armour lines are public; a short line could mask ordinary words.
+        if line.len() >= 16 && !line.starts_with("-----") {
+            register_secret(&SecretString::from(line.to_owned()));
+        }
+    }
+}
+
 /// Remembers `secret` so that [`redact`] masks it in all later stderr output. Kept for the life
 /// of the process (a value once seen may show up in any later message) and wiped by
 /// [`clear_secrets`], which `main` calls on its way out: the list lives in a static, which is

@@ -226,23 +226,45 @@ impl DirBackend {
         ))
     }
 
+    /// Whether `<name>/<field>` is there, with its modification time, without reading it
+    /// (listing must not read secrets).
+    fn presence(
+        &self,
+        root: &Path,
+        name: &CredentialName,
+        field: &str,
+    ) -> Result<Option<(SecretString, Option<OffsetDateTime>)>> {
+        Ok(self.resolve(root, name, field)?.map(|real| {
+            let mtime = fs::metadata(&real)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(OffsetDateTime::from);
+            (SecretString::from(String::new()), mtime)
+        }))
+    }
+
     fn load(&self, root: &Path, name: &CredentialName, with_password: bool) -> Result<Loaded> {
         let password_path = self.root.join(name.as_str()).join("password");
-        let password = if with_password {
+        let mut password = if with_password {
             self.read_value(root, name, "password")?
         } else {
-            // Listing must not read secrets: only check that the file is there.
-            match self.resolve(root, name, "password")? {
-                Some(real) => {
-                    let mtime = fs::metadata(&real)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .map(OffsetDateTime::from);
-                    Some((SecretString::from(String::new()), mtime))
-                }
-                None => None,
-            }
+            self.presence(root, name, "password")?
         };
+        let (mut ssh_key, mut ssh_key_passphrase) = (None, None);
+        if with_password {
+            ssh_key = self
+                .read_value(root, name, "ssh_key")?
+                .map(|(k, _)| with_final_newline(k));
+            ssh_key_passphrase = self
+                .read_value(root, name, "ssh_key_passphrase")?
+                .map(|(p, _)| p);
+        }
+        // A key-only (SFTP) credential has an `ssh_key` file and no `password`.
+        if password.is_none() {
+            password = self
+                .presence(root, name, "ssh_key")?
+                .map(|(_, mtime)| (SecretString::from(String::new()), mtime));
+        }
         let Some((password, updated)) = password else {
             return Ok(Loaded::Absent(format!(
                 "{} does not exist",
@@ -275,6 +297,8 @@ impl DirBackend {
             password,
             host,
             port,
+            ssh_key,
+            ssh_key_passphrase,
             updated,
         })
     }
@@ -285,13 +309,21 @@ impl DirBackend {
             password,
             host,
             port,
+            ssh_key,
+            ssh_key_passphrase,
             updated,
         } = l
         else {
             return Err(self.not_found(name, "no password".into()));
         };
-        let mut cred = Credential::new(name.clone(), username, password)
-            .map_err(|e| self.invalid(name, e.field, e))?;
+        let mut cred = Credential::from_parts(
+            name.clone(),
+            username,
+            Some(password),
+            ssh_key,
+            ssh_key_passphrase,
+        )
+        .map_err(|e| self.invalid(name, e.field, e))?;
         if let Some(h) = host {
             cred = cred
                 .with_host(h)
@@ -348,6 +380,9 @@ enum Loaded {
         password: SecretString,
         host: Option<String>,
         port: Option<u16>,
+        /// An SSH key and its passphrase (SFTP); `None` while listing, which reads no secret.
+        ssh_key: Option<SecretString>,
+        ssh_key_passphrase: Option<SecretString>,
         updated: Option<OffsetDateTime>,
     },
 }
@@ -461,6 +496,15 @@ impl CredentialBackend for DirBackend {
         notes.insert(0, format!("{count} credential(s)"));
         Ok(Health { notes })
     }
+}
+
+/// A key read from a file lost its final newline (stripped like every value's); PEM parsers
+/// want the armour's last line terminated.
+fn with_final_newline(key: SecretString) -> SecretString {
+    if key.expose_secret().ends_with('\n') {
+        return key;
+    }
+    SecretString::from(format!("{}\n", key.expose_secret()))
 }
 
 #[cfg(test)]

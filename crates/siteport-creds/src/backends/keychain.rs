@@ -258,10 +258,13 @@ impl KeychainBackend {
         let username = field("username").ok_or_else(|| corrupt("no 'username'".into()))?;
         let password = field("password").ok_or_else(|| corrupt("no 'password'".into()))?;
         let invalid = |e| Error::invalid(self.describe(), e);
-        let mut c = Credential::new(
+        let secret = |k: &str| field(k).map(|s| SecretString::from(s.to_owned()));
+        let mut c = Credential::from_parts(
             name.clone(),
             username,
-            SecretString::from(password.to_owned()),
+            Some(SecretString::from(password.to_owned())),
+            secret("ssh_key"),
+            secret("ssh_key_passphrase"),
         )
         .map_err(invalid)?;
         if let Some(h) = field("host") {
@@ -336,6 +339,8 @@ impl CredentialBackend for KeychainBackend {
                     "password": cred.password().expose_secret(),
                     "host": cred.host(),
                     "port": cred.port(),
+                    "ssh_key": cred.ssh_key().map(|k| k.expose_secret()),
+                    "ssh_key_passphrase": cred.ssh_key_passphrase().map(|p| p.expose_secret()),
                     "created": created,
                     "updated": now,
                 })

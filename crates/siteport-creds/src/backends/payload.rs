@@ -1,5 +1,6 @@
 //! The JSON payload the remote backends (vault, aws, gcp, azure) store for one credential:
-//! `{"username": …, "password": …, "host": …, "port": …}`, host and port optional.
+//! `{"username": …, "password": …, "host": …, "port": …, "ssh_key": …, "ssh_key_passphrase": …}`,
+//! all but username and password optional (a key-only SFTP credential has an empty password).
 //!
 //! One codec for all of them, so that a secret written by one reads the same in every other
 //! and the password never passes through a plain `String` or a `serde_json::Value`: it is
@@ -28,6 +29,10 @@ pub(crate) struct SecretOut<'a> {
     host: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ssh_key_passphrase: Option<&'a str>,
 }
 
 impl<'a> SecretOut<'a> {
@@ -38,6 +43,8 @@ impl<'a> SecretOut<'a> {
             password: cred.password().expose_secret(),
             host: cred.host(),
             port: cred.port(),
+            ssh_key: cred.ssh_key().map(|k| k.expose_secret()),
+            ssh_key_passphrase: cred.ssh_key_passphrase().map(|p| p.expose_secret()),
         }
     }
 }
@@ -57,6 +64,10 @@ pub(crate) struct SecretIn {
     password: SecretString,
     host: Option<String>,
     port: Option<PortIn>,
+    #[serde(default)]
+    ssh_key: Option<SecretString>,
+    #[serde(default)]
+    ssh_key_passphrase: Option<SecretString>,
 }
 
 /// Why a payload is not a credential.
@@ -190,8 +201,14 @@ pub(crate) fn decode_secret(
 impl SecretIn {
     /// The credential `name` this payload describes.
     pub(crate) fn into_credential(self, name: &CredentialName) -> Result<Credential, Malformed> {
-        let mut cred = Credential::new(name.clone(), self.username, self.password)
-            .map_err(Malformed::Invalid)?;
+        let mut cred = Credential::from_parts(
+            name.clone(),
+            self.username,
+            Some(self.password),
+            self.ssh_key,
+            self.ssh_key_passphrase,
+        )
+        .map_err(Malformed::Invalid)?;
         if let Some(h) = self.host.filter(|h| !h.is_empty()) {
             cred = cred.with_host(h).map_err(Malformed::Invalid)?;
         }
@@ -265,6 +282,29 @@ mod tests {
         let e = decode(&name(), r#"{"username":"u","password":"p","port":0}"#).unwrap_err();
         assert_eq!(e.reason().unwrap(), "port 0 is out of range");
         let e = decode(&name(), r#"{"username":"u","password":"p","port":"x"}"#).unwrap_err();
+        assert!(matches!(e, Malformed::Invalid(_)));
+    }
+
+    #[test]
+    fn ssh_keys_round_trip_and_stay_optional() {
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE-payload\n-----END OPENSSH PRIVATE KEY-----\n";
+        let cred = Credential::with_ssh_key_only(
+            name(),
+            "u",
+            SecretString::from(key),
+            Some(SecretString::from("pp-1")),
+        )
+        .unwrap();
+        let json = encode(&cred).unwrap();
+        let back = decode(&name(), &json).unwrap();
+        assert_eq!(back.ssh_key().unwrap().expose_secret(), key);
+        assert_eq!(back.ssh_key_passphrase().unwrap().expose_secret(), "pp-1");
+        assert!(back.password().expose_secret().is_empty());
+        // A payload without a key (every secret written before SFTP) still reads.
+        let plain = decode(&name(), r#"{"username":"u","password":"p"}"#).unwrap();
+        assert!(plain.ssh_key().is_none());
+        // An empty password needs a key.
+        let e = decode(&name(), r#"{"username":"u","password":""}"#).unwrap_err();
         assert!(matches!(e, Malformed::Invalid(_)));
     }
 }

@@ -42,23 +42,39 @@ pub async fn run(ctx: &Context) -> CliResult {
                     .as_ref()
                     .map(|c| format!(" credential={c}"))
                     .unwrap_or_default();
+                let sftp = site.protocol == crate::config::SiteProtocol::Sftp;
+                // An SFTP site has no TLS: say how its server is checked instead.
+                let protection = if sftp {
+                    format!(
+                        "sftp host_key={}",
+                        if site.insecure_host_key {
+                            "any (insecure)"
+                        } else if site.host_key.is_some() {
+                            "pinned"
+                        } else {
+                            "known_hosts"
+                        }
+                    )
+                } else {
+                    format!("tls={}", site.tls)
+                };
                 lines.push(format!(
-                    "ok    {name}: {}@{}:{} tls={}{cred} local={} remote={}",
+                    "ok    {name}: {}@{}:{} {protection}{cred} local={} remote={}",
                     site.username,
                     site.host,
                     site.port,
-                    site.tls,
                     site.local.display(),
                     site.remote
                 ));
-                if site.tls == crate::config::TlsMode::None {
+                if !sftp && site.tls == crate::config::TlsMode::None {
                     lines.push(format!(
                         "      warning: site '{name}' uses tls = \"none\" (password sent in clear text)"
                     ));
                 }
                 rows.push(json!({
                     "site": name, "ok": true, "host": site.host, "port": site.port,
-                    "tls": site.tls.as_str(), "username": site.username,
+                    "protocol": site.protocol.as_str(),
+                    "tls": (!sftp).then(|| site.tls.as_str()), "username": site.username,
                     "credential": site.credential.as_ref().map(|c| c.to_string()),
                     "local": site.local, "remote": site.remote,
                 }));

@@ -103,6 +103,14 @@ pub struct AddArgs {
     /// Read the password from the first line of stdin (only the trailing newline is removed).
     #[arg(long)]
     pub password_stdin: bool,
+    /// Store this SSH private key (OpenSSH or PEM file) for SFTP sites. With it, no password
+    /// is asked for unless --password-stdin is given.
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key_file: Option<std::path::PathBuf>,
+    /// Read the passphrase of an encrypted --ssh-key-file from the first line of stdin
+    /// (otherwise it is asked for on the terminal).
+    #[arg(long, requires = "ssh_key_file", conflicts_with = "password_stdin")]
+    pub ssh_key_passphrase_stdin: bool,
     /// Replace an existing credential of that name.
     #[arg(long)]
     pub force: bool,
@@ -280,14 +288,31 @@ async fn add(ctx: &Context, args: AddArgs) -> CliResult {
         }
     }
 
+    let key = match &args.ssh_key_file {
+        Some(path) => Some(super::credential_key::read_key(
+            name.as_str(),
+            path,
+            args.ssh_key_passphrase_stdin,
+        )?),
+        None => None,
+    };
     let password = if args.password_stdin {
         prompt::password_from_stdin()?
+    } else if key.is_some() {
+        // A key logs in alone; an empty password marks a key-only credential.
+        SecretString::from(String::new())
     } else {
         prompt::new_password(name.as_str())?
     };
-    let cred = build(name.clone(), username, password, args.host, args.port)?;
+    let cred = build(
+        name.clone(),
+        username,
+        password,
+        key,
+        (args.host, args.port),
+    )?;
     let short = cred.password().expose_secret().chars().count();
-    if short < crate::logging::SHORT_SECRET {
+    if short < crate::logging::SHORT_SECRET && cred.ssh_key().is_none() {
         // Short passwords are guessable, and the redactor can only mask them as whole words.
         tracing::warn!(
             credential = %name,
@@ -326,8 +351,8 @@ fn precheck(
         name.clone(),
         username.to_owned(),
         SecretString::from("placeholder"),
-        host.map(str::to_owned),
-        port,
+        None,
+        (host.map(str::to_owned), port),
     )
     .map(drop)
 }
@@ -336,11 +361,18 @@ fn build(
     name: CredentialName,
     username: String,
     password: SecretString,
-    host: Option<String>,
-    port: Option<u16>,
+    key: Option<(SecretString, Option<SecretString>)>,
+    (host, port): (Option<String>, Option<u16>),
 ) -> CliResult<Credential> {
-    let mut cred =
-        Credential::new(name.clone(), username, password).map_err(|e| input_error(&name, e))?;
+    let (key, passphrase) = key.unzip();
+    let mut cred = Credential::from_parts(
+        name.clone(),
+        username,
+        Some(password),
+        key,
+        passphrase.flatten(),
+    )
+    .map_err(|e| input_error(&name, e))?;
     if let Some(h) = host {
         cred = cred.with_host(h).map_err(|e| input_error(&name, e))?;
     }
@@ -359,6 +391,10 @@ fn input_error(name: &CredentialName, e: siteport_creds::ValidationError) -> Cli
         "port" => {
             format!("give a port from 1 to 65535: `siteport credential add {name} --port 21`")
         }
+        "ssh_key" | "ssh_key_passphrase" => format!(
+            "give the private key file (not the .pub) and its passphrase on one line: \
+             `siteport credential add {name} --ssh-key-file ~/.ssh/id_ed25519 --force`"
+        ),
         field => format!(
             "give the {field} again without control characters, spaces or '/' (hosts), at most 1024 bytes: `siteport credential add {name} --{field} …`"
         ),
@@ -422,6 +458,8 @@ async fn show(ctx: &Context, name: &str, reveal: bool) -> CliResult {
             "created": cred.created().map(|t| timestamp(Some(t))),
             "updated": cred.updated().map(|t| timestamp(Some(t))),
             "backend": where_,
+            // Whether there is one, never the key: --reveal is for the password only.
+            "ssh_key": cred.ssh_key().is_some(),
         });
         if reveal {
             v["password"] = json!(cred.password().expose_secret());
@@ -433,8 +471,13 @@ async fn show(ctx: &Context, name: &str, reveal: bool) -> CliResult {
     } else {
         "****"
     };
+    let ssh_key = match (cred.ssh_key(), cred.ssh_key_passphrase()) {
+        (None, _) => "-",
+        (Some(_), None) => "stored (not shown)",
+        (Some(_), Some(_)) => "stored, with its passphrase (not shown)",
+    };
     let text = format!(
-        "name:     {}\nusername: {}\npassword: {}\nhost:     {}\nport:     {}\ncreated:  {}\nupdated:  {}\nbackend:  {}",
+        "name:     {}\nusername: {}\npassword: {}\nssh key:  {ssh_key}\nhost:     {}\nport:     {}\ncreated:  {}\nupdated:  {}\nbackend:  {}",
         cred.name(),
         cred.username(),
         password,

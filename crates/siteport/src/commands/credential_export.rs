@@ -94,6 +94,18 @@ pub async fn run(ctx: &Context, args: ExportArgs) -> CliResult {
 
     match args.format {
         ExportFormat::EnvFile => {
+            // An env file holds one variable per line; a key is many lines.
+            if let Some(c) = creds.iter().find(|c| c.ssh_key().is_some()) {
+                return Err(CliError::usage(format!(
+                    "credential '{}' holds an SSH key, which an env file cannot carry \
+                     (one variable per line)",
+                    c.name()
+                ))
+                .with_hint(
+                    "use --format docker-secrets (files, read through the _FILE variables) \
+                     or --format k8s-secret",
+                ));
+            }
             for c in &creds {
                 if compose_unsafe(c) {
                     tracing::warn!(
@@ -166,6 +178,12 @@ async fn collect(backend: &dyn CredentialBackend, names: &[String]) -> CliResult
     for name in &wanted {
         let cred = backend.get(name).await?;
         register_secret(cred.password());
+        if let Some(k) = cred.ssh_key() {
+            crate::logging::register_key(k);
+        }
+        if let Some(p) = cred.ssh_key_passphrase() {
+            register_secret(p);
+        }
         out.push(cred);
     }
     check_distinct_stems(&out)?;
@@ -192,18 +210,33 @@ fn check_distinct_stems(creds: &[Credential]) -> CliResult {
 /// The (field file name, variable name, value) triples of one credential, in a fixed order.
 fn fields(c: &Credential) -> Vec<(&'static str, String, Zeroizing<String>)> {
     let v: EnvVarNames = env_var_names(c.name());
-    let mut out = vec![
-        (
-            "username",
-            v.username,
-            Zeroizing::new(c.username().to_owned()),
-        ),
-        (
+    let mut out = vec![(
+        "username",
+        v.username,
+        Zeroizing::new(c.username().to_owned()),
+    )];
+    // A key-only (SFTP) credential has an empty password: no field for it.
+    if !c.password().expose_secret().is_empty() {
+        out.push((
             "password",
             v.password,
             Zeroizing::new(c.password().expose_secret().to_owned()),
-        ),
-    ];
+        ));
+    }
+    if let Some(k) = c.ssh_key() {
+        out.push((
+            "ssh_key",
+            v.ssh_key,
+            Zeroizing::new(k.expose_secret().to_owned()),
+        ));
+    }
+    if let Some(p) = c.ssh_key_passphrase() {
+        out.push((
+            "ssh_key_passphrase",
+            v.ssh_key_passphrase,
+            Zeroizing::new(p.expose_secret().to_owned()),
+        ));
+    }
     if let Some(h) = c.host() {
         out.push(("host", v.host, Zeroizing::new(h.to_owned())));
     }
@@ -422,7 +455,7 @@ fn write_secrets_dir(
             ));
         }
         // A field the credential no longer has must not survive from an earlier export.
-        for stale in ["host", "port"] {
+        for stale in ["password", "host", "port", "ssh_key", "ssh_key_passphrase"] {
             if !written.iter().any(|(f, _, _)| *f == stale) {
                 match fs::remove_file(sub.join(stale)) {
                     Ok(()) => {}
@@ -438,6 +471,37 @@ fn write_secrets_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_keys_go_into_secrets_but_never_a_key_only_password() {
+        let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1-export\n-----END OPENSSH PRIVATE KEY-----\n";
+        let c = Credential::with_ssh_key_only(
+            CredentialName::new("web").unwrap(),
+            "deploy",
+            SecretString::from(key),
+            Some(SecretString::from("pp-9")),
+        )
+        .unwrap();
+        let files: Vec<&str> = fields(&c).iter().map(|(f, _, _)| *f).collect();
+        assert_eq!(files, ["username", "ssh_key", "ssh_key_passphrase"]);
+        let k8s = render_k8s_secret(std::slice::from_ref(&c), "s", None);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        assert!(
+            k8s.contains(&format!("SITEPORT_CRED_WEB_SSH_KEY: {b64}")),
+            "{}",
+            k8s.as_str()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("secrets");
+        write_secrets_dir(&out, &[c], Path::new("/run/secrets"), false).unwrap();
+        assert_eq!(fs::read_to_string(out.join("web/ssh_key")).unwrap(), key);
+        assert!(!out.join("web/password").exists());
+        let vars = fs::read_to_string(out.join(FILE_VARS_NAME)).unwrap();
+        assert!(
+            vars.contains("SITEPORT_CRED_WEB_SSH_KEY_FILE=/run/secrets/web/ssh_key"),
+            "{vars}"
+        );
+    }
     use secrecy::SecretString;
 
     fn cred(name: &str, user: &str, pw: &str) -> Credential {

@@ -149,6 +149,16 @@ pub(crate) async fn test_one(
                 let mut o = endpoint(&r);
                 // The site may combine several credentials; this test is about this one.
                 o.login = Login::new(cred.username(), cred.password().clone());
+                // An SFTP credential logs in with its key when it has one.
+                if let Some(k) = cred.ssh_key() {
+                    crate::logging::register_key(k);
+                    if let Some(p) = cred.ssh_key_passphrase() {
+                        register_secret(p);
+                    }
+                    o.login = o
+                        .login
+                        .with_ssh_key(k.clone(), cred.ssh_key_passphrase().cloned());
+                }
                 if !targets
                     .iter()
                     .any(|(_, t)| t.server() == o.server() && t.login.username == o.login.username)

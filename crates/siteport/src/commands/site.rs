@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol};
+use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol, SftpSettings};
 
-use crate::config::{ResolvedSite, TlsMode};
+use crate::config::{ResolvedSite, SiteProtocol, TlsMode};
 use crate::error::CliError;
 use crate::exit::Failure;
 use crate::logging::register_secret;
@@ -26,10 +26,33 @@ fn warn_once(message: String) {
     }
 }
 
-/// The endpoint of a resolved site. Registers the site's password with the redactor (so no
-/// later output can show it) and warns (once per process) about plain FTP.
+/// The endpoint of a resolved site. Registers the site's secrets (password, SSH key and
+/// passphrase) with the redactor (so no later output can show them) and warns (once per
+/// process) about settings that weaken the connection's protection.
 pub fn endpoint(site: &ResolvedSite) -> Endpoint {
     register_secret(&site.password);
+    let protocol = match site.protocol {
+        SiteProtocol::Ftp => Protocol::Ftp(ftp_settings(site)),
+        SiteProtocol::Sftp => Protocol::Sftp(sftp_settings(site)),
+    };
+    let mut login = Login::new(site.username.clone(), site.password.clone());
+    if let Some(key) = &site.ssh_key {
+        crate::logging::register_key(key);
+        if let Some(p) = &site.ssh_key_passphrase {
+            register_secret(p);
+        }
+        login = login.with_ssh_key(key.clone(), site.ssh_key_passphrase.clone());
+    }
+    Endpoint::new(
+        site.host.clone(),
+        site.port,
+        protocol,
+        site.remote.clone(),
+        login,
+    )
+}
+
+fn ftp_settings(site: &ResolvedSite) -> FtpSettings {
     let tls = site.tls;
     if tls == TlsMode::None {
         warn_once(format!(
@@ -49,19 +72,28 @@ pub fn endpoint(site: &ResolvedSite) -> Endpoint {
             site.name
         ));
     }
-    let settings = FtpSettings {
+    FtpSettings {
         tls,
         ca_file: site.ca_file.clone(),
         fingerprint: site.fingerprint.clone(),
         insecure: site.insecure,
-    };
-    Endpoint::new(
-        site.host.clone(),
-        site.port,
-        Protocol::Ftp(settings),
-        site.remote.clone(),
-        Login::new(site.username.clone(), site.password.clone()),
-    )
+    }
+}
+
+fn sftp_settings(site: &ResolvedSite) -> SftpSettings {
+    if site.insecure_host_key {
+        warn_once(format!(
+            "site '{}': insecure_host_key = true: ANY server key is accepted, so anyone on the \
+             path can pose as the server and receive the login",
+            site.name
+        ));
+    }
+    SftpSettings {
+        known_hosts: site.known_hosts.iter().cloned().collect(),
+        no_user_known_hosts: false,
+        host_key: site.host_key.clone(),
+        insecure: site.insecure_host_key,
+    }
 }
 
 /// `<dir>/<site>.json`, the site name made safe for a file name (anything outside
@@ -97,17 +129,27 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
     let (message, hint) = match e.kind() {
         ErrorKind::Login => (
             format!(
-                "site '{}': the FTP server {server} refused the login of user '{}'{cred}: {}",
+                "site '{}': the {} server {server} refused the login of user '{}'{cred}: {}",
                 site.name,
+                site.protocol.as_str().to_ascii_uppercase(),
                 site.username,
                 e.detail()
             ),
             Some(match &site.credential {
                 Some(c) => format!(
-                    "check the username and password; replace them with `siteport credential add {c} --force`"
+                    "check the username and {what}; replace them with `siteport credential add {c} --force`",
+                    what = if site.ssh_key.is_some() {
+                        "SSH key"
+                    } else {
+                        "password"
+                    }
                 ),
                 None => "check the username and password the site's config resolves to".into(),
             }),
+        ),
+        ErrorKind::HostKey => (
+            format!("site '{}': {e}", site.name),
+            Some(host_key_hint(site, e)),
         ),
         _ => (
             format!("site '{}': {e}", site.name),
@@ -123,6 +165,27 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
         _ => None,
     });
     out
+}
+
+/// The fix for an untrusted SFTP host key: `site trust` for an unknown key; for a changed
+/// one, the library's own advice (which line to replace) and then `site trust`.
+fn host_key_hint(site: &ResolvedSite, e: &siteport_sync::Error) -> String {
+    let sftp =
+        std::error::Error::source(e).and_then(|s| s.downcast_ref::<siteport_sftp::SftpError>());
+    let changed = sftp.is_some_and(|s| s.kind() == siteport_sftp::SftpErrorKind::HostKeyChanged);
+    let trust = format!("`siteport site trust {}`", site.name);
+    match (changed, e.hint()) {
+        (true, Some(h)) => format!("{h}; then {trust} checks it"),
+        (true, None) => format!("remove the old key, then run {trust}"),
+        (false, _) => format!(
+            "check the fingerprint with the server's administrator, then run {trust} \
+             (it records the key in {})",
+            site.known_hosts.as_deref().map_or_else(
+                || "~/.ssh/known_hosts".to_owned(),
+                |p| p.display().to_string()
+            )
+        ),
+    }
 }
 
 #[cfg(test)]

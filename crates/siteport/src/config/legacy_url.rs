@@ -1,5 +1,5 @@
-//! The legacy `url = "ftp://user:pass@host:port/path"` key of a site: split into its parts,
-//! which fill the site's fields. The password in it is a [`SecretString`] from the moment it
+//! The legacy `url = "ftp://user:pass@host:port/path"` key of a site (also `ftps://` and
+//! `sftp://`): split into its parts, which fill the site's fields. The password in it is a [`SecretString`] from the moment it
 //! is split out, and every intermediate copy of the url is wiped.
 
 use secrecy::SecretString;
@@ -8,6 +8,7 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 use super::error::{ConfigError, ConfigErrorKind};
+use super::protocol::SiteProtocol;
 use super::raw::RawSite;
 use super::site::SiteFields;
 use super::template::Template;
@@ -23,20 +24,37 @@ struct UrlParts {
     password: Option<SecretString>,
     path: Option<String>,
     implicit_tls: bool,
+    sftp: bool,
 }
 
 impl Config {
-    /// Fills `f` (and `tls`) from the legacy `url` of site `name`, refusing a url that
-    /// duplicates a key the site also sets.
+    /// Fills `f` (and `tls`, or `protocol` for `sftp://`) from the legacy `url` of site
+    /// `name`, refusing a url that duplicates a key the site also sets.
     pub(super) fn apply_url(
         &self,
         name: &str,
         u: &Spanned<String>,
         r: &RawSite,
         f: &mut SiteFields,
-        tls: &mut TlsMode,
+        (tls, protocol): (&mut TlsMode, &mut SiteProtocol),
     ) -> Result<(), ConfigError> {
         let parts = self.url_parts(name, u)?;
+        let scheme = if parts.sftp {
+            SiteProtocol::Sftp
+        } else {
+            SiteProtocol::Ftp
+        };
+        if let Some(p) = &r.protocol
+            && *protocol != scheme
+        {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': the url is {scheme}://…, but protocol = \"{protocol}\""),
+            )
+            .at(self.at(p.span()))
+            .hint("make the url's scheme and `protocol` agree, or remove `protocol`"));
+        }
+        *protocol = scheme;
         let fields: [(&str, bool); 5] = [
             ("host", r.host.is_some()),
             ("port", r.port.is_some()),
@@ -129,11 +147,12 @@ impl Config {
         let text = unescaped;
         let (scheme, rest) = text
             .split_once("://")
-            .ok_or_else(|| err("expected ftp://… or ftps://…"))?;
-        let implicit_tls = match scheme.to_ascii_lowercase().as_str() {
-            "ftp" => false,
-            "ftps" => true,
-            _ => return Err(err("the scheme must be ftp or ftps")),
+            .ok_or_else(|| err("expected ftp://…, ftps://… or sftp://…"))?;
+        let (implicit_tls, sftp) = match scheme.to_ascii_lowercase().as_str() {
+            "ftp" => (false, false),
+            "ftps" => (true, false),
+            "sftp" => (false, true),
+            _ => return Err(err("the scheme must be ftp, ftps or sftp")),
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(&rest[i..])),
@@ -199,6 +218,7 @@ impl Config {
             password,
             path,
             implicit_tls,
+            sftp,
         })
     }
 }

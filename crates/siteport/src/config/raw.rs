@@ -76,10 +76,18 @@ pub(super) struct RawSite {
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) fingerprint: Option<Spanned<String>>,
-    #[serde(default)]
-    pub(super) insecure: bool,
-    pub(super) passive: Option<bool>,
-    /// Legacy: `ftp://user:pass@host:port/path` (or `ftps://`) instead of host/port/user/
+    // Spanned (not plain bools): on an SFTP site these FTPS keys are errors at their place.
+    pub(super) insecure: Option<Spanned<bool>>,
+    pub(super) passive: Option<Spanned<bool>>,
+    /// `ftp` (default) or `sftp`.
+    pub(super) protocol: Option<Spanned<String>>,
+    /// SFTP: a `SHA256:…` pin of the server's host key.
+    pub(super) host_key: Option<Spanned<String>>,
+    /// SFTP: a known_hosts file checked besides `~/.ssh/known_hosts`.
+    pub(super) known_hosts: Option<Spanned<String>>,
+    /// SFTP: accept any host key (a warning on every run).
+    pub(super) insecure_host_key: Option<Spanned<bool>>,
+    /// Legacy: `ftp://user:pass@host:port/path` (or `ftps://`, `sftp://`) instead of host/port/user/
     /// password/remote.
     pub(super) url: Option<Spanned<String>>,
 }

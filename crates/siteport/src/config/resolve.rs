@@ -13,6 +13,7 @@ use siteport_creds::reference::{self, CredentialResolver, ExpandError, VarLookup
 use siteport_creds::{Credential, CredentialBackend, CredentialName};
 
 use super::error::{ConfigError, ConfigErrorKind, credential_error, missing_var};
+use super::protocol::SiteProtocol;
 use super::site::SiteConfig;
 use super::template::Template;
 use super::{Config, TlsMode};
@@ -26,12 +27,25 @@ pub struct ResolvedSite {
     pub host: String,
     /// Server port.
     pub port: u16,
+    /// `ftp` or `sftp`.
+    pub protocol: SiteProtocol,
+    /// SFTP: a `SHA256:…` pin of the host key.
+    pub host_key: Option<String>,
+    /// SFTP: a known_hosts file checked besides `~/.ssh/known_hosts` (and where
+    /// `siteport site trust` records a key).
+    pub known_hosts: Option<PathBuf>,
+    /// SFTP: accept any host key.
+    pub insecure_host_key: bool,
     /// TLS mode.
     pub tls: TlsMode,
     /// Login name.
     pub username: String,
-    /// Login password.
+    /// Login password (empty for a key-only SFTP credential).
     pub password: SecretString,
+    /// SFTP: the credential's SSH private key.
+    pub ssh_key: Option<SecretString>,
+    /// SFTP: the passphrase of an encrypted `ssh_key`.
+    pub ssh_key_passphrase: Option<SecretString>,
     /// The credential it came from, if any.
     pub credential: Option<CredentialName>,
     /// Local root, absolute or relative to the current directory.
@@ -67,6 +81,7 @@ impl fmt::Debug for ResolvedSite {
             .field("name", &self.name)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("protocol", &self.protocol)
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &"****")
@@ -195,9 +210,11 @@ impl Resolution<'_> {
 
     async fn port(&self, cred: Option<&Credential>) -> Result<u16, ConfigError> {
         let Some(p) = self.plain("port").await? else {
-            return Ok(cred
-                .and_then(|c| c.port())
-                .unwrap_or(self.site.tls.default_port()));
+            let default = match self.site.protocol {
+                SiteProtocol::Ftp => self.site.tls.default_port(),
+                SiteProtocol::Sftp => 22,
+            };
+            return Ok(cred.and_then(|c| c.port()).unwrap_or(default));
         };
         let at = self
             .template("port")
@@ -297,9 +314,15 @@ impl Config {
             name: site.name.clone(),
             host,
             port,
+            protocol: site.protocol,
+            host_key: site.sftp.host_key.clone(),
+            known_hosts: site.sftp.known_hosts_path(base),
+            insecure_host_key: site.sftp.insecure_host_key,
             tls: site.tls,
             username,
             password,
+            ssh_key: cred.as_ref().and_then(|c| c.ssh_key().cloned()),
+            ssh_key_passphrase: cred.as_ref().and_then(|c| c.ssh_key_passphrase().cloned()),
             credential: site.credential.clone(),
             local,
             remote,

@@ -14,6 +14,7 @@ use siteport_sync::{DEFAULT_LOCK_TIMEOUT, MaxDelete};
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrorKind, Location};
+use super::protocol::{SftpKeys, SiteProtocol};
 use super::raw::{RawPort, RawSite};
 use super::template::Template;
 use super::{Config, MAX_CONNECTIONS, TlsMode};
@@ -27,7 +28,11 @@ pub struct SiteConfig {
     pub host: Option<String>,
     /// `port`, unexpanded (an integer in the file is kept as its text).
     pub port: Option<String>,
-    /// `tls`, default explicit.
+    /// `protocol`, default ftp.
+    pub protocol: SiteProtocol,
+    /// The SFTP host-key keys (`host_key`, `known_hosts`, `insecure_host_key`).
+    pub sftp: SftpKeys,
+    /// `tls`, default explicit (FTP only).
     pub tls: TlsMode,
     /// `user` or `username`, unexpanded.
     pub username: Option<String>,
@@ -74,6 +79,7 @@ impl fmt::Debug for SiteConfig {
             .field("name", &self.name)
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("protocol", &self.protocol)
             .field("tls", &self.tls)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "****"))
@@ -155,10 +161,12 @@ impl Config {
         )?;
         f.port = self.site_port(&name, &mut f.templates, r.port.as_ref())?;
         let mut tls = self.site_tls(&name, r.tls.as_ref())?;
+        let mut protocol = self.site_protocol(&name, &r)?;
         let credential = self.site_credential(&name, &r)?;
         if let Some(u) = &r.url {
-            self.apply_url(&name, u, &r, &mut f, &mut tls)?;
+            self.apply_url(&name, u, &r, &mut f, (&mut tls, &mut protocol))?;
         }
+        let sftp = self.site_protocol_keys(&name, protocol, &r)?;
         let Some(local) = f.local else {
             return Err(ConfigError::new(
                 ConfigErrorKind::Invalid,
@@ -176,6 +184,8 @@ impl Config {
             name,
             host: f.host,
             port: f.port,
+            protocol,
+            sftp,
             tls,
             username: f.username,
             password: f.password,
@@ -190,8 +200,8 @@ impl Config {
             state_dir,
             ca_file: f.ca_file,
             fingerprint: f.fingerprint,
-            insecure: r.insecure,
-            passive: r.passive.unwrap_or(true),
+            insecure: r.insecure.as_ref().is_some_and(|v| *v.get_ref()),
+            passive: r.passive.as_ref().is_none_or(|v| *v.get_ref()),
             name_span,
             credential_span: r.credential.as_ref().map(|c| c.span()),
             state_dir_span: r.state_dir.as_ref().map(|v| v.span()),

@@ -149,6 +149,12 @@ impl EnvBackend {
             if let Some(p) = cred.port() {
                 out.push((n.port, SecretString::from(p.to_string())));
             }
+            if let Some(k) = cred.ssh_key() {
+                out.push((n.ssh_key, k.clone()));
+            }
+            if let Some(p) = cred.ssh_key_passphrase() {
+                out.push((n.ssh_key_passphrase, p.clone()));
+            }
         }
         out
     }
@@ -168,6 +174,12 @@ impl EnvBackend {
             }
             if cred.port().is_none() {
                 out.push(n.port.clone());
+            }
+            if cred.ssh_key().is_none() {
+                out.push(n.ssh_key.clone());
+            }
+            if cred.ssh_key_passphrase().is_none() {
+                out.push(n.ssh_key_passphrase.clone());
             }
         }
         out
@@ -262,17 +274,23 @@ impl EnvBackend {
     }
 
     /// Builds the credential of `stem` (reading `_FILE` forms), `None` when no variable of
-    /// this stem is set.
+    /// this stem is set. A password or an SSH key (or both) must be set.
     fn load(&self, name: &CredentialName, stem: &str) -> Result<Option<Credential>> {
         let n = stem_names(stem.to_owned());
         let username = self.read_field(&n.username)?;
         let password = self.read_field(&n.password)?;
         let host = self.read_field(&n.host)?;
         let port = self.read_field(&n.port)?;
-        if username.is_none() && password.is_none() && host.is_none() && port.is_none() {
+        let ssh_key = self.read_field(&n.ssh_key)?.map(with_final_newline);
+        let passphrase = self.read_field(&n.ssh_key_passphrase)?;
+        if [&username, &password, &host, &port, &ssh_key, &passphrase]
+            .iter()
+            .all(|v| v.is_none())
+        {
             return Ok(None);
         }
-        let (Some(username), Some(password)) = (username, password) else {
+        let secret_given = password.is_some() || ssh_key.is_some();
+        let (Some(username), true) = (username, secret_given) else {
             let missing = if self.is_set(&n.username)? {
                 &n.password
             } else {
@@ -285,20 +303,30 @@ impl EnvBackend {
                     "credential '{name}' is incomplete: {missing} (or {missing}{FILE_SUFFIX}) is not set"
                 ),
             )
-            .with_hint(format!("export {missing} or {missing}{FILE_SUFFIX}")));
+            .with_hint(format!(
+                "export {missing} or {missing}{FILE_SUFFIX} (an SFTP login may give {}{FILE_SUFFIX} instead of a password)",
+                n.ssh_key
+            )));
         };
         let invalid = |var: &str, e: crate::ValidationError| {
             Error::new(ErrorKind::Invalid, self.describe(), format!("{var}: {e}"))
         };
-        let mut cred =
-            Credential::new(name.clone(), username.expose_secret(), password).map_err(|e| {
-                let var = if e.field == "username" {
-                    &n.username
-                } else {
-                    &n.password
-                };
-                invalid(var, e)
-            })?;
+        let mut cred = Credential::from_parts(
+            name.clone(),
+            username.expose_secret(),
+            password,
+            ssh_key,
+            passphrase,
+        )
+        .map_err(|e| {
+            let var = match e.field {
+                "username" => &n.username,
+                "ssh_key" => &n.ssh_key,
+                "ssh_key_passphrase" => &n.ssh_key_passphrase,
+                _ => &n.password,
+            };
+            invalid(var, e)
+        })?;
         if let Some(h) = host {
             cred = cred
                 .with_host(h.expose_secret())
@@ -314,7 +342,8 @@ impl EnvBackend {
     /// The listing entry of `stem`: like `load`, but the password is only checked for presence.
     fn info(&self, name: &CredentialName, stem: &str) -> Result<Option<CredentialInfo>> {
         let n = stem_names(stem.to_owned());
-        if !self.is_set(&n.password)? || !self.is_set(&n.username)? {
+        let secret_set = self.is_set(&n.password)? || self.is_set(&n.ssh_key)?;
+        if !secret_set || !self.is_set(&n.username)? {
             return Ok(None);
         }
         let invalid = |var: &str, e: crate::ValidationError| {
@@ -372,6 +401,19 @@ impl EnvBackend {
     }
 }
 
+/// A key read from a variable or a `_FILE` lost its final newline (stripped like every
+/// value's); PEM parsers want the armour's last line terminated, so it is put back.
+fn with_final_newline(key: SecretString) -> SecretString {
+    let k = key.expose_secret();
+    if k.ends_with('\n') {
+        return key;
+    }
+    let mut out = Zeroizing::new(String::with_capacity(k.len() + 1));
+    out.push_str(k);
+    out.push('\n');
+    SecretString::from(out.as_str().to_owned())
+}
+
 /// Strips the trailing line break(s) editors and `echo` add; CR and LF can never be part of a
 /// valid value, so removing all of them at the end loses nothing.
 pub(crate) fn strip_newlines(s: &str) -> &str {
@@ -399,7 +441,7 @@ impl CredentialBackend for EnvBackend {
                 return Ok(c.clone());
             }
             // `a-b` was set and `a.b` is asked for: same variables, so the same credential.
-            return rename(c, name).map_err(|e| Error::invalid(self.describe(), e));
+            return Ok(c.renamed(name.clone()));
         }
         self.load(name, &stem)?.ok_or_else(|| self.not_found(name))
     }
@@ -484,19 +526,4 @@ impl CredentialBackend for EnvBackend {
         );
         Ok(Health { notes })
     }
-}
-
-/// The same credential under another name that maps to the same variables.
-fn rename(
-    c: &Credential,
-    name: &CredentialName,
-) -> std::result::Result<Credential, crate::ValidationError> {
-    let mut out = Credential::new(name.clone(), c.username(), c.password().clone())?;
-    if let Some(h) = c.host() {
-        out = out.with_host(h)?;
-    }
-    if let Some(p) = c.port() {
-        out = out.with_port(p)?;
-    }
-    Ok(out.with_times(c.created(), c.updated()))
 }

@@ -17,10 +17,19 @@ pub(super) enum Field {
     Password,
     Host,
     Port,
+    SshKey,
+    SshKeyPassphrase,
 }
 
 impl Field {
-    pub(super) const ALL: [Field; 4] = [Field::Username, Field::Password, Field::Host, Field::Port];
+    pub(super) const ALL: [Field; 6] = [
+        Field::Username,
+        Field::Password,
+        Field::Host,
+        Field::Port,
+        Field::SshKey,
+        Field::SshKeyPassphrase,
+    ];
 
     pub(super) fn suffix(self) -> &'static str {
         match self {
@@ -28,6 +37,8 @@ impl Field {
             Field::Password => "_PASSWORD",
             Field::Host => "_HOST",
             Field::Port => "_PORT",
+            Field::SshKey => "_SSH_KEY",
+            Field::SshKeyPassphrase => "_SSH_KEY_PASSPHRASE",
         }
     }
 }
@@ -46,6 +57,10 @@ pub struct EnvVarNames {
     pub host: String,
     /// `SITEPORT_CRED_<STEM>_PORT`.
     pub port: String,
+    /// `SITEPORT_CRED_<STEM>_SSH_KEY`: an SSH private key (SFTP), usually as `_SSH_KEY_FILE`.
+    pub ssh_key: String,
+    /// `SITEPORT_CRED_<STEM>_SSH_KEY_PASSPHRASE`: the passphrase of an encrypted `ssh_key`.
+    pub ssh_key_passphrase: String,
 }
 
 impl EnvVarNames {
@@ -54,12 +69,19 @@ impl EnvVarNames {
         format!("{var}{FILE_SUFFIX}")
     }
 
-    /// All eight variables (value and `_FILE` forms), in field order.
+    /// All twelve variables (value and `_FILE` forms), in field order.
     pub fn all(&self) -> Vec<String> {
-        [&self.username, &self.password, &self.host, &self.port]
-            .into_iter()
-            .flat_map(|v| [v.clone(), Self::file_form(v)])
-            .collect()
+        [
+            &self.username,
+            &self.password,
+            &self.host,
+            &self.port,
+            &self.ssh_key,
+            &self.ssh_key_passphrase,
+        ]
+        .into_iter()
+        .flat_map(|v| [v.clone(), Self::file_form(v)])
+        .collect()
     }
 
     pub(super) fn of(&self, field: Field) -> &str {
@@ -68,6 +90,8 @@ impl EnvVarNames {
             Field::Password => &self.password,
             Field::Host => &self.host,
             Field::Port => &self.port,
+            Field::SshKey => &self.ssh_key,
+            Field::SshKeyPassphrase => &self.ssh_key_passphrase,
         }
     }
 }
@@ -94,6 +118,8 @@ pub(super) fn stem_names(stem: String) -> EnvVarNames {
         password: var(Field::Password),
         host: var(Field::Host),
         port: var(Field::Port),
+        ssh_key: var(Field::SshKey),
+        ssh_key_passphrase: var(Field::SshKeyPassphrase),
         stem,
     }
 }

@@ -18,7 +18,7 @@ fn names_map_to_variables() {
     let n = env_var_names(&name("acme-prod.v2"));
     assert_eq!(n.stem, "ACME_PROD_V2");
     assert_eq!(n.password, "SITEPORT_CRED_ACME_PROD_V2_PASSWORD");
-    assert_eq!(n.all().len(), 8);
+    assert_eq!(n.all().len(), 12);
     assert!(
         n.all()
             .contains(&"SITEPORT_CRED_ACME_PROD_V2_PORT_FILE".to_owned())

@@ -33,7 +33,14 @@ pub(crate) struct Document {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Record {
     pub username: String,
+    /// Empty for a key-only (SFTP) credential.
     pub password: String,
+    /// An SSH private key (OpenSSH or PEM text); absent from FTP-only records, so stores
+    /// written before SFTP existed read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_passphrase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +58,11 @@ impl fmt::Debug for Record {
         f.debug_struct("Record")
             .field("username", &self.username)
             .field("password", &"****")
+            .field("ssh_key", &self.ssh_key.as_ref().map(|_| "****"))
+            .field(
+                "ssh_key_passphrase",
+                &self.ssh_key_passphrase.as_ref().map(|_| "****"),
+            )
             .field("host", &self.host)
             .field("port", &self.port)
             .finish_non_exhaustive()
@@ -132,6 +144,10 @@ impl Record {
         Self {
             username: cred.username().to_owned(),
             password: cred.password().expose_secret().to_owned(),
+            ssh_key: cred.ssh_key().map(|k| k.expose_secret().to_owned()),
+            ssh_key_passphrase: cred
+                .ssh_key_passphrase()
+                .map(|p| p.expose_secret().to_owned()),
             host: cred.host().map(str::to_owned),
             port: cred.port(),
             created: created.or(cred.created()).or(Some(now)),
@@ -145,10 +161,13 @@ impl Record {
         &self,
         name: &CredentialName,
     ) -> Result<Credential, crate::ValidationError> {
-        let mut c = Credential::new(
+        let secret = |s: &Option<String>| s.clone().map(SecretString::from);
+        let mut c = Credential::from_parts(
             name.clone(),
             self.username.clone(),
-            SecretString::from(self.password.clone()),
+            Some(SecretString::from(self.password.clone())),
+            secret(&self.ssh_key),
+            secret(&self.ssh_key_passphrase),
         )?;
         if let Some(h) = &self.host {
             c = c.with_host(h.clone())?;

@@ -1,0 +1,417 @@
+//! SFTP sites through the real binary against OpenSSH's sshd (chrooted internal-sftp, see
+//! `siteport_testsupport::SshServer`): export, no-change re-export, same-size edit and import
+//! with a password from the env backend; key login with the key (and its passphrase) from the
+//! file store; an unknown host key refused (exit 6, nothing sent, no authentication) until
+//! `site trust`; a wrong password (exit 4); FTPS keys on an SFTP site (exit 2 at their place);
+//! and no secret at `-vvv`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{Sandbox, assert_code, json, mode, stderr, stdout};
+use secrecy::ExposeSecret;
+use siteport_testsupport::SshServer;
+
+/// The env backend's variables for credential `web`: the server's user and password.
+fn password_env(s: &SshServer) -> Vec<(String, String)> {
+    vec![
+        ("SITEPORT_CRED_WEB_USERNAME".into(), s.user.clone()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".into(),
+            s.password.expose_secret().to_owned(),
+        ),
+    ]
+}
+
+/// A config with SFTP site `web` (`public` → `/site`), the credential backend `backend`, and
+/// `extra` keys (host-key settings).
+fn write_config(sb: &Sandbox, s: &SshServer, backend: &str, extra: &str) {
+    let text = format!(
+        "[credentials]\nbackend = \"{backend}\"\n\n[[site]]\nname = \"web\"\nprotocol = \"sftp\"\n\
+         host = \"127.0.0.1\"\nport = {}\ncredential = \"web\"\nlocal = \"public\"\n\
+         remote = \"{}\"\n{extra}\n",
+        s.port,
+        s.remote_root()
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+}
+
+/// `known_hosts = "<the fixture's file>"`: the server is trusted.
+fn trusted(s: &SshServer) -> String {
+    format!("known_hosts = \"{}\"\n", s.known_hosts_file.display())
+}
+
+fn run(sb: &Sandbox, args: &[&str], env: &[(String, String)]) -> Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    sb.run(args, "", &env)
+}
+
+fn uploaded(o: &Output) -> u64 {
+    let v = json(o);
+    v["sites"][0]["report"]["counts"]["uploaded"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no report in {v}\nstderr: {}", stderr(o)))
+}
+
+fn write_site(root: &Path) {
+    for (rel, body) in [
+        ("index.html", "<h1>home</h1>\n"),
+        ("empty.txt", ""),
+        ("a/b/c/deep.css", "body { color: red }\n"),
+        ("odd name with spaces & ü.html", "odd\n"),
+    ] {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    }
+}
+
+/// Every file under `root` (the deploy state and temp names left out), sorted, with its bytes.
+fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            if rel.starts_with(".siteport") || rel.to_string_lossy().contains("siteport-tmp") {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn export_reexport_edit_and_import_with_a_password_from_env() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "env", &trusted(&s));
+    let public = sb.workdir().join("public");
+    write_site(&public);
+    let env = password_env(&s);
+
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4, "{}", stdout(&o));
+    assert_eq!(files(&s.root()), files(&public), "server copy differs");
+
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 0, "a no-change re-export sent files");
+
+    // Same size, new content: caught by content, not by size.
+    std::fs::write(public.join("index.html"), "<h1>HOME</h1>\n").unwrap();
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 1, "the same-size edit was not sent");
+    assert_eq!(
+        std::fs::read(s.root().join("index.html")).unwrap(),
+        b"<h1>HOME</h1>\n"
+    );
+
+    let back = sb.path("back");
+    let back_s = back.to_string_lossy().into_owned();
+    let o = run(&sb, &["import", "web", "--to", &back_s], &env);
+    assert_code(&o, 0);
+    assert_eq!(files(&back), files(&public), "import differs from the site");
+}
+
+#[test]
+fn key_login_with_the_key_and_passphrase_from_the_file_store() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "file", &trusted(&s));
+    write_site(&sb.workdir().join("public"));
+    assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
+    let key = s.encrypted_key_path.to_string_lossy().into_owned();
+    let passphrase = format!("{}\n", s.key_passphrase.expose_secret());
+    let o = sb.run(
+        &[
+            "credential",
+            "add",
+            "web",
+            "--username",
+            &s.user,
+            "--ssh-key-file",
+            &key,
+            "--ssh-key-passphrase-stdin",
+        ],
+        &passphrase,
+        &[],
+    );
+    assert_code(&o, 0);
+    // The key is in the store only: `show` and `list` never print it, `show` says it is there.
+    let shown = stdout(&sb.run(&["credential", "show", "web", "--reveal"], "", &[]))
+        + &stdout(&sb.run(&["credential", "list"], "", &[]));
+    assert!(
+        shown.contains("stored, with its passphrase (not shown)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(s.key_passphrase.expose_secret()), "{shown}");
+    let key_text = SshServer::read_key(&s.encrypted_key_path);
+    for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!shown.contains(line), "key line shown: {shown}");
+    }
+
+    let o = sb.run(&["config", "check"], "", &[]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("sftp host_key=known_hosts"),
+        "{}",
+        stdout(&o)
+    );
+    // `credential test` logs in with the key too.
+    let o = sb.run(&["credential", "test", "web"], "", &[]);
+    assert_code(&o, 0);
+
+    let o = run(&sb, &["--json", "export", "web"], &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+    assert_eq!(files(&s.root()), files(&sb.workdir().join("public")));
+    let attempts = s.auth_attempts().join("\n");
+    assert!(
+        attempts.contains("Accepted publickey"),
+        "no key login in sshd's log:\n{attempts}"
+    );
+    assert!(
+        !attempts.contains("Accepted password"),
+        "a password was used:\n{attempts}"
+    );
+}
+
+#[test]
+fn unknown_host_key_exits_6_until_site_trust() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let kh = sb.path("keys/known_hosts");
+    write_config(
+        &sb,
+        &s,
+        "env",
+        &format!("known_hosts = \"{}\"\n", kh.display()),
+    );
+    write_site(&sb.workdir().join("public"));
+    let env = password_env(&s);
+
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 6);
+    let err = stderr(&o);
+    assert!(err.contains(&s.host_key_fingerprint), "{err}");
+    assert!(err.contains("siteport site trust web"), "{err}");
+    assert!(
+        files(&s.root()).is_empty(),
+        "files sent to an untrusted server"
+    );
+    assert!(
+        s.auth_attempts()
+            .iter()
+            .all(|l| !l.contains("Accepted") && !l.contains("Failed")),
+        "authentication attempted: {:?}",
+        s.auth_attempts()
+    );
+
+    // Without a terminal and without --yes, nothing is written.
+    let o = run(&sb, &["site", "trust", "web"], &env);
+    assert_code(&o, 2);
+    assert!(!kh.exists(), "trusted without confirmation");
+
+    let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains(&s.host_key_fingerprint),
+        "{}",
+        stdout(&o)
+    );
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(recorded.trim(), s.known_hosts_line.trim());
+    assert_eq!(mode(&kh), 0o600);
+    assert_eq!(mode(kh.parent().unwrap()), 0o700);
+    assert!(
+        s.auth_attempts().iter().all(|l| !l.contains("Accepted")),
+        "site trust logged in: {:?}",
+        s.auth_attempts()
+    );
+
+    let o = run(&sb, &["--json", "site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["added"], false, "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
+
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+
+    // A changed key (another key recorded for this host) is refused by `site trust` too.
+    std::fs::write(
+        &kh,
+        format!("[127.0.0.1]:{} {}\n", s.port, s.other_public_key),
+    )
+    .unwrap();
+    let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 6);
+    assert!(stderr(&o).contains("CHANGED"), "{}", stderr(&o));
+    // And by export: exit 6, the recorded line named, no login offered.
+    let before = s.auth_attempts().len();
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 6);
+    let err = stderr(&o);
+    assert!(
+        err.contains("CHANGED") && err.contains(&format!("{}:1", kh.display())),
+        "{err}"
+    );
+    assert!(err.contains("siteport site trust web"), "{err}");
+    assert_eq!(s.auth_attempts().len(), before, "authentication attempted");
+}
+
+#[test]
+fn a_wrong_password_exits_4() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "env", &trusted(&s));
+    write_site(&sb.workdir().join("public"));
+    let env = vec![
+        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), s.user.clone()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
+            "wrong-Password-123".to_owned(),
+        ),
+    ];
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    assert!(files(&s.root()).is_empty());
+}
+
+#[test]
+fn keys_of_the_other_protocol_are_config_errors() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.workdir().join("public")).unwrap();
+    let cases = [
+        ("protocol = \"sftp\"\ntls = \"explicit\"\n", "`tls`", 8),
+        ("protocol = \"sftp\"\ninsecure = true\n", "`insecure`", 8),
+        (
+            "protocol = \"sftp\"\nfingerprint = \"aa\"\n",
+            "`fingerprint`",
+            8,
+        ),
+        ("host_key = \"SHA256:x\"\n", "`host_key`", 7),
+        (
+            "protocol = \"ftp\"\nknown_hosts = \"k\"\n",
+            "`known_hosts`",
+            8,
+        ),
+    ];
+    for (keys, named, line) in cases {
+        let text = format!(
+            "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"web\"\nhost = \"h\"\n{keys}\
+             credential = \"web\"\nlocal = \"public\"\n"
+        );
+        std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+        let o = sb.run(&["config", "check"], "", &[]);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(named), "{keys}: {err}");
+        assert!(
+            err.contains(&format!("siteport.toml:{line}:")),
+            "{keys}: {err}"
+        );
+    }
+    // A malformed pin on an SFTP site is refused too.
+    let text = "[[site]]\nname = \"web\"\nhost = \"h\"\nprotocol = \"sftp\"\n\
+                host_key = \"SHA256:short\"\nlocal = \"public\"\n";
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    let o = sb.run(&["config", "check"], "", &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("host_key"), "{}", stderr(&o));
+}
+
+#[test]
+fn no_secret_at_vvv() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "env", &trusted(&s));
+    write_site(&sb.workdir().join("public"));
+    let key_path = s.encrypted_key_path.to_string_lossy().into_owned();
+    let mut env = password_env(&s);
+    env.push(("SITEPORT_CRED_WEB_SSH_KEY_FILE".into(), key_path));
+    env.push((
+        "SITEPORT_CRED_WEB_SSH_KEY_PASSPHRASE".into(),
+        s.key_passphrase.expose_secret().to_owned(),
+    ));
+    let o = run(&sb, &["-vvv", "export", "web"], &env);
+    assert_code(&o, 0);
+    let mut out = stdout(&o) + &stderr(&o);
+    // A failing run too: a wrong passphrase for the same key.
+    env.pop();
+    env.push((
+        "SITEPORT_CRED_WEB_SSH_KEY_PASSPHRASE".into(),
+        "wrong-passphrase-4711".into(),
+    ));
+    let o = run(&sb, &["-vvv", "export", "web"], &env);
+    // An unusable key is a setup error: exit 2, and nothing was offered to the server.
+    assert_code(&o, 2);
+    out += &(stdout(&o) + &stderr(&o));
+    assert!(out.len() > 1000, "-vvv printed almost nothing: {out}");
+    assert!(!out.contains(s.password.expose_secret()), "password leaked");
+    assert!(
+        !out.contains(s.key_passphrase.expose_secret()),
+        "passphrase leaked"
+    );
+    assert!(!out.contains("wrong-passphrase-4711"), "passphrase leaked");
+    let key = SshServer::read_key(&s.encrypted_key_path);
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!out.contains(line), "a key line leaked: {line}");
+    }
+}
+
+/// `site trust` asks on a terminal: `n` writes nothing (exit 2), `y` records the key.
+#[test]
+fn site_trust_asks_on_a_terminal() {
+    use rexpect::process::WaitStatus;
+    use rexpect::session::spawn_command;
+
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let kh = sb.path("kh/known_hosts");
+    write_config(
+        &sb,
+        &s,
+        "env",
+        &format!("known_hosts = \"{}\"\n", kh.display()),
+    );
+    let answer = |reply: &str| -> i32 {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(["site", "trust", "web"])
+            .env_clear()
+            .envs(sb.envs())
+            .envs(password_env(&s))
+            .current_dir(sb.workdir());
+        let mut p = spawn_command(c, Some(30_000)).unwrap();
+        let (before, _) = p.exp_regex(r"\[y/N\] ").unwrap();
+        assert!(before.contains(&s.host_key_fingerprint), "{before}");
+        p.send_line(reply).unwrap();
+        match p.process().wait().unwrap() {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("siteport did not exit normally: {other:?}"),
+        }
+    };
+    assert_eq!(answer("n"), 2);
+    assert!(!kh.exists(), "written after `n`");
+    assert_eq!(answer("y"), 0);
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap().trim(),
+        s.known_hosts_line.trim()
+    );
+}
