@@ -41,6 +41,8 @@ mod error;
 #[cfg(feature = "ftp")]
 mod ftp;
 mod guard;
+#[cfg(feature = "sftp")]
+mod host_key;
 mod journal;
 mod journal_files;
 mod local_fs;
@@ -65,6 +67,8 @@ pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode
 pub use engine::{Engine, RetryPolicy, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
+#[cfg(feature = "sftp")]
+pub use host_key::{HostKey, HostKeyVerdict, host_key_verdict, offered_host_key};
 pub use journal::{Journal, JournalRecord, LocalStat, from_ns, hash_file, to_ns};
 pub use journal_files::{adopt_journal, journal_file_name, sweep_journal_locks};
 pub use local_fs::FileId;

@@ -18,7 +18,7 @@ use crate::remote::{
 
 /// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
 /// setup problem (`Config`), not a failed transfer.
-fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
+pub(crate) fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
     let kind = match e.kind() {
         SftpErrorKind::Login => ErrorKind::Login,
         SftpErrorKind::HostKeyUnknown | SftpErrorKind::HostKeyChanged => ErrorKind::HostKey,
@@ -45,7 +45,7 @@ fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
 }
 
 /// How the host key is checked: the pin, else the known_hosts files; `insecure` overrides.
-fn host_key_policy(settings: &SftpSettings) -> HostKeyPolicy {
+pub(crate) fn host_key_policy(settings: &SftpSettings) -> HostKeyPolicy {
     if settings.insecure {
         return HostKeyPolicy::Insecure;
     }

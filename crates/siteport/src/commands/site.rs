@@ -170,9 +170,7 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
 /// The fix for an untrusted SFTP host key: `site trust` for an unknown key; for a changed
 /// one, the library's own advice (which line to replace) and then `site trust`.
 fn host_key_hint(site: &ResolvedSite, e: &siteport_sync::Error) -> String {
-    let sftp =
-        std::error::Error::source(e).and_then(|s| s.downcast_ref::<siteport_sftp::SftpError>());
-    let changed = sftp.is_some_and(|s| s.kind() == siteport_sftp::SftpErrorKind::HostKeyChanged);
+    let changed = e.is_changed_host_key();
     let trust = format!("`siteport site trust {}`", site.name);
     match (changed, e.hint()) {
         (true, Some(h)) => format!("{h}; then {trust} checks it"),

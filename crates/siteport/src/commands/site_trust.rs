@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use siteport_sftp::{
-    Auth, ConnectOptions, HostKeyInfo, HostKeyPolicy, SftpConnection, SftpError, SftpErrorKind,
-};
 use siteport_sync::ErrorKind as SyncKind;
+use siteport_sync::{HostKey, HostKeyVerdict, host_key_verdict, offered_host_key};
 
 use crate::commands::site_lock::resolve;
 use crate::config::{ResolvedSite, SiteProtocol};
@@ -51,14 +49,6 @@ pub async fn run(ctx: &Context, cmd: SiteCommand) -> CliResult {
     }
 }
 
-/// What the site's own host-key policy says about the key the server offers.
-enum Verdict {
-    Trusted,
-    Unknown,
-    /// A different key is recorded (or pinned): never overwritten from here.
-    Changed(SftpError),
-}
-
 async fn trust(ctx: &Context, args: TrustArgs) -> CliResult {
     let site = resolve(ctx, &args.site).await?;
     if site.protocol != SiteProtocol::Sftp {
@@ -68,22 +58,30 @@ async fn trust(ctx: &Context, args: TrustArgs) -> CliResult {
         ))
         .with_hint("for a self-signed FTPS server, set `fingerprint` or `ca_file` on the site"));
     }
-    let info = offered_key(&site).await?;
+    let endpoint = crate::commands::site::endpoint(&site);
+    let info = offered_host_key(&endpoint)
+        .await
+        .map_err(|e| connect_error(&site, &e))?;
     let file = target_file(&site)?;
     let human_key = format!(
         "site '{}': {}:{} offers the {} host key {}",
         site.name, site.host, site.port, info.algorithm, info.fingerprint
     );
-    match verdict(&site).await? {
-        Verdict::Trusted => {
+    match host_key_verdict(&endpoint)
+        .await
+        .map_err(|e| connect_error(&site, &e))?
+    {
+        HostKeyVerdict::Trusted => {
             return ctx.output.result(
                 &format!("{human_key}\nit is already trusted; nothing to do"),
                 &json!({"site": site.name, "algorithm": info.algorithm,
                         "fingerprint": info.fingerprint, "added": false, "trusted": true}),
             );
         }
-        Verdict::Changed(e) => return Err(changed_error(&site, &info, &e)),
-        Verdict::Unknown => {}
+        HostKeyVerdict::Changed { message, key } => {
+            return Err(changed_error(&site, &info, key.as_ref(), &message));
+        }
+        HostKeyVerdict::Unknown => {}
     }
     if site.host_key.is_some() || site.insecure_host_key {
         // The pin (or "accept anything") decides; a known_hosts line would change nothing.
@@ -119,83 +117,11 @@ async fn trust(ctx: &Context, args: TrustArgs) -> CliResult {
     )
 }
 
-/// Options that connect to the site's server with `policy` and authenticate only through an
-/// agent socket that does not exist: whatever happens, no password or key is offered. The
-/// socket's path is in a fresh private directory (`dir`), so nobody can put an agent there.
-fn probe_options(site: &ResolvedSite, policy: HostKeyPolicy, dir: &Path) -> ConnectOptions {
-    let mut o = ConnectOptions::new(
-        site.host.clone(),
-        site.username.clone(),
-        Auth::Agent,
-        policy,
-    );
-    o.port = site.port;
-    o.timeout = std::time::Duration::from_secs(30);
-    o.agent_socket = Some(dir.join("no-agent.sock"));
-    o
-}
-
-/// Connects with `policy` (see [`probe_options`]).
-async fn probe(site: &ResolvedSite, policy: HostKeyPolicy) -> CliResult<Result<(), SftpError>> {
-    let dir = tempfile::tempdir()
-        .map_err(|e| CliError::internal(format!("cannot create a temporary directory: {e}")))?;
-    Ok(
-        match SftpConnection::connect(&probe_options(site, policy, dir.path())).await {
-            Ok(conn) => {
-                let _ = conn.quit().await;
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
-    )
-}
-
-/// The key the server offers: an empty known_hosts list makes every key "unknown", and the
-/// refusal carries the key.
-async fn offered_key(site: &ResolvedSite) -> CliResult<HostKeyInfo> {
-    match probe(site, HostKeyPolicy::KnownHosts(Vec::new())).await? {
-        Err(e) => match e.host_key() {
-            Some(info) => Ok(info.clone()),
-            None => Err(connect_error(site, &e)),
-        },
-        Ok(()) => Err(CliError::internal(format!(
-            "site '{}': the server was accepted without a known key",
-            site.name
-        ))),
-    }
-}
-
-/// The site's own policy (its known_hosts files, pin or `insecure_host_key`) applied to the
-/// key the server offers.
-async fn verdict(site: &ResolvedSite) -> CliResult<Verdict> {
-    let policy = if site.insecure_host_key {
-        HostKeyPolicy::Insecure
-    } else if let Some(pin) = &site.host_key {
-        HostKeyPolicy::Pin(pin.clone())
-    } else {
-        let mut files = match HostKeyPolicy::user_known_hosts() {
-            HostKeyPolicy::KnownHosts(f) => f,
-            _ => Vec::new(),
-        };
-        files.extend(site.known_hosts.iter().cloned());
-        HostKeyPolicy::KnownHosts(files)
-    };
-    match probe(site, policy).await? {
-        Ok(()) => Ok(Verdict::Trusted),
-        Err(e) => match e.kind() {
-            SftpErrorKind::HostKeyUnknown => Ok(Verdict::Unknown),
-            SftpErrorKind::HostKeyChanged => Ok(Verdict::Changed(e)),
-            SftpErrorKind::Network | SftpErrorKind::Transient => Err(connect_error(site, &e)),
-            // Past the host key check: the missing agent (or the server) ended the session.
-            _ => Ok(Verdict::Trusted),
-        },
-    }
-}
-
-fn connect_error(site: &ResolvedSite, e: &SftpError) -> CliError {
+fn connect_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
+    let kind = e.kind();
     let mut out = CliError::new(
-        Failure::Sync(SyncKind::Network),
-        SyncKind::Network.as_str(),
+        Failure::Sync(kind),
+        kind.as_str(),
         format!("site '{}': {e}", site.name),
     );
     out.hint = Some(e.hint().map(str::to_owned).unwrap_or_else(|| {
@@ -207,13 +133,19 @@ fn connect_error(site: &ResolvedSite, e: &SftpError) -> CliError {
     out
 }
 
-fn changed_error(site: &ResolvedSite, info: &HostKeyInfo, e: &SftpError) -> CliError {
+fn changed_error(
+    site: &ResolvedSite,
+    info: &HostKey,
+    changed: Option<&HostKey>,
+    message: &str,
+) -> CliError {
     let mut out = CliError::new(
         Failure::Sync(SyncKind::HostKey),
         SyncKind::HostKey.as_str(),
-        format!("site '{}': {}", site.name, e.message()),
+        format!("site '{}': {message}", site.name),
     );
-    out.hint = Some(match (&info.recorded_at, &site.host_key) {
+    let recorded_at = changed.and_then(|k| k.recorded_at.as_ref());
+    out.hint = Some(match (recorded_at, &site.host_key) {
         (_, Some(_)) => format!(
             "if the server's key really changed (ask its administrator), set host_key = \"{}\"",
             info.fingerprint
