@@ -52,6 +52,7 @@ mod path;
 mod plan;
 mod remote;
 mod report;
+mod reuse;
 #[cfg(feature = "sftp")]
 mod sftp;
 mod state;
@@ -86,6 +87,7 @@ pub use remote::{
     Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
+pub use reuse::ReusingFactory;
 pub use state::{
     DEFAULT_STATE_DIR, DeployInfo, DeployState, STATE_FILE, StateRecord, git_commit,
     read_deploy_state, user_at_host,

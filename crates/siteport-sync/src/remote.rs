@@ -210,4 +210,11 @@ pub trait RemoteFactory: Send + Sync {
 
     /// Opens and logs in one new connection.
     async fn connect(&self) -> Result<Box<dyn Remote>>;
+
+    /// What a login has cost, when this factory knows better than the time its last
+    /// [`connect`](RemoteFactory::connect) took (one that hands out an already logged-in
+    /// connection returns at once). The engine weighs opening another connection by it.
+    fn login_cost(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

@@ -504,3 +504,24 @@ fn credential_add_verify_stores_nothing_on_a_refused_login() {
     let list = sb.run(&["credential", "list"], "", &[]);
     assert!(stdout(&list).contains("web"), "{}", stdout(&list));
 }
+
+/// The lock's connection is the run's: a no-change export takes the lock, compares and frees
+/// the lock over one login (it took three: lock, engine, release), and the lock is gone after.
+#[test]
+fn a_run_logs_in_once_for_the_lock_and_the_work() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let sb = Sandbox::new();
+    write_config(&sb, &server, "max_connections = 4");
+    write_files(&sb, "a", 5);
+    let env = cred_env(&server);
+    assert_code(&run(&sb, "m1", &["export", "web"], &env), 0);
+    let o = run(&sb, "m1", &["-vvv", "export", "web"], &env);
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    let logins = err.lines().filter(|l| l.contains("> USER ")).count();
+    assert_eq!(logins, 1, "{err}");
+    assert!(err.contains("> RMD /htdocs/.siteport/lock"), "{err}");
+    assert!(err.contains("site lock released"), "{err}");
+    assert!(!server.root().join("htdocs/.siteport/lock").exists());
+    assert!(!err.contains(server.password.expose_secret()));
+}

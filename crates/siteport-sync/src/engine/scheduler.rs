@@ -348,8 +348,12 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
             let c = sh.factory.connect().await;
             sh.logging_in.fetch_sub(1, Ordering::SeqCst);
             let c = c.map_err(|e| (e, true))?;
-            sh.login_ns
-                .store(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+            // A handed-on connection comes at once: its factory knows what a login costs.
+            let took = sh
+                .factory
+                .login_cost()
+                .map_or(started.elapsed(), |c| c.max(started.elapsed()));
+            sh.login_ns.store(took.as_nanos() as u64, Ordering::SeqCst);
             let mut caps = lock(&sh.caps);
             if caps.is_none() {
                 *caps = Some(c.capabilities());

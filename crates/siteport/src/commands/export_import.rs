@@ -339,6 +339,10 @@ async fn run_site(
     if req.dry_run {
         return dry_run(ctx, req, &site, factory, sync, progress).await;
     }
+    // The lock's connection becomes the engine's first, and the engine's last one frees the
+    // lock: two logins fewer per run (tens of ms on vsftpd, several round trips far away).
+    let reuse = Arc::new(siteport_sync::ReusingFactory::new(factory));
+    let factory: Arc<dyn siteport_sync::RemoteFactory> = reuse.clone();
     // The lock comes before the journal: a second run on this machine then hears "locked"
     // (exit 7, naming the holder), not that the journal is busy. Signals are caught from
     // before the lock is taken until it is released.
@@ -366,6 +370,7 @@ async fn run_site(
     };
     let outcome = run_locked(&run, sync, partial, &mut signals).await;
     site_lock::release(&factory, &site, &lock).await;
+    reuse.close_spare().await;
     outcome
 }
 

@@ -86,16 +86,27 @@ fn locked_error(site: &ResolvedSite, holder: &Holder, wait: Duration) -> CliErro
     ))
 }
 
-/// Frees the lock at the end of a run (on a new connection: the run's may have timed out).
-/// A failure is a warning: the run's own outcome decides the exit code.
+/// Frees the lock at the end of a run: on the connection the run left (a [`ReusingFactory`]'s
+/// spare), or, when that one has timed out meanwhile, on a new one. A failure is a warning:
+/// the run's own outcome decides the exit code.
+///
+/// [`ReusingFactory`]: siteport_sync::ReusingFactory
 pub async fn release(factory: &Arc<dyn RemoteFactory>, site: &ResolvedSite, lock: &SiteLock) {
-    let freed = match factory.connect().await {
-        Ok(mut r) => {
-            let res = lock.release(r.as_mut()).await;
+    async fn once(
+        factory: &Arc<dyn RemoteFactory>,
+        lock: &SiteLock,
+    ) -> siteport_sync::Result<bool> {
+        let mut r = factory.connect().await?;
+        let res = lock.release(r.as_mut()).await;
+        // A connection that failed is dropped, not handed back for another try.
+        if res.is_ok() {
             let _ = r.close().await;
-            res
         }
-        Err(e) => Err(e),
+        res
+    }
+    let freed = match once(factory, lock).await {
+        Err(e) if e.is_retryable() => once(factory, lock).await,
+        other => other,
     };
     match freed {
         Ok(true) => tracing::debug!(site = %site.name, "site lock released"),
