@@ -157,6 +157,18 @@ impl SftpConnection {
         }
     }
 
+    /// Opens `path` for writing, created with the connection's file mode or truncated.
+    async fn open_for_write(&self, path: &str) -> Result<String, SftpError> {
+        let mut attrs = FileAttributes::empty();
+        attrs.permissions = Some(self.file_mode);
+        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
+        self.sftp
+            .open(path, flags, attrs)
+            .await
+            .map(|h| h.handle)
+            .map_err(|e| SftpError::from_sftp(&self.server, &format!("write {path}"), e))
+    }
+
     /// Writes `reader` to `path` (created or truncated) with pipelined WRITEs, then sets mode
     /// and times on the open handle and closes it.
     async fn write_file<R: AsyncRead + Unpin>(
@@ -169,15 +181,7 @@ impl SftpConnection {
     ) -> Result<u64, SftpError> {
         let op = format!("write {path}");
         let err = |e| SftpError::from_sftp(&self.server, &op, e);
-        let mut attrs = FileAttributes::empty();
-        attrs.permissions = Some(self.file_mode);
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let handle = self
-            .sftp
-            .open(path, flags, attrs)
-            .await
-            .map_err(err)?
-            .handle;
+        let handle = self.open_for_write(path).await?;
         let handle: Arc<str> = Arc::from(handle);
         let mut inflight = FuturesUnordered::new();
         let mut offset = 0u64;
@@ -261,15 +265,7 @@ impl SftpConnection {
     ) -> Result<u64, SftpError> {
         let op = format!("write {path}");
         let err = |e| SftpError::from_sftp(&self.server, &op, e);
-        let mut attrs = FileAttributes::empty();
-        attrs.permissions = Some(self.file_mode);
-        let flags = OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE;
-        let handle = self
-            .sftp
-            .open(path, flags, attrs)
-            .await
-            .map_err(err)?
-            .handle;
+        let handle = self.open_for_write(path).await?;
         let write = async {
             if contents.is_empty() {
                 Ok(())
