@@ -15,29 +15,42 @@ pub fn hash_file_with(path: &Path, alg: HashAlg) -> Result<String> {
 
 /// The hash in `alg` of everything `r` yields, lowercase hex: for a file already opened (and
 /// checked) by the caller. Blocking.
-pub(crate) fn hash_reader_with(mut r: impl Read, alg: HashAlg) -> std::io::Result<String> {
+pub(crate) fn hash_reader_with(r: impl Read, alg: HashAlg) -> std::io::Result<String> {
     use sha2::Digest as _;
-    let mut buf = vec![0u8; 64 * 1024];
     let mut s256 = sha2::Sha256::new();
     let mut s1 = sha1::Sha1::new();
     let mut m5 = md5::Md5::new();
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        match alg {
-            HashAlg::Sha256 => s256.update(&buf[..n]),
-            HashAlg::Sha1 => s1.update(&buf[..n]),
-            HashAlg::Md5 => m5.update(&buf[..n]),
-        }
-    }
+    read_chunks(r, |chunk| match alg {
+        HashAlg::Sha256 => s256.update(chunk),
+        HashAlg::Sha1 => s1.update(chunk),
+        HashAlg::Md5 => m5.update(chunk),
+    })?;
     let bytes: Vec<u8> = match alg {
         HashAlg::Sha256 => s256.finalize().to_vec(),
         HashAlg::Sha1 => s1.finalize().to_vec(),
         HashAlg::Md5 => m5.finalize().to_vec(),
     };
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Feeds everything `r` yields to `each`, a chunk at a time, through one 64 KiB buffer per
+/// thread. A fresh zeroed buffer per file (what `blake3::Hasher::update_reader` does) costs
+/// more than reading and hashing a small file: 10,000 files of 1 KiB zeroed 640 MiB.
+pub(crate) fn read_chunks(mut r: impl Read, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; 64 * 1024].into_boxed_slice());
+    }
+    BUF.with_borrow_mut(|buf| {
+        loop {
+            match r.read(buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => each(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -405,7 +405,9 @@ pub fn hash_file(path: &Path) -> Result<String> {
 /// checked) by the caller.
 pub(crate) fn hash_reader(r: impl std::io::Read) -> std::io::Result<String> {
     let mut h = blake3::Hasher::new();
-    h.update_reader(r)?;
+    crate::digest::read_chunks(r, |chunk| {
+        h.update(chunk);
+    })?;
     Ok(h.finalize().to_hex().to_string())
 }
 

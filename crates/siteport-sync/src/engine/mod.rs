@@ -17,6 +17,7 @@
 mod deploy;
 mod download;
 mod local;
+mod prehash;
 mod scan;
 mod scheduler;
 mod temps;
@@ -276,17 +277,42 @@ impl Engine {
         }
         let local_scan = (!local_missing)
             .then(|| tokio::task::spawn_blocking(move || scan_local(&root, &excludes)));
-        let remote = self.scan_remote(direction).await;
-        let local = match local_scan {
-            None => Tree::default(),
-            Some(scan) => scan.await.map_err(|e| {
-                Error::new(
-                    ErrorKind::LocalIo,
-                    "local scan",
-                    format!("scan failed: {e}"),
-                )
-            })??,
+        // An export hashes the files the stat cache cannot vouch for while the server is
+        // still being listed (see prehash.rs): with no journal that is every file.
+        let hash_ahead = direction == Direction::Export && !self.opts.size_only;
+        let (shared, checksum) = (self.shared.clone(), self.opts.checksum);
+        let local_side = async move {
+            let Some(scan) = local_scan else {
+                return (Ok(Tree::default()), None);
+            };
+            let local = scan
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::LocalIo,
+                        "local scan",
+                        format!("scan failed: {e}"),
+                    )
+                })
+                .and_then(|r| r);
+            let ahead = match (&local, shared.root()) {
+                (Ok(tree), Ok(root)) if hash_ahead => {
+                    let items = prehash::uncached(tree, lock(&shared.journal).records(), checksum);
+                    (!items.is_empty()).then(|| {
+                        let items = Arc::new(items);
+                        (
+                            items.clone(),
+                            root.clone(),
+                            prehash::Ahead::start(root, items),
+                        )
+                    })
+                }
+                _ => None,
+            };
+            (local, ahead)
         };
+        let (remote, (local, ahead)) = tokio::join!(self.scan_remote(direction), local_side);
+        let local = local?;
         self.shared.progress.scanned(true, local.entries.len());
         let remote = remote?;
         self.shared.progress.scanned(false, remote.entries.len());
@@ -324,6 +350,22 @@ impl Engine {
         } else {
             BTreeMap::new()
         };
+        let hashed = match ahead {
+            Some((items, root, ahead)) => {
+                let mut done = ahead.finish().await;
+                let rest = prehash::still_needed(&items, &remote, &done);
+                if !rest.is_empty() {
+                    let more = tokio::task::spawn_blocking(move || {
+                        prehash::hash_items(&root, &rest, &AtomicBool::new(false))
+                    })
+                    .await
+                    .unwrap_or_default();
+                    done.extend(more);
+                }
+                done
+            }
+            None => HashMap::new(),
+        };
         *lock(&self.shared.sources) = local
             .entries
             .iter()
@@ -337,6 +379,9 @@ impl Engine {
         let (local, remote, records, state, proven, mut plan) =
             tokio::task::spawn_blocking(move || {
                 let mut hasher = |p: &str| {
+                    if let Some(h) = hashed.get(p) {
+                        return Some(h.clone());
+                    }
                     let (from, id) = local.entries.get(p)?.read_from(p);
                     let (f, _) = root.as_ref()?.open_scanned(from, id).ok()?;
                     hash_reader(f).ok()
