@@ -444,11 +444,8 @@ impl Engine {
             {
                 report.warnings.push(e.to_string());
             }
-            for (p, r) in &plan.journal_updates {
-                if let Err(e) = j.record(p, r.clone()) {
-                    report.warnings.push(e.to_string());
-                    break;
-                }
+            if let Err(e) = j.record_many(plan.journal_updates.iter().map(|(p, r)| (p, r))) {
+                report.warnings.push(e.to_string());
             }
         }
         self.remove_stale_temps(plan, &mut report).await;
