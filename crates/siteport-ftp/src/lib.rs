@@ -36,7 +36,7 @@ mod stream;
 mod tls;
 mod tls_diag;
 
-pub use conn::{Features, FtpConnection, ReadObserver};
+pub use conn::{Features, FtpConnection, OnBytes, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};
 pub use hash::HashAlgorithm;
 pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};

@@ -25,7 +25,8 @@ mod hostkey;
 mod options;
 
 pub use conn::{
-    CHUNK, EntryKind, IN_FLIGHT, Observer, PutOutcome, RemoteEntry, RenameMethod, SftpConnection,
+    CHUNK, EntryKind, IN_FLIGHT, Observer, OnBytes, PutOutcome, RemoteEntry, RenameMethod,
+    SftpConnection,
 };
 pub use error::{HostKeyInfo, SftpError, SftpErrorKind};
 pub use hostkey::{fingerprint, known_hosts_line};

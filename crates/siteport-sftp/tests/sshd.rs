@@ -122,6 +122,45 @@ async fn round_trip_odd_names_empty_deep_and_large() {
     c.quit().await.expect("quit");
 }
 
+/// `OnBytes`: a file of several MiB tells the counter its bytes chunk by chunk as they go,
+/// both ways (what the CLI's live progress reads), adding up to the file; an upload counts a
+/// chunk once the server acknowledged its WRITE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_downloads_count_bytes_chunk_by_chunk() {
+    let s = SshServer::start();
+    let c = connect(&s).await;
+    let local = tempfile::tempdir().expect("tmp");
+    let size = 3 * 1024 * 1024 + 5;
+    let data = bytes(size, 11);
+    let src = local.path().join("src.bin");
+    std::fs::write(&src, &data).expect("write src");
+    let calls = std::sync::Mutex::new(Vec::new());
+    let count = |n: u64| calls.lock().unwrap().push(n);
+
+    let file = std::fs::File::open(&src).expect("open");
+    let out = c
+        .put_atomic_file(file, &src, "/site/up.bin", None, None, Some(&count))
+        .await
+        .expect("put");
+    let up = std::mem::take(&mut *calls.lock().unwrap());
+    assert_eq!(out.bytes, size as u64);
+    assert_eq!(up.iter().sum::<u64>(), size as u64);
+    assert!(up.len() >= 4, "counted in one go: {up:?}");
+
+    let back = local.path().join("back.bin");
+    let file = std::fs::File::create(&back).expect("create");
+    let got = c
+        .get_into("/site/up.bin", file, &back, Some(&count))
+        .await
+        .expect("get");
+    let down = std::mem::take(&mut *calls.lock().unwrap());
+    assert_eq!(got, size as u64);
+    assert_eq!(down.iter().sum::<u64>(), size as u64);
+    assert!(down.len() >= 4, "counted in one go: {down:?}");
+    assert_eq!(std::fs::read(&back).expect("back"), data);
+    c.quit().await.expect("quit");
+}
+
 fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("read_dir").flatten() {

@@ -180,8 +180,14 @@ impl Remote for FtpRemote {
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let p = self.full(path)?;
+        let meter = local.meter.clone();
+        let count = move |n: u64| {
+            if let Some(m) = &meter {
+                m.add(n);
+            }
+        };
         self.conn()?
-            .put_atomic_file(local.file, &local.shown, &p, mtime, observe)
+            .put_atomic_file(local.file, &local.shown, &p, mtime, observe, Some(&count))
             .await
             .map_err(|e| map_ftp_error(e, false))
     }
@@ -210,8 +216,14 @@ impl Remote for FtpRemote {
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path)?;
+        let meter = local.meter.clone();
+        let count = move |n: u64| {
+            if let Some(m) = &meter {
+                m.add(n);
+            }
+        };
         self.conn()?
-            .get_into(&p, local.file, &local.shown)
+            .get_into(&p, local.file, &local.shown, Some(&count))
             .await
             .map_err(|e| map_ftp_error(e, false))
     }

@@ -84,7 +84,8 @@ pub use plan::{
     plan_export_with, plan_import,
 };
 pub use remote::{
-    Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    ByteMeter, Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry,
+    RemoteFactory,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use reuse::ReusingFactory;

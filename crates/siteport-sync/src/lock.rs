@@ -345,6 +345,7 @@ pub(crate) async fn get_via_temp(remote: &mut dyn Remote, path: &str) -> Result<
             crate::remote::LocalFile {
                 file: writer,
                 shown: tmp.clone(),
+                meter: None,
             },
         )
         .await?;

@@ -2,6 +2,8 @@
 //! [`RemoteFactory`] (opens connections, one per worker).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -10,6 +12,53 @@ use crate::error::Result;
 
 /// Called with every chunk an upload reads from its local file, in order.
 pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
+
+/// Counts the bytes of one try at one transfer as they go, into the run's total that a
+/// progress display reads (see [`Progress::live_bytes`](crate::Progress::live_bytes)). A
+/// transport calls [`add`](ByteMeter::add) after each chunk it sends or writes: two relaxed
+/// atomic adds, no lock and no allocation. The engine then settles the try: a success
+/// counts exactly the bytes the transfer returned, a failure takes back what the try
+/// counted, so a retried file is not counted twice.
+#[derive(Debug, Default)]
+pub struct ByteMeter {
+    total: Arc<AtomicU64>,
+    this: AtomicU64,
+}
+
+impl ByteMeter {
+    /// A meter for one try, adding to `total`.
+    pub fn new(total: Arc<AtomicU64>) -> Self {
+        Self {
+            total,
+            this: AtomicU64::new(0),
+        }
+    }
+
+    /// `n` more bytes moved.
+    pub fn add(&self, n: u64) {
+        self.this.fetch_add(n, Ordering::Relaxed);
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The bytes this try has counted so far.
+    pub fn counted(&self) -> u64 {
+        self.this.load(Ordering::Relaxed)
+    }
+
+    /// Ends the try: on success the total holds exactly the `n` bytes it returned (a
+    /// transport that counted nothing, or counted differently, is corrected); on failure
+    /// what the try counted is taken back.
+    pub fn settle<E>(&self, r: std::result::Result<u64, E>) -> std::result::Result<u64, E> {
+        let counted = self.this.swap(0, Ordering::Relaxed);
+        let now = *r.as_ref().unwrap_or(&0);
+        if now >= counted {
+            self.total.fetch_add(now - counted, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(counted - now, Ordering::Relaxed);
+        }
+        r
+    }
+}
 
 /// A local file a transfer reads or writes, already open and checked by the engine (a
 /// regular file reached from the site root without following links: for an upload the one
@@ -21,6 +70,8 @@ pub struct LocalFile {
     pub file: std::fs::File,
     /// Its path, for messages only: never opened again by that name.
     pub shown: PathBuf,
+    /// Told the bytes as they are sent or written, for live progress (`None`: nobody asks).
+    pub meter: Option<Arc<ByteMeter>>,
 }
 
 /// What a listed remote entry is.
@@ -142,7 +193,11 @@ pub trait Remote: Send {
                 Ok(f)
             })
             .map_err(|e| crate::error::Error::local_io("write temp file", &tmp, e))?;
-        let local = LocalFile { file, shown: tmp };
+        let local = LocalFile {
+            file,
+            shown: tmp,
+            meter: None,
+        };
         self.put_atomic(local, path, mtime, None).await
     }
 

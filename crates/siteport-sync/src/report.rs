@@ -1,5 +1,7 @@
 //! What a run did: per-file outcomes, counts, bytes, duration; and the progress callbacks.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -178,6 +180,13 @@ pub trait Progress: Send + Sync {
     /// Something worth telling (a lowered connection count, a retry).
     fn notice(&self, message: &str) {
         let _ = message;
+    }
+    /// A counter for live byte counts, asked once when the engine is made: the engine adds
+    /// the bytes of every upload and download to it as they go (not only when a file ends),
+    /// and takes back what a failed try had counted, so a display that reads it whenever it
+    /// redraws moves during a long file. `None` (the default): nobody reads it.
+    fn live_bytes(&self) -> Option<Arc<AtomicU64>> {
+        None
     }
 }
 

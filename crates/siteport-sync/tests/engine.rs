@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -407,6 +407,55 @@ async fn transient_errors_retried_permanent_reported_at_once() {
     assert!(!remote.join("f3.txt").exists());
     // Retried after a reconnect: more connections than the 4 workers.
     assert!(knobs.connects.load(Ordering::SeqCst) >= 5);
+}
+
+/// A progress that only hands the engine a live byte counter.
+struct Live(Arc<AtomicU64>);
+
+impl Progress for Live {
+    fn live_bytes(&self) -> Option<Arc<AtomicU64>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The live byte count (what the CLI's bar and stats lines read) ends at exactly the bytes
+/// moved, both ways: a large file whose first try failed halfway is not counted one and a
+/// half times, and small files (sent whole from memory) are counted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_byte_count_takes_back_a_failed_try() {
+    let (t, local, remote, journal) = dirs();
+    let big = 3 * 1024 * 1024 + 17;
+    write(&local, "big.bin", &vec![7u8; big]);
+    write(&local, "small.txt", b"data");
+    let (f, knobs) = WrapFactory::new(&remote);
+    knobs.flaky_once.lock().unwrap().push("big.bin".into());
+    let mut o = SyncOptions::new(&local);
+    o.retry = fast_retry();
+    o.state_dir = None;
+    let live = Arc::new(AtomicU64::new(0));
+    let j = Journal::open(&journal).unwrap();
+    let mut e = Engine::new(f, o, j, Arc::new(Live(live.clone())));
+    let plan = e.plan(Direction::Export).await.unwrap();
+    let r = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+    let big_try = r.outcomes.iter().find(|o| o.path == "big.bin").unwrap();
+    assert_eq!(big_try.attempts, 2, "{r:?}");
+    assert_eq!(r.bytes, big as u64 + 4);
+    assert_eq!(live.load(Ordering::SeqCst), r.bytes, "export");
+
+    // And downloads: streamed (the large file) and from memory (the small one).
+    let back = t.path().join("back");
+    let (f, _) = WrapFactory::new(&remote);
+    let mut o = SyncOptions::new(&back);
+    o.state_dir = None;
+    let live = Arc::new(AtomicU64::new(0));
+    let j = Journal::open(&t.path().join("j2.json")).unwrap();
+    let mut e = Engine::new(f, o, j, Arc::new(Live(live.clone())));
+    let plan = e.plan(Direction::Import).await.unwrap();
+    let r = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+    assert_eq!(r.counts.downloaded, 2, "{r:?}");
+    assert_eq!(live.load(Ordering::SeqCst), big as u64 + 4, "import");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -243,6 +243,17 @@ impl FtpServer {
     /// Starts a server of `kind`, with explicit FTPS when `tls`. Panics with the fix if the
     /// server binary or the test user is missing (never a silent skip).
     pub fn start(kind: ServerKind, tls: bool) -> FtpServer {
+        Self::start_with_rate(kind, tls, None)
+    }
+
+    /// [`start`](Self::start) with every transfer of a session held to `max_rate` bytes per
+    /// second, each way (vsftpd's `local_max_rate`): a slow server, for tests that watch a
+    /// transfer while it runs. Only vsftpd takes a rate.
+    pub fn start_with_rate(kind: ServerKind, tls: bool, max_rate: Option<u64>) -> FtpServer {
+        assert!(
+            max_rate.is_none() || kind == ServerKind::Vsftpd,
+            "only the vsftpd fixture can limit the transfer rate"
+        );
         let root_dir = tempfile::Builder::new()
             .prefix("siteport-ftproot")
             .tempdir()
@@ -267,7 +278,7 @@ impl FtpServer {
         };
         match kind {
             ServerKind::InProcess => server.start_inprocess(),
-            ServerKind::Vsftpd => server.start_vsftpd(),
+            ServerKind::Vsftpd => server.start_vsftpd(max_rate),
             ServerKind::PureFtpd => server.start_pureftpd(),
         }
         server
@@ -292,7 +303,7 @@ impl FtpServer {
         self.embedded = Some(server);
     }
 
-    fn start_vsftpd(&mut self) {
+    fn start_vsftpd(&mut self, max_rate: Option<u64>) {
         let bin = vsftpd_path();
         require_binary(&bin, "vsftpd");
         let pw_file = tools_dir().join("vsftpd-user.password");
@@ -319,6 +330,9 @@ impl FtpServer {
             root = self.root_dir.path().display(),
             log = log.display(),
         );
+        if let Some(rate) = max_rate {
+            conf.push_str(&format!("local_max_rate={rate}\n"));
+        }
         if let Some(c) = &self.certs {
             conf.push_str(&format!(
                 "ssl_enable=YES\nrsa_cert_file={cert}\nrsa_private_key_file={key}\n\

@@ -173,7 +173,7 @@ fn the_entrypoint_deploys_with_the_password_only_in_its_env() {
         stderr(&o)
     );
     assert!(
-        stdout(&o).contains("siteport: 2 files sent (19 bytes), 0 deleted"),
+        stdout(&o).contains("siteport: 2 files sent (19 B), 0 deleted"),
         "{}",
         stdout(&o)
     );

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::OnBytes;
 use super::data::COPY_BUF;
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
@@ -23,18 +24,20 @@ impl FtpConnection {
     /// handles the temp name, `fsync` and rename. Returns the bytes received.
     pub async fn get_file(&mut self, remote_path: &str, local: &Path) -> Result<u64, FtpError> {
         let file = std::fs::File::create(local).map_err(|e| local_err(self.server(), local, e))?;
-        self.get_into(remote_path, file, local).await
+        self.get_into(remote_path, file, local, None).await
     }
 
     /// Downloads `remote_path` into `file`, which the caller created and opened (from its
     /// current offset; `shown` names it in messages and is never opened): a caller that
     /// made the file safely (no link followed, exclusive create) writes exactly there.
-    /// Returns the bytes received.
+    /// `on_bytes` is told the bytes as they are written (see [`OnBytes`]). Returns the bytes
+    /// received.
     pub async fn get_into(
         &mut self,
         remote_path: &str,
         file: std::fs::File,
         shown: &Path,
+        on_bytes: Option<OnBytes<'_>>,
     ) -> Result<u64, FtpError> {
         check_path(self.server(), "download", remote_path)?;
         let command = format!("RETR {}", self.abs(remote_path));
@@ -57,6 +60,9 @@ impl FtpConnection {
                         return Err(local_err(self.server(), e));
                     }
                     got += n as u64;
+                    if let Some(f) = on_bytes {
+                        f(n as u64);
+                    }
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
                 Ok(Err(e)) => return Err(self.data_err(&command, e)),

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 use crate::error::{FtpError, FtpErrorKind};
 use crate::stream::{Control, Stream};
 
-pub use upload::ReadObserver;
+pub use upload::{OnBytes, ReadObserver};
 
 /// What the server offers, from `FEAT` (and what we learned by trying).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

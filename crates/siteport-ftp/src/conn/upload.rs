@@ -141,11 +141,22 @@ const EAGER_MAX: usize = 64 * 1024;
 /// that reads it: lets a caller hash what is sent in the same pass as sending it.
 pub type ReadObserver = Box<dyn FnMut(&[u8]) + Send>;
 
+/// Told how many more bytes a transfer has moved, each time it moves some: after each chunk
+/// an upload hands to the data connection, after each chunk a download writes to its file.
+/// For a live progress display; called on the transfer's task, so it must be cheap (an
+/// atomic add), and a failed transfer may have reported bytes it then did not complete.
+pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
+
 /// What an upload sends.
 enum Payload<'a> {
     /// A local file already open (its path is for messages), streamed from its current
-    /// offset and shown to the observer, if any.
-    File(std::fs::File, &'a Path, Option<ReadObserver>),
+    /// offset and shown to the observer, if any; the bytes sent are told to the counter.
+    File(
+        std::fs::File,
+        &'a Path,
+        Option<ReadObserver>,
+        Option<OnBytes<'a>>,
+    ),
     /// Contents already in memory.
     Bytes(&'a [u8]),
 }
@@ -154,7 +165,8 @@ impl FtpConnection {
     /// Uploads `local` to `remote_path` (streaming; memory stays flat). Returns the bytes sent.
     pub async fn put_file(&mut self, local: &Path, remote_path: &str) -> Result<u64, FtpError> {
         let f = self.open_local(local)?;
-        self.put(Payload::File(f, local, None), remote_path).await
+        self.put(Payload::File(f, local, None, None), remote_path)
+            .await
     }
 
     /// Opens a local file to upload, once: from then on the handle is read, never the name.
@@ -178,9 +190,11 @@ impl FtpConnection {
 
     async fn put(&mut self, payload: Payload<'_>, remote_path: &str) -> Result<u64, FtpError> {
         check_path(self.server(), "upload", remote_path)?;
-        let (file, mut memory) = match payload {
-            Payload::File(f, local, observe) => (Some((local, f, observe)), None),
-            Payload::Bytes(b) => (None, Some(b)),
+        let (file, mut memory, on_bytes) = match payload {
+            Payload::File(f, local, observe, on_bytes) => {
+                (Some((local, f, observe)), None, on_bytes)
+            }
+            Payload::Bytes(b) => (None, Some(b), None),
         };
         let command = format!("STOR {}", self.abs(remote_path));
         if let Some(b) = memory
@@ -253,6 +267,9 @@ impl FtpConnection {
                 Err(_) => return Err(self.ctrl.timed_out(&command)),
             }
             sent += n as u64;
+            if let Some(f) = on_bytes {
+                f(n as u64);
+            }
         }
         // close_notify, then FIN; then wait for the server to close its side so that nothing is
         // reset under it.
@@ -369,7 +386,7 @@ impl FtpConnection {
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
         let f = self.open_local(local)?;
-        self.put_atomic_payload(Payload::File(f, local, None), remote_path, mtime)
+        self.put_atomic_payload(Payload::File(f, local, None, None), remote_path, mtime)
             .await
     }
 
@@ -384,7 +401,7 @@ impl FtpConnection {
         observe: ReadObserver,
     ) -> Result<u64, FtpError> {
         let f = self.open_local(local)?;
-        self.put_atomic_file(f, local, remote_path, mtime, Some(observe))
+        self.put_atomic_file(f, local, remote_path, mtime, Some(observe), None)
             .await
     }
 
@@ -392,7 +409,8 @@ impl FtpConnection {
     /// current offset (`shown` names it in messages and is never opened): a caller that
     /// checked what it opened (no link followed, the file it expected) sends exactly that
     /// file, whatever the name leads to by now. `observe` as in
-    /// [`put_atomic_observed`](Self::put_atomic_observed).
+    /// [`put_atomic_observed`](Self::put_atomic_observed); `on_bytes` is told the bytes as
+    /// they are sent (see [`OnBytes`]).
     pub async fn put_atomic_file(
         &mut self,
         file: std::fs::File,
@@ -400,9 +418,10 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
         observe: Option<ReadObserver>,
+        on_bytes: Option<OnBytes<'_>>,
     ) -> Result<u64, FtpError> {
-        self.put_atomic_payload(Payload::File(file, shown, observe), remote_path, mtime)
-            .await
+        let payload = Payload::File(file, shown, observe, on_bytes);
+        self.put_atomic_payload(payload, remote_path, mtime).await
     }
 
     /// [`put_atomic`](Self::put_atomic) of a small file already read into memory.

@@ -4,7 +4,7 @@ mod ops;
 mod transfer;
 
 pub use ops::{EntryKind, RemoteEntry, RenameMethod};
-pub use transfer::{CHUNK, IN_FLIGHT, Observer, PutOutcome};
+pub use transfer::{CHUNK, IN_FLIGHT, Observer, OnBytes, PutOutcome};
 
 use std::sync::{Arc, Mutex};
 

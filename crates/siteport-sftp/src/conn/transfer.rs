@@ -26,6 +26,12 @@ pub const IN_FLIGHT: usize = 64;
 /// Called with every chunk an upload reads, in order.
 pub type Observer<'a> = &'a mut (dyn FnMut(&[u8]) + Send);
 
+/// Told how many more bytes a transfer has moved, each time it moves some: after each WRITE
+/// the server acknowledges, after each chunk a download writes to its file. For a live
+/// progress display; called on the transfer's task, so it must be cheap (an atomic add), and
+/// a failed transfer may have reported bytes it then did not complete.
+pub type OnBytes<'a> = &'a (dyn Fn(u64) + Sync);
+
 /// The result of an atomic upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PutOutcome {
@@ -71,14 +77,15 @@ impl SftpConnection {
     ) -> Result<PutOutcome, SftpError> {
         let file = std::fs::File::open(local)
             .map_err(|e| SftpError::local(&self.server, "upload", local, e))?;
-        self.put_atomic_file(file, local, remote, mtime, observe)
+        self.put_atomic_file(file, local, remote, mtime, observe, None)
             .await
     }
 
     /// [`put_atomic`](Self::put_atomic) of a file the caller already opened, read from its
     /// current offset (`shown` names it in messages and is never opened): a caller that
     /// checked what it opened (no link followed, the file it expected) sends exactly that
-    /// file, whatever the name leads to by now.
+    /// file, whatever the name leads to by now. `on_bytes` is told the bytes as the server
+    /// acknowledges them (see [`OnBytes`]).
     pub async fn put_atomic_file(
         &self,
         file: std::fs::File,
@@ -86,9 +93,15 @@ impl SftpConnection {
         remote: &str,
         mtime: Option<SystemTime>,
         observe: Option<Observer<'_>>,
+        on_bytes: Option<OnBytes<'_>>,
     ) -> Result<PutOutcome, SftpError> {
         let mut file = tokio::fs::File::from_std(file);
-        self.put_atomic_from(&mut file, None, Some(shown), remote, mtime, observe)
+        let from = Source {
+            local: Some(shown),
+            observe,
+            on_bytes,
+        };
+        self.put_atomic_from(&mut file, None, from, remote, mtime)
             .await
     }
 
@@ -101,7 +114,12 @@ impl SftpConnection {
     ) -> Result<PutOutcome, SftpError> {
         let mut reader = contents;
         let small = (contents.len() <= CHUNK).then_some(contents);
-        self.put_atomic_from(&mut reader, small, None, remote, mtime, None)
+        let from = Source {
+            local: None,
+            observe: None,
+            on_bytes: None,
+        };
+        self.put_atomic_from(&mut reader, small, from, remote, mtime)
             .await
     }
 
@@ -111,10 +129,9 @@ impl SftpConnection {
         &self,
         reader: &mut R,
         small: Option<&[u8]>,
-        local: Option<&Path>,
+        from: Source<'_, '_, '_>,
         remote: &str,
         mtime: Option<SystemTime>,
-        observe: Option<Observer<'_>>,
     ) -> Result<PutOutcome, SftpError> {
         let (dir, name) = split(remote);
         if name.is_empty() || name == "." || name == ".." {
@@ -127,7 +144,7 @@ impl SftpConnection {
         let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
         let written = match small {
             Some(bytes) => self.write_small(bytes, &tmp, mtime).await,
-            None => self.write_file(reader, local, &tmp, mtime, observe).await,
+            None => self.write_file(reader, from, &tmp, mtime).await,
         };
         let sent = match written {
             Ok(n) => n,
@@ -174,11 +191,15 @@ impl SftpConnection {
     async fn write_file<R: AsyncRead + Unpin>(
         &self,
         reader: &mut R,
-        local: Option<&Path>,
+        from: Source<'_, '_, '_>,
         path: &str,
         mtime: Option<SystemTime>,
-        mut observe: Option<Observer<'_>>,
     ) -> Result<u64, SftpError> {
+        let Source {
+            local,
+            mut observe,
+            on_bytes,
+        } = from;
         let op = format!("write {path}");
         let err = |e| SftpError::from_sftp(&self.server, &op, e);
         let handle = self.open_for_write(path).await?;
@@ -202,12 +223,17 @@ impl SftpConnection {
                     }
                     let len = chunk.len() as u64;
                     let (s, h) = (self.sftp.clone(), handle.clone());
-                    inflight.push(async move { s.write(&*h, offset, chunk).await });
+                    inflight.push(async move { (len, s.write(&*h, offset, chunk).await) });
                     offset += len;
                 }
                 match inflight.next().await {
-                    Some(r) => {
+                    Some((len, r)) => {
                         r.map_err(err)?;
+                        // Counted once the server has it: the read-ahead (up to IN_FLIGHT
+                        // chunks) does not make the count run ahead of the transfer.
+                        if let Some(f) = on_bytes {
+                            f(len);
+                        }
                     }
                     None => return Ok(()),
                 }
@@ -289,21 +315,23 @@ impl SftpConnection {
     pub async fn get(&self, remote: &str, local: &Path) -> Result<u64, SftpError> {
         let file = std::fs::File::create(local)
             .map_err(|e| SftpError::local(&self.server, "download", local, e))?;
-        self.get_into(remote, file, local).await
+        self.get_into(remote, file, local, None).await
     }
 
     /// Downloads `remote` into `file`, which the caller created and opened (from its current
     /// offset; `local` names it in messages and is never opened): a caller that made the
-    /// file safely (no link followed, exclusive create) writes exactly there.
+    /// file safely (no link followed, exclusive create) writes exactly there. `on_bytes` is
+    /// told the bytes as they are written (see [`OnBytes`]).
     pub async fn get_into(
         &self,
         remote: &str,
         file: std::fs::File,
         local: &Path,
+        on_bytes: Option<OnBytes<'_>>,
     ) -> Result<u64, SftpError> {
         let mut file = tokio::fs::File::from_std(file);
         let got = self
-            .read_file(remote, u64::MAX, &mut Sink::File(&mut file))
+            .read_file(remote, u64::MAX, &mut Sink::File(&mut file, on_bytes))
             .await
             .map_err(|e| match e {
                 ReadError::Remote(e) => e,
@@ -427,16 +455,30 @@ impl SftpConnection {
     }
 }
 
-/// Where a download goes.
+/// Where an upload's bytes come from, besides the reader: the local file's name for
+/// messages, who sees each chunk read, who is told the bytes sent.
+struct Source<'p, 'o, 'b> {
+    local: Option<&'p Path>,
+    observe: Option<Observer<'o>>,
+    on_bytes: Option<OnBytes<'b>>,
+}
+
+/// Where a download goes (a file, and who is told the bytes written).
 enum Sink<'a> {
-    File(&'a mut tokio::fs::File),
+    File(&'a mut tokio::fs::File, Option<OnBytes<'a>>),
     Memory(&'a mut Vec<u8>),
 }
 
 impl Sink<'_> {
     async fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
-            Sink::File(f) => f.write_all(data).await,
+            Sink::File(f, on_bytes) => {
+                f.write_all(data).await?;
+                if let Some(count) = on_bytes {
+                    count(data.len() as u64);
+                }
+                Ok(())
+            }
             Sink::Memory(v) => {
                 v.extend_from_slice(data);
                 Ok(())

@@ -3,12 +3,14 @@
 //! one trip to the blocking pool.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::journal::{JournalRecord, LocalStat, hash_reader, to_ns};
 use crate::local_fs::TempAt;
 use crate::plan::Action;
-use crate::remote::{LocalFile, Remote};
+use crate::remote::{ByteMeter, LocalFile, Remote};
 
 use super::Shared;
 use super::transfer::{SMALL_FILE, blocking, journal_record};
@@ -28,7 +30,9 @@ pub(super) async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> 
         let max = (SMALL_FILE * 2) as usize;
         if let Some(data) = conn.get_contents(&a.path, max).await? {
             let n = data.len() as u64;
-            return finish_download(sh, a, Received::Memory(data), n).await;
+            sh.moved.fetch_add(n, Ordering::Relaxed);
+            let done = finish_download(sh, a, Received::Memory(data), n).await;
+            return uncount_failed(sh, done, n);
         }
     }
     let root = sh.root()?;
@@ -38,12 +42,26 @@ pub(super) async fn download(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> 
         .file()
         .try_clone()
         .map_err(|e| Error::local_io("duplicate handle", tmp.shown(), e))?;
+    // Counted as it arrives: a large file on a slow link takes seconds.
+    let meter = Arc::new(ByteMeter::new(sh.moved.clone()));
     let local = LocalFile {
         file,
         shown: tmp.shown().to_path_buf(),
+        meter: Some(meter.clone()),
     };
-    let n = conn.get(&a.path, local).await?;
-    finish_download(sh, a, Received::File(tmp), n).await
+    let got = conn.get(&a.path, local).await;
+    let n = meter.settle(got)?;
+    let done = finish_download(sh, a, Received::File(tmp), n).await;
+    uncount_failed(sh, done, n)
+}
+
+/// A download received whole but not put into place is tried again or failed: its `n`
+/// bytes come off the run's count, which then holds only what a try completed.
+fn uncount_failed(sh: &Shared, done: Result<u64>, n: u64) -> Result<u64> {
+    if done.is_err() {
+        sh.moved.fetch_sub(n, Ordering::Relaxed);
+    }
+    done
 }
 
 /// Puts `n` received bytes into place as `a.path` (temporary file, fsync, mode, mtime,

@@ -129,6 +129,9 @@ struct Shared {
     pool_size: AtomicUsize,
     retry: RetryPolicy,
     progress: Arc<dyn Progress>,
+    /// Bytes of uploads and downloads so far, counted as they go (see
+    /// [`Progress::live_bytes`]).
+    moved: Arc<AtomicU64>,
     journal: Mutex<Journal>,
     /// The deploy state of the export in progress (`None`: no state kept).
     deploy: Mutex<Option<deploy::Tracker>>,
@@ -218,6 +221,7 @@ impl Engine {
             caps: Mutex::new(None),
             pool_size: AtomicUsize::new(n),
             retry: opts.retry,
+            moved: progress.live_bytes().unwrap_or_default(),
             progress,
             journal: Mutex::new(journal),
             deploy: Mutex::new(None),

@@ -3,12 +3,13 @@
 //! gets at once.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JournalRecord, LocalStat, to_ns};
 use crate::plan::{Action, Direction, Op};
-use crate::remote::{LocalFile, Remote};
+use crate::remote::{ByteMeter, LocalFile, Remote};
 
 use super::download::download;
 use super::{Shared, lock};
@@ -91,6 +92,8 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
         let data = read_all(&mut file, m.len(), &shown)?;
         let h = blake3::hash(&data).to_hex().to_string();
         let n = conn.put_atomic_contents(&data, &a.path, mtime).await?;
+        // A small file is counted whole once sent: it takes a moment.
+        sh.moved.fetch_add(n, Ordering::Relaxed);
         (h, n, true, None)
     } else {
         // A second handle on the same open file: its size and time after the upload say
@@ -103,10 +106,15 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
         let observe: crate::remote::ReadObserver = Box::new(move |chunk: &[u8]| {
             lock(&feed).update(chunk);
         });
-        let local = LocalFile { file, shown };
-        let n = conn
-            .put_atomic(local, &a.path, mtime, Some(observe))
-            .await?;
+        // Counted as it is sent: a large file on a slow link takes seconds.
+        let meter = Arc::new(ByteMeter::new(sh.moved.clone()));
+        let local = LocalFile {
+            file,
+            shown,
+            meter: Some(meter.clone()),
+        };
+        let sent = conn.put_atomic(local, &a.path, mtime, Some(observe)).await;
+        let n = meter.settle(sent)?;
         let h = lock(&hasher).finalize().to_hex().to_string();
         (h, n, false, Some(after))
     };

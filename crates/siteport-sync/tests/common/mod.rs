@@ -168,6 +168,11 @@ impl Remote for Wrap {
                 .iter()
                 .any(|p| p == path)
         {
+            // Half the file counted before the connection dropped, as a real transport
+            // that lost it midway would have.
+            if let (Some(m), Ok(meta)) = (&local.meter, local.file.metadata()) {
+                m.add(meta.len() / 2);
+            }
             return Err(Error::new(
                 ErrorKind::Transfer,
                 path,

@@ -122,8 +122,9 @@ pub fn run() -> CliResult {
         .unwrap_or(crate::exit::INTERNAL);
     let dry = args.iter().any(|a| a == "--dry-run");
     crate::output::print_line(&format!(
-        "siteport: {files} files {} ({bytes} bytes), {deleted} deleted; exit code {code}",
-        if dry { "to send" } else { "sent" }
+        "siteport: {files} files {} ({}), {deleted} deleted; exit code {code}",
+        if dry { "to send" } else { "sent" },
+        crate::progress::human_size(bytes)
     ))?;
     write_outputs(&[
         ("files-sent", files.to_string()),

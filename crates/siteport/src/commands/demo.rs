@@ -203,6 +203,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         local: None,
         filters: Default::default(),
         bwlimit: None,
+        stats: None,
     };
 
     step(ctx, "5. $ siteport export demo")?;

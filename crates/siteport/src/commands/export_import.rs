@@ -22,7 +22,7 @@ use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit::{self, Failure};
 use crate::logging::eprint_redacted;
-use crate::progress::{CliProgress, Mode, outcome_line};
+use crate::progress::{CliProgress, Mode, human_size, outcome_line, stats_interval};
 
 /// Which sites a transfer command works on.
 #[derive(Debug, Args)]
@@ -61,6 +61,11 @@ pub struct TransferArgs {
     /// per second: `512K`, `1.5M` (K, M, G are powers of 1024).
     #[arg(long, value_name = "RATE", value_parser = crate::commands::filters::parse_rate)]
     pub bwlimit: Option<u64>,
+    /// When stderr is not a terminal (a CI log), print a progress line (actions and bytes
+    /// done, rate, time so far) every DURATION (`10s`, `1m`; `0`: never) [default: 30s]. A
+    /// terminal shows live bars instead.
+    #[arg(long, value_name = "DURATION", value_parser = siteport_sync::parse_duration)]
+    pub stats: Option<Duration>,
 }
 
 /// `siteport export`.
@@ -140,6 +145,8 @@ pub struct Request {
     pub filters: FilterArgs,
     /// `--bwlimit`: bytes per second for the whole run.
     pub bwlimit: Option<u64>,
+    /// `--stats`: a progress line this often on a non-terminal (`None`: the default).
+    pub stats: Option<Duration>,
 }
 
 impl Request {
@@ -161,6 +168,7 @@ impl Request {
             local: a.from,
             filters: a.common.filters,
             bwlimit: a.common.bwlimit,
+            stats: a.common.stats,
         }
     }
 
@@ -182,6 +190,7 @@ impl Request {
             local: a.to,
             filters: a.common.filters,
             bwlimit: a.common.bwlimit,
+            stats: a.common.stats,
         }
     }
 
@@ -203,6 +212,7 @@ impl Request {
             local: None,
             filters,
             bwlimit: None,
+            stats: None,
         }
     }
 
@@ -329,12 +339,15 @@ async fn run_site(
     tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
     let sync = sync_options(req, &site)?;
-    let mode = if req.dry_run {
-        Mode::Silent
+    let (mode, stats) = if req.dry_run {
+        (Mode::Silent, None)
     } else {
-        Mode::choose(ctx.verbosity, ctx.output.json)
+        (
+            Mode::choose(ctx.verbosity, ctx.output.json),
+            stats_interval(req.stats, ctx.verbosity),
+        )
     };
-    let progress = Arc::new(CliProgress::new(mode, &site.name));
+    let progress = Arc::new(CliProgress::new(mode, &site.name, stats));
     let factory = siteport_sync::connect_factory(&endpoint);
     if req.dry_run {
         return dry_run(ctx, req, &site, factory, sync, progress).await;
@@ -707,10 +720,10 @@ fn summary(req: &Request, site: &ResolvedSite, r: &Report, max_connections: usiz
         n => format!(", {n} stale temporary file(s) removed"),
     };
     format!(
-        "{} {}: {moved} ({} bytes), {dirs}, {} deleted{temps}, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
+        "{} {}: {moved} ({}), {dirs}, {} deleted{temps}, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
         req.verb(),
         site.name,
-        r.bytes,
+        human_size(r.bytes),
         c.deleted + c.dirs_removed,
         c.skipped,
         c.failed,

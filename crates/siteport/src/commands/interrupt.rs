@@ -91,7 +91,7 @@ fn temp_belongs_to(temp: &str, path: &str, direction: Direction) -> bool {
     }
 }
 
-/// `done: 3 of 10 uploads (12345 bytes), 0 of 2 deletes; not done: 9 action(s); 1 temporary
+/// `done: 3 of 10 uploads (12.1 KiB), 0 of 2 deletes; not done: 9 action(s); 1 temporary
 /// file(s) removed` (deletes and directories only when the plan had some).
 fn done_and_not(plan: &Plan, r: &Report) -> String {
     let s = plan.summary();
@@ -109,7 +109,11 @@ fn done_and_not(plan: &Plan, r: &Report) -> String {
         .filter(|a| !matches!(a.op, Op::Skip | Op::Conflict))
         .count()
         .saturating_sub(r.outcomes.iter().filter(|o| o.op != Op::Conflict).count());
-    let mut out = format!("done: {moved} of {} {verb} ({} bytes)", s.transfer, r.bytes);
+    let mut out = format!(
+        "done: {moved} of {} {verb} ({})",
+        s.transfer,
+        crate::progress::human_size(r.bytes)
+    );
     // Only what the plan had: "0 of 0 deletes" says nothing.
     if to_delete > 0 {
         out.push_str(&format!(", {deleted} of {to_delete} deletes"));

@@ -94,7 +94,7 @@ pub fn report(
     )];
     lines.push(match deploy {
         Some(d) => format!(
-            "last deploy: {} by {}{}, {} files ({} bytes){}",
+            "last deploy: {} by {}{}, {} files ({}){}",
             rfc3339(deploy_time(d)),
             d.user,
             d.commit
@@ -102,7 +102,7 @@ pub fn report(
                 .map(|c| format!(" at commit {c}"))
                 .unwrap_or_default(),
             d.files,
-            d.bytes,
+            crate::progress::human_size(d.bytes),
             if d.complete {
                 ""
             } else {
@@ -128,7 +128,8 @@ pub fn report(
             bytes,
             written,
         } => format!(
-            "this machine: {files} files ({bytes} bytes) recorded in {}{}",
+            "this machine: {files} files ({}) recorded in {}{}",
+            crate::progress::human_size(*bytes),
             path.display(),
             written
                 .map(|t| format!(", last written {}", rfc3339(t)))
