@@ -28,8 +28,8 @@ pub enum ErrorKind {
     Transfer,
     /// Reading or writing the local tree failed.
     LocalIo,
-    /// A name is unsafe to mirror (contains `/`, `\`, NUL, `..`, or is absolute), or a path
-    /// would leave the local root (through `..` or a symlink).
+    /// A name is unsafe to mirror (contains `/`, `\`, NUL, `..`, a control character, or is
+    /// absolute), or a path would leave the local root (through `..` or a symlink).
     UnsafeName,
     /// Local and remote disagree on the kind of a path (a file on one side, a directory on
     /// the other).

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use siteport_sync::{Action, FileOutcome, Op, Plan, Progress, Status};
 
-use crate::logging::{Verbosity, eprint_redacted, redact};
+use crate::logging::{Verbosity, clean, eprint_redacted};
 
 /// How progress is shown for one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,10 @@ impl Progress for CliProgress {
                 w.set_prefix(format!("conn {}", b.workers.len() + 1));
                 b.workers.push(w);
             }
-            b.workers[worker].set_message(format!("{} {}", action.op.as_str(), action.path));
+            b.workers[worker].set_message(
+                crate::output::escape_controls(&format!("{} {}", action.op.as_str(), action.path))
+                    .into_owned(),
+            );
         });
     }
 
@@ -154,7 +157,7 @@ impl Progress for CliProgress {
             Mode::Silent => tracing::info!("{message}"),
             Mode::Lines => eprint_redacted(&format!("note: {message}\n")),
             Mode::Bars => self.with_bars(|b| {
-                let _ = b.multi.println(redact(&format!("note: {message}")));
+                let _ = b.multi.println(clean(&format!("note: {message}")));
             }),
         }
     }
