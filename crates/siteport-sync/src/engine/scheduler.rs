@@ -263,7 +263,7 @@ async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
             w.conn = None;
         }
         if connecting && login_cut_is_free(sh, w, &e) {
-            // Not a try of this job: it never reached the server.
+            // Not a try of this job: the login was cut before the job could run.
             attempt -= 1;
             w.reconnects += 1;
             let d = sh.retry.delay(w.reconnects).min(RECONNECT_MAX_DELAY);
