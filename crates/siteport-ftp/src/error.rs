@@ -106,7 +106,11 @@ impl FtpError {
     /// the kind the code maps to.
     pub fn from_reply(server: &str, command: &str, code: u16, text: &str) -> Self {
         let kind = kind_for_reply(code, text);
-        let mut e = Self::new(kind, server, format!("{code} {}", text.trim()));
+        let mut e = Self::new(
+            kind,
+            server,
+            format!("{code} {}", escape_controls(text.trim())),
+        );
         e.code = Some(code);
         e.command = Some(command.to_string());
         e.hint = match kind {
@@ -186,6 +190,22 @@ impl FtpError {
     }
 }
 
+/// `text` (a server's words) with each control character but tab written as `\u{1b}`: a
+/// reply carried into an error is printed by whoever shows the error, and a hostile server's
+/// escape sequences must not reach their terminal. The same escapes as the CLI's own
+/// `escape_controls`, which every stream it prints to goes through.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Maps a negative reply to a kind. Text is only consulted to tell "permission denied" from
 /// "not found" inside the overloaded `550`.
 pub fn kind_for_reply(code: u16, text: &str) -> FtpErrorKind {
@@ -244,6 +264,15 @@ fn kind_for_io(err: &io::Error) -> FtpErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reply's control characters (a hostile server's terminal escapes) are escaped in
+    /// the error, so printing it cannot drive a terminal.
+    #[test]
+    fn reply_text_in_errors_is_escaped() {
+        let e = FtpError::from_reply("h:21", "STOR /a", 553, "no\u{1b}[2J\u{7}way\r\n");
+        assert_eq!(e.message(), "553 no\\u{1b}[2J\\u{7}way");
+        assert!(!e.to_string().contains(|c: char| c.is_control()), "{e}");
+    }
 
     #[test]
     fn reply_codes_map_to_kinds() {

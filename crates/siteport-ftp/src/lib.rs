@@ -44,4 +44,4 @@ pub use options::{ConnectOptions, TlsMode};
 pub use pool::{Pool, PooledConnection};
 pub use rate::set_bandwidth_limit;
 pub use secrecy::SecretString;
-pub use tls::{fingerprint_sha256, parse_fingerprint};
+pub use tls::{check_ca_file, fingerprint_sha256, parse_fingerprint};

@@ -212,6 +212,29 @@ impl ServerCertVerifier for PinVerifier {
 /// cache, so its data connections resume exactly the session of their own control connection
 /// (what vsftpd's `require_ssl_reuse` checks), never one of a sibling connection.
 /// `tls12_only`: offer TLS 1.2 alone (see `FtpConnection::connect` for why).
+/// Adds the certificates of the PEM file `path` to `roots`; the reason (naming the file)
+/// when it cannot be read or holds no usable certificate.
+fn ca_roots(path: &std::path::Path, roots: &mut RootCertStore) -> Result<usize, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+    let (added, _ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "CA file {} holds no usable certificate",
+            path.display()
+        ));
+    }
+    Ok(added)
+}
+
+/// Checks that `path` is a PEM file with at least one certificate a connection could trust,
+/// as a connection with `ca_file = path` would load it: how many it holds, or why not (a
+/// config checker reports this before any connection is tried).
+pub fn check_ca_file(path: &std::path::Path) -> Result<usize, String> {
+    ca_roots(path, &mut RootCertStore::empty())
+}
+
 pub(crate) fn client_config(opts: &ConnectOptions, tls12_only: bool) -> Result<TlsSetup, FtpError> {
     let server = opts.server();
     let tls_err = |msg: String| FtpError::new(FtpErrorKind::Tls, server.clone(), msg);
@@ -261,19 +284,7 @@ pub(crate) fn client_config(opts: &ConnectOptions, tls12_only: bool) -> Result<T
     } else {
         let mut roots = RootCertStore::empty();
         if let Some(path) = &opts.ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    tls_err(format!("cannot read CA file {}: {e}", path.display()))
-                        .with_hint("ca_file must be a PEM file with one or more CERTIFICATE blocks")
-                })?;
-            let (added, _ignored) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(tls_err(format!(
-                    "CA file {} holds no usable certificate",
-                    path.display()
-                )));
-            }
+            ca_roots(path, &mut roots).map_err(tls_err)?;
         } else {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             // A CA the system trusts (a company CA) is trusted too.

@@ -102,3 +102,15 @@ pub fn is_valid_fingerprint(s: &str) -> bool {
         hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
     }
 }
+
+/// Checks a site's `ca_file` as an FTPS connection would load it: a PEM file with at least
+/// one usable certificate. The reason, naming the file, when not. Without FTP support only
+/// readability is checked.
+pub fn check_ca_file(path: &std::path::Path) -> std::result::Result<(), String> {
+    #[cfg(feature = "ftp")]
+    return siteport_ftp::check_ca_file(path).map(|_| ());
+    #[cfg(not(feature = "ftp"))]
+    std::fs::read(path)
+        .map(|_| ())
+        .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))
+}

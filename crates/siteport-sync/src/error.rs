@@ -28,8 +28,8 @@ pub enum ErrorKind {
     Transfer,
     /// Reading or writing the local tree failed.
     LocalIo,
-    /// A name is unsafe to mirror (contains `/`, `\`, NUL, `..`, or is absolute), or a path
-    /// would leave the local root (through `..` or a symlink).
+    /// A name is unsafe to mirror (contains `/`, `\`, NUL, `..`, a control character, or is
+    /// absolute), or a path would leave the local root (through `..` or a symlink).
     UnsafeName,
     /// Local and remote disagree on the kind of a path (a file on one side, a directory on
     /// the other).
@@ -77,6 +77,9 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     retryable: bool,
+    /// A failed login that got as far as the server (connected, then cut or answered with a
+    /// transient error), as opposed to one that found no server at all.
+    reached_server: bool,
     place: String,
     detail: String,
     hint: Option<String>,
@@ -94,6 +97,7 @@ impl Error {
         Self {
             kind,
             retryable: matches!(kind, ErrorKind::Network | ErrorKind::TooManyConnections),
+            reached_server: false,
             place: place.into(),
             detail: detail.into(),
             hint: None,
@@ -135,6 +139,14 @@ impl Error {
         self
     }
 
+    /// Marks a failed connect as one that reached the server: the TCP connection was made
+    /// (and usually the greeting read) before the session died or answered with a transient
+    /// error. The engine then treats it as a lost connection, not as an unreachable server.
+    pub fn reached_server(mut self, reached: bool) -> Self {
+        self.reached_server = reached;
+        self
+    }
+
     /// Adds the fix: a command to run or a setting to change.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -153,6 +165,7 @@ impl Error {
         Self {
             kind: self.kind,
             retryable: self.retryable,
+            reached_server: self.reached_server,
             place: self.place.clone(),
             detail: self.detail.clone(),
             hint: self.hint.clone(),
@@ -167,6 +180,10 @@ impl Error {
     /// Whether trying again, on a fresh connection, may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+    /// Whether a failed connect got as far as the server (see [`Error::reached_server`]).
+    pub fn is_server_reached(&self) -> bool {
+        self.reached_server
     }
     /// Where it failed: a remote address and path, or a local path.
     pub fn place(&self) -> &str {

@@ -37,7 +37,12 @@ fn map_ftp_error(e: FtpError, connecting: bool) -> Error {
     };
     let hint = e.hint().map(str::to_string);
     let retryable = e.retryable() || kind == ErrorKind::TooManyConnections;
-    let mut out = Error::new(kind, place, detail).retryable(retryable);
+    // siteport-ftp's `Network` is the one kind of a server not reached (no address, refused,
+    // unreachable, connect timeout); every other failure came from a live server.
+    let reached = connecting && e.kind() != FtpErrorKind::Network;
+    let mut out = Error::new(kind, place, detail)
+        .retryable(retryable)
+        .reached_server(reached);
     if let Some(h) = hint {
         out = out.with_hint(h);
     }

@@ -60,9 +60,9 @@ mod state_dir;
 mod tree;
 mod verify;
 
+pub use connect::{check_ca_file, is_valid_fingerprint, set_bandwidth_limit};
 #[cfg(any(feature = "ftp", feature = "sftp"))]
 pub use connect::{connect_factory, test_login};
-pub use connect::{is_valid_fingerprint, set_bandwidth_limit};
 pub use digest::hash_file_with;
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
 pub use engine::{Engine, RetryPolicy, SyncOptions};

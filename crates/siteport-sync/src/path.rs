@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 /// Checks one path component (a bare file or directory name, as a server lists it) before it
 /// is used on either side. Refused: the empty name, `.` and `..`, names containing `/`, `\`
 /// or NUL (they would address another directory, on Unix or Windows), names that are absolute
-/// paths, and names containing CR or LF (they would inject FTP commands).
+/// paths, names containing CR or LF (they would inject FTP commands), and names containing any
+/// other control character (C0, DEL, C1: a hostile server's ESC and BEL sequences would reach
+/// the terminal of whoever lists the mirrored tree).
 ///
 /// A name that merely contains two dots (`jquery..min.js`) is one harmless component and is
 /// accepted: only a component that *is* `..` climbs out of a directory.
@@ -29,6 +31,9 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     }
     if name.contains('\r') || name.contains('\n') {
         return Err("name contains a line break");
+    }
+    if name.contains(char::is_control) {
+        return Err("name contains a control character");
     }
     // `C:` style names are absolute on Windows servers and clients.
     let b = name.as_bytes();
@@ -138,6 +143,11 @@ mod tests {
             "a\r\nDELE x",
             "C:",
             "c:\\x",
+            "red\u{1b}[31m",
+            "bell\u{7}",
+            "tab\there",
+            "del\u{7f}",
+            "csi\u{9b}2J",
         ] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }

@@ -481,6 +481,85 @@ async fn too_many_connections_lowers_the_worker_count() {
     );
 }
 
+/// One connection, two tries per file; after the plan logged in, `f2.txt`'s first upload
+/// drops the connection, and the next `cut` logins are cut by the server (or, with
+/// `unreachable`, find no server). Returns the execute's outcome and how many of those
+/// logins were tried.
+async fn run_with_failing_logins(
+    cut: usize,
+    unreachable: usize,
+) -> (std::result::Result<Report, Error>, usize) {
+    let (_t, local, remote, journal) = dirs();
+    for i in 0..5 {
+        write(&local, &format!("f{i}.txt"), b"data");
+    }
+    let (f, knobs) = WrapFactory::new(&remote);
+    knobs.flaky_once.lock().unwrap().push("f2.txt".into());
+    let mut o = SyncOptions::new(&local);
+    o.max_connections = 1;
+    o.retry = RetryPolicy {
+        max_attempts: 2,
+        base_delay: std::time::Duration::from_millis(1),
+        max_delay: std::time::Duration::from_millis(5),
+    };
+    let mut e = Engine::new(f, o, Journal::open(&journal).unwrap(), Arc::new(NoProgress));
+    let plan = e.plan(Direction::Export).await.unwrap();
+    knobs.cut_logins.store(cut, Ordering::SeqCst);
+    knobs
+        .unreachable_logins
+        .store(unreachable, Ordering::SeqCst);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(30), e.execute(&plan))
+        .await
+        .expect("the run ended");
+    let _ = e.finish().await;
+    let left =
+        knobs.cut_logins.load(Ordering::SeqCst) + knobs.unreachable_logins.load(Ordering::SeqCst);
+    (r, cut + unreachable - left)
+}
+
+/// Logins the server accepted and then cut (a session process killed during USER/PASS) are
+/// lost connections, not tries of the file the worker was on: six in a row on the last
+/// connection still end with every file sent. Before, they were the file's tries, and the
+/// last worker's failure stopped the run with a network error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_cut_by_the_server_spend_no_file_tries() {
+    let (r, tried) = run_with_failing_logins(6, 0).await;
+    let r = r.unwrap_or_else(|e| panic!("the run stopped: {e}"));
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.uploaded, 5);
+    assert_eq!(tried, 6);
+    let f2 = r.outcomes.iter().find(|o| o.path == "f2.txt").unwrap();
+    assert_eq!(f2.attempts, 2, "the cut logins were counted as tries");
+}
+
+/// The reconnect budget is bounded: a server that cuts every login from some point on still
+/// ends the run (8 reconnects, then the file's last try), as a network failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_cut_forever_still_end_the_run() {
+    let (r, tried) = run_with_failing_logins(1000, 0).await;
+    match r {
+        Ok(r) => assert!(!r.is_success()),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Network, "{e}"),
+    }
+    assert_eq!(
+        tried,
+        8 + 1,
+        "8 free reconnects, then the file's second try"
+    );
+}
+
+/// A server not reached at all (connection refused) gets no reconnect budget: the file's
+/// tries only, so a run against a server that went away fails fast (exit 6 in the CLI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_gets_only_the_file_tries() {
+    let (r, tried) = run_with_failing_logins(0, 1000).await;
+    match r {
+        Ok(r) => assert!(!r.is_success()),
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Network, "{e}"),
+    }
+    assert_eq!(tried, 1, "only the file's second try");
+}
+
 #[tokio::test]
 async fn refused_login_ends_the_run_with_a_login_error() {
     let (_t, local, remote, journal) = dirs();

@@ -748,6 +748,67 @@ async fn vsftpd_sessions_killed_at_random() {
     assert_same(&label, "after import", &back, &expected(&local));
 }
 
+/// The harsh version of `vsftpd_sessions_killed_at_random`: every session, logins under way
+/// included, is SIGKILLed every 0.1 s for the first 3 s of an export of 500 files on 4
+/// connections. A login the server accepted and then cut is not the file's fault: it must not
+/// spend the file's tries, nor end the run once the pool is down to its last worker (that
+/// used to stop the run with a network error). The export converges to the local tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vsftpd_every_session_killed_repeatedly() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    let label = server.label();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 500,
+            big: 256 * 1024,
+        },
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let server = Arc::new(server);
+    let f = factory(&server, server.port);
+    let mut so = sync_options(&local);
+    so.retry = RetryPolicy::default();
+    so.max_connections = 4;
+    let j = Journal::open(&t.path().join("state/site.json")).unwrap();
+    let mut e = Engine::new(f, so, j, Arc::new(NoProgress));
+    let plan = e.plan(Direction::Export).await.unwrap();
+    // From the first upload on: every session dies every 0.1 s, for 3 s.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let (server, stop) = (server.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            let until = Instant::now() + Duration::from_secs(3);
+            let mut kills = 0;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+                kills += server.kill_all_sessions();
+            }
+            kills
+        })
+    };
+    let deadline = Duration::from_secs(60);
+    let out = tokio::time::timeout(deadline, e.execute(&plan)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    let r = out
+        .unwrap_or_else(|_| panic!("{label}: export did not finish in {deadline:?}"))
+        .unwrap_or_else(|err| panic!("{label}: the run stopped after {kills} kills: {err}"));
+    let _ = e.finish().await;
+    let failed: Vec<_> = r.outcomes.iter().filter(|o| o.failed()).collect();
+    assert!(
+        failed.is_empty(),
+        "{label}: {} failed after {kills} kills: {failed:#?}",
+        failed.len()
+    );
+    assert!(kills > 0, "{label}: no session was killed");
+    assert_eq!(r.counts.uploaded, paths.len(), "{label}");
+    assert_same(&label, "after export", &served, &expected(&local));
+}
+
 /// Import from a server whose listings carry `../escape`, `a/b`, `back\slash` and a
 /// `../../outside-dir` directory in every directory: nothing is written outside the local
 /// root, each hostile entry is reported, and the real files are imported.

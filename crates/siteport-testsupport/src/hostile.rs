@@ -1,4 +1,5 @@
-//! A real FTP server (libunftp over a directory) whose listings also carry hostile names.
+//! A real FTP server (libunftp over a directory) whose listings also carry hostile names,
+//! and whose replies carry terminal escape sequences.
 
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -15,8 +16,24 @@ use unftp_core::storage::{Error, Fileinfo, Metadata, Result, StorageBackend};
 use unftp_sbe_fs::{Filesystem, Meta};
 
 /// The names [`HostileServer`] adds to every directory listing: each one, taken as a path
-/// component, would escape or break a local mirror.
-pub const HOSTILE_NAMES: [&str; 4] = ["../escape", "a/b", "back\\slash", "../../outside-dir"];
+/// component, would escape or break a local mirror, or (ESC, BEL) drive the terminal of
+/// whoever prints it.
+pub const HOSTILE_NAMES: [&str; 6] = [
+    "../escape",
+    "a/b",
+    "back\\slash",
+    "red\u{1b}[31mname",
+    "bell\u{7}name",
+    "../../outside-dir",
+];
+
+/// What the server greets with, and what it puts around the text of every `4xx`/`5xx` reply:
+/// escape sequences that would clear the screen, set the window title, recolour and ring.
+pub const HOSTILE_REPLY: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31m";
+
+/// With [`HostileServer::start_with_ghost`]: a file the root listing names but the server
+/// does not have, so that its download fails with a (decorated) `550`.
+pub const GHOST_NAME: &str = "ghost.html";
 
 /// The Unix `LIST` lines for [`HOSTILE_NAMES`] (the last one a directory).
 fn hostile_lines() -> String {
@@ -29,10 +46,12 @@ fn hostile_lines() -> String {
         .collect()
 }
 
-/// Wraps the filesystem backend and appends hostile entries to every `LIST` output.
+/// Wraps the filesystem backend and appends hostile entries to every `LIST` output (and the
+/// ghost file to the root's, when asked).
 #[derive(Debug)]
 struct HostileFs {
     inner: Filesystem,
+    ghost: bool,
 }
 
 #[async_trait]
@@ -60,8 +79,18 @@ impl<User: UserDetail> StorageBackend<User> for HostileFs {
         P: AsRef<Path> + Send + Debug,
         Meta: Metadata + 'static,
     {
+        let top = matches!(
+            p.as_ref().to_str(),
+            Some("" | "." | "/" | "/site" | "site" | "/site/")
+        );
         let mut out = self.inner.list_fmt(u, p).await?.into_inner();
         out.extend_from_slice(hostile_lines().as_bytes());
+        if self.ghost && top {
+            out.extend_from_slice(
+                format!("-rw-r--r--    1 0        0               6 Jan 01  2024 {GHOST_NAME}\r\n")
+                    .as_bytes(),
+            );
+        }
         Ok(Cursor::new(out))
     }
     async fn get<P: AsRef<Path> + Send + Debug>(
@@ -102,7 +131,8 @@ impl<User: UserDetail> StorageBackend<User> for HostileFs {
 }
 
 /// A plain-FTP server on `127.0.0.1` serving `root` (any user and password are accepted),
-/// whose `LIST` replies carry [`HOSTILE_NAMES`] in every directory besides the real entries.
+/// whose `LIST` replies carry [`HOSTILE_NAMES`] in every directory besides the real entries,
+/// whose greeting is [`HOSTILE_REPLY`] and whose `4xx`/`5xx` replies are wrapped in it.
 ///
 /// libunftp builds `MLSD` names from path components, which cannot hold a `/`; so a shim on
 /// the control connection drops `MLSD`/`MLST` from the `FEAT` reply, and clients fall back to
@@ -131,6 +161,17 @@ fn free_addr() -> SocketAddr {
 impl HostileServer {
     /// Starts serving `root` (panics on failure: fixture code).
     pub fn start(root: &Path) -> HostileServer {
+        Self::start_inner(root, false)
+    }
+
+    /// As [`start`](Self::start), and the listing of the site's top directory (`/site`, or
+    /// the root) also names [`GHOST_NAME`], which does not exist: downloading it fails with a
+    /// `550` wrapped in [`HOSTILE_REPLY`].
+    pub fn start_with_ghost(root: &Path) -> HostileServer {
+        Self::start_inner(root, true)
+    }
+
+    fn start_inner(root: &Path, ghost: bool) -> HostileServer {
         let root = root.to_path_buf();
         Filesystem::new(root.clone()).expect("the hostile server's root must exist");
         let inner_addr = free_addr();
@@ -146,6 +187,7 @@ impl HostileServer {
             rt.block_on(async move {
                 let server = ServerBuilder::new(Box::new(move || HostileFs {
                     inner: Filesystem::new(root.clone()).expect("root"),
+                    ghost,
                 }))
                 .passive_host(PassiveHost::Ip([127, 0, 0, 1].into()))
                 .passive_ports(pmin..=pmax)
@@ -203,7 +245,9 @@ impl Drop for HostileServer {
 }
 
 /// Forwards control connections to libunftp, dropping the `MLSD` and `MLST` lines of its
-/// `FEAT` reply (server→client is handled line by line; client→server is copied as is).
+/// `FEAT` reply, replacing its greeting with [`HOSTILE_REPLY`] and wrapping the text of its
+/// `4xx`/`5xx` replies in it (server→client is handled line by line; client→server is copied
+/// as is).
 async fn feat_shim(listener: tokio::net::TcpListener, upstream: SocketAddr) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -228,6 +272,18 @@ async fn feat_shim(listener: tokio::net::TcpListener, upstream: SocketAddr) {
                     }
                     if line.starts_with(b" MLSD") || line.starts_with(b" MLST") {
                         continue;
+                    }
+                    if line.starts_with(b"220 ") {
+                        line = format!("220 {HOSTILE_REPLY}hostile greeting\u{7}\r\n").into_bytes();
+                    } else if line.len() > 4
+                        && matches!(line[0], b'4' | b'5')
+                        && line[1..3].iter().all(u8::is_ascii_digit)
+                        && line[3] == b' '
+                    {
+                        let text = String::from_utf8_lossy(&line[4..]);
+                        let text = text.trim_end();
+                        let code = String::from_utf8_lossy(&line[..3]).into_owned();
+                        line = format!("{code} {HOSTILE_REPLY}{text}\u{7}\r\n").into_bytes();
                     }
                     if cw.write_all(&line).await.is_err() {
                         break;

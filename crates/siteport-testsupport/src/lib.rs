@@ -38,7 +38,7 @@ pub mod vault_fake;
 #[cfg(feature = "certs")]
 pub use certs::TestCerts;
 #[cfg(feature = "ftp")]
-pub use hostile::{HOSTILE_NAMES, HostileServer};
+pub use hostile::{GHOST_NAME, HOSTILE_NAMES, HOSTILE_REPLY, HostileServer};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
 #[cfg(feature = "ftp")]

@@ -469,6 +469,19 @@ impl FtpServer {
     /// are still accepted. Returns how many processes were killed (0 when no session runs,
     /// and always for the in-process server, which forks none).
     pub fn kill_one_session(&self, pick: u64) -> usize {
+        self.kill_sessions(Some(pick))
+    }
+
+    /// SIGKILLs every session running (each with every process under it), never the
+    /// listener: the harshest version of [`kill_one_session`](Self::kill_one_session), for
+    /// tests where every connection dies at once, logins under way included. Returns how many
+    /// processes were killed.
+    pub fn kill_all_sessions(&self) -> usize {
+        self.kill_sessions(None)
+    }
+
+    /// The sessions of the listener: the one `pick` chooses, or all of them (`None`).
+    fn kill_sessions(&self, pick: Option<u64>) -> usize {
         let Some(listener) = self.child.as_ref().map(Child::id) else {
             return 0;
         };
@@ -502,7 +515,10 @@ impl FtpServer {
             return 0;
         }
         sessions.sort_unstable();
-        let mut doomed = vec![sessions[(pick % sessions.len() as u64) as usize]];
+        let mut doomed = match pick {
+            Some(pick) => vec![sessions[(pick % sessions.len() as u64) as usize]],
+            None => sessions,
+        };
         let mut i = 0;
         while i < doomed.len() {
             let parent = doomed[i];

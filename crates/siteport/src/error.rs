@@ -44,7 +44,8 @@ impl CliError {
         Self::new(Failure::Internal, "internal", message)
     }
 
-    /// A file the user asked for could not be written (exit 1, kind `io`).
+    /// A file the user asked for could not be written (exit 2, kind `io`): the path given
+    /// must change.
     pub fn local_write(message: impl Into<String>) -> Self {
         Self::new(Failure::LocalWrite, "io", message)
     }

@@ -56,7 +56,7 @@ pub const HELP_TABLE: &str = "\
 Exit codes:
   0  success
   1  internal error (a bug: please report it)
-  2  usage or config error (bad flag, bad name or input, no terminal to prompt on, delete guard)
+  2  usage or config error (bad flag, bad name or input, no terminal to prompt on, unwritable -o path, delete guard)
   3  credential store error (not found, already exists, wrong key, corrupt, locked, permissions)
   4  FTP login refused
   5  some transfers failed or verification mismatched
@@ -74,8 +74,9 @@ pub enum Failure {
     InvalidInput,
     /// A bug or an unexpected failure inside siteport (no runtime, stdout gone): 1.
     Internal,
-    /// A file the command was asked to write (e.g. `credential export -o`) could not be
-    /// written: 1, as for any output siteport cannot write.
+    /// A file the command was asked to write (`credential export -o` into a missing or
+    /// read-only directory, `site trust`'s known_hosts, `$GITHUB_OUTPUT`) could not be
+    /// written: 2, the path given needs fixing (1 would call it a bug in siteport).
     LocalWrite,
     /// A config file failure: 3 when a credential could not be had, else 2.
     Config(ConfigErrorKind),
@@ -108,8 +109,8 @@ pub enum Failure {
 /// The exit code of `failure`: the one place the policy is decided.
 pub fn code(failure: Failure) -> u8 {
     match failure {
-        Failure::Usage | Failure::InvalidInput => USAGE,
-        Failure::Internal | Failure::LocalWrite => INTERNAL,
+        Failure::Usage | Failure::InvalidInput | Failure::LocalWrite => USAGE,
+        Failure::Internal => INTERNAL,
         Failure::Config(kind) => config_code(kind),
         Failure::Credential(kind) => credential_code(kind),
         Failure::Sync(kind) => sync_code(kind),
@@ -199,7 +200,7 @@ mod tests {
         check(Failure::Usage, USAGE);
         check(Failure::InvalidInput, USAGE);
         check(Failure::Internal, INTERNAL);
-        check(Failure::LocalWrite, INTERNAL);
+        check(Failure::LocalWrite, USAGE);
         check(Failure::TransfersFailed, TRANSFERS_FAILED);
         check(Failure::Guard, USAGE);
         check(Failure::Locked, 7);

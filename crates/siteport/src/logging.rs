@@ -71,6 +71,17 @@ pub fn clear_secrets() {
 /// docs); `credential add` warns about passwords this short.
 pub const SHORT_SECRET: usize = 8;
 
+/// `text` as it may be printed: control characters escaped
+/// ([`escape_controls`](crate::output::escape_controls)), then every registered secret masked
+/// ([`redact`]). Escaping first cannot hide a secret: secrets hold no control characters, and
+/// escaping changes nothing else.
+pub fn clean(text: &str) -> Cow<'_, str> {
+    match crate::output::escape_controls(text) {
+        Cow::Borrowed(t) => redact(t),
+        Cow::Owned(t) => Cow::Owned(redact(&t).into_owned()),
+    }
+}
+
 /// `text` with every registered secret replaced by [`MASK`]: long ones wherever they appear,
 /// short ones where they stand as a whole token.
 pub fn redact(text: &str) -> Cow<'_, str> {
@@ -125,9 +136,10 @@ fn mask_tokens(text: &str, v: &str) -> Option<String> {
     Some(out)
 }
 
-/// Writes `text` to stderr after redaction. All human-facing stderr output goes through here.
+/// Writes `text` to stderr escaped and redacted ([`clean`]). All human-facing stderr output
+/// goes through here.
 pub fn eprint_redacted(text: &str) {
-    let clean = redact(text);
+    let clean = clean(text);
     let mut err = io::stderr().lock();
     // Nothing useful can be done if stderr is gone.
     let _ = err.write_all(clean.as_bytes());
@@ -230,7 +242,7 @@ impl<W: Write> Write for RedactingWriter<W> {
 impl<W: Write> Drop for RedactingWriter<W> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
-        let clean = redact(&text);
+        let clean = clean(&text);
         // Nothing useful can be done if the log stream is gone.
         let _ = self.out.write_all(clean.as_bytes());
         let _ = self.out.flush();

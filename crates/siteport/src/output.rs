@@ -1,6 +1,7 @@
 //! What commands print: human text and tables, or JSON objects with `--json`. Data goes to
 //! stdout; errors go to stderr (redacted), as `error: …` + `hint: …` or as a JSON object.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -84,10 +85,35 @@ impl Output {
     }
 }
 
-/// Prints `text` and a newline on stdout, redacted like stderr (a safety net: callers never
-/// pass secrets).
+/// Prints `text` and a newline on stdout, escaped and redacted like stderr (a safety net:
+/// callers never pass secrets).
 pub fn print_line(text: &str) -> CliResult {
-    stdout_write(&format!("{}\n", crate::logging::redact(text)))
+    stdout_write(&format!("{}\n", crate::logging::clean(text)))
+}
+
+/// `text` with every control character except line feed and tab (C0, DEL and C1: ESC, BEL,
+/// CR, backspace, NUL, U+009B CSI, …) written as a Rust-style escape (`\u{1b}`).
+///
+/// Text that came from a server (a reply in an error, a listed name, a greeting at `-v`) may
+/// carry terminal escape sequences: raw, they could recolour the terminal, move the cursor
+/// over earlier lines, set the window title or hide what follows. This is the one function
+/// that makes such text inert; every stream siteport prints to (stdout, stderr, log events,
+/// `--log-file`, progress notes) passes through it, so no caller has to remember.
+/// `--json` output needs nothing more: JSON strings already escape control characters.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A timestamp as RFC 3339 to the second, or `-`.
@@ -128,7 +154,7 @@ fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
 /// Writes to stdout; a closed pipe (`siteport credential list | head -1`) is not an error worth
 /// a message, but anything else is internal.
 fn stdout_write(text: &str) -> CliResult {
-    stdout_bytes(text.as_bytes())
+    stdout_bytes(escape_controls(text).as_bytes())
 }
 
 /// Writes raw bytes to stdout (completion scripts, the man page) with the same rule: a reader
@@ -153,6 +179,15 @@ mod tests {
             &[["a".into(), "x".into()], ["longer-name".into(), "y".into()]],
         );
         assert_eq!(t, "NAME         USER\na            x\nlonger-name  y\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_newlines_and_tabs_kept() {
+        assert!(matches!(escape_controls("plain\ttext\n"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\u{1b}[31mred\u{7}\r\u{0}\u{7f}\u{9b}2J ünï\n"),
+            "a\\u{1b}[31mred\\u{7}\\u{d}\\u{0}\\u{7f}\\u{9b}2J ünï\n"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use siteport_sync::{Action, FileOutcome, Op, Plan, Progress, Status};
 
-use crate::logging::{Verbosity, eprint_redacted, redact};
+use crate::logging::{Verbosity, clean, eprint_redacted};
 
 /// How often the bars are redrawn from the live byte count (rclone and lftp: every 0.5 s).
 const REDRAW: Duration = Duration::from_millis(200);
@@ -236,7 +236,10 @@ impl Progress for CliProgress {
                 w.set_prefix(format!("conn {}", b.workers.len() + 1));
                 b.workers.push(w);
             }
-            b.workers[worker].set_message(format!("{} {}", action.op.as_str(), action.path));
+            b.workers[worker].set_message(
+                crate::output::escape_controls(&format!("{} {}", action.op.as_str(), action.path))
+                    .into_owned(),
+            );
         });
     }
 
@@ -271,7 +274,7 @@ impl Progress for CliProgress {
             Mode::Silent => tracing::info!("{message}"),
             Mode::Lines => eprint_redacted(&format!("note: {message}\n")),
             Mode::Bars => self.with_bars(|b| {
-                let _ = b.multi.println(redact(&format!("note: {message}")));
+                let _ = b.multi.println(clean(&format!("note: {message}")));
             }),
         }
     }

@@ -77,6 +77,13 @@ struct Fixture {
     missing_cred: String,
     broken: String,
     unset_var: String,
+    /// `local` names a directory that does not exist.
+    no_local: String,
+    /// A literal password with CR/LF in the config.
+    crlf_password: String,
+    /// `ca_file` names a file that does not exist, and one that holds no certificate.
+    ca_missing: String,
+    ca_garbage: String,
 }
 
 fn fixture() -> Fixture {
@@ -151,6 +158,26 @@ fn fixture() -> Fixture {
         "work/unset.toml",
         &site(server.port, "web").replace("127.0.0.1", "${NO_SUCH_HOST_VAR}"),
     );
+    let no_local = cfg(
+        "work/no-local.toml",
+        &site(server.port, "web").replace("local = \"public\"", "local = \"not-built\""),
+    );
+    let crlf_password = cfg(
+        "work/crlf.toml",
+        &site(server.port, "web").replace(
+            "credential = \"web\"",
+            "username = \"u\"\npassword = \"pw\\r\\nDELE index.html\"",
+        ),
+    );
+    let tls_site = |ca: &str| {
+        site(server.port, "web").replace(
+            "tls = \"none\"",
+            &format!("tls = \"explicit\"\nca_file = \"{ca}\""),
+        )
+    };
+    let ca_missing = cfg("work/ca-missing.toml", &tls_site("/nonexistent/ca.pem"));
+    write(&sb.path("work/not-a-cert.pem"), "this is no certificate\n");
+    let ca_garbage = cfg("work/ca-garbage.toml", &tls_site("not-a-cert.pem"));
     write(&sb.path("existing.env"), "x\n");
     Fixture {
         server,
@@ -165,6 +192,10 @@ fn fixture() -> Fixture {
         missing_cred,
         broken,
         unset_var,
+        no_local,
+        crlf_password,
+        ca_missing,
+        ca_garbage,
     }
 }
 
@@ -313,6 +344,10 @@ fn config_and_site_cases(f: &Fixture) -> Vec<Case> {
         missing_cred,
         broken,
         unset_var,
+        no_local,
+        crlf_password,
+        ca_missing,
+        ca_garbage,
         ..
     } = f;
     let closed = *closed;
@@ -385,6 +420,48 @@ fn config_and_site_cases(f: &Fixture) -> Vec<Case> {
             ],
             "existing.env",
             "--force",
+        ),
+        case(
+            "export-dir-missing",
+            2,
+            &[
+                "credential",
+                "export",
+                "--format",
+                "env-file",
+                "-o",
+                "/nonexistent/dir/web.env",
+            ],
+            "/nonexistent/dir does not exist",
+            "mkdir -p /nonexistent/dir",
+        ),
+        case(
+            "local-missing",
+            2,
+            &["--config", no_local.as_str(), "export", "web"],
+            "no-local.toml:",
+            "build the site first",
+        ),
+        case(
+            "config-crlf-password",
+            2,
+            &["--config", crlf_password.as_str(), "export", "web"],
+            "crlf.toml:",
+            "control characters",
+        ),
+        case(
+            "tls-ca-missing",
+            2,
+            &["--config", ca_missing.as_str(), "export", "web"],
+            "ca-missing.toml:",
+            "ca_file",
+        ),
+        case(
+            "tls-ca-not-pem",
+            2,
+            &["--config", ca_garbage.as_str(), "export", "web"],
+            "holds no usable certificate",
+            "BEGIN CERTIFICATE",
         ),
         case(
             "export-secrets-to-stdout",

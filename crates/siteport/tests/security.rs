@@ -293,3 +293,169 @@ fn hostile_environment_is_refused_cleanly() {
     ]);
     refused(&o, 3, "SITEPORT_CRED_X_PASSWORD_FILE", &[b"BINSECRET"]);
 }
+
+/// The raw control bytes of `bytes` other than line feed and tab (C0, DEL, and C1 as UTF-8
+/// encodes it), with their offsets: what must never reach a terminal.
+fn raw_controls(bytes: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        let c1 = b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n));
+        if (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f || c1 {
+            out.push((i, b));
+        }
+    }
+    out
+}
+
+/// A hostile server (libunftp behind a shim): its listings name `red\e[31mname`,
+/// `bell\anames`, `../escape`, `a/b`… in every directory, its greeting and every error reply
+/// carry escape sequences (clear screen, window title, colour, bell), and its root names a
+/// file it does not have. Import, plan and export, in text at `-vvv` (every reply traced) and
+/// in `--json`: not one raw control byte but `\n` and `\t` on stdout or stderr; the unsafe
+/// names are reported, escaped, and never written locally; the import exits 5 (names refused,
+/// a download failed), the export 0 (the server's odd names are only reported).
+#[test]
+fn hostile_server_text_is_escaped_and_its_names_refused() {
+    use siteport_testsupport::{GHOST_NAME, HostileServer};
+    let t = tempfile::tempdir().unwrap();
+    let served = t.path().join("served");
+    for (p, c) in [
+        ("site/index.html", "hi"),
+        ("site/sub dir/page.html", "page"),
+    ] {
+        let p = served.join(p);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, c).unwrap();
+    }
+    let server = HostileServer::start_with_ghost(&served);
+    let sb = Sandbox::new();
+    assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
+    assert_code(
+        &sb.run(
+            &[
+                "credential",
+                "add",
+                "h",
+                "-u",
+                "anonymous",
+                "--password-stdin",
+            ],
+            "guest-pass-12345\n",
+            &[],
+        ),
+        0,
+    );
+    let site = |name: &str, local: &str| {
+        format!(
+            "[[site]]\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             credential = \"h\"\nlocal = \"{local}\"\nremote = \"/site\"\nmax_connections = 2\n",
+            server.port()
+        )
+    };
+    std::fs::write(
+        sb.workdir().join("siteport.toml"),
+        format!("{}\n{}", site("pull", "mirror"), site("push", "public")),
+    )
+    .unwrap();
+    std::fs::create_dir_all(sb.workdir().join("public")).unwrap();
+    std::fs::write(sb.workdir().join("public/new.html"), "new").unwrap();
+
+    let check = |what: &str, o: &Output| {
+        for (stream, bytes) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+            let bad = raw_controls(bytes);
+            assert!(
+                bad.is_empty(),
+                "{what}: raw control bytes on {stream} at {bad:?}:\n{}",
+                String::from_utf8_lossy(bytes).escape_debug()
+            );
+        }
+    };
+
+    // Import, text, every reply traced: exit 5, the names reported escaped.
+    let o = sb.run(&["-vvv", "import", "pull"], "", &[]);
+    check("import -vvv", &o);
+    assert_code(&o, 5);
+    let err = stderr(&o);
+    for shown in [
+        r"red\u{1b}[31mname",
+        r"bell\u{7}name",
+        r"sub dir/red\u{1b}[31mname",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("refused") && l.contains(shown)),
+            "{shown} not reported as refused:\n{err}"
+        );
+    }
+    // The greeting at -vvv (escaped by the log formatter already, its own way) and the
+    // ghost's 550 in its error line, escaped.
+    assert!(
+        err.contains(r"\u{1b}]0;pwned\u{7}") || err.contains(r"\x1b]0;pwned\x07"),
+        "{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains(GHOST_NAME) && l.contains(r"550 \u{1b}]0;pwned")),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // Only the real files were written, and nothing named by the server anywhere else.
+    let mut got: Vec<String> = Vec::new();
+    let mut dirs = vec![sb.root.path().to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(|c: char| c.is_control())
+                || name.contains("escape")
+                || name.contains("outside")
+                || name.contains('\\')
+            {
+                got.push(p.display().to_string());
+            }
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    assert!(got.is_empty(), "written from hostile names: {got:?}");
+    let mirror = sb.workdir().join("mirror");
+    assert_eq!(std::fs::read(mirror.join("index.html")).unwrap(), b"hi");
+    assert_eq!(
+        std::fs::read(mirror.join("sub dir/page.html")).unwrap(),
+        b"page"
+    );
+
+    // The same in JSON: the refusals in the report, the error's exit code.
+    let o = sb.run(&["--json", "import", "pull"], "", &[]);
+    check("import --json", &o);
+    assert_code(&o, 5);
+    let v = json(&o);
+    let problems = v["sites"][0]["report"]["problems"].as_array().unwrap();
+    let unsafe_paths: Vec<&str> = problems
+        .iter()
+        .filter(|p| p["kind"] == "unsafe_name")
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        unsafe_paths.contains(&r"red\u{1b}[31mname"),
+        "{unsafe_paths:?}"
+    );
+    assert_eq!(v["sites"][0]["error"]["exit_code"], 5, "{v}");
+
+    // The plan lists them as ignored; the export sends what it has and only reports the
+    // server's odd names (they are not what it mirrors).
+    let o = sb.run(&["-vvv", "plan", "push"], "", &[]);
+    check("plan -vvv", &o);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains(r"red\u{1b}[31mname"), "{}", stdout(&o));
+    for args in [
+        &["-vvv", "export", "push"][..],
+        &["--json", "export", "push"],
+    ] {
+        let o = sb.run(args, "", &[]);
+        check(&format!("{args:?}"), &o);
+        assert_code(&o, 0);
+    }
+    assert_eq!(std::fs::read(served.join("site/new.html")).unwrap(), b"new");
+}

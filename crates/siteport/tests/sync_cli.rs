@@ -476,3 +476,39 @@ fn demo_runs_without_any_ftp_server_on_path() {
     assert!(!sb.store().exists());
     assert!(!sb.home().join(".local/state").exists());
 }
+
+/// Sites named `a b` and `a_b` (a space and an underscore: the same once made a file name)
+/// with different remotes keep one journal each: journals are keyed by the remote tree, not
+/// the site's name (the issue: both once mapped to `a_b.json`). Second exports still send
+/// nothing.
+#[test]
+fn sites_a_space_b_and_a_underscore_b_keep_separate_journals() {
+    let server = FtpServer::start(ServerKind::InProcess, false);
+    let sb = Sandbox::new();
+    file_store_add(&sb, "web", &server.user, server.password.expose_secret());
+    for (dir, body) in [("one", "first"), ("two", "second")] {
+        std::fs::create_dir_all(sb.workdir().join(dir)).unwrap();
+        std::fs::write(sb.workdir().join(dir).join("index.html"), body).unwrap();
+    }
+    write_config(
+        &sb,
+        &format!(
+            "{}{}",
+            site_toml("a b", &server, "web", "one", "/one"),
+            site_toml("a_b", &server, "web", "two", "/two")
+        ),
+    );
+    let jdir = sb.home().join(".local/state/siteport/journal");
+    for name in ["a b", "a_b"] {
+        let o = sb.run(&["--json", "export", name], "", &[]);
+        assert_code(&o, 0);
+        assert_eq!(uploaded(&o), 1, "{name}: {}", stdout(&o));
+    }
+    let written = common::journals(&jdir);
+    assert_eq!(written.len(), 2, "one journal per remote: {written:?}");
+    for name in ["a b", "a_b"] {
+        let o = sb.run(&["--json", "export", name], "", &[]);
+        assert_code(&o, 0);
+        assert_eq!(uploaded(&o), 0, "{name} sent again: {}", stdout(&o));
+    }
+}

@@ -144,6 +144,9 @@ struct Shared {
     direction: Mutex<Direction>,
     /// What opening a connection costs (the last one measured, ns; 0 = not yet known).
     login_ns: AtomicU64,
+    /// Some worker has logged in during this engine's life: the server is up and takes the
+    /// login (see `scheduler::login_cut_is_free`).
+    logged_in: AtomicBool,
     /// Workers logging in right now.
     logging_in: AtomicUsize,
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
@@ -230,6 +233,7 @@ impl Engine {
             sources: Mutex::new(HashMap::new()),
             direction: Mutex::new(Direction::Export),
             login_ns: AtomicU64::new(0),
+            logged_in: AtomicBool::new(false),
             logging_in: AtomicUsize::new(0),
             phase_jobs: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
@@ -241,6 +245,7 @@ impl Engine {
                 conn: None,
                 opened: false,
                 counted_login: false,
+                reconnects: 0,
             })
             .collect();
         Self {

@@ -75,7 +75,8 @@ impl Engine {
                     }
                     if let Err(why) = check_name(&ent.name) {
                         let shown = join(&dir, &ent.name.escape_debug().to_string());
-                        tracing::warn!(path = %shown, why, "unsafe remote name refused");
+                        // Reported through the plan and the report (the CLI lists them).
+                        tracing::debug!(path = %shown, why, "unsafe remote name refused");
                         tree.kept.insert(shown.clone());
                         tree.problems.push(ScanProblem {
                             path: shown,

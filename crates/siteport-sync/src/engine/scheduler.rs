@@ -26,7 +26,29 @@ pub(super) struct Worker {
     pub(super) opened: bool,
     /// Counted in `Shared::logging_in` from being spawned to log in until it has.
     pub(super) counted_login: bool,
+    /// Logins in a row that reached the server and were cut (see [`RECONNECTS`]); back to 0
+    /// when a job succeeds.
+    pub(super) reconnects: u32,
 }
+
+/// How many logins in a row one worker may see cut before they count against the file it
+/// is working on. A login the server accepted and then lost (its session process killed, a
+/// `500 OOPS` from vsftpd's privileged helper, a reset) says nothing about the file: spending
+/// the file's tries on it let a server that kept dropping sessions end the whole run (the
+/// last worker's cut logins exhausted its file and stopped the run with a network error).
+/// Bounded, so that a server that cuts every login forever still ends the run.
+const RECONNECTS: u32 = 8;
+
+/// The same budget before any login of the run has worked: a server that has never let this
+/// login in may be one that cuts every session by design (a vsftpd refusing its own config
+/// with `500 OOPS`, a connection limit without `421`), so it gets a few reconnects, then the
+/// policy's tries, and fails in a few seconds rather than after every reconnect.
+const RECONNECTS_BEFORE_LOGIN: u32 = 3;
+
+/// The longest wait between two such reconnects: the backoff doubles from the retry policy's
+/// base delay up to this (0.25 s, 0.5 s, 1 s, 2 s, … with the defaults: about 12 s for all
+/// eight).
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(2);
 
 /// One unit of work: list a directory, or carry out one action of the plan.
 #[derive(Clone)]
@@ -228,6 +250,7 @@ async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
         attempt += 1;
         let (e, connecting) = match attempt_job(sh, w, &job).await {
             Ok(bytes) => {
+                w.reconnects = 0;
                 if let Job::Act(a) = &job {
                     finish(sh, w.id, outcome(a, Ok(bytes), attempt));
                 }
@@ -238,6 +261,15 @@ async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
         if e.is_retryable() {
             // The connection may be half-broken; the next try opens a fresh one.
             w.conn = None;
+        }
+        if connecting && login_cut_is_free(sh, w, &e) {
+            // Not a try of this job: the login was cut before the job could run.
+            attempt -= 1;
+            w.reconnects += 1;
+            let d = sh.retry.delay(w.reconnects).min(RECONNECT_MAX_DELAY);
+            tracing::debug!(error = %e, reconnects = w.reconnects, ?d, "login cut; reconnecting");
+            tokio::time::sleep(d).await;
+            continue;
         }
         if e.is_fatal() {
             sh.stop.store(true, Ordering::SeqCst);
@@ -277,6 +309,25 @@ async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
         }
         return JobEnd::Done;
     }
+}
+
+/// Whether a failed login is a lost connection to retry on the worker's reconnect budget
+/// rather than on the job's tries: it reached the server and may work again (not a refused
+/// login, not TLS, not `421`, which lowers the pool instead), and the worker's budget is not
+/// spent: [`RECONNECTS`] once a login of the run has worked (the server is up and takes this
+/// login), [`RECONNECTS_BEFORE_LOGIN`] until then.
+fn login_cut_is_free(sh: &Shared, w: &Worker, e: &Error) -> bool {
+    let budget = if sh.logged_in.load(Ordering::SeqCst) {
+        RECONNECTS
+    } else {
+        RECONNECTS_BEFORE_LOGIN
+    };
+    e.is_server_reached()
+        && e.is_retryable()
+        && !e.is_fatal()
+        && e.kind() != ErrorKind::TooManyConnections
+        && w.reconnects < budget
+        && !sh.stop.load(Ordering::SeqCst)
 }
 
 /// Whether one more connection would finish the phase sooner: the work left per working
@@ -360,6 +411,7 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
             }
             drop(caps);
             w.opened = true;
+            sh.logged_in.store(true, Ordering::SeqCst);
             w.conn.insert(c)
         }
     };

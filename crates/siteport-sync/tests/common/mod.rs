@@ -34,6 +34,11 @@ pub struct Knobs {
     pub limit: AtomicUsize,
     /// Refuse every login.
     pub refuse_login: std::sync::atomic::AtomicBool,
+    /// Cut this many logins (the next ones) after the server answered: a session that died
+    /// during the login, as a killed vsftpd session process does.
+    pub cut_logins: AtomicUsize,
+    /// Fail this many logins (the next ones) as a server not reached: connection refused.
+    pub unreachable_logins: AtomicUsize,
     /// Pretend to be a LIST-only server: imprecise times, shifted by this many seconds.
     pub list_times_skew: Mutex<Option<i64>>,
 }
@@ -79,6 +84,25 @@ impl RemoteFactory for WrapFactory {
                 self.describe(),
                 "530 Login incorrect",
             ));
+        }
+        let take = |n: &AtomicUsize| {
+            n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+        };
+        if take(&self.knobs.unreachable_logins) {
+            return Err(Error::new(
+                ErrorKind::Network,
+                self.describe(),
+                "connection refused (nothing listens on that port)",
+            ));
+        }
+        if take(&self.knobs.cut_logins) {
+            return Err(Error::new(
+                ErrorKind::Network,
+                self.describe(),
+                "PASS ****: connection lost",
+            )
+            .reached_server(true));
         }
         let live = self.knobs.live.fetch_add(1, Ordering::SeqCst) + 1;
         let limit = self.knobs.limit.load(Ordering::SeqCst);

@@ -386,6 +386,27 @@ fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // Said plainly, rather than as the temporary file's creation failing under a random name.
+    let missing = match fs::metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+        Ok(m) if !m.is_dir() => Some("is not a directory"),
+        _ => None,
+    };
+    if let Some(why) = missing {
+        return Err(CliError::local_write(format!(
+            "cannot write {}: {} {why}",
+            path.display(),
+            dir.display()
+        ))
+        .with_hint(if why == "does not exist" {
+            format!(
+                "create it first (`mkdir -p {}`), or choose another path with -o",
+                dir.display()
+            )
+        } else {
+            "choose another path with -o".to_owned()
+        }));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".siteport-export-")
         .tempfile_in(&dir)

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{
-    Direction, Engine, GuardOptions, HashAlg, LockOwner, MaxDelete, Plan, Refusal, RemoteFactory,
-    Report, SiteLock, SyncOptions, Verification, check_deletes,
+    Direction, Engine, GuardOptions, HashAlg, LockOwner, MaxDelete, Plan, ProblemKind, Refusal,
+    RemoteFactory, Report, ScanProblem, SiteLock, SyncOptions, Verification, check_deletes,
 };
 
 use crate::commands::filters::FilterArgs;
@@ -539,6 +539,7 @@ async fn run_locked(
     for w in &report.warnings {
         tracing::warn!(site = %site.name, "{w}");
     }
+    let refused = refused_names(req, site, &plan);
     if !report.is_success() {
         for o in report.failures() {
             eprint_redacted(&format!("{}\n", outcome_line(o)));
@@ -563,6 +564,10 @@ async fn run_locked(
         Some(v) => Some(verify(ctx, site, v)?),
         None => None,
     };
+    if let Some(e) = refused {
+        *partial = Some(report);
+        return Err(e);
+    }
     Ok(if ctx.output.json {
         let (verified, verified_by) = match verified {
             Some((n, hash)) => (Some(n), Some(hash.map_or("size", |h| h.name()))),
@@ -573,6 +578,58 @@ async fn run_locked(
     } else {
         Value::Null
     })
+}
+
+/// Names the scans refused as unsafe (`..`, `/`, `\`, NUL, control characters: a hostile
+/// server's listing, or such a local file), each on a `refused` line of stderr (escaped, as
+/// everything printed). Those on the side being mirrored from were not mirrored: the run
+/// failed in part, exit 5 (the error returned). Those on the other side are only reported.
+fn refused_names(req: &Request, site: &ResolvedSite, plan: &Plan) -> Option<CliError> {
+    let unsafe_names = |ps: &[ScanProblem]| -> Vec<ScanProblem> {
+        ps.iter()
+            .filter(|p| p.kind == ProblemKind::UnsafeName)
+            .cloned()
+            .collect()
+    };
+    let (local, remote) = (
+        unsafe_names(&plan.local_problems),
+        unsafe_names(&plan.remote_problems),
+    );
+    for (side, ps) in [("local", &local), ("remote", &remote)] {
+        for p in ps {
+            eprint_redacted(&format!("refused   {side} {}: {}\n", p.path, p.detail));
+        }
+    }
+    let (source, side) = match req.direction {
+        Direction::Export => (local, "local"),
+        Direction::Import => (remote, "remote"),
+    };
+    if source.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = source.iter().take(10).map(|p| p.path.as_str()).collect();
+    Some(
+        CliError::new(
+            Failure::TransfersFailed,
+            "unsafe_names",
+            format!(
+                "site '{}': {} {side} name(s) refused as unsafe and not mirrored: {}{}",
+                site.name,
+                source.len(),
+                names.join(", "),
+                if source.len() > names.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .with_hint(
+            "siteport never mirrors a name that is `.` or `..` or holds `/`, `\\`, NUL or a \
+             control character (ESC, BEL, …): rename them at the source; everything else was \
+             mirrored",
+        ),
+    )
 }
 
 fn guard_error(site: &ResolvedSite, refusal: &Refusal) -> CliError {

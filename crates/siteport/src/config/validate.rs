@@ -163,6 +163,21 @@ impl Config {
                 "point ca_file at the PEM file of the server's CA (relative to the config file)",
             ));
         }
+        // Readable is not enough: a key, a DER file or garbage would fail every connection
+        // (as a TLS error, exit 6) instead of here, with the file's place (exit 2).
+        if let Some(ca) = &r.ca_file
+            && let Err(why) = siteport_sync::check_ca_file(ca)
+        {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{}': {why}", site.name),
+            )
+            .at(Some(self.key_location(site, "ca_file")))
+            .hint(
+                "ca_file must be a PEM file with one or more `-----BEGIN CERTIFICATE-----` \
+                 blocks: the server's CA, or its self-signed certificate",
+            ));
+        }
         let what = if own_local {
             "local directory"
         } else {
