@@ -281,6 +281,16 @@ impl Journal {
         &mut self,
         recs: impl IntoIterator<Item = (&'a String, &'a JournalRecord)>,
     ) -> Result<()> {
+        let recs: Vec<_> = recs.into_iter().collect();
+        if recs.len() >= SNAPSHOT_BATCH {
+            // As big as a snapshot: write the snapshot (the end of the run then has nothing
+            // left to write) rather than the same bytes to the log first.
+            for (path, rec) in recs {
+                self.records.insert(path.clone(), rec.clone());
+            }
+            self.dirty = true;
+            return self.compact();
+        }
         let mut buf = Vec::new();
         for (path, rec) in recs {
             self.line_into(
@@ -435,6 +445,9 @@ pub fn from_ns(ns: i64) -> SystemTime {
     }
 }
 
+/// A batch of [`Journal::record_many`] this large is written as a snapshot, not logged.
+const SNAPSHOT_BATCH: usize = 1024;
+
 /// BLAKE3 of a local file, streamed (bounded memory), lowercase hex. Blocking.
 pub fn hash_file(path: &Path) -> Result<String> {
     let f = File::open(path).map_err(|e| Error::local_io("open for hashing", path, e))?;
@@ -561,6 +574,21 @@ mod tests {
         assert_eq!(j.records().len(), 301);
         assert_eq!(j.records()["d/f299"], rec(299, "h299"));
         assert_eq!(j.records()["a"], rec(1, "aa"));
+    }
+
+    #[test]
+    fn a_batch_as_big_as_a_site_is_written_as_the_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.json");
+        let batch: Vec<(String, JournalRecord)> = (0..SNAPSHOT_BATCH as u64)
+            .map(|i| (format!("f{i}"), rec(i, "h")))
+            .collect();
+        {
+            let mut j = Journal::open(&p).unwrap();
+            j.record_many(batch.iter().map(|(p, r)| (p, r))).unwrap();
+        }
+        assert!(!with_suffix(&p, ".log").exists(), "nothing logged");
+        assert_eq!(Journal::open(&p).unwrap().records().len(), SNAPSHOT_BATCH);
     }
 
     #[test]

@@ -113,17 +113,20 @@ impl LocalRoot {
         rel: &str,
         expect: Option<FileId>,
     ) -> Result<(File, Metadata)> {
-        let shown = self.shown(rel);
-        let f = self.open_read(rel).map_err(|e| refused(&shown, e))?;
+        // The shown path is built only for an error: a run with no journal opens every
+        // file of the site here.
+        let f = self
+            .open_read(rel)
+            .map_err(|e| refused(&self.shown(rel), e))?;
         let m = f
             .metadata()
-            .map_err(|e| Error::local_io("stat", &shown, e))?;
+            .map_err(|e| Error::local_io("stat", &self.shown(rel), e))?;
         if !m.is_file() {
-            return Err(changed(&shown, "is no longer a regular file"));
+            return Err(changed(&self.shown(rel), "is no longer a regular file"));
         }
         if expect.is_some_and(|id| id != FileId::of(&m)) {
             return Err(changed(
-                &shown,
+                &self.shown(rel),
                 "was replaced since the scan (another file now has this name)",
             ));
         }

@@ -94,7 +94,7 @@ pub(super) fn hash_items(root: &LocalRoot, items: &[Item], stop: &AtomicBool) ->
                 break;
             };
             if let Ok((f, _)) = root.open_scanned(&item.from, item.id)
-                && let Ok(h) = hash_reader(f)
+                && let Ok(h) = hash_reader(Stoppable { inner: f, stop })
             {
                 out.push((item.path.clone(), h));
             }
@@ -114,6 +114,22 @@ pub(super) fn hash_items(root: &LocalRoot, items: &[Item], stop: &AtomicBool) ->
         }
         all
     })
+}
+
+/// A reader that fails once `stop` is set: a big file's hash is given up on at the next
+/// chunk, so stopping never waits for a whole 1 GiB file to be read.
+struct Stoppable<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
+}
+
+impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("hashing stopped"));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Hashing that runs in the background while the remote side is scanned.
@@ -203,6 +219,30 @@ mod tests {
             assert_eq!(hash, &hash_file(&dir.path().join(path)).unwrap(), "{path}");
         }
         assert!(hash_items(&root, &items, &AtomicBool::new(true)).is_empty());
+    }
+
+    #[test]
+    fn stopping_gives_up_a_big_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+        big.set_len(2 << 30).unwrap(); // sparse: 2 GiB of zeros, seconds to hash
+        let tree = scan_local(dir.path(), &Excludes::none()).unwrap();
+        let root = LocalRoot::open(dir.path()).unwrap();
+        let items = uncached(&tree, &BTreeMap::new(), false);
+        let stop = AtomicBool::new(false);
+        let started = std::time::Instant::now();
+        let got = std::thread::scope(|s| {
+            let h = s.spawn(|| hash_items(&root, &items, &stop));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            stop.store(true, Ordering::Relaxed);
+            h.join().unwrap()
+        });
+        assert!(got.is_empty(), "a hash given up on is not a hash");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "stopped after {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
