@@ -167,17 +167,24 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
     out
 }
 
-/// The fix for an untrusted SFTP host key: `site trust` for an unknown key; for a changed
-/// one, the library's own advice (which line to replace) and then `site trust`.
+/// The fix for an untrusted SFTP host key: `site trust` (which pins it) for an unknown key;
+/// for a changed pin, `site trust --replace` once the change is confirmed; for a changed
+/// known_hosts line, the library's own advice (which line to replace) and then `site trust`.
 fn host_key_hint(site: &ResolvedSite, e: &siteport_sync::Error) -> String {
     let changed = e.is_changed_host_key();
     let trust = format!("`siteport site trust {}`", site.name);
     match (changed, e.hint()) {
+        (true, _) if site.host_key.is_some() => format!(
+            "if the server's key really changed (ask its administrator), run \
+             `siteport site trust {} --replace` to pin the new one",
+            site.name
+        ),
         (true, Some(h)) => format!("{h}; then {trust} checks it"),
         (true, None) => format!("remove the old key, then run {trust}"),
         (false, _) => format!(
             "check the fingerprint with the server's administrator, then run {trust} \
-             (it records the key in {})",
+             (it pins the key in the config as `host_key`; with --known-hosts it adds it to {} \
+             instead)",
             site.known_hosts.as_deref().map_or_else(
                 || "~/.ssh/known_hosts".to_owned(),
                 |p| p.display().to_string()

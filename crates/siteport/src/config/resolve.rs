@@ -32,7 +32,7 @@ pub struct ResolvedSite {
     /// SFTP: a `SHA256:…` pin of the host key.
     pub host_key: Option<String>,
     /// SFTP: a known_hosts file checked besides `~/.ssh/known_hosts` (and where
-    /// `siteport site trust` records a key).
+    /// `siteport site trust --known-hosts` records a key).
     pub known_hosts: Option<PathBuf>,
     /// SFTP: accept any host key.
     pub insecure_host_key: bool,
