@@ -333,6 +333,12 @@ fn keys_of_the_other_protocol_are_config_errors() {
             8,
         ),
         ("host_key = \"SHA256:x\"\n", "`host_key`", 7),
+        ("file_mode = \"0644\"\n", "`file_mode`", 7),
+        (
+            "protocol = \"ftps\"\ndir_mode = \"0755\"\n",
+            "`dir_mode`",
+            8,
+        ),
         (
             "protocol = \"ftp\"\nknown_hosts = \"k\"\n",
             "`known_hosts`",
@@ -400,6 +406,58 @@ fn no_secret_at_vvv() {
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!out.contains(line), "a key line leaked: {line}");
     }
+}
+
+/// What `write_site` creates, its directories included (those have no `.`).
+const TREE: [&str; 6] = [
+    "index.html",
+    "empty.txt",
+    "a",
+    "a/b",
+    "a/b/c",
+    "a/b/c/deep.css",
+];
+
+/// The mode on disk of each path of [`TREE`] under `root`.
+fn modes(root: &Path) -> Vec<(&'static str, u32)> {
+    TREE.iter()
+        .map(|rel| (*rel, mode(&root.join(rel))))
+        .collect()
+}
+
+/// Uploaded files are 0644 and created directories 0755 by default; `file_mode`/`dir_mode`
+/// set them exactly, whatever the server's umask (0775 under sshd's umask 022 would be 0755
+/// from MKDIR alone: siteport SETSTATs each directory it creates).
+#[test]
+fn uploaded_files_and_dirs_get_the_site_modes() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n\
+         [[site]]\nname = \"plain\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         credential = \"web\"\nlocal = \"public\"\nremote = \"/site/plain\"\n{kh}\n\
+         [[site]]\nname = \"custom\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         credential = \"web\"\nlocal = \"public\"\nremote = \"/site/custom\"\n{kh}\
+         file_mode = \"0664\"\ndir_mode = \"0775\"\n",
+        port = s.port,
+        kh = trusted(&s),
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    write_site(&sb.workdir().join("public"));
+    let env = password_env(&s);
+    for site in ["plain", "custom"] {
+        let o = run(&sb, &["export", site], &env);
+        assert_code(&o, 0);
+    }
+    let want = |f: u32, d: u32| -> Vec<(&'static str, u32)> {
+        TREE.iter()
+            .map(|rel| (*rel, if rel.contains('.') { f } else { d }))
+            .collect()
+    };
+    assert_eq!(modes(&s.root().join("plain")), want(0o644, 0o755));
+    assert_eq!(mode(&s.root().join("plain")), 0o755);
+    assert_eq!(modes(&s.root().join("custom")), want(0o664, 0o775));
+    assert_eq!(mode(&s.root().join("custom")), 0o775);
 }
 
 /// `site trust` asks on a terminal: `n` writes nothing (exit 2), `y` pins the key.

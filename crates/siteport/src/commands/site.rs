@@ -93,6 +93,8 @@ fn sftp_settings(site: &ResolvedSite) -> SftpSettings {
         no_user_known_hosts: false,
         host_key: site.host_key.clone(),
         insecure: site.insecure_host_key,
+        file_mode: site.file_mode,
+        dir_mode: site.dir_mode,
     }
 }
 
