@@ -604,3 +604,143 @@ fn site_trust_pins_the_host_key_in_the_config() {
     let o = run(&sb, &["--json", "export", "web"], &env);
     assert_code(&o, 0);
 }
+
+/// An `ssh-agent -D` on a socket of its own, killed (by its pid) when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent and `ssh-add`s `key` to it.
+    fn start(dir: &Path, key: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) must be installed");
+        let agent = Agent { child, socket };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh-agent did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = std::process::Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ssh-add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A site with a user and `password = ""` and no key logs in through the ssh-agent at
+/// SSH_AUTH_SOCK; without an agent it fails with exit 4 and says how to give it a key.
+#[test]
+fn ssh_agent_login() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let text = format!(
+        "[[site]]\nname = \"web\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         user = \"{}\"\npassword = \"\"\nlocal = \"public\"\nremote = \"{}\"\n{}",
+        s.port,
+        s.user,
+        s.remote_root(),
+        trusted(&s)
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    write_site(&sb.workdir().join("public"));
+
+    let o = run(&sb, &["export", "web"], &[]);
+    assert_code(&o, 4);
+    let err = stderr(&o);
+    assert!(
+        err.contains("SSH_AUTH_SOCK") && err.contains("--ssh-key"),
+        "{err}"
+    );
+    assert!(files(&s.root()).is_empty());
+
+    let agent = Agent::start(&sb.path(""), &s.key_path);
+    let sock = agent.socket.to_string_lossy().into_owned();
+    let o = run(
+        &sb,
+        &["--json", "export", "web"],
+        &[("SSH_AUTH_SOCK".into(), sock)],
+    );
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+    assert_eq!(files(&s.root()), files(&sb.workdir().join("public")));
+    let log = s.auth_attempts().join("\n");
+    assert!(log.contains("Accepted publickey"), "{log}");
+    drop(agent);
+}
+
+/// `credential add --ssh-key` with an encrypted key asks its passphrase on the terminal
+/// (hidden, never echoed), stores it beside the key, and the key then logs in.
+#[test]
+fn an_encrypted_keys_passphrase_is_asked_on_a_terminal() {
+    use rexpect::process::WaitStatus;
+    use rexpect::session::spawn_command;
+
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "file", &trusted(&s));
+    write_site(&sb.workdir().join("public"));
+    assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
+    let key = s.encrypted_key_path.to_string_lossy().into_owned();
+    let mut c = std::process::Command::new(common::bin());
+    c.args([
+        "credential",
+        "add",
+        "web",
+        "--username",
+        &s.user,
+        "--ssh-key",
+        &key,
+    ])
+    .env_clear()
+    .envs(sb.envs())
+    .current_dir(sb.workdir());
+    let mut p = spawn_command(c, Some(30_000)).unwrap();
+    p.exp_regex(r"Passphrase of the SSH key for 'web':")
+        .unwrap();
+    p.send_line(s.key_passphrase.expose_secret()).unwrap();
+    let rest = p.exp_eof().unwrap();
+    assert!(
+        !rest.contains(s.key_passphrase.expose_secret()),
+        "passphrase echoed: {rest}"
+    );
+    match p.process().wait().unwrap() {
+        WaitStatus::Exited(_, code) => assert_eq!(code, 0, "{rest}"),
+        other => panic!("siteport did not exit normally: {other:?}"),
+    }
+    let shown = stdout(&sb.run(&["credential", "show", "web"], "", &[]));
+    assert!(
+        shown.contains("stored, with its passphrase (not shown)"),
+        "{shown}"
+    );
+    let o = run(&sb, &["--json", "export", "web"], &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+}

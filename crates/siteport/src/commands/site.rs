@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use secrecy::ExposeSecret;
 use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol, SftpSettings};
 
 use crate::config::{ResolvedSite, SiteProtocol, TlsMode};
@@ -128,7 +129,32 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
         .as_ref()
         .map(|c| format!(", credential '{c}'"))
         .unwrap_or_default();
+    // No key and no password: the login went through the ssh-agent (SSH_AUTH_SOCK).
+    let agent = site.protocol == SiteProtocol::Sftp
+        && site.ssh_key.is_none()
+        && site.password.expose_secret().is_empty();
     let (message, hint) = match e.kind() {
+        ErrorKind::Login if agent => (
+            format!(
+                "site '{}': the SFTP login of user '{}'{cred} on {server} through the ssh-agent \
+                 failed: {}",
+                site.name,
+                site.username,
+                e.detail()
+            ),
+            Some(format!(
+                "start ssh-agent and `ssh-add` a key the server authorizes (SSH_AUTH_SOCK must \
+                 name its socket), or store the key instead: `siteport credential add {c} \
+                 --username {} --ssh-key FILE`{set}",
+                site.username,
+                c = site.credential.as_ref().map_or("NAME", |c| c.as_str()),
+                set = if site.credential.is_some() {
+                    " --force"
+                } else {
+                    ", then set `credential = \"NAME\"` on the site in place of `password`"
+                }
+            )),
+        ),
         ErrorKind::Login => (
             format!(
                 "site '{}': the {} server {server} refused the login of user '{}'{cred}: {}",
