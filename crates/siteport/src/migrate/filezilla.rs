@@ -589,6 +589,36 @@ mod tests {
     }
 
     #[test]
+    fn key_files_are_read_or_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let ok = write("id", siteport_creds::testkit::FIXTURE_SSH_KEY);
+        assert_eq!(
+            read_key_file(&ok).unwrap().expose_secret(),
+            siteport_creds::testkit::FIXTURE_SSH_KEY
+        );
+        let ppk = write(
+            "id.ppk",
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n",
+        );
+        assert!(read_key_file(&ppk).unwrap_err().contains("puttygen"));
+        let public = write("id.pub", "ssh-ed25519 AAAAC3Nza siteport-test\n");
+        assert!(
+            read_key_file(&public)
+                .unwrap_err()
+                .contains("not a private key")
+        );
+        let missing = dir.path().join("nope");
+        assert!(read_key_file(&missing).unwrap_err().contains("cannot open"));
+        let big = write("big", &"x".repeat(MAX_SSH_KEY_LEN + 1));
+        assert!(read_key_file(&big).unwrap_err().contains("larger than"));
+    }
+
+    #[test]
     fn wrong_documents_are_refused() {
         assert!(
             parse_sitemanager("<nope/>")
