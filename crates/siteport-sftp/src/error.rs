@@ -9,7 +9,8 @@ use russh_sftp::protocol::StatusCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SftpErrorKind {
-    /// The server refused every authentication offered (password, key or agent keys).
+    /// The server refused every authentication offered (password, key or agent keys), or
+    /// there was nothing to offer (no ssh-agent for an agent login).
     Login,
     /// The server's host key is in no known_hosts file given (and no pin was set). Nothing was
     /// authenticated.
@@ -30,7 +31,7 @@ pub enum SftpErrorKind {
     /// The server answered something unexpected, or a generic `SSH_FX_FAILURE`.
     Protocol,
     /// The request itself is unusable (an unreadable private key, a wrong passphrase, a bad
-    /// pin, no ssh-agent); nothing was sent.
+    /// pin); nothing was sent.
     Invalid,
 }
 

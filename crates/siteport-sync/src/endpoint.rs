@@ -73,6 +73,10 @@ pub struct SftpSettings {
     pub host_key: Option<String>,
     /// Accept any host key. Only when explicitly asked for.
     pub insecure: bool,
+    /// Permissions of uploaded files; `None`: 0644.
+    pub file_mode: Option<u32>,
+    /// Permissions of directories siteport creates; `None`: 0755.
+    pub dir_mode: Option<u32>,
 }
 
 /// The wire protocol of an endpoint, with the settings that belong to it.

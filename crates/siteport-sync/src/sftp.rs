@@ -83,6 +83,12 @@ fn connect_options(endpoint: &Endpoint, settings: &SftpSettings) -> ConnectOptio
     );
     o.port = endpoint.port;
     o.timeout = endpoint.timeout;
+    if let Some(m) = settings.file_mode {
+        o.file_mode = m;
+    }
+    if let Some(m) = settings.dir_mode {
+        o.dir_mode = m;
+    }
     o
 }
 
@@ -333,6 +339,20 @@ mod tests {
             "/site",
             login,
         )
+    }
+
+    #[test]
+    fn modes_default_to_0644_and_0755() {
+        let e = endpoint(Login::new("u", SecretString::from("pw")));
+        let o = connect_options(&e, &SftpSettings::default());
+        assert_eq!((o.file_mode, o.dir_mode), (0o644, 0o755));
+        let s = SftpSettings {
+            file_mode: Some(0o640),
+            dir_mode: Some(0o750),
+            ..SftpSettings::default()
+        };
+        let o = connect_options(&e, &s);
+        assert_eq!((o.file_mode, o.dir_mode), (0o640, 0o750));
     }
 
     #[test]

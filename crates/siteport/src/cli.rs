@@ -86,7 +86,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Free a site's lock left by a dead run (prints who held it; asks nothing).
     Unlock(UnlockArgs),
-    /// Work with a site: `site trust SITE` records an SFTP server's host key.
+    /// Work with a site: `site trust SITE` pins an SFTP server's host key in the config.
     #[command(subcommand)]
     Site(SiteCommand),
     /// Work with the config file.

@@ -75,7 +75,7 @@ pub enum Failure {
     /// A bug or an unexpected failure inside siteport (no runtime, stdout gone): 1.
     Internal,
     /// A file the command was asked to write (`credential export -o` into a missing or
-    /// read-only directory, `site trust`'s known_hosts, `$GITHUB_OUTPUT`) could not be
+    /// read-only directory, `site trust`'s config or known_hosts, `$GITHUB_OUTPUT`) could not be
     /// written: 2, the path given needs fixing (1 would call it a bug in siteport).
     LocalWrite,
     /// A config file failure: 3 when a credential could not be had, else 2.

@@ -28,6 +28,8 @@ pub use netrc::{NetrcEntry, import_netrc, parse_netrc};
 pub use plan::migrate_config;
 pub use report::{Action, Finding, MigrationReport, SiteReport};
 pub use rewrite::unified_diff;
+// `site trust` replaces the config the same way when it pins a host key.
+pub(crate) use files::write_atomic;
 
 /// What `migrate` may do.
 #[derive(Debug, Clone, Copy, Default)]

@@ -493,3 +493,126 @@ fn export_import_cycle_on_a_migrated_config() {
     let all = stdout(&o) + &stderr(&o);
     assert!(!all.contains(&pw), "{all}");
 }
+
+/// FileZilla SFTP servers (protocol 1): a password site and a key file site become
+/// `protocol = "sftp"` sites, the password and the key itself go into the store; an encrypted
+/// key (FileZilla keeps no passphrase) is imported without a credential and a missing key file
+/// skips its site, both said. Then both sites export to a real sshd with the migrated config.
+#[test]
+fn filezilla_sftp_sites_import_with_password_and_key_and_export() {
+    use base64::Engine as _;
+    use siteport_testsupport::SshServer;
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    init_store(&sb);
+    let pw = s.password.expose_secret().to_owned();
+    let xml = include_str!("fixtures/sitemanager-sftp.xml")
+        .replace("@PORT@", &s.port.to_string())
+        .replace("@USER@", &s.user)
+        .replace(
+            "@PASS64@",
+            &base64::engine::general_purpose::STANDARD.encode(&pw),
+        )
+        .replace("@KEYFILE@", &s.key_path.to_string_lossy())
+        .replace(
+            "@ENCRYPTEDKEYFILE@",
+            &s.encrypted_key_path.to_string_lossy(),
+        );
+    let xml_path = sb.path("sitemanager.xml");
+    std::fs::write(&xml_path, xml).unwrap();
+    let xml_path = xml_path.to_str().unwrap();
+    let cfg = sb.workdir().join("siteport.toml");
+
+    let o = sb.run(
+        &[
+            "migrate",
+            "--from-filezilla",
+            xml_path,
+            "--yes",
+            "--json",
+            "-vvv",
+        ],
+        "",
+        &[],
+    );
+    assert_code(&o, 0);
+    let all = stdout(&o) + &stderr(&o);
+    assert!(!all.contains(&pw), "password in output");
+    let key_text = std::fs::read_to_string(&s.key_path).unwrap();
+    for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!all.contains(line), "a key line in output: {line}");
+    }
+    let j = json(&o);
+    assert_eq!(
+        j["stored"],
+        serde_json::json!(["ssh-pw-site", "ssh-key-site"])
+    );
+    let by_name = |n: &str| {
+        j["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["site"] == n)
+            .unwrap_or_else(|| panic!("no {n} in {j}"))
+            .clone()
+    };
+    assert_eq!(by_name("ssh-pw-site")["action"], "migrated", "{j}");
+    assert_eq!(by_name("ssh-key-site")["action"], "migrated", "{j}");
+    assert!(
+        by_name("ssh-key-site")["note"]
+            .as_str()
+            .unwrap()
+            .contains("siteport site trust ssh-key-site"),
+        "{j}"
+    );
+    let locked = by_name("locked-key");
+    assert_eq!(locked["action"], "migrated", "{j}");
+    let note = locked["note"].as_str().unwrap();
+    assert!(
+        note.contains("encrypted") && note.contains("--ssh-key"),
+        "{note}"
+    );
+    let gone = by_name("gone-key");
+    assert_eq!(gone["action"], "skipped", "{j}");
+    let note = gone["note"].as_str().unwrap();
+    assert!(
+        note.contains("/nonexistent/siteport-test/id_ed25519") && note.contains("cannot open"),
+        "{note}"
+    );
+
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains(&format!(
+            "name = \"ssh-key-site\"\nhost = \"127.0.0.1\"\nport = {}\nprotocol = \"sftp\"\n\
+             credential = \"ssh-key-site\"\n",
+            s.port
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("host = \"sftp.locked.example\"\nprotocol = \"sftp\"\nuser = \"locked\""),
+        "{text}"
+    );
+    assert!(!text.contains("tls"), "{text}");
+    assert!(!text.contains("gone"), "{text}");
+    let o = sb.run(&["credential", "show", "ssh-key-site"], "", &[]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("ssh key:  stored"), "{}", stdout(&o));
+
+    // The migrated sites work: trust the host key, then export with the password and the key.
+    for site in ["ssh-pw-site", "ssh-key-site"] {
+        let local = sb.workdir().join(format!("sites/{site}"));
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::write(local.join(format!("{site}.html")), site).unwrap();
+        assert_code(&sb.run(&["site", "trust", site, "--yes"], "", &[]), 0);
+        let o = sb.run(&["export", site], "", &[]);
+        assert_code(&o, 0);
+        assert_eq!(
+            std::fs::read(s.root().join(format!("{site}.html"))).unwrap(),
+            site.as_bytes()
+        );
+    }
+    let log = s.auth_attempts().join("\n");
+    assert!(log.contains("Accepted password"), "{log}");
+    assert!(log.contains("Accepted publickey"), "{log}");
+}

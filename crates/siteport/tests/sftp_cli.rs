@@ -191,8 +191,9 @@ fn key_login_with_the_key_and_passphrase_from_the_file_store() {
     );
 }
 
+/// `site trust --known-hosts`: the key's line goes to the site's known_hosts file.
 #[test]
-fn unknown_host_key_exits_6_until_site_trust() {
+fn unknown_host_key_exits_6_until_site_trust_known_hosts() {
     let s = SshServer::start();
     let sb = Sandbox::new();
     let kh = sb.path("keys/known_hosts");
@@ -223,11 +224,16 @@ fn unknown_host_key_exits_6_until_site_trust() {
     );
 
     // Without a terminal and without --yes, nothing is written.
-    let o = run(&sb, &["site", "trust", "web"], &env);
+    let o = run(&sb, &["site", "trust", "web", "--known-hosts"], &env);
     assert_code(&o, 2);
     assert!(!kh.exists(), "trusted without confirmation");
 
-    let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
+    let config_before = std::fs::read_to_string(sb.workdir().join("siteport.toml")).unwrap();
+    let o = run(
+        &sb,
+        &["site", "trust", "web", "--known-hosts", "--yes"],
+        &env,
+    );
     assert_code(&o, 0);
     assert!(
         stdout(&o).contains(&s.host_key_fingerprint),
@@ -244,7 +250,17 @@ fn unknown_host_key_exits_6_until_site_trust() {
         s.auth_attempts()
     );
 
-    let o = run(&sb, &["--json", "site", "trust", "web", "--yes"], &env);
+    assert_eq!(
+        std::fs::read_to_string(sb.workdir().join("siteport.toml")).unwrap(),
+        config_before,
+        "--known-hosts changed the config"
+    );
+
+    let o = run(
+        &sb,
+        &["--json", "site", "trust", "web", "--known-hosts", "--yes"],
+        &env,
+    );
     assert_code(&o, 0);
     assert_eq!(json(&o)["added"], false, "{}", stdout(&o));
     assert_eq!(std::fs::read_to_string(&kh).unwrap(), recorded);
@@ -253,15 +269,25 @@ fn unknown_host_key_exits_6_until_site_trust() {
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 4);
 
-    // A changed key (another key recorded for this host) is refused by `site trust` too.
+    // A changed key (another key recorded for this host) is refused by `site trust` too, in
+    // both modes: pinning must not paper over a changed known_hosts line.
     std::fs::write(
         &kh,
         format!("[127.0.0.1]:{} {}\n", s.port, s.other_public_key),
     )
     .unwrap();
-    let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
-    assert_code(&o, 6);
-    assert!(stderr(&o).contains("CHANGED"), "{}", stderr(&o));
+    for mode in [&["--known-hosts"][..], &[]] {
+        let mut args = vec!["site", "trust", "web", "--yes"];
+        args.extend(mode);
+        let o = run(&sb, &args, &env);
+        assert_code(&o, 6);
+        assert!(stderr(&o).contains("CHANGED"), "{}", stderr(&o));
+    }
+    assert_eq!(
+        std::fs::read_to_string(sb.workdir().join("siteport.toml")).unwrap(),
+        config_before,
+        "a changed key was pinned"
+    );
     // And by export: exit 6, the recorded line named, no login offered.
     let before = s.auth_attempts().len();
     let o = run(&sb, &["export", "web"], &env);
@@ -307,6 +333,12 @@ fn keys_of_the_other_protocol_are_config_errors() {
             8,
         ),
         ("host_key = \"SHA256:x\"\n", "`host_key`", 7),
+        ("file_mode = \"0644\"\n", "`file_mode`", 7),
+        (
+            "protocol = \"ftps\"\ndir_mode = \"0755\"\n",
+            "`dir_mode`",
+            8,
+        ),
         (
             "protocol = \"ftp\"\nknown_hosts = \"k\"\n",
             "`known_hosts`",
@@ -376,7 +408,59 @@ fn no_secret_at_vvv() {
     }
 }
 
-/// `site trust` asks on a terminal: `n` writes nothing (exit 2), `y` records the key.
+/// What `write_site` creates, its directories included (those have no `.`).
+const TREE: [&str; 6] = [
+    "index.html",
+    "empty.txt",
+    "a",
+    "a/b",
+    "a/b/c",
+    "a/b/c/deep.css",
+];
+
+/// The mode on disk of each path of [`TREE`] under `root`.
+fn modes(root: &Path) -> Vec<(&'static str, u32)> {
+    TREE.iter()
+        .map(|rel| (*rel, mode(&root.join(rel))))
+        .collect()
+}
+
+/// Uploaded files are 0644 and created directories 0755 by default; `file_mode`/`dir_mode`
+/// set them exactly, whatever the server's umask (0775 under sshd's umask 022 would be 0755
+/// from MKDIR alone: siteport SETSTATs each directory it creates).
+#[test]
+fn uploaded_files_and_dirs_get_the_site_modes() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n\
+         [[site]]\nname = \"plain\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         credential = \"web\"\nlocal = \"public\"\nremote = \"/site/plain\"\n{kh}\n\
+         [[site]]\nname = \"custom\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         credential = \"web\"\nlocal = \"public\"\nremote = \"/site/custom\"\n{kh}\
+         file_mode = \"0664\"\ndir_mode = \"0775\"\n",
+        port = s.port,
+        kh = trusted(&s),
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    write_site(&sb.workdir().join("public"));
+    let env = password_env(&s);
+    for site in ["plain", "custom"] {
+        let o = run(&sb, &["export", site], &env);
+        assert_code(&o, 0);
+    }
+    let want = |f: u32, d: u32| -> Vec<(&'static str, u32)> {
+        TREE.iter()
+            .map(|rel| (*rel, if rel.contains('.') { f } else { d }))
+            .collect()
+    };
+    assert_eq!(modes(&s.root().join("plain")), want(0o644, 0o755));
+    assert_eq!(mode(&s.root().join("plain")), 0o755);
+    assert_eq!(modes(&s.root().join("custom")), want(0o664, 0o775));
+    assert_eq!(mode(&s.root().join("custom")), 0o775);
+}
+
+/// `site trust` asks on a terminal: `n` writes nothing (exit 2), `y` pins the key.
 #[test]
 fn site_trust_asks_on_a_terminal() {
     use rexpect::process::WaitStatus;
@@ -407,11 +491,256 @@ fn site_trust_asks_on_a_terminal() {
             other => panic!("siteport did not exit normally: {other:?}"),
         }
     };
+    let config = sb.workdir().join("siteport.toml");
+    let before = std::fs::read_to_string(&config).unwrap();
     assert_eq!(answer("n"), 2);
     assert!(!kh.exists(), "written after `n`");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
     assert_eq!(answer("y"), 0);
-    assert_eq!(
-        std::fs::read_to_string(&kh).unwrap().trim(),
-        s.known_hosts_line.trim()
+    assert!(!kh.exists(), "a pin also wrote known_hosts");
+    let after = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        after.contains(&format!("host_key = \"{}\"", s.host_key_fingerprint)),
+        "{after}"
     );
+}
+
+/// The default `site trust`: the fingerprint pinned as the site's `host_key` in the config,
+/// every other byte (comments, layout) and the file's mode kept; a different pin refused
+/// (exit 6) until `--replace`, which warns loudly and replaces the pin in place.
+#[test]
+fn site_trust_pins_the_host_key_in_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let config = sb.workdir().join("siteport.toml");
+    let text = format!(
+        "# my sites\n[credentials]\nbackend = \"env\"   # from CI\n\n[[site]]\n\
+         name = \"web\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         credential = \"web\"\nlocal = \"public\"\nremote = \"{}\"  # the web root\n\n\
+         # the other one\n[[site]]\nname = \"other\"\nprotocol = \"sftp\"\n\
+         host = \"127.0.0.1\"\ncredential = \"web\"\nlocal = \"other\"\n",
+        s.port,
+        s.remote_root()
+    );
+    std::fs::write(&config, &text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    write_site(&sb.workdir().join("public"));
+    let env = password_env(&s);
+
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 6);
+    assert!(
+        stderr(&o).contains("siteport site trust web"),
+        "{}",
+        stderr(&o)
+    );
+    // No terminal, no --yes: nothing written.
+    let o = run(&sb, &["site", "trust", "web"], &env);
+    assert_code(&o, 2);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+
+    let o = run(&sb, &["--json", "site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 0);
+    let j = json(&o);
+    assert_eq!(j["pinned"], true, "{j}");
+    assert_eq!(j["fingerprint"], s.host_key_fingerprint.as_str(), "{j}");
+    let pinned = std::fs::read_to_string(&config).unwrap();
+    let diff = similar::TextDiff::from_lines(text.as_str(), pinned.as_str());
+    let changes: Vec<String> = diff
+        .iter_all_changes()
+        .filter(|c| c.tag() != similar::ChangeTag::Equal)
+        .map(|c| format!("{}{}", c.tag(), c.value()))
+        .collect();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    let added = format!("+host_key = \"{}\"  # pinned by", s.host_key_fingerprint);
+    assert!(changes[0].starts_with(&added), "{changes:?}");
+    // At the end of web's table, before the other site's comment.
+    assert!(pinned.contains("# the web root\nhost_key = "), "{pinned}");
+    assert_eq!(mode(&config), 0o640, "the config's mode changed");
+    assert!(
+        s.auth_attempts().iter().all(|l| !l.contains("Accepted")),
+        "site trust logged in: {:?}",
+        s.auth_attempts()
+    );
+    assert!(
+        !sb.home().join(".ssh/known_hosts").exists(),
+        "a pin also wrote known_hosts"
+    );
+
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+    // Again: already pinned, nothing written.
+    let o = run(&sb, &["--json", "site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["pinned"], false, "{}", stdout(&o));
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), pinned);
+
+    // Another pin (the server's key "changed"): refused without --replace, by export too.
+    let other_pin = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let wrong = pinned.replace(&s.host_key_fingerprint, other_pin);
+    std::fs::write(&config, &wrong).unwrap();
+    let o = run(&sb, &["site", "trust", "web", "--yes"], &env);
+    assert_code(&o, 6);
+    let err = stderr(&o);
+    assert!(
+        err.contains("CHANGED") && err.contains("--replace"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), wrong);
+    let before = s.auth_attempts().len();
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 6);
+    assert!(stderr(&o).contains("--replace"), "{}", stderr(&o));
+    assert_eq!(s.auth_attempts().len(), before, "authentication attempted");
+
+    let o = run(&sb, &["site", "trust", "web", "--yes", "--replace"], &env);
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("WARNING"), "{}", stderr(&o));
+    // Replaced in place: the same text as the first pin.
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), pinned);
+    assert_eq!(mode(&config), 0o640);
+    let o = run(&sb, &["--json", "export", "web"], &env);
+    assert_code(&o, 0);
+}
+
+/// An `ssh-agent -D` on a socket of its own, killed (by its pid) when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent and `ssh-add`s `key` to it.
+    fn start(dir: &Path, key: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = std::process::Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) must be installed");
+        let agent = Agent { child, socket };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !agent.socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh-agent did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = std::process::Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ssh-add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A site with a user and `password = ""` and no key logs in through the ssh-agent at
+/// SSH_AUTH_SOCK; without an agent it fails with exit 4 and says how to give it a key.
+#[test]
+fn ssh_agent_login() {
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    let text = format!(
+        "[[site]]\nname = \"web\"\nprotocol = \"sftp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         user = \"{}\"\npassword = \"\"\nlocal = \"public\"\nremote = \"{}\"\n{}",
+        s.port,
+        s.user,
+        s.remote_root(),
+        trusted(&s)
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    write_site(&sb.workdir().join("public"));
+
+    let o = run(&sb, &["export", "web"], &[]);
+    assert_code(&o, 4);
+    let err = stderr(&o);
+    assert!(
+        err.contains("SSH_AUTH_SOCK") && err.contains("--ssh-key"),
+        "{err}"
+    );
+    assert!(files(&s.root()).is_empty());
+
+    let agent = Agent::start(&sb.path(""), &s.key_path);
+    let sock = agent.socket.to_string_lossy().into_owned();
+    let o = run(
+        &sb,
+        &["--json", "export", "web"],
+        &[("SSH_AUTH_SOCK".into(), sock)],
+    );
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
+    assert_eq!(files(&s.root()), files(&sb.workdir().join("public")));
+    let log = s.auth_attempts().join("\n");
+    assert!(log.contains("Accepted publickey"), "{log}");
+    drop(agent);
+}
+
+/// `credential add --ssh-key` with an encrypted key asks its passphrase on the terminal
+/// (hidden, never echoed), stores it beside the key, and the key then logs in.
+#[test]
+fn an_encrypted_keys_passphrase_is_asked_on_a_terminal() {
+    use rexpect::process::WaitStatus;
+    use rexpect::session::spawn_command;
+
+    let s = SshServer::start();
+    let sb = Sandbox::new();
+    write_config(&sb, &s, "file", &trusted(&s));
+    write_site(&sb.workdir().join("public"));
+    assert_code(&sb.run(&["credential", "init"], "", &[]), 0);
+    let key = s.encrypted_key_path.to_string_lossy().into_owned();
+    let mut c = std::process::Command::new(common::bin());
+    c.args([
+        "credential",
+        "add",
+        "web",
+        "--username",
+        &s.user,
+        "--ssh-key",
+        &key,
+    ])
+    .env_clear()
+    .envs(sb.envs())
+    .current_dir(sb.workdir());
+    let mut p = spawn_command(c, Some(30_000)).unwrap();
+    p.exp_regex(r"Passphrase of the SSH key for 'web':")
+        .unwrap();
+    p.send_line(s.key_passphrase.expose_secret()).unwrap();
+    let rest = p.exp_eof().unwrap();
+    assert!(
+        !rest.contains(s.key_passphrase.expose_secret()),
+        "passphrase echoed: {rest}"
+    );
+    match p.process().wait().unwrap() {
+        WaitStatus::Exited(_, code) => assert_eq!(code, 0, "{rest}"),
+        other => panic!("siteport did not exit normally: {other:?}"),
+    }
+    let shown = stdout(&sb.run(&["credential", "show", "web"], "", &[]));
+    assert!(
+        shown.contains("stored, with its passphrase (not shown)"),
+        "{shown}"
+    );
+    let o = run(&sb, &["--json", "export", "web"], &[]);
+    assert_code(&o, 0);
+    assert_eq!(uploaded(&o), 4);
 }

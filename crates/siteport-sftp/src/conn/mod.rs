@@ -264,13 +264,24 @@ async fn agent_auth(
     socket: Option<&std::path::Path>,
     server: &str,
 ) -> Result<bool, SftpError> {
+    // A login with nothing to offer: `Login`, like a refused one (the fix is the same, a
+    // credential that works), not `Invalid`, which is for a key or passphrase that is wrong.
     let no_agent = |e: russh::keys::Error| {
+        let why = if socket.is_none() && std::env::var_os("SSH_AUTH_SOCK").is_none() {
+            "SSH_AUTH_SOCK is not set"
+        } else {
+            "cannot talk to it"
+        };
         SftpError::new(
-            SftpErrorKind::Invalid,
+            SftpErrorKind::Login,
             server,
-            "no usable ssh-agent (is SSH_AUTH_SOCK set?)",
+            format!("no usable ssh-agent to log in with ({why})"),
         )
         .with_op("authenticate")
+        .with_hint(
+            "start ssh-agent, `ssh-add` an authorized key and set SSH_AUTH_SOCK, or log in \
+             with a password or a private key",
+        )
         .with_source(e)
     };
     use russh::keys::agent::client::AgentClient;

@@ -113,11 +113,21 @@ impl SftpConnection {
     /// Creates the directory `path` only if it does not exist: `Ok(true)` when this call
     /// created it, `Ok(false)` when a directory was already there. The server's MKDIR is
     /// atomic, so of several racing callers exactly one gets `Ok(true)` (the site lock).
+    /// A directory this call created gets `dir_mode` exactly; one already there is left as
+    /// it is.
     pub async fn mkdir_new(&self, path: &str) -> Result<bool, SftpError> {
         let mut attrs = FileAttributes::empty();
         attrs.permissions = Some(self.dir_mode);
-        match self.sftp.mkdir(path, attrs).await {
-            Ok(_) => Ok(true),
+        match self.sftp.mkdir(path, attrs.clone()).await {
+            Ok(_) => {
+                // OpenSSH's sftp-server passes MKDIR's mode to mkdir(2), where the server's
+                // umask takes bits away (0775 becomes 0755 under umask 022): SETSTAT sets
+                // the mode itself, as OPEN's mode for files is followed by an FSETSTAT.
+                self.sftp.setstat(path, attrs).await.map_err(|e| {
+                    SftpError::from_sftp(&self.server, &format!("setstat {path}"), e)
+                })?;
+                Ok(true)
+            }
             Err(e) => {
                 // SFTP v3 has no "already exists" status: OpenSSH answers a generic failure.
                 if let Ok(a) = self.sftp.lstat(path).await

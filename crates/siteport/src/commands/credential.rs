@@ -104,10 +104,10 @@ pub struct AddArgs {
     #[arg(long)]
     pub password_stdin: bool,
     /// Store this SSH private key (OpenSSH or PEM file) for SFTP sites. With it, no password
-    /// is asked for unless --password-stdin is given.
-    #[arg(long, value_name = "PATH")]
+    /// is asked for unless --password-stdin is given. (--ssh-key-file is the older spelling.)
+    #[arg(long = "ssh-key", visible_alias = "ssh-key-file", value_name = "FILE")]
     pub ssh_key_file: Option<std::path::PathBuf>,
-    /// Read the passphrase of an encrypted --ssh-key-file from the first line of stdin
+    /// Read the passphrase of an encrypted --ssh-key from the first line of stdin
     /// (otherwise it is asked for on the terminal).
     #[arg(long, requires = "ssh_key_file", conflicts_with = "password_stdin")]
     pub ssh_key_passphrase_stdin: bool,
@@ -393,7 +393,7 @@ fn input_error(name: &CredentialName, e: siteport_creds::ValidationError) -> Cli
         }
         "ssh_key" | "ssh_key_passphrase" => format!(
             "give the private key file (not the .pub) and its passphrase on one line: \
-             `siteport credential add {name} --ssh-key-file ~/.ssh/id_ed25519 --force`"
+             `siteport credential add {name} --ssh-key ~/.ssh/id_ed25519 --force`"
         ),
         field => format!(
             "give the {field} again without control characters, spaces or '/' (hosts), at most 1024 bytes: `siteport credential add {name} --{field} …`"

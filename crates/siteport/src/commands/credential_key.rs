@@ -1,4 +1,4 @@
-//! `credential add --ssh-key-file PATH`: an SSH private key read from a file into the
+//! `credential add --ssh-key FILE`: an SSH private key read from a file into the
 //! credential (never from argv, where `ps` shows it), and the passphrase of an encrypted one
 //! from stdin (`--ssh-key-passphrase-stdin`) or a hidden prompt.
 
@@ -34,7 +34,7 @@ pub fn read_key(
                     path.display()
                 ))
                 .with_hint(format!(
-                    "pipe it: `… | siteport credential add {name} --ssh-key-file {} --ssh-key-passphrase-stdin`",
+                    "pipe it: `… | siteport credential add {name} --ssh-key {} --ssh-key-passphrase-stdin`",
                     path.display()
                 ))
             })?;
@@ -52,7 +52,7 @@ pub fn read_key(
 /// intermediate buffer is wiped.
 fn read_key_file(path: &Path) -> CliResult<SecretString> {
     let fail = |what: String| {
-        CliError::usage(format!("--ssh-key-file {}: {what}", path.display()))
+        CliError::usage(format!("--ssh-key {}: {what}", path.display()))
             .with_hint("name the private key file, e.g. ~/.ssh/id_ed25519 (not the .pub)")
     };
     let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open it: {e}")))?;
@@ -71,7 +71,7 @@ fn read_key_file(path: &Path) -> CliResult<SecretString> {
 
 /// Whether a key file is encrypted: PEM says so in its armour or headers; an OpenSSH key
 /// names its cipher (`none` when plain) right after the `openssh-key-v1` magic.
-fn is_encrypted(key: &str) -> bool {
+pub(crate) fn is_encrypted(key: &str) -> bool {
     if !key.contains("BEGIN OPENSSH PRIVATE KEY") {
         return key.contains("ENCRYPTED");
     }

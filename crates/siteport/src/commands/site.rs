@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use secrecy::ExposeSecret;
 use siteport_sync::{Endpoint, ErrorKind, FtpSettings, Login, Protocol, SftpSettings};
 
 use crate::config::{ResolvedSite, SiteProtocol, TlsMode};
@@ -93,6 +94,8 @@ fn sftp_settings(site: &ResolvedSite) -> SftpSettings {
         no_user_known_hosts: false,
         host_key: site.host_key.clone(),
         insecure: site.insecure_host_key,
+        file_mode: site.file_mode,
+        dir_mode: site.dir_mode,
     }
 }
 
@@ -126,7 +129,32 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
         .as_ref()
         .map(|c| format!(", credential '{c}'"))
         .unwrap_or_default();
+    // No key and no password: the login went through the ssh-agent (SSH_AUTH_SOCK).
+    let agent = site.protocol == SiteProtocol::Sftp
+        && site.ssh_key.is_none()
+        && site.password.expose_secret().is_empty();
     let (message, hint) = match e.kind() {
+        ErrorKind::Login if agent => (
+            format!(
+                "site '{}': the SFTP login of user '{}'{cred} on {server} through the ssh-agent \
+                 failed: {}",
+                site.name,
+                site.username,
+                e.detail()
+            ),
+            Some(format!(
+                "start ssh-agent and `ssh-add` a key the server authorizes (SSH_AUTH_SOCK must \
+                 name its socket), or store the key instead: `siteport credential add {c} \
+                 --username {} --ssh-key FILE`{set}",
+                site.username,
+                c = site.credential.as_ref().map_or("NAME", |c| c.as_str()),
+                set = if site.credential.is_some() {
+                    " --force"
+                } else {
+                    ", then set `credential = \"NAME\"` on the site in place of `password`"
+                }
+            )),
+        ),
         ErrorKind::Login => (
             format!(
                 "site '{}': the {} server {server} refused the login of user '{}'{cred}: {}",
@@ -167,17 +195,24 @@ pub fn sync_error(site: &ResolvedSite, e: &siteport_sync::Error) -> CliError {
     out
 }
 
-/// The fix for an untrusted SFTP host key: `site trust` for an unknown key; for a changed
-/// one, the library's own advice (which line to replace) and then `site trust`.
+/// The fix for an untrusted SFTP host key: `site trust` (which pins it) for an unknown key;
+/// for a changed pin, `site trust --replace` once the change is confirmed; for a changed
+/// known_hosts line, the library's own advice (which line to replace) and then `site trust`.
 fn host_key_hint(site: &ResolvedSite, e: &siteport_sync::Error) -> String {
     let changed = e.is_changed_host_key();
     let trust = format!("`siteport site trust {}`", site.name);
     match (changed, e.hint()) {
+        (true, _) if site.host_key.is_some() => format!(
+            "if the server's key really changed (ask its administrator), run \
+             `siteport site trust {} --replace` to pin the new one",
+            site.name
+        ),
         (true, Some(h)) => format!("{h}; then {trust} checks it"),
         (true, None) => format!("remove the old key, then run {trust}"),
         (false, _) => format!(
             "check the fingerprint with the server's administrator, then run {trust} \
-             (it records the key in {})",
+             (it pins the key in the config as `host_key`; with --known-hosts it adds it to {} \
+             instead)",
             site.known_hosts.as_deref().map_or_else(
                 || "~/.ssh/known_hosts".to_owned(),
                 |p| p.display().to_string()

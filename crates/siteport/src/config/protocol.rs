@@ -39,7 +39,7 @@ impl fmt::Display for SiteProtocol {
     }
 }
 
-/// A site's SFTP host-key settings, as written (and checked).
+/// A site's SFTP-only settings (host key checks, modes), as written (and checked).
 #[derive(Debug, Clone, Default)]
 pub struct SftpKeys {
     /// `host_key = "SHA256:…"`, a pin.
@@ -48,6 +48,10 @@ pub struct SftpKeys {
     pub known_hosts: Option<String>,
     /// `insecure_host_key = true`.
     pub insecure_host_key: bool,
+    /// `file_mode = "0640"`: permissions of uploaded files (0644 when unset).
+    pub file_mode: Option<u32>,
+    /// `dir_mode = "0750"`: permissions of directories siteport creates (0755 when unset).
+    pub dir_mode: Option<u32>,
 }
 
 impl SftpKeys {
@@ -119,6 +123,8 @@ impl Config {
                 "insecure_host_key",
                 r.insecure_host_key.as_ref().map(Spanned::span),
             ),
+            ("file_mode", r.file_mode.as_ref().map(Spanned::span)),
+            ("dir_mode", r.dir_mode.as_ref().map(Spanned::span)),
         ];
         let (wrong, hint) = match protocol {
             SiteProtocol::Sftp => (
@@ -164,7 +170,64 @@ impl Config {
             host_key: r.host_key.as_ref().map(|p| p.get_ref().trim().to_owned()),
             known_hosts: r.known_hosts.as_ref().map(|p| p.get_ref().clone()),
             insecure_host_key: r.insecure_host_key.as_ref().is_some_and(|v| *v.get_ref()),
+            file_mode: self.site_mode(name, "file_mode", r.file_mode.as_ref())?,
+            dir_mode: self.site_mode(name, "dir_mode", r.dir_mode.as_ref())?,
         })
+    }
+
+    /// `file_mode` / `dir_mode`: an octal string of 3 or 4 digits (`"0640"`, `"750"`). The
+    /// owner must keep what siteport itself needs: reading its files back (import, verify),
+    /// and writing into and searching its directories (uploads into them).
+    fn site_mode(
+        &self,
+        name: &str,
+        key: &str,
+        v: Option<&Spanned<toml::Value>>,
+    ) -> Result<Option<u32>, ConfigError> {
+        let Some(v) = v else { return Ok(None) };
+        let (example, needs, needs_what) = if key == "dir_mode" {
+            (
+                "0755",
+                0o700,
+                "rwx (0700): siteport writes into the directories it creates",
+            )
+        } else {
+            (
+                "0644",
+                0o400,
+                "r (0400): siteport reads its files back (import, verify)",
+            )
+        };
+        let err = |what: String| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': {key} {what}"),
+            )
+            .at(self.at(v.span()))
+        };
+        let toml::Value::String(text) = v.get_ref() else {
+            return Err(err("must be an octal string".into())
+                .hint(format!("write it in quotes: {key} = \"{example}\"")));
+        };
+        let digits = text.trim();
+        let mode = (matches!(digits.len(), 3 | 4)
+            && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u32::from_str_radix(digits, 8).ok())
+        .flatten()
+        .ok_or_else(|| {
+            err(format!(
+                "= \"{}\" is not a mode of 3 or 4 octal digits",
+                text.escape_debug()
+            ))
+            .hint(format!("e.g. {key} = \"{example}\""))
+        })?;
+        if mode & needs != needs {
+            return Err(err(format!(
+                "= \"{digits}\" takes from the owner what it needs: {needs_what}"
+            ))
+            .hint(format!("keep the owner's bits, e.g. {key} = \"{example}\"")));
+        }
+        Ok(Some(mode))
     }
 }
 
@@ -259,6 +322,42 @@ local = "public"
         let text = "[[site]]\nname = \"x\"\nprotocol = \"scp\"\nhost = \"h\"\nlocal = \"p\"\n";
         let e = Config::parse(text, Path::new("/c.toml"), &no_env).unwrap_err();
         assert!(e.to_string().contains("not one of ftp, sftp"), "{e}");
+    }
+
+    #[test]
+    fn modes_are_octal_strings_checked_at_their_place() {
+        let site = |mode: &str| {
+            format!(
+                "[[site]]\nname = \"x\"\nprotocol = \"sftp\"\nhost = \"h\"\nlocal = \"p\"\n{mode}\n"
+            )
+        };
+        let cfg = Config::parse(
+            &site("file_mode = \"0640\"\ndir_mode = \"750\""),
+            Path::new("/c.toml"),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(cfg.sites[0].sftp.file_mode, Some(0o640));
+        assert_eq!(cfg.sites[0].sftp.dir_mode, Some(0o750));
+        let cfg = Config::parse(&site(""), Path::new("/c.toml"), &no_env).unwrap();
+        assert_eq!(
+            (cfg.sites[0].sftp.file_mode, cfg.sites[0].sftp.dir_mode),
+            (None, None)
+        );
+        for (bad, says) in [
+            ("file_mode = 644", "octal string"),
+            ("file_mode = 0o644", "octal string"),
+            ("file_mode = \"0698\"", "3 or 4 octal digits"),
+            ("dir_mode = \"07755\"", "3 or 4 octal digits"),
+            ("dir_mode = \"rwxr-xr-x\"", "3 or 4 octal digits"),
+            ("dir_mode = \"0644\"", "rwx (0700)"),
+            ("file_mode = \"0044\"", "r (0400)"),
+        ] {
+            let e = Config::parse(&site(bad), Path::new("/c.toml"), &no_env).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(says), "{bad}: {text}");
+            assert!(text.contains("/c.toml:6:"), "{bad}: {text}");
+        }
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub(super) struct RawSite {
     pub(super) known_hosts: Option<Spanned<String>>,
     /// SFTP: accept any host key (a warning on every run).
     pub(super) insecure_host_key: Option<Spanned<bool>>,
+    // Any TOML type, so that `file_mode = 644` (decimal, or an octal `0o644` literal whose
+    // radix is lost) is refused at its place with the string to write instead.
+    /// SFTP: permissions of uploaded files, an octal string (`"0644"`).
+    pub(super) file_mode: Option<Spanned<toml::Value>>,
+    /// SFTP: permissions of created directories, an octal string (`"0755"`).
+    pub(super) dir_mode: Option<Spanned<toml::Value>>,
     /// Legacy: `ftp://user:pass@host:port/path` (or `ftps://`, `sftp://`) instead of host/port/user/
     /// password/remote.
     pub(super) url: Option<Spanned<String>>,

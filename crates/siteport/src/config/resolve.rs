@@ -32,10 +32,14 @@ pub struct ResolvedSite {
     /// SFTP: a `SHA256:…` pin of the host key.
     pub host_key: Option<String>,
     /// SFTP: a known_hosts file checked besides `~/.ssh/known_hosts` (and where
-    /// `siteport site trust` records a key).
+    /// `siteport site trust --known-hosts` records a key).
     pub known_hosts: Option<PathBuf>,
     /// SFTP: accept any host key.
     pub insecure_host_key: bool,
+    /// SFTP: `file_mode`, permissions of uploaded files (`None`: 0644).
+    pub file_mode: Option<u32>,
+    /// SFTP: `dir_mode`, permissions of directories siteport creates (`None`: 0755).
+    pub dir_mode: Option<u32>,
     /// TLS mode.
     pub tls: TlsMode,
     /// Login name.
@@ -318,6 +322,8 @@ impl Config {
             host_key: site.sftp.host_key.clone(),
             known_hosts: site.sftp.known_hosts_path(base),
             insecure_host_key: site.sftp.insecure_host_key,
+            file_mode: site.sftp.file_mode,
+            dir_mode: site.sftp.dir_mode,
             tls: site.tls,
             username,
             password,

@@ -30,7 +30,8 @@ pub struct SiteConfig {
     pub port: Option<String>,
     /// `protocol`, default ftp.
     pub protocol: SiteProtocol,
-    /// The SFTP host-key keys (`host_key`, `known_hosts`, `insecure_host_key`).
+    /// The SFTP-only keys (`host_key`, `known_hosts`, `insecure_host_key`, `file_mode`,
+    /// `dir_mode`).
     pub sftp: SftpKeys,
     /// `tls`, default explicit (FTP only).
     pub tls: TlsMode,

@@ -1,16 +1,20 @@
 //! FileZilla's site manager (`sitemanager.xml`): servers in nested folders, passwords plain or
 //! base64 (`<Pass encoding="base64">`); master-password-encrypted ones (`encoding="crypt"`)
 //! cannot be read without FileZilla and are reported, not guessed. [`import_filezilla`] turns
-//! the servers into `[[site]]` tables and their passwords into credentials.
+//! the servers into `[[site]]` tables and their passwords into credentials. SFTP servers
+//! (protocol 1) become `protocol = "sftp"` sites; a key file logon (`<Logontype>5`,
+//! `<Keyfile>`) is read into the credential's `ssh_key`, so the store holds the key itself
+//! and the file FileZilla pointed at is no longer needed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use siteport_creds::reference;
-use siteport_creds::{CredentialBackend, CredentialName};
+use siteport_creds::{Credential, CredentialBackend, CredentialName, MAX_SSH_KEY_LEN};
 use toml_edit::{DocumentMut, Item, Table};
+use zeroize::Zeroizing;
 
 use super::MigrateOptions;
 use super::error::{MigrateError, MigrateErrorKind, unnamed};
@@ -20,7 +24,7 @@ use super::report::{Action, Finding, MigrationReport, SiteReport};
 use super::rewrite::{mask_password, mask_url, not_aot, parse_doc, site_table_mut, unified_diff};
 use super::store::{choose_names, ensure_writable, finish};
 use crate::config::{Config, suggested_name};
-use crate::logging::register_secret;
+use crate::logging::{register_key, register_secret};
 
 /// One `<Server>` entry.
 #[derive(Debug, Clone)]
@@ -38,6 +42,10 @@ pub struct FileZillaServer {
     pub protocol: u32,
     /// `<User>`.
     pub user: Option<String>,
+    /// `<Logontype>`: 0 anonymous, 1 normal, 2 ask, 3 interactive, 4 account, 5 key file.
+    pub logon_type: u32,
+    /// `<Keyfile>`: the private key file of a key file logon, as written.
+    pub key_file: Option<String>,
     /// `<Pass>`, decoded.
     pub password: Option<SecretString>,
     /// Why a `<Pass>` present in the file could not be used.
@@ -142,6 +150,8 @@ fn server(node: roxmltree::Node<'_, '_>, folders: &[String]) -> Result<FileZilla
         port,
         protocol,
         user: field("User"),
+        logon_type: field("Logontype").and_then(|l| l.parse().ok()).unwrap_or(1),
+        key_file: field("Keyfile"),
         password,
         password_problem,
         remote_dir: field("RemoteDir").and_then(|r| remote_dir(&r)),
@@ -167,8 +177,9 @@ fn remote_dir(raw: &str) -> Option<String> {
     Some(format!("/{}", parts.join("/")))
 }
 
-/// Imports FileZilla's `sitemanager.xml` at `xml`: each FTP/FTPS server becomes a `[[site]]`
-/// appended to the config at `config` (created 0600 if missing) and its password a credential.
+/// Imports FileZilla's `sitemanager.xml` at `xml`: each FTP/FTPS/SFTP server becomes a
+/// `[[site]]` appended to the config at `config` (created 0600 if missing) and its password
+/// (or the SSH key its key file holds) a credential.
 /// Servers already in the config (same name and host) are left alone, so a re-run does nothing.
 pub async fn import_filezilla(
     config: &Path,
@@ -265,8 +276,8 @@ struct Import {
 }
 
 impl Import {
-    /// Plans one FileZilla server: skipped (SFTP, unknown protocol), left alone (already in
-    /// the config) or a new `[[site]]` table, its password pending.
+    /// Plans one FileZilla server: skipped (unknown protocol, unreadable key file), left
+    /// alone (already in the config) or a new `[[site]]` table, its password or key pending.
     fn server(&mut self, cfg: &Config, s: FileZillaServer) {
         let mut parts: Vec<&str> = s.folders.iter().map(String::as_str).collect();
         parts.push(&s.name);
@@ -287,22 +298,57 @@ impl Import {
             return;
         }
         let tls = match s.protocol {
-            0 | 4 => "explicit",
-            3 => "implicit",
-            6 => "none",
-            1 => {
-                entry.action = Action::Skipped;
-                entry.note = Some("SFTP is not supported by siteport".into());
-                self.report.sites.push(entry);
-                return;
-            }
+            0 | 4 => Some("explicit"),
+            3 => Some("implicit"),
+            6 => Some("none"),
+            1 => None,
             other => {
                 entry.action = Action::Skipped;
-                entry.note = Some(format!("FileZilla protocol {other} is not FTP or FTPS"));
+                entry.note = Some(format!(
+                    "FileZilla protocol {other} is not FTP, FTPS or SFTP"
+                ));
                 self.report.sites.push(entry);
                 return;
             }
         };
+        let user = s.user.clone().unwrap_or_else(|| "anonymous".into());
+        // A key file logon: the key moves into the store. One that cannot be read skips the
+        // site (import again once the path is fixed); an encrypted one is imported without
+        // a credential, since FileZilla does not keep the passphrase and a terminal must ask.
+        let (mut key, mut key_problem) = (None, None);
+        if tls.is_none() && s.logon_type == KEY_FILE_LOGON {
+            let Some(path) = s.key_file.as_deref() else {
+                entry.action = Action::Skipped;
+                entry.note = Some("key file logon, but FileZilla names no <Keyfile>".into());
+                self.report.sites.push(entry);
+                return;
+            };
+            let path = expand_home(path);
+            match read_key_file(&path) {
+                Ok(k) if crate::commands::credential_key::is_encrypted(k.expose_secret()) => {
+                    key_problem = Some(format!(
+                        "its key file {} is encrypted and FileZilla does not keep the \
+                         passphrase; store it with `siteport credential add {} --username \
+                         {user} --ssh-key {}` (asks for the passphrase) and add \
+                         `credential = \"{1}\"` to the site",
+                        path.display(),
+                        suggested_name(&base),
+                        path.display()
+                    ));
+                }
+                Ok(k) => key = Some(k),
+                Err(why) => {
+                    entry.action = Action::Skipped;
+                    entry.note = Some(format!(
+                        "key file {}: {why}; nothing imported for this site: fix the file \
+                         and import again",
+                        path.display()
+                    ));
+                    self.report.sites.push(entry);
+                    return;
+                }
+            }
+        }
         let mut site_name = base.clone();
         let mut n = 2;
         while self.names.contains(&site_name) {
@@ -314,13 +360,27 @@ impl Import {
         let mut t = Table::new();
         t.insert("name", toml_edit::value(site_name.as_str()));
         t.insert("host", toml_edit::value(s.host.as_str()));
-        let default_port = if tls == "implicit" { 990 } else { 21 };
+        let default_port = match tls {
+            Some("implicit") => 990,
+            Some(_) => 21,
+            None => 22,
+        };
         if let Some(p) = s.port.filter(|p| *p != default_port) {
             t.insert("port", toml_edit::value(i64::from(p)));
         }
-        t.insert("tls", toml_edit::value(tls));
-        let user = s.user.clone().unwrap_or_else(|| "anonymous".into());
-        let pidx = self.password(&s, &site_name, &user, &mut entry);
+        match tls {
+            Some(tls) => t.insert("tls", toml_edit::value(tls)),
+            None => t.insert("protocol", toml_edit::value("sftp")),
+        };
+        let pidx = self.login(&s, &site_name, &user, key, key_problem, &mut entry);
+        if tls.is_none() {
+            // FileZilla's trusted host keys stay in FileZilla: the first export would stop
+            // at the unknown key (exit 6), so say how to check and pin it now.
+            add_note(
+                &mut entry,
+                format!("check and pin its host key with `siteport site trust {site_name}`"),
+            );
+        }
         if pidx.is_none() {
             t.insert("user", toml_edit::value(user.as_str()));
         }
@@ -336,22 +396,38 @@ impl Import {
         self.report.sites.push(entry);
     }
 
-    /// The server's password as a pending credential (its index), or a note on `entry` saying
-    /// why there is none.
-    fn password(
+    /// The server's password and/or SSH key as a pending credential (its index), or a note
+    /// on `entry` saying why there is none (`key_problem` first, then the password's).
+    fn login(
         &mut self,
         s: &FileZillaServer,
         site_name: &str,
         user: &str,
+        key: Option<SecretString>,
+        key_problem: Option<String>,
         entry: &mut SiteReport,
     ) -> Option<usize> {
-        match (&s.password, &s.password_problem) {
+        let password = match (&s.password, &key) {
+            (Some(pw), _) => Some(pw.clone()),
+            // A key logs in alone; an empty password marks a key-only credential.
+            (None, Some(_)) => Some(SecretString::from(String::new())),
+            (None, None) => None,
+        };
+        if password.is_none()
+            && let Some(kp) = key_problem
+        {
+            // It already says how to store the key by hand.
+            entry.note = Some(kp);
+            return None;
+        }
+        match (password, &s.password_problem) {
             (Some(pw), _) => {
                 let p = Pending {
                     report: self.report.sites.len(),
                     base: suggested_name(site_name),
                     username: user.to_owned(),
-                    password: pw.clone(),
+                    password: pw,
+                    ssh_key: key,
                     host: Some(s.host.clone()),
                     port: s.port,
                     name: None,
@@ -363,7 +439,7 @@ impl Import {
                         Some(self.pending.len() - 1)
                     }
                     Err(e) => {
-                        entry.note = Some(format!("password not imported: {e}"));
+                        entry.note = Some(format!("login not imported: {e}"));
                         None
                     }
                 }
@@ -381,6 +457,57 @@ impl Import {
             }
         }
     }
+}
+
+/// FileZilla's `<Logontype>` of a key file logon (SFTP only).
+const KEY_FILE_LOGON: u32 = 5;
+
+/// Adds `note` to the entry's note (after a `; `).
+fn add_note(entry: &mut SiteReport, note: String) {
+    entry.note = Some(match entry.note.take() {
+        Some(n) => format!("{n}; {note}"),
+        None => note,
+    });
+}
+
+/// `~/x` as `$HOME/x` (FileZilla on Linux may write it so); other paths as written.
+fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) if !home.is_empty() => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The private key in `path`, read bounded (a wrong path to a big file fails fast) and
+/// checked to be an OpenSSH or PEM key. The error says why, never quoting the file.
+fn read_key_file(path: &Path) -> Result<SecretString, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(8192));
+    file.take(MAX_SSH_KEY_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if buf.len() > MAX_SSH_KEY_LEN {
+        return Err(format!(
+            "it is larger than {MAX_SSH_KEY_LEN} bytes; it is not a private key"
+        ));
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| "it is not a text key file".to_owned())?;
+    if text.starts_with("PuTTY-User-Key-File-") {
+        return Err(format!(
+            "it is a PuTTY key (.ppk), which siteport does not read; convert it with \
+             `puttygen {0} -O private-openssh -o KEY` and point FileZilla (or a copy of \
+             sitemanager.xml) at KEY",
+            path.display()
+        ));
+    }
+    let key = SecretString::from(text.to_owned());
+    register_key(&key);
+    // Validated as a credential would be, so a bad file skips the site here rather than
+    // failing the whole import when it is stored.
+    Credential::with_ssh_key_only(placeholder(), "check", key.clone(), None)
+        .map_err(|e| e.to_string())?;
+    Ok(key)
 }
 
 /// Appends the new site tables to `doc`, each with its credential once named.
@@ -406,6 +533,7 @@ fn append_sites(
                 "name",
                 "host",
                 "port",
+                "protocol",
                 "tls",
                 "credential",
                 "user",
@@ -458,6 +586,36 @@ mod tests {
         assert_eq!(remote_dir("1 0").as_deref(), Some("/"));
         assert_eq!(remote_dir("garbage"), None);
         assert_eq!(remote_dir("1 0 9 x"), None);
+    }
+
+    #[test]
+    fn key_files_are_read_or_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let ok = write("id", siteport_creds::testkit::FIXTURE_SSH_KEY);
+        assert_eq!(
+            read_key_file(&ok).unwrap().expose_secret(),
+            siteport_creds::testkit::FIXTURE_SSH_KEY
+        );
+        let ppk = write(
+            "id.ppk",
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n",
+        );
+        assert!(read_key_file(&ppk).unwrap_err().contains("puttygen"));
+        let public = write("id.pub", "ssh-ed25519 AAAAC3Nza siteport-test\n");
+        assert!(
+            read_key_file(&public)
+                .unwrap_err()
+                .contains("not a private key")
+        );
+        let missing = dir.path().join("nope");
+        assert!(read_key_file(&missing).unwrap_err().contains("cannot open"));
+        let big = write("big", &"x".repeat(MAX_SSH_KEY_LEN + 1));
+        assert!(read_key_file(&big).unwrap_err().contains("larger than"));
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub async fn import_netrc(
                     base: slug(&[&host]),
                     username: login,
                     password,
+                    ssh_key: None,
                     host: Some(host),
                     port: None,
                     name: None,

@@ -30,6 +30,9 @@ pub(super) struct Pending {
     pub(super) base: String,
     pub(super) username: String,
     pub(super) password: SecretString,
+    /// An SSH private key read from a file the imported site named (FileZilla's key file
+    /// logon); with it, `password` may be empty.
+    pub(super) ssh_key: Option<SecretString>,
     pub(super) host: Option<String>,
     pub(super) port: Option<u16>,
     /// Decided by [`choose_names`].
@@ -42,7 +45,13 @@ impl Pending {
         &self,
         name: CredentialName,
     ) -> Result<Credential, siteport_creds::ValidationError> {
-        let mut c = Credential::new(name, self.username.clone(), self.password.clone())?;
+        let mut c = Credential::from_parts(
+            name,
+            self.username.clone(),
+            Some(self.password.clone()),
+            self.ssh_key.clone(),
+            None,
+        )?;
         if let Some(h) = &self.host {
             c = c.with_host(h.clone())?;
         }
@@ -199,6 +208,7 @@ impl Plan {
                         base: if base == "NAME" { "site".into() } else { base },
                         username: r.username,
                         password: r.password,
+                        ssh_key: None,
                         host: Some(r.host),
                         port: Some(r.port),
                         name: None,

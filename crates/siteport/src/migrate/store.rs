@@ -132,8 +132,8 @@ pub(super) fn ensure_writable(
 }
 
 /// Picks a free name for each pending credential: its base name, else `base-2`, `base-3`, …
-/// A name already in the backend is reused only if it holds the same username and password;
-/// a name the config already refers to is never taken for another secret.
+/// A name already in the backend is reused only if it holds the same username, password and
+/// SSH key; a name the config already refers to is never taken for another secret.
 pub(super) async fn choose_names(
     backend: &dyn CredentialBackend,
     pending: &mut [Pending],
@@ -161,8 +161,11 @@ pub(super) async fn choose_names(
             }
             match backend.get(&name).await {
                 Ok(existing) => {
+                    let same_key = existing.ssh_key().map(|k| k.expose_secret())
+                        == p.ssh_key.as_ref().map(|k| k.expose_secret());
                     if existing.username() == p.username
                         && existing.password().expose_secret() == p.password.expose_secret()
+                        && same_key
                     {
                         found = Some((name, true));
                         break;
