@@ -75,6 +75,9 @@ pub struct CliProgress {
     /// Actions finished (for the stats line).
     done: Arc<AtomicU64>,
     bars: Mutex<Option<Bars>>,
+    /// The display shared with other sites running at once (`--parallel-sites`): this
+    /// site's bars are added to it and removed when done, and it has no per-connection lines.
+    display: Option<MultiProgress>,
     /// The thread that redraws the bars or prints stats lines; it ends when the sender is
     /// dropped.
     ticker: Mutex<Option<(Sender<()>, std::thread::JoinHandle<()>)>>,
@@ -105,7 +108,23 @@ impl CliProgress {
             moved: Arc::default(),
             done: Arc::default(),
             bars: Mutex::new(None),
+            display: None,
             ticker: Mutex::new(None),
+        }
+    }
+
+    /// Draws into `display`, shared with the other sites running at once, when there is one.
+    pub fn shared(mut self, display: &Option<MultiProgress>) -> Self {
+        self.display = display.clone();
+        self
+    }
+
+    /// Runs `f`, which prints, with the shared display's bars hidden meanwhile (without a
+    /// shared display nothing else is drawing: the site's own bars are cleared by then).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.display {
+            Some(d) => d.suspend(f),
+            None => f(),
         }
     }
 
@@ -130,7 +149,13 @@ impl CliProgress {
             }
             b.files.finish_and_clear();
             b.bytes.finish_and_clear();
-            let _ = b.multi.clear();
+            if self.display.is_some() {
+                // Other sites still draw there: only this site's bars go.
+                b.multi.remove(&b.files);
+                b.multi.remove(&b.bytes);
+            } else {
+                let _ = b.multi.clear();
+            }
         }
     }
 
@@ -188,7 +213,10 @@ impl Progress for CliProgress {
         // Every action that reports a finish: the bar never reads 16/15.
         let total = (s.transfer + s.delete + s.mkdir + s.rmdir + s.conflict) as u64;
         if self.mode == Mode::Bars {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let multi = self
+                .display
+                .clone()
+                .unwrap_or_else(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
             let files = multi.add(ProgressBar::new(total));
             files.set_style(style(
                 "{prefix:>12} [{bar:30}] {pos}/{len} actions {elapsed_precise}",
@@ -229,6 +257,10 @@ impl Progress for CliProgress {
     }
 
     fn started(&self, worker: usize, action: &Action) {
+        if self.display.is_some() {
+            // Several sites at once: two lines a site, no line per connection.
+            return;
+        }
         self.with_bars(|b| {
             while b.workers.len() <= worker {
                 let w = b.multi.add(ProgressBar::new_spinner());
@@ -247,6 +279,10 @@ impl Progress for CliProgress {
         self.done.fetch_add(1, Ordering::Relaxed);
         match self.mode {
             Mode::Silent => {}
+            Mode::Lines if self.display.is_some() => {
+                // Several sites at once: each line says whose it is.
+                eprint_redacted(&format!("{}: {}\n", self.site, outcome_line(outcome)));
+            }
             Mode::Lines => eprint_redacted(&format!("{}\n", outcome_line(outcome))),
             Mode::Bars => self.with_bars(|b| {
                 // An action the plan did not list (the remote root, created when missing).

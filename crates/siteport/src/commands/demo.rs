@@ -204,6 +204,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         filters: Default::default(),
         bwlimit: None,
         stats: None,
+        parallel_sites: 1,
     };
 
     step(ctx, "5. $ siteport export demo")?;

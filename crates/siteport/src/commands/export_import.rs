@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use futures_util::StreamExt;
+use indicatif::MultiProgress;
 use serde_json::{Value, json};
 use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
@@ -66,6 +68,12 @@ pub struct TransferArgs {
     /// terminal shows live bars instead.
     #[arg(long, value_name = "DURATION", value_parser = siteport_sync::parse_duration)]
     pub stats: Option<Duration>,
+    /// With several sites (`--all` or several names), run up to N of them at once, each with
+    /// its own connections; each site's summary is printed when it ends, and a failing site
+    /// never stops the others. `1`: one after another, in config order.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel_sites: u16,
 }
 
 /// `siteport export`.
@@ -147,6 +155,8 @@ pub struct Request {
     pub bwlimit: Option<u64>,
     /// `--stats`: a progress line this often on a non-terminal (`None`: the default).
     pub stats: Option<Duration>,
+    /// Sites run at once (`--parallel-sites`).
+    pub parallel_sites: usize,
 }
 
 impl Request {
@@ -169,6 +179,7 @@ impl Request {
             filters: a.common.filters,
             bwlimit: a.common.bwlimit,
             stats: a.common.stats,
+            parallel_sites: usize::from(a.common.parallel_sites),
         }
     }
 
@@ -191,6 +202,7 @@ impl Request {
             filters: a.common.filters,
             bwlimit: a.common.bwlimit,
             stats: a.common.stats,
+            parallel_sites: usize::from(a.common.parallel_sites),
         }
     }
 
@@ -213,6 +225,7 @@ impl Request {
             filters,
             bwlimit: None,
             stats: None,
+            parallel_sites: 1,
         }
     }
 
@@ -271,12 +284,37 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
         siteport_sync::set_bandwidth_limit(rate);
     }
     let backend = ctx.backend()?;
+    // A plan is printed whole, site after site: never interleaved.
+    let parallel = if req.dry_run {
+        1
+    } else {
+        req.parallel_sites.clamp(1, names.len())
+    };
+    let together = Together {
+        resolving: tokio::sync::Mutex::new(()),
+        display: (parallel > 1).then(MultiProgress::new),
+    };
+    let mut ran: Vec<(usize, CliResult<Value>, Option<Report>)> =
+        futures_util::stream::iter(names.iter().enumerate())
+            .map(|(i, name)| {
+                let (cfg, backend, together) = (&cfg, backend.as_ref(), &together);
+                async move {
+                    // A partly failed run's report (what was done, every failed file and
+                    // why), for --json.
+                    let mut partial = None;
+                    let r = run_site(ctx, req, cfg, backend, name, &mut partial, together).await;
+                    (i, r, partial)
+                }
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+    // Results, the JSON and the exit code in config order, whichever site ended first.
+    ran.sort_by_key(|(i, ..)| *i);
     let mut results: Vec<Value> = Vec::new();
     let mut failures: Vec<(String, CliError)> = Vec::new();
-    for name in &names {
-        // A partly failed run's report (what was done, every failed file and why), for --json.
-        let mut partial = None;
-        match run_site(ctx, req, &cfg, backend.as_ref(), name, &mut partial).await {
+    for ((_, r, partial), name) in ran.into_iter().zip(&names) {
+        match r {
             Ok(v) => results.push(v),
             Err(e) => {
                 let mut v = json!({
@@ -322,6 +360,15 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
     })
 }
 
+/// What the sites of one run share when several run at once.
+struct Together {
+    /// Held while a site's credentials are resolved: one passphrase or keychain prompt at a
+    /// time, in config order as far as the sites start in it.
+    resolving: tokio::sync::Mutex<()>,
+    /// One display for every running site's bars (`None`: one site at a time).
+    display: Option<MultiProgress>,
+}
+
 async fn run_site(
     ctx: &Context,
     req: &Request,
@@ -329,8 +376,11 @@ async fn run_site(
     backend: &dyn CredentialBackend,
     name: &str,
     partial: &mut Option<Report>,
+    together: &Together,
 ) -> CliResult<Value> {
+    let resolving = together.resolving.lock().await;
     let mut site = cfg.resolve_site(name, backend, &process_env).await?;
+    drop(resolving);
     let local = req.local.clone().unwrap_or_else(|| site.local.clone());
     // Import creates a missing local directory; export and plan need it.
     cfg.check_files(&site, &local, req.direction == Direction::Import)?;
@@ -347,7 +397,7 @@ async fn run_site(
             stats_interval(req.stats, ctx.verbosity),
         )
     };
-    let progress = Arc::new(CliProgress::new(mode, &site.name, stats));
+    let progress = Arc::new(CliProgress::new(mode, &site.name, stats).shared(&together.display));
     let factory = siteport_sync::connect_factory(&endpoint);
     if req.dry_run {
         return dry_run(ctx, req, &site, factory, sync, progress).await;
@@ -533,17 +583,24 @@ async fn run_locked(
     if let Err(e) = engine.finish().await {
         tracing::warn!(site = %site.name, "could not compact the journal: {e}");
     }
-    if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
-        crate::output::print_line(&summary(req, site, &report, max_connections))?;
-    }
-    for w in &report.warnings {
-        tracing::warn!(site = %site.name, "{w}");
-    }
-    let refused = refused_names(req, site, &plan);
-    if !report.is_success() {
-        for o in report.failures() {
-            eprint_redacted(&format!("{}\n", outcome_line(o)));
+    // One block per site: with other sites' bars still drawing, printed between redraws.
+    let printed = progress.suspend(|| -> CliResult<Option<CliError>> {
+        if !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet {
+            crate::output::print_line(&summary(req, site, &report, max_connections))?;
         }
+        for w in &report.warnings {
+            tracing::warn!(site = %site.name, "{w}");
+        }
+        let refused = refused_names(req, site, &plan);
+        if !report.is_success() {
+            for o in report.failures() {
+                eprint_redacted(&format!("{}\n", outcome_line(o)));
+            }
+        }
+        Ok(refused)
+    });
+    let refused = printed?;
+    if !report.is_success() {
         let (failed, total) = (report.counts.failed, report.outcomes.len());
         *partial = Some(report);
         return Err(CliError {
