@@ -861,6 +861,7 @@ fn spawn_child(fx: &Fixture, role: &str, prefix: &str) -> std::process::Child {
 
 #[tokio::test]
 async fn eight_processes_adding_concurrently_lose_nothing() {
+    let _timed = TIMED.lock().await;
     let fx = Fixture::new();
     fx.init(InitOptions::default());
     let children: Vec<_> = (0..8)
@@ -889,13 +890,18 @@ async fn eight_processes_adding_concurrently_lose_nothing() {
 /// The passphrase of the passphrase-mode store the children share.
 const PASS_CHILD: &str = "queue-of-eight-77q";
 
+/// Held by the test that measures lock waits while it runs, so that the other multi-process
+/// tests of this binary do not take the CPU its timing depends on.
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Issue 18: in passphrase mode, 4 of 8 concurrent `credential add` failed after the 10 s lock
 /// wait: each holds the lock for two scrypt derivations, so the last of eight waits for
 /// fourteen. The wait now counts from the store's last change: a queue that moves is waited
-/// through. Here the wait is 3 s, well above one holder's time (two derivations, about 1 s)
-/// and well below the whole queue's.
+/// through. Here the wait is three times one holder's time (two derivations, measured first),
+/// well below the whole queue's (seven holders for the last writer).
 #[tokio::test]
 async fn eight_passphrase_writers_queue_through_a_short_lock_wait() {
+    let _timed = TIMED.lock().await;
     let fx = Fixture::new();
     FileBackend::builder(&fx.settings)
         .env(fx.env().passphrase(secret(PASS_CHILD)))
@@ -904,6 +910,15 @@ async fn eight_passphrase_writers_queue_through_a_short_lock_wait() {
             ..InitOptions::default()
         })
         .unwrap();
+    let one = fx.open_with(
+        fx.env().passphrase(secret(PASS_CHILD)),
+        Arc::new(NoPrompter),
+    );
+    let started = Instant::now();
+    one.store(&cred("measure", "user", "pw"), StoreMode::CreateNew)
+        .await
+        .unwrap();
+    let wait_ms = (started.elapsed().as_millis() * 3).max(1500).to_string();
     let children: Vec<_> = (0..8)
         .map(|i| {
             let mut c = Command::new(std::env::current_exe().unwrap());
@@ -912,7 +927,7 @@ async fn eight_passphrase_writers_queue_through_a_short_lock_wait() {
                 .env("CHILD_STORE", fx.store())
                 .env("CHILD_IDENTITY", fx.identity())
                 .env("CHILD_PREFIX", format!("q{i}"))
-                .env("CHILD_LOCK_MS", "3000")
+                .env("CHILD_LOCK_MS", &wait_ms)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped());
             c.spawn().unwrap()
@@ -933,11 +948,16 @@ async fn eight_passphrase_writers_queue_through_a_short_lock_wait() {
         fx.env().passphrase(secret(PASS_CHILD)),
         Arc::new(NoPrompter),
     );
-    assert_eq!(b.list().await.unwrap().len(), 8);
+    assert_eq!(
+        b.list().await.unwrap().len(),
+        9,
+        "the 8 writers' credentials and the measured one"
+    );
 }
 
 #[tokio::test]
 async fn killed_writers_leave_old_or_new_store() {
+    let _timed = TIMED.lock().await;
     let fx = Fixture::new();
     fx.init(InitOptions::default());
     let mut seed = std::time::SystemTime::now()

@@ -43,16 +43,23 @@ fn public_key(identity: &Path) -> String {
 }
 
 /// What an attacker who can write the store does: decrypt nothing, just encrypt a document of
-/// their own to the owner's key plus theirs, with the real `age` CLI, over the store.
-fn forge(sb: &Sandbox, extra_recipient: Option<&str>) {
+/// their own, listing `listed` as its recipients, to the owner's key plus `extra`, with the
+/// real `age` CLI, over the store.
+fn forge(sb: &Sandbox, extra: &[&str], listed: &[&str]) {
     let owner = public_key(&sb.identity());
-    let doc = format!(r#"{{"version":1,"recipients":["{owner}"],"credentials":{{}}}}"#);
+    let mut all = vec![owner.as_str()];
+    all.extend_from_slice(listed);
+    let listed: Vec<String> = all.iter().map(|r| format!("\"{r}\"")).collect();
+    let doc = format!(
+        r#"{{"version":1,"recipients":[{}],"credentials":{{}}}}"#,
+        listed.join(",")
+    );
     let plain = sb.path("forged.json");
     std::fs::write(&plain, doc).unwrap();
     let out = sb.path("forged.age");
     let mut c = Command::new("age");
     c.arg("-a").arg("-r").arg(&owner);
-    if let Some(r) = extra_recipient {
+    for r in extra {
         c.arg("-r").arg(r);
     }
     let o = c.arg("-o").arg(&out).arg(&plain).output().unwrap();
@@ -61,8 +68,8 @@ fn forge(sb: &Sandbox, extra_recipient: Option<&str>) {
     std::fs::rename(&out, sb.store()).unwrap();
 }
 
-fn attacker_key(sb: &Sandbox) -> String {
-    let id = sb.path("attacker.txt");
+fn new_key(sb: &Sandbox, who: &str) -> String {
+    let id = sb.path(&format!("{who}.txt"));
     let o = Command::new("age-keygen")
         .arg("-o")
         .arg(&id)
@@ -76,8 +83,8 @@ fn attacker_key(sb: &Sandbox) -> String {
 fn a_store_reencrypted_with_an_extra_recipient_is_refused() {
     let sb = Sandbox::new();
     init_and_add(&sb, "web", "first-secret-pw");
-    let attacker = attacker_key(&sb);
-    forge(&sb, Some(&attacker));
+    let attacker = new_key(&sb, "attacker");
+    forge(&sb, &[&attacker], &[]);
     let forged = std::fs::read(sb.store()).unwrap();
 
     let o = add(&sb, "second", "second-secret-pw", &[]);
@@ -105,11 +112,32 @@ fn a_store_reencrypted_with_an_extra_recipient_is_refused() {
 }
 
 #[test]
+fn a_recipient_swapped_for_the_attackers_own_is_refused() {
+    // Same count and kind of stanzas (owner + one X25519), but the document now lists the
+    // attacker instead of the teammate: siteport would encrypt every later write to them.
+    let sb = Sandbox::new();
+    let teammate = new_key(&sb, "teammate");
+    assert_code(
+        &sb.run(&["credential", "init", "--recipient", &teammate], "", &[]),
+        0,
+    );
+    add(&sb, "web", "first-secret-pw", &[]);
+    let attacker = new_key(&sb, "attacker");
+    forge(&sb, &[&attacker], &[&attacker]);
+    let forged = std::fs::read(sb.store()).unwrap();
+    let o = add(&sb, "second", "second-secret-pw", &[]);
+    assert_code(&o, 3);
+    let err = stderr(&o);
+    assert!(err.contains(&format!("it now lists {attacker}")), "{err}");
+    assert_eq!(std::fs::read(sb.store()).unwrap(), forged);
+}
+
+#[test]
 fn the_same_recipients_rewritten_by_someone_else_are_accepted() {
     // A teammate's siteport (or `age`) rewriting the store to the same recipients is normal.
     let sb = Sandbox::new();
     init_and_add(&sb, "web", "first-secret-pw");
-    forge(&sb, None);
+    forge(&sb, &[], &[]);
     assert_code(&sb.run(&["credential", "list"], "", &[]), 0);
 }
 
@@ -117,8 +145,8 @@ fn the_same_recipients_rewritten_by_someone_else_are_accepted() {
 fn rekey_accepts_a_changed_set_and_records_it() {
     let sb = Sandbox::new();
     init_and_add(&sb, "web", "first-secret-pw");
-    let attacker = attacker_key(&sb);
-    forge(&sb, Some(&attacker));
+    let attacker = new_key(&sb, "attacker");
+    forge(&sb, &[&attacker], &[]);
     assert_code(&sb.run(&["credential", "list"], "", &[]), 3);
     // The owner's answer: re-encrypt to their own identity only. The store is rewritten
     // without the intruder's stanza and that set is recorded.

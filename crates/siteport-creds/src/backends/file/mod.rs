@@ -431,13 +431,21 @@ impl Inner {
         }
         // Before any key is used: a store re-encrypted by someone else is not opened at all.
         let verdict = if crypto::header_is_passphrase(&bytes, &self.describe, &self.store)? {
-            recipients::Verdict::Known
+            recipients::Verdict::Unreadable
         } else {
             self.check_recipients(&bytes, accept)?
         };
         let doc = self.decrypt_with_state(state, &bytes)?;
-        if let recipients::Verdict::Record(kinds) = verdict {
-            self.record_recipients(kinds, &doc.recipients);
+        match verdict {
+            recipients::Verdict::Record(kinds) => self.record_recipients(kinds, &doc.recipients),
+            recipients::Verdict::Known(recorded) => {
+                if self.check_listed(&recorded, &doc.recipients, accept)?
+                    && let Some(kinds) = crypto::stanza_kinds(&bytes)
+                {
+                    self.record_recipients(kinds, &doc.recipients);
+                }
+            }
+            recipients::Verdict::Unreadable => {}
         }
         state.cache = Some(Cache {
             ciphertext: bytes,

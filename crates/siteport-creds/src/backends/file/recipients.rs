@@ -38,8 +38,9 @@ struct Entry {
 
 /// What [`Inner::check_recipients`] found.
 pub(super) enum Verdict {
-    /// The store's stanzas are the recorded ones: nothing to do.
-    Known,
+    /// The store's stanzas are the recorded ones; the recipients recorded with them, which the
+    /// decrypted document must list (see [`Inner::check_listed`]).
+    Known(Vec<String>),
     /// No record yet, or a changed set that was accepted: record it once the store opened.
     Record(Vec<String>),
     /// The header could not be read: decryption reports the damage.
@@ -83,7 +84,7 @@ impl Inner {
             return Ok(Verdict::Record(found));
         };
         if known.stanzas == found {
-            return Ok(Verdict::Known);
+            return Ok(Verdict::Known(known.recipients.clone()));
         }
         if accept {
             tracing::warn!(
@@ -95,25 +96,61 @@ impl Inner {
             );
             return Ok(Verdict::Record(found));
         }
-        Err(self
-            .err(
-                ErrorKind::Corrupt,
-                format!(
-                    "store {} is encrypted to other recipients than when {} last wrote it ({} \
-                     before, {} now): someone else re-encrypted it, and siteport would encrypt \
-                     every later password to them too; nothing was decrypted or changed",
-                    self.store.display(),
-                    self.identity.display(),
-                    describe(&known.stanzas),
-                    describe(&found)
-                ),
-            )
-            .with_hint(format!(
-                "if you (or a teammate) changed the recipients, rerun with --accept-recipients \
+        Err(self.changed(format!(
+            "{} before, {} now",
+            describe(&known.stanzas),
+            describe(&found)
+        )))
+    }
+
+    /// After decryption, when the stanzas were the recorded ones: the document's recipient
+    /// list (to whom siteport encrypts every later write) must be the recorded one. Someone who
+    /// swapped one X25519 recipient for their own and listed it would otherwise be written to
+    /// from then on. Order does not matter (each writer puts its own key first).
+    pub(super) fn check_listed(
+        &self,
+        recorded: &[String],
+        listed: &[String],
+        accept: bool,
+    ) -> Result<bool> {
+        let mut a: Vec<&String> = recorded.iter().collect();
+        let mut b: Vec<&String> = listed.iter().collect();
+        a.sort();
+        a.dedup();
+        b.sort();
+        b.dedup();
+        if a == b {
+            return Ok(false);
+        }
+        let added: Vec<&str> = b
+            .iter()
+            .filter(|r| !a.contains(r))
+            .map(|r| r.as_str())
+            .collect();
+        if added.is_empty() || accept {
+            // Fewer recipients harm nobody; a rekey or an accepted change is recorded.
+            return Ok(true);
+        }
+        Err(self.changed(format!("it now lists {}", added.join(", "))))
+    }
+
+    fn changed(&self, what: String) -> crate::error::Error {
+        self.err(
+            ErrorKind::Corrupt,
+            format!(
+                "store {} is encrypted to other recipients than when {} last wrote it ({what}): \
+                 someone else re-encrypted it, and siteport would encrypt every later password \
+                 to them too; nothing was changed",
+                self.store.display(),
+                self.identity.display(),
+            ),
+        )
+        .with_hint(format!(
+            "if you (or a teammate) changed the recipients, rerun with --accept-recipients \
                  or run `siteport credential rekey`; otherwise restore the store from a backup \
                  ({}.bak-*) and find out who can write it",
-                self.store.display()
-            )))
+            self.store.display()
+        ))
     }
 
     /// Records `stanzas` and `recipients` as this store's set, when they differ from the
