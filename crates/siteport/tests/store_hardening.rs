@@ -360,3 +360,107 @@ fn eight_concurrent_adds_in_passphrase_mode_all_succeed() {
         );
     }
 }
+
+/// A site on an in-process FTP server, its password in the env backend, and a state dir of
+/// the test's choosing.
+struct SiteRun {
+    sb: Sandbox,
+    server: siteport_testsupport::FtpServer,
+    state: std::path::PathBuf,
+}
+
+impl SiteRun {
+    fn new() -> Self {
+        let sb = Sandbox::new();
+        let server = siteport_testsupport::FtpServer::start(
+            siteport_testsupport::ServerKind::InProcess,
+            false,
+        );
+        std::fs::create_dir_all(sb.workdir().join("public")).unwrap();
+        std::fs::write(sb.workdir().join("public/index.html"), "hi\n").unwrap();
+        std::fs::write(
+            sb.workdir().join("siteport.toml"),
+            format!(
+                "[[site]]\nname = \"web\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+                 credential = \"web\"\nlocal = \"public\"\nremote = \"/\"\n",
+                server.port
+            ),
+        )
+        .unwrap();
+        let state = sb.path("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Self { sb, server, state }
+    }
+
+    fn export(&self) -> std::process::Output {
+        use secrecy::ExposeSecret;
+        let state = self.state.to_string_lossy().into_owned();
+        self.sb.run(
+            &["--credential-backend", "env", "export", "web"],
+            "",
+            &[
+                ("SITEPORT_STATE_DIR", state.as_str()),
+                ("SITEPORT_CRED_WEB_USERNAME", self.server.user.as_str()),
+                (
+                    "SITEPORT_CRED_WEB_PASSWORD",
+                    self.server.password.expose_secret(),
+                ),
+            ],
+        )
+    }
+}
+
+#[test]
+fn an_export_refuses_a_state_dir_others_can_write() {
+    let run = SiteRun::new();
+    std::fs::set_permissions(&run.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = run.export();
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("writable by group or others"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 700 {}", run.state.display())),
+        "{err}"
+    );
+    assert!(
+        !run.state.join("journal").exists(),
+        "nothing is created in a refused dir"
+    );
+}
+
+#[test]
+fn an_export_never_writes_through_a_link_at_a_journal_name() {
+    // The journal's name follows the remote: learn it from a first run, then plant a link at
+    // each name the run writes (the journal, its lock, its log), one at a time.
+    let run = SiteRun::new();
+    assert_code(&run.export(), 0);
+    let jdir = run.state.join("journal");
+    let names = journals(&jdir);
+    assert_eq!(names.len(), 1, "{names:?}");
+    for suffix in ["", ".lock", ".log"] {
+        let planted = jdir.join(format!("{}{suffix}", names[0]));
+        let _ = std::fs::remove_file(&planted);
+        let target = run.sb.path(&format!("canary{suffix}"));
+        let (bytes, mtime) = canary(&target);
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        std::fs::write(run.sb.workdir().join("public/index.html"), suffix).unwrap();
+        let o = run.export();
+        let err = stderr(&o);
+        assert_eq!(std::fs::read(&target).unwrap(), bytes, "{suffix}: {err}");
+        assert_eq!(
+            std::fs::metadata(&target).unwrap().modified().unwrap(),
+            mtime,
+            "{suffix}"
+        );
+        // Refused (the link is left, the message says why), or a regular file in its place.
+        let m = std::fs::symlink_metadata(&planted).unwrap();
+        if m.file_type().is_symlink() {
+            assert_code(&o, 2);
+            assert!(err.contains("symbolic link"), "{suffix}: {err}");
+        } else {
+            assert!(m.file_type().is_file(), "{suffix}");
+        }
+        std::fs::remove_file(&planted).unwrap();
+    }
+}

@@ -71,6 +71,11 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
         return Ok(Journal::in_memory());
     };
     let mut jpath = site_journal_path(&dir, site);
+    if !dry_run && let Some(state) = dir.parent() {
+        // Before the journal directory is made in it: who can write in the state dir can
+        // swap the whole journal directory.
+        siteport_fsguard::check_dir("state directory", state, true)?;
+    }
     if dry_run {
         if !jpath.exists() {
             // A dry run moves nothing: it reads the old journal where it still is.
