@@ -431,7 +431,7 @@ impl Inner {
         }
         // Before any key is used: a store re-encrypted by someone else is not opened at all.
         let verdict = if crypto::header_is_passphrase(&bytes, &self.describe, &self.store)? {
-            recipients::Verdict::Unreadable
+            recipients::Verdict::Unchecked
         } else {
             self.check_recipients(&bytes, accept)?
         };
@@ -445,7 +445,7 @@ impl Inner {
                     self.record_recipients(kinds, &doc.recipients);
                 }
             }
-            recipients::Verdict::Unreadable => {}
+            recipients::Verdict::Unchecked => {}
         }
         state.cache = Some(Cache {
             ciphertext: bytes,

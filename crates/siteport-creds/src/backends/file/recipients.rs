@@ -43,8 +43,9 @@ pub(super) enum Verdict {
     Known(Vec<String>),
     /// No record yet, or a changed set that was accepted: record it once the store opened.
     Record(Vec<String>),
-    /// The header could not be read: decryption reports the damage.
-    Unreadable,
+    /// Nothing to compare: a passphrase store (one scrypt stanza by the format), or a header
+    /// that cannot be read (decryption then reports the damage).
+    Unchecked,
 }
 
 impl Inner {
@@ -77,7 +78,7 @@ impl Inner {
     /// error unless `accept` (`--accept-recipients`, `credential rekey`).
     pub(super) fn check_recipients(&self, ciphertext: &[u8], accept: bool) -> Result<Verdict> {
         let Some(found) = crypto::stanza_kinds(ciphertext) else {
-            return Ok(Verdict::Unreadable);
+            return Ok(Verdict::Unchecked);
         };
         let record = self.load_record()?;
         let Some(known) = record.stores.get(&self.store) else {
