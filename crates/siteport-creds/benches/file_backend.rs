@@ -17,6 +17,7 @@ fn settings(dir: &Path) -> FileSettings {
         path: Some(dir.join("data/credentials.age")),
         identity: Some(dir.join("config/identity.txt")),
         passphrase_command: None,
+        ..Default::default()
     }
 }
 

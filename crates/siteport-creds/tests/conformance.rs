@@ -237,6 +237,7 @@ fn file_backend(
         path: Some(dir.join("data/credentials.age")),
         identity: Some(dir.join("config/identity.txt")),
         passphrase_command: None,
+        ..Default::default()
     };
     let env = FileEnv::empty().var("HOME", dir.join("home")).passphrase(
         siteport_creds::SecretString::from("conformance passphrase".to_owned()),

@@ -37,6 +37,7 @@ impl Fixture {
             path: Some(root.join("data/siteport/credentials.age")),
             identity: Some(root.join("config/siteport/identity.txt")),
             passphrase_command: None,
+            ..Default::default()
         };
         Self {
             _dir: dir,
@@ -777,6 +778,7 @@ fn child_backend(store: &str, identity: &str) -> FileBackend {
         path: Some(store.into()),
         identity: Some(identity.into()),
         passphrase_command: None,
+        ..Default::default()
     };
     FileBackend::builder(&settings)
         .env(FileEnv::empty())
@@ -816,6 +818,23 @@ fn child_worker() {
                     .unwrap();
                 }
             }
+            "add-passphrase" => {
+                // One add in passphrase mode, with the lock wait the parent chose.
+                let ms: u64 = std::env::var("CHILD_LOCK_MS").unwrap().parse().unwrap();
+                let b = FileBackend::builder(&FileSettings {
+                    path: Some(PathBuf::from(&store)),
+                    identity: Some(PathBuf::from(&identity)),
+                    ..Default::default()
+                })
+                .env(FileEnv::empty().passphrase(secret(PASS_CHILD)))
+                .lock_timeout(Duration::from_millis(ms))
+                .open()
+                .unwrap();
+                let prefix = std::env::var("CHILD_PREFIX").unwrap();
+                b.store(&cred(&prefix, "user", "pw"), StoreMode::CreateNew)
+                    .await
+                    .unwrap();
+            }
             "crash" => loop {
                 let n = b.list().await.unwrap().len();
                 b.store(&cred(&format!("k-{n}"), "user", "pw"), StoreMode::CreateNew)
@@ -842,6 +861,7 @@ fn spawn_child(fx: &Fixture, role: &str, prefix: &str) -> std::process::Child {
 
 #[tokio::test]
 async fn eight_processes_adding_concurrently_lose_nothing() {
+    let _timed = TIMED.lock().await;
     let fx = Fixture::new();
     fx.init(InitOptions::default());
     let children: Vec<_> = (0..8)
@@ -867,8 +887,77 @@ async fn eight_processes_adding_concurrently_lose_nothing() {
     assert_eq!(mode_of(&fx.store()), 0o600);
 }
 
+/// The passphrase of the passphrase-mode store the children share.
+const PASS_CHILD: &str = "queue-of-eight-77q";
+
+/// Held by the test that measures lock waits while it runs, so that the other multi-process
+/// tests of this binary do not take the CPU its timing depends on.
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Issue 18: in passphrase mode, 4 of 8 concurrent `credential add` failed after the 10 s lock
+/// wait: each holds the lock for two scrypt derivations, so the last of eight waits for
+/// fourteen. The wait now counts from the store's last change: a queue that moves is waited
+/// through. Here the wait is three times one holder's time (two derivations, measured first),
+/// well below the whole queue's (seven holders for the last writer).
+#[tokio::test]
+async fn eight_passphrase_writers_queue_through_a_short_lock_wait() {
+    let _timed = TIMED.lock().await;
+    let fx = Fixture::new();
+    FileBackend::builder(&fx.settings)
+        .env(fx.env().passphrase(secret(PASS_CHILD)))
+        .init(InitOptions {
+            mode: KeyMode::Passphrase,
+            ..InitOptions::default()
+        })
+        .unwrap();
+    let one = fx.open_with(
+        fx.env().passphrase(secret(PASS_CHILD)),
+        Arc::new(NoPrompter),
+    );
+    let started = Instant::now();
+    one.store(&cred("measure", "user", "pw"), StoreMode::CreateNew)
+        .await
+        .unwrap();
+    let wait_ms = (started.elapsed().as_millis() * 3).max(1500).to_string();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let mut c = Command::new(std::env::current_exe().unwrap());
+            c.args(["--exact", "child_worker", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, "add-passphrase")
+                .env("CHILD_STORE", fx.store())
+                .env("CHILD_IDENTITY", fx.identity())
+                .env("CHILD_PREFIX", format!("q{i}"))
+                .env("CHILD_LOCK_MS", &wait_ms)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    let failed: Vec<String> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| !o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 8 writers failed: {failed:?}",
+        failed.len()
+    );
+    let b = fx.open_with(
+        fx.env().passphrase(secret(PASS_CHILD)),
+        Arc::new(NoPrompter),
+    );
+    assert_eq!(
+        b.list().await.unwrap().len(),
+        9,
+        "the 8 writers' credentials and the measured one"
+    );
+}
+
 #[tokio::test]
 async fn killed_writers_leave_old_or_new_store() {
+    let _timed = TIMED.lock().await;
     let fx = Fixture::new();
     fx.init(InitOptions::default());
     let mut seed = std::time::SystemTime::now()

@@ -10,16 +10,16 @@
 //! journal; it is removed when the journal is closed.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal_files::{JournalLock, with_suffix};
+use crate::journal_files::{JournalLock, guard_error, with_suffix};
 
 /// What the journal knows about one path after a completed transfer: both sides' state at
 /// that moment and the content hash.
@@ -165,14 +165,17 @@ impl Journal {
     /// (0700). A corrupt snapshot is an [`ErrorKind::Journal`] error with the fix.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            siteport_fsguard::create_private_dir(dir)
                 .map_err(|e| Error::local_io("create journal directory", dir, e))?;
         }
+        // Another user who can write in the directory could plant or swap the files below.
+        siteport_fsguard::check_parent("journal directory", path, true).map_err(guard_error)?;
         let lock = JournalLock::acquire(path)?;
-        let (mut records, state) = match std::fs::read(path) {
+        let read = siteport_fsguard::open_read(path).and_then(|mut f| {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map(|_| bytes)
+        });
+        let (mut records, state) = match read {
             Ok(bytes) => {
                 let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::new(
@@ -199,7 +202,7 @@ impl Journal {
             Err(e) => return Err(Error::local_io("read journal", path, e)),
         };
         let log_path = with_suffix(path, ".log");
-        let had_log = match File::open(&log_path) {
+        let had_log = match siteport_fsguard::open_read(&log_path) {
             Ok(f) => {
                 replay(BufReader::new(f), &mut records);
                 true
@@ -339,11 +342,7 @@ impl Journal {
         };
         if self.log.is_none() {
             let log_path = with_suffix(path, ".log");
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&log_path)
+            let f = siteport_fsguard::open_append(&log_path)
                 .map_err(|e| Error::local_io("open journal log", &log_path, e))?;
             self.log = Some(f);
         }
@@ -530,7 +529,7 @@ mod tests {
             j.remove("a").unwrap();
             // Dropped without compaction: as if the process was killed.
         }
-        let mut log = OpenOptions::new()
+        let mut log = std::fs::OpenOptions::new()
             .append(true)
             .open(with_suffix(&p, ".log"))
             .unwrap();

@@ -10,8 +10,8 @@
 //! path still names the file it locked (and starts over when not): a run that opened the old
 //! file just before it was removed never believes it holds the lock of the new one.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::endpoint::Endpoint;
@@ -77,12 +77,7 @@ impl JournalLock {
         // A few rounds at most: each lost one means a holder removed the file between our
         // open and our lock, which a live run does once, at its end.
         for _ in 0..16 {
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
+            let file = siteport_fsguard::open_lock(&path)
                 .map_err(|e| Error::local_io("open journal lock", &path, e))?;
             if file.try_lock().is_err() {
                 return Err(Error::new(
@@ -145,7 +140,7 @@ pub fn sweep_journal_locks(dir: &Path) -> usize {
             continue;
         }
         let path = ent.path();
-        let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+        let Ok(file) = siteport_fsguard::open(&siteport_fsguard::private_file(), &path) else {
             continue;
         };
         if file.try_lock().is_ok()
@@ -179,6 +174,17 @@ pub fn adopt_journal(old: &Path, new: &Path) -> Result<bool> {
         }
     }
     Ok(moved)
+}
+
+/// A journal directory siteport refuses (another user's, or writable by others), or one it
+/// could not inspect: a journal error with the fix.
+pub(crate) fn guard_error(e: siteport_fsguard::GuardError) -> Error {
+    let hint = e.hint();
+    let out = Error::new(ErrorKind::Journal, "journal", e.to_string());
+    match hint {
+        Some(h) => out.with_hint(h),
+        None => out,
+    }
 }
 
 pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

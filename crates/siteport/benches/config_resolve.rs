@@ -50,6 +50,7 @@ fn store(rt: &tokio::runtime::Runtime, dir: &Path) -> FileBackend {
         path: Some(dir.join("data/credentials.age")),
         identity: Some(dir.join("config/identity.txt")),
         passphrase_command: None,
+        ..Default::default()
     };
     let env = FileEnv::empty().var("HOME", dir.join("home"));
     FileBackend::builder(&settings)

@@ -55,6 +55,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
+    /// Open a credential store whose recipients changed since your identity last wrote it
+    /// (someone added or removed a recipient), and remember the new set. Without it such a
+    /// store is refused (exit 3): see docs/security.md.
+    #[arg(long, global = true)]
+    pub accept_recipients: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -124,13 +130,22 @@ pub fn main() -> ExitCode {
     logging::init(Verbosity::from_flags(cli.verbose, cli.quiet));
     register_env_secrets();
     let output = Output { json: cli.json };
-    if let Some(p) = &cli.log_file
-        && let Err(e) = logging::open_log_file(p)
-    {
-        let e = CliError::usage(format!("--log-file {}: {e}", p.display()))
-            .with_hint("name a regular file in a writable directory (symlinks are refused)");
-        output.error(&e);
-        return ExitCode::from(e.code);
+    if let Some(p) = &cli.log_file {
+        // Another user who can write in the log's directory could swap the log for a link or
+        // their own file between runs.
+        let opened = siteport_fsguard::check_parent("log file directory", p, false)
+            .map_err(CliError::from)
+            .and_then(|()| {
+                logging::open_log_file(p).map_err(|e| {
+                    CliError::usage(format!("--log-file {}: {e}", p.display())).with_hint(
+                        "name a regular file in a writable directory (symlinks are refused)",
+                    )
+                })
+            });
+        if let Err(e) = opened {
+            output.error(&e);
+            return ExitCode::from(e.code);
+        }
     }
     let code = match run(cli) {
         Ok(()) => exit::OK,
@@ -165,13 +180,14 @@ fn register_env_secrets() {
 }
 
 fn run(cli: Cli) -> CliResult {
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         Output { json: cli.json },
         cli.credential_backend,
         cli.config,
         Verbosity::from_flags(cli.verbose, cli.quiet),
         None,
     );
+    ctx.accept_recipients = cli.accept_recipients;
     match cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -31,6 +31,8 @@ pub struct Context {
     /// Where per-site journals go instead of `$XDG_STATE_HOME/siteport` (`siteport demo` keeps
     /// everything in its temp dir).
     pub state_dir: Option<PathBuf>,
+    /// `--accept-recipients`: the file backend opens a store whose recipients changed.
+    pub accept_recipients: bool,
     /// The config file as found and read by the first command step that needed it (`None`:
     /// there is none where one is only looked for). Commands need it for their sites and for
     /// the backend selection: it is read and parsed once per run, not once per need.
@@ -52,13 +54,14 @@ impl Context {
             config_path,
             verbosity,
             state_dir,
+            accept_recipients: false,
             config: OnceLock::new(),
         }
     }
 
     /// The backend spec and settings, after applying the precedence rules.
     pub fn credentials(&self) -> CliResult<(BackendSpec, BackendSettings)> {
-        let (config_spec, settings) = match self.config_if_any()? {
+        let (config_spec, mut settings) = match self.config_if_any()? {
             Some(cfg) => (
                 cfg.credentials.backend.clone(),
                 cfg.credentials.settings.clone(),
@@ -74,6 +77,7 @@ impl Context {
         // A wrong backend name is a usage/config error (exit 2), not a store failure.
         .map_err(|e| CliError::usage(e.to_string()).with_hint(backend_hint()))?;
         tracing::debug!(backend = %spec, "credential backend selected");
+        settings.file.accept_recipients = self.accept_recipients;
         Ok((spec, settings))
     }
 

@@ -86,6 +86,22 @@ impl From<siteport_creds::Error> for CliError {
     }
 }
 
+impl From<siteport_fsguard::GuardError> for CliError {
+    /// A directory siteport refuses to write in (another user's, or writable by others), or
+    /// could not inspect: a usage error (exit 2) with the `chmod`/`chown` that fixes it.
+    fn from(e: siteport_fsguard::GuardError) -> Self {
+        let hint = e.hint();
+        let mut out = Self::usage(e.to_string());
+        out.kind = if e.is_insecure() {
+            "insecure_dir"
+        } else {
+            "io"
+        };
+        out.hint = hint;
+        out
+    }
+}
+
 impl From<ConfigError> for CliError {
     /// Config errors keep their own exit code (2, or 3 when a credential could not be had) and
     /// carry `file:line:column` in the message.

@@ -155,18 +155,10 @@ fn log_file() -> &'static OnceLock<Mutex<std::fs::File>> {
 /// `--log-file PATH`: from now on, everything written to stderr (log events and messages,
 /// redacted the same way; not the progress bars) is appended to `path` too. The file is
 /// created 0600, and a symlink at `path` is refused (no-follow), so that a log cannot be
-/// pointed at another file.
+/// pointed at another file. The caller checks the directory first
+/// ([`siteport_fsguard::check_parent`]).
 pub fn open_log_file(path: &std::path::Path) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+    let f = siteport_fsguard::open_append(path)?;
     // Set once per process; a second call keeps the first file.
     let _ = log_file().set(Mutex::new(f));
     Ok(())

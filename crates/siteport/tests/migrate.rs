@@ -47,6 +47,7 @@ fn backend(sb: &Sandbox) -> Box<dyn CredentialBackend> {
             path: Some(sb.store()),
             identity: Some(sb.identity()),
             passphrase_command: None,
+            ..Default::default()
         },
         ..Default::default()
     };

@@ -382,10 +382,7 @@ fn io_err(action: &str, path: &Path, e: &std::io::Error) -> CliError {
 /// Temp file (created 0600 by `tempfile`) in the target's directory, fsync, rename: a reader
 /// never sees a half-written secret file, and no other user can ever open it.
 fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = siteport_fsguard::parent_dir(path).to_path_buf();
     // Said plainly, rather than as the temporary file's creation failing under a random name.
     let missing = match fs::metadata(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
@@ -407,6 +404,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
             "choose another path with -o".to_owned()
         }));
     }
+    // Another user who can write there could rename the secrets file away or swap it.
+    siteport_fsguard::check_dir("export directory", &dir, false)?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".siteport-export-")
         .tempfile_in(&dir)

@@ -15,7 +15,6 @@
 //! files the server lists with exactly the recorded size and time, so the cost is at worst
 //! some hashing, never a wrong upload.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use siteport_sync::Journal;
@@ -72,6 +71,11 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
         return Ok(Journal::in_memory());
     };
     let mut jpath = site_journal_path(&dir, site);
+    if !dry_run && let Some(state) = dir.parent() {
+        // Before the journal directory is made in it: who can write in the state dir can
+        // swap the whole journal directory.
+        siteport_fsguard::check_dir("state directory", state, true)?;
+    }
     if dry_run {
         if !jpath.exists() {
             // A dry run moves nothing: it reads the old journal where it still is.
@@ -81,7 +85,7 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
             }
             jpath = legacy;
         }
-    } else if let Err(e) = create_private_dir(&dir) {
+    } else if let Err(e) = siteport_fsguard::create_private_dir(&dir) {
         if unwritable(&e) {
             tracing::warn!(
                 site = %site.name,
@@ -94,6 +98,8 @@ pub fn open_journal(ctx: &Context, site: &ResolvedSite, dry_run: bool) -> CliRes
         }
         return Err(journal_dir_error(site, &dir, &e));
     } else {
+        // Before anything is moved, swept or opened there.
+        siteport_fsguard::check_dir("journal directory", &dir, true)?;
         adopt_legacy(&dir, site, &jpath);
         let swept = siteport_sync::sweep_journal_locks(&dir);
         if swept > 0 {
@@ -134,13 +140,6 @@ fn adopt_legacy(dir: &Path, site: &ResolvedSite, jpath: &Path) {
             legacy.display()
         ),
     }
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 fn unwritable(e: &std::io::Error) -> bool {

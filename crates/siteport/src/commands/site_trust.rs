@@ -13,7 +13,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
@@ -416,17 +416,20 @@ fn append_line(file: &Path, line: &str) -> io::Result<()> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        siteport_fsguard::create_private_dir(dir)?;
     }
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(file)?;
+    // A host key file in a directory another user can write could be swapped for theirs.
+    siteport_fsguard::check_parent("known hosts directory", file, false).map_err(|e| {
+        let hint = e.hint().unwrap_or_default();
+        io::Error::other(format!("{e}; {hint}"))
+    })?;
+    let mut f = siteport_fsguard::open(
+        siteport_fsguard::private_file()
+            .read(true)
+            .append(true)
+            .create(true),
+        file,
+    )?;
     let len = f.metadata()?.len();
     let mut text = String::new();
     if len > 0 {

@@ -66,6 +66,7 @@ impl Config {
                 path: self.setting_path(f.path, env, "credentials.file.path")?,
                 identity: self.setting_path(f.identity, env, "credentials.file.identity")?,
                 passphrase_command: f.passphrase_command,
+                ..Default::default()
             };
         }
         if let Some(d) = c.dir {

@@ -26,10 +26,26 @@ pub(super) fn read_input(path: &Path, what: &str) -> Result<String, MigrateError
     })
 }
 
+/// Refuses to write next to `path` in a directory another user owns or can write in: they
+/// could swap the config or its backup (which holds the old secrets) for a link.
+fn check_config_dir(path: &Path) -> Result<(), MigrateError> {
+    siteport_fsguard::check_parent("config directory", path, false).map_err(|e| {
+        let hint = e.hint();
+        let out = MigrateError::new(
+            MigrateErrorKind::Config,
+            format!("{e}; nothing was changed"),
+        );
+        match hint {
+            Some(h) => out.hint(h),
+            None => out,
+        }
+    })
+}
+
 /// `<config>.<UTC timestamp>.bak`, created 0600 (it holds the old secrets), never replacing
 /// an existing file, fsynced.
 pub(super) fn write_backup(path: &Path, text: &str) -> Result<PathBuf, MigrateError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    check_config_dir(path)?;
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"
@@ -56,12 +72,7 @@ pub(super) fn write_backup(path: &Path, text: &str) -> Result<PathBuf, MigrateEr
             format!("{file_name}.{stamp}-{n}.bak")
         };
         let p = path.with_file_name(name);
-        let mut f = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&p)
-        {
+        let mut f = match siteport_fsguard::create_new(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_err(&p, e)),
@@ -82,6 +93,7 @@ pub(super) fn write_backup(path: &Path, text: &str) -> Result<PathBuf, MigrateEr
 /// file's permissions (0600 for a new file), fsync, rename, fsync of the directory.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), MigrateError> {
     use std::os::unix::fs::PermissionsExt;
+    check_config_dir(path)?;
     let err = |e: std::io::Error| {
         MigrateError::new(
             MigrateErrorKind::Io,

@@ -352,6 +352,58 @@ pub(crate) fn encrypt(
     Ok(out)
 }
 
+/// The recipient stanzas in the header of an age file (armored or binary), each as a short
+/// description that does not change between writes to the same recipients: `X25519` (its
+/// line names no key), `ssh-ed25519 <tag>` / `ssh-rsa <tag>` (the tag is a hash of the SSH
+/// key), `scrypt`, or the tag of any other kind (a plugin). Sorted. The one random "grease"
+/// stanza age adds to every file it writes is left out; any further one is kept as `grease`,
+/// since it could be a plugin's stanza in disguise. `None` when the header cannot be read
+/// (decryption then says what is wrong with the file).
+pub(crate) fn stanza_kinds(ciphertext: &[u8]) -> Option<Vec<String>> {
+    const MAGIC: &[u8] = b"age-encryption.org/v1\n";
+    let binary = if ciphertext.starts_with(MAGIC) {
+        ciphertext.to_vec()
+    } else {
+        match dearmor(ciphertext) {
+            Some(b) => b,
+            None => {
+                let mut out = Vec::new();
+                ArmoredReader::new(ciphertext).read_to_end(&mut out).ok()?;
+                out
+            }
+        }
+    };
+    let body = binary.strip_prefix(MAGIC)?;
+    let mut kinds = Vec::new();
+    let mut grease = 0;
+    for line in body.split(|b| *b == b'\n') {
+        if line.starts_with(b"--- ") {
+            kinds.sort();
+            return Some(kinds);
+        }
+        // Stanza bodies are base64, which has no `-`: only stanza openings start with `->`.
+        let Some(args) = line.strip_prefix(b"-> ") else {
+            continue;
+        };
+        let args = std::str::from_utf8(args).ok()?;
+        let mut it = args.split(' ');
+        let tag = it.next()?;
+        let kind = match tag {
+            "ssh-ed25519" | "ssh-rsa" => format!("{tag} {}", it.next()?),
+            t if t.ends_with("-grease") => {
+                grease += 1;
+                if grease == 1 {
+                    continue;
+                }
+                "grease".to_owned()
+            }
+            t => t.to_owned(),
+        };
+        kinds.push(kind);
+    }
+    None
+}
+
 /// Reads a whole small file into memory (store or identity).
 pub(crate) fn read_all(file: std::fs::File) -> std::io::Result<Zeroizing<Vec<u8>>> {
     // Sized from the file's length: one read, no regrowing (and no stale copies).

@@ -32,16 +32,43 @@ pub(crate) fn io_error(backend: &str, action: &str, path: &Path, e: &io::Error) 
     err
 }
 
-/// Creates `dir` and missing parents with mode 0700. Existing directories are left alone.
+/// Creates `dir` and missing parents with mode 0700 (existing directories are left alone),
+/// then refuses it if another user owns it or can write in it.
 pub(crate) fn ensure_dir(dir: &Path, backend: &str) -> Result<()> {
-    if dir.as_os_str().is_empty() || dir.is_dir() {
+    if dir.as_os_str().is_empty() {
         return Ok(());
     }
-    fsutil::create_private_dir(dir).map_err(|e| io_error(backend, "create directory", dir, &e))
+    if !dir.is_dir() {
+        fsutil::create_private_dir(dir)
+            .map_err(|e| io_error(backend, "create directory", dir, &e))?;
+    }
+    check_dir(dir, backend)
+}
+
+/// Refuses the directory of the store or identity (the data or config dir) when another user
+/// owns it or can write in it: they could swap the files siteport reads and writes there.
+pub(crate) fn check_dir(dir: &Path, backend: &str) -> Result<()> {
+    siteport_fsguard::check_dir("credential directory", dir, true)
+        .map_err(|e| guard_error(backend, e))
+}
+
+/// A refusal of `siteport_fsguard` as a `PermissionDenied` error with its fix.
+fn guard_error(backend: &str, e: siteport_fsguard::GuardError) -> Error {
+    let hint = e.hint();
+    let err = Error::new(ErrorKind::PermissionDenied, backend, e.to_string());
+    match hint {
+        Some(h) => err.with_hint(h),
+        None => err,
+    }
 }
 
 /// Refuses a file whose mode gives group or others any access, as ssh does with private keys.
-fn check_private(meta: &fs::Metadata, path: &Path, what: &str, backend: &str) -> Result<()> {
+fn check_private(
+    meta: &fs::Metadata,
+    path: &Path,
+    what: &'static str,
+    backend: &str,
+) -> Result<()> {
     if !meta.is_file() {
         return Err(Error::new(
             ErrorKind::Invalid,
@@ -61,13 +88,18 @@ fn check_private(meta: &fs::Metadata, path: &Path, what: &str, backend: &str) ->
         )
         .with_hint(format!("chmod 600 {}", path.display())));
     }
-    Ok(())
+    // Another user's file: they wrote what siteport would trust (a forged store, an identity
+    // of their choosing).
+    siteport_fsguard::check_file_owner(what, path, meta).map_err(|e| guard_error(backend, e))
 }
 
 /// Opens an existing private file for reading: `None` if it does not exist, an error if its
-/// permissions are unsafe (checked on the open handle, so a swap after the check is harmless).
-pub(crate) fn open_private(path: &Path, what: &str, backend: &str) -> Result<Option<File>> {
-    let file = match File::open(path) {
+/// permissions or owner are unsafe (checked on the open handle, so a swap after the check is
+/// harmless), if it is a link (never followed: the backend resolves links to the store and
+/// identity once, when it is opened), or if its directory is unsafe.
+pub(crate) fn open_private(path: &Path, what: &'static str, backend: &str) -> Result<Option<File>> {
+    check_dir(parent_dir(path), backend)?;
+    let file = match siteport_fsguard::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(backend, &format!("open {what}"), path, &e)),
@@ -93,15 +125,17 @@ pub(crate) struct StoreLock {
 }
 
 impl StoreLock {
+    /// Waits for the lock while other writers make progress: `timeout` counts from the last
+    /// time the store changed, so a queue of writers that each finish (eight concurrent
+    /// `credential add` in passphrase mode, each spending two scrypt derivations of about a
+    /// second under the lock) is waited through, and only a holder that changes nothing for
+    /// the whole `timeout` (stuck, or a long interactive prompt) makes this give up.
     pub fn acquire(store: &Path, timeout: Duration, backend: &str) -> Result<Self> {
         let path = lock_path(store);
-        let file = fsutil::private_file()
-            .read(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = siteport_fsguard::open_lock(&path)
             .map_err(|e| io_error(backend, "open lock file", &path, &e))?;
-        let start = Instant::now();
+        let mut start = Instant::now();
+        let mut seen = version(store);
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
@@ -111,12 +145,19 @@ impl StoreLock {
                     return Err(io_error(backend, "lock", &path, &e));
                 }
             }
+            let now = version(store);
+            if now != seen {
+                // Another writer finished: the queue moves.
+                seen = now;
+                start = Instant::now();
+            }
             if start.elapsed() >= timeout {
                 return Err(Error::new(
                     ErrorKind::Locked,
                     backend,
                     format!(
-                        "another process has held the lock {} for more than {} s",
+                        "another process has held the lock {} for more than {} s without \
+                         changing the store",
                         path.display(),
                         timeout.as_secs_f32()
                     ),
@@ -130,6 +171,13 @@ impl StoreLock {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
+}
+
+/// What identifies one write of the store: every write renames a new file over it.
+fn version(store: &Path) -> Option<(u64, u64, i64, i64)> {
+    fs::symlink_metadata(store)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec()))
 }
 
 fn temp_prefix(path: &Path) -> String {
@@ -164,12 +212,7 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], backend: &str) -> Result<(
     sync_dir(dir, backend)
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
+use siteport_fsguard::parent_dir;
 
 fn sync_dir(dir: &Path, backend: &str) -> Result<()> {
     File::open(dir)
@@ -208,7 +251,7 @@ pub(crate) fn write_backup(path: &Path, bytes: &[u8], backend: &str) -> Result<P
             name.push(format!("-{n}"));
         }
         let candidate = PathBuf::from(name);
-        match fsutil::private_file().create_new(true).open(&candidate) {
+        match siteport_fsguard::create_new(&candidate) {
             Ok(mut f) => {
                 f.write_all(bytes)
                     .and_then(|()| f.sync_all())

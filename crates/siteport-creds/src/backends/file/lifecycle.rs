@@ -108,7 +108,8 @@ impl Inner {
         let mut state = self.lock_state();
         let _lock = fsio::StoreLock::acquire(&self.store, self.lock_timeout, &self.describe)?;
         fsio::remove_stale_temps(&self.store);
-        if !self.refresh(&mut state)? {
+        // A rekey is the owner's say on the recipients: a changed set is taken, then rewritten.
+        if !self.refresh_accepting(&mut state, true)? {
             return Err(Self::with_init_fix(self.err(
                 ErrorKind::NotFound,
                 format!("store {} does not exist", self.store.display()),

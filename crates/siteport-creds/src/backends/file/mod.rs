@@ -13,6 +13,7 @@ mod document;
 mod fsio;
 mod lifecycle;
 mod paths;
+mod recipients;
 mod settings;
 mod unlock;
 
@@ -175,6 +176,8 @@ impl FileBackendBuilder {
     pub fn open(self) -> Result<FileBackend> {
         let env = self.env.unwrap_or_else(FileEnv::from_process);
         let (store, identity) = env.resolve(&self.settings)?;
+        let store = resolve_link(store, "store")?;
+        let identity = resolve_link(identity, "identity file")?;
         let describe = format!("file backend ({})", store.display());
         Ok(FileBackend {
             inner: Arc::new(Inner {
@@ -184,6 +187,7 @@ impl FileBackendBuilder {
                 env_passphrase: env.passphrase_value().cloned(),
                 prompter: self.prompter,
                 lock_timeout: self.lock_timeout,
+                accept_recipients: self.settings.accept_recipients,
                 describe,
                 state: Mutex::new(State::default()),
             }),
@@ -330,8 +334,34 @@ struct Inner {
     env_passphrase: Option<SecretString>,
     prompter: Arc<dyn Prompter>,
     lock_timeout: Duration,
+    /// `--accept-recipients`: take a store whose recipients changed (see `recipients.rs`).
+    accept_recipients: bool,
     describe: String,
     state: Mutex<State>,
+}
+
+/// A store or identity reached through a symbolic link is used where the link points, resolved
+/// once here: every read, the lock, the temp file and the rename then happen in the target's
+/// directory, so a write replaces the target (the link stays a link) instead of replacing the
+/// link with a regular file, which would fork the store. A link to nothing is refused.
+fn resolve_link(path: PathBuf, what: &str) -> Result<PathBuf> {
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(&path).map_err(|e| {
+            Error::new(
+                ErrorKind::Invalid,
+                "file backend",
+                format!(
+                    "{what} {} is a symbolic link that cannot be followed: {e}",
+                    path.display()
+                ),
+            )
+            .with_hint(format!(
+                "point the link at an existing file, or remove it ({what}s reached through a \
+                 link are used where the link points)"
+            ))
+        }),
+        _ => Ok(path),
+    }
 }
 
 #[derive(Default)]
@@ -387,6 +417,11 @@ impl Inner {
 
     /// Brings the cache up to date with the file on disk; `false` if there is no store.
     fn refresh(&self, state: &mut State) -> Result<bool> {
+        self.refresh_accepting(state, self.accept_recipients)
+    }
+
+    /// [`refresh`](Self::refresh); `accept` takes a store whose recipients changed.
+    fn refresh_accepting(&self, state: &mut State, accept: bool) -> Result<bool> {
         let Some(bytes) = self.read_store()? else {
             state.cache = None;
             return Ok(false);
@@ -394,7 +429,24 @@ impl Inner {
         if state.cache.as_ref().is_some_and(|c| c.ciphertext == bytes) {
             return Ok(true);
         }
+        // Before any key is used: a store re-encrypted by someone else is not opened at all.
+        let verdict = if crypto::header_is_passphrase(&bytes, &self.describe, &self.store)? {
+            recipients::Verdict::Unchecked
+        } else {
+            self.check_recipients(&bytes, accept)?
+        };
         let doc = self.decrypt_with_state(state, &bytes)?;
+        match verdict {
+            recipients::Verdict::Record(kinds) => self.record_recipients(kinds, &doc.recipients),
+            recipients::Verdict::Known(recorded) => {
+                if self.check_listed(&recorded, &doc.recipients, accept)?
+                    && let Some(kinds) = crypto::stanza_kinds(&bytes)
+                {
+                    self.record_recipients(kinds, &doc.recipients);
+                }
+            }
+            recipients::Verdict::Unchecked => {}
+        }
         state.cache = Some(Cache {
             ciphertext: bytes,
             doc,
@@ -463,6 +515,9 @@ impl Inner {
         let plaintext = doc.to_plaintext();
         let ciphertext = crypto::encrypt(&plaintext, key, &doc.recipients, &self.describe)?;
         fsio::atomic_write(&self.store, &ciphertext, &self.describe)?;
+        if !key.is_passphrase() {
+            self.record_written(&ciphertext, &doc.recipients);
+        }
         *slot = Some(Cache { ciphertext, doc });
         Ok(())
     }

@@ -178,6 +178,7 @@ mod tests {
             path: Some("/c/s.age".into()),
             identity: Some("/c/i.txt".into()),
             passphrase_command: None,
+            ..Default::default()
         };
         let (s, i) = env.resolve(&settings).unwrap();
         assert_eq!(s, Path::new("/c/s.age"));

@@ -16,4 +16,9 @@ pub struct FileSettings {
     pub identity: Option<PathBuf>,
     /// A command whose stdout is the passphrase (passphrase mode).
     pub passphrase_command: Option<String>,
+    /// Accept a store whose recipients changed since this identity last wrote it (and record
+    /// the new set). Never read from a config file: only an explicit `--accept-recipients`
+    /// sets it.
+    #[serde(skip)]
+    pub accept_recipients: bool,
 }
