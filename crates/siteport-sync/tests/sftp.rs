@@ -1,8 +1,9 @@
-//! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp), through
-//! `connect_factory` and the real `siteport-sftp` client: export, a no-change re-export that
-//! writes nothing (no inode or ctime changes on the server), same-size edits found by the journal,
-//! `--delete`, import round trip; an export SIGKILLed midway and resumed; logins and host
-//! keys through `test_login`.
+//! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp) and proftpd's
+//! mod_sftp, each test once per server (`…_sshd`, `…_proftpd`), through `connect_factory` and
+//! the real `siteport-sftp` client: export, a no-change re-export that writes nothing (no inode
+//! or ctime changes on the server, and none in proftpd's transfer log), same-size edits found
+//! by the journal, `--delete`, import round trip; an export SIGKILLed midway and resumed;
+//! logins and host keys through `test_login`.
 
 mod common;
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use secrecy::SecretString;
 use siteport_sync::*;
-use siteport_testsupport::SshServer;
+use siteport_testsupport::{SftpServerKind, SshServer};
 
 const REMOTE: &str = "/site";
 
@@ -143,12 +144,40 @@ fn flip_first_byte(local: &Path, rel: &str) {
     std::fs::write(&p, v).unwrap();
 }
 
+/// The tree the acceptance tests send to `kind`: the full one (2,000 files and 50 MiB) to
+/// sshd; to proftpd the same awkward names in 500 files with a 4 MiB large one, since
+/// siteport-sftp's own tests already send it 50 MiB (so the runtime stays modest).
+fn spec(kind: SftpServerKind) -> SiteSpec {
+    match kind {
+        SftpServerKind::OpenSsh => SiteSpec::FULL,
+        SftpServerKind::ProFtpd => SiteSpec {
+            files: 500,
+            big: 4 * 1024 * 1024,
+        },
+    }
+}
+
+/// The files the server logged as stored so far (proftpd's transfer log); 0 for sshd,
+/// which logs none (its writes are seen in inodes and ctimes instead).
+fn logged_writes(s: &SshServer) -> usize {
+    s.writes().map_or(0, |w| w.len())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acceptance_sshd() {
-    let s = SshServer::start();
+    acceptance(SftpServerKind::OpenSsh).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_proftpd() {
+    acceptance(SftpServerKind::ProFtpd).await
+}
+
+async fn acceptance(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
-    let paths = generate_tree(&local, SiteSpec::FULL);
+    let paths = generate_tree(&local, spec(kind));
     let served = s.root();
     let f = connect_factory(&endpoint(&s));
     let journal = t.path().join("state/site.json");
@@ -165,10 +194,16 @@ async fn acceptance_sshd() {
             .unwrap()
     };
     assert_eq!(m(&served), m(&local), "SETSTAT carried the exact mtime");
+    if let Some(w) = s.writes() {
+        // The server's own count: every file once (the deploy state's writes besides).
+        let site_writes = w.iter().filter(|p| !p.contains("/.siteport/")).count();
+        assert_eq!(site_writes, paths.len(), "{w:?}");
+    }
 
     // 2. Nothing changed: nothing sent. Every upload makes a new inode (temp file, then
     //    rename), so unchanged inodes and ctimes on the server mean zero writes.
     let before = inodes(&served);
+    let writes = logged_writes(&s);
     let (plan, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
     assert!(plan.is_noop(), "{plan}");
     assert_eq!(r.counts.uploaded, 0);
@@ -177,13 +212,19 @@ async fn acceptance_sshd() {
         before,
         "a no-change export wrote on the server"
     );
+    assert_eq!(logged_writes(&s), writes, "the server logged writes");
 
     // 3. Same-size edits, one with its mtime set far back: only the journal can tell.
     flip_first_byte(&local, "with space.html");
     flip_first_byte(&local, "ünïcödé ñame.txt");
     set_mtime(&local.join("ünïcödé ñame.txt"), 1_000_000_000);
+    let writes = logged_writes(&s);
     let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
     assert_eq!(uploaded(&r), ["with space.html", "ünïcödé ñame.txt"]);
+    if s.writes().is_some() {
+        // The two files, and the deploy state's record of the run.
+        assert!(logged_writes(&s) >= writes + 2, "{:?}", s.writes());
+    }
     assert_same("after edits", &local, &served);
 
     // 4. --delete: a file and a directory tree removed locally go remotely too.
@@ -205,8 +246,17 @@ async fn acceptance_sshd() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_keys_and_host_keys() {
-    let s = SshServer::start();
+async fn logins_keys_and_host_keys_sshd() {
+    logins_keys_and_host_keys(SftpServerKind::OpenSsh).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_keys_and_host_keys_proftpd() {
+    logins_keys_and_host_keys(SftpServerKind::ProFtpd).await
+}
+
+async fn logins_keys_and_host_keys(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     test_login(&endpoint(&s)).await.expect("password login");
     let key = SecretString::from(SshServer::read_key(&s.encrypted_key_path));
     let keyed = Login::new(s.user.clone(), SecretString::from(""))
@@ -274,7 +324,7 @@ async fn logins_keys_and_host_keys() {
 
 const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";
 
-/// Runs only when re-executed by [`kill_and_resume_sshd`] with `SITEPORT_SFTP_CHILD` set: an
+/// Runs only when re-executed by [`kill_and_resume`] with `SITEPORT_SFTP_CHILD` set: an
 /// export to the sshd at `CHILD_PORT`; the password comes from the 0600 file
 /// `CHILD_PASSWORD_FILE` (never argv). Otherwise it has nothing to do.
 #[test]
@@ -328,12 +378,21 @@ fn journal_lines(log: &Path) -> usize {
 /// the files that were not yet in place, and leaves no temp file.
 #[test]
 fn kill_and_resume_sshd() {
+    kill_and_resume(SftpServerKind::OpenSsh)
+}
+
+#[test]
+fn kill_and_resume_proftpd() {
+    kill_and_resume(SftpServerKind::ProFtpd)
+}
+
+fn kill_and_resume(kind: SftpServerKind) {
     use secrecy::ExposeSecret;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let s = SshServer::start();
+    let s = SshServer::start_kind(kind);
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
-    let paths = generate_tree(&local, SiteSpec::FULL);
+    let paths = generate_tree(&local, spec(kind));
     let pw_file = t.path().join("password");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -412,6 +471,11 @@ fn kill_and_resume_sshd() {
         .build()
         .unwrap();
     let f = connect_factory(&endpoint(&s));
+    let site_writes = || {
+        s.writes()
+            .map(|w| w.iter().filter(|p| !p.contains("/.siteport/")).count())
+    };
+    let writes_before = site_writes();
     let (_, r) = rt.block_on(run(f, sync_options(&local), &journal, Direction::Export));
     // A file that landed just before the kill but was neither journaled nor in the server's
     // state cannot be proven equal (same size, no record), so it may be sent again.
@@ -422,6 +486,10 @@ fn kill_and_resume_sshd() {
         paths.len()
     );
     assert_same("after the rerun", &local, &served);
+    if let (Some(before), Some(after)) = (writes_before, site_writes()) {
+        // The server's own count of the rerun's writes: exactly the files it reported sent.
+        assert_eq!(after - before, sent, "{:?}", s.writes());
+    }
     let left: Vec<_> = walkdir::WalkDir::new(&served)
         .into_iter()
         .filter_map(|e| e.ok())
