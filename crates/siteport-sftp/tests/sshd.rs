@@ -1,6 +1,6 @@
 //! siteport-sftp against real SFTP servers started per test: OpenSSH's sshd (chrooted
 //! internal-sftp) and proftpd's mod_sftp. The tests that every server must pass run against
-//! both (`sshd::…` and `proftpd::…`, from [`both_servers!`]); the byte counting and the
+//! both (`sshd::…` and `proftpd::…`, from `sftp_server_tests!`); the byte counting and the
 //! agent run against sshd only.
 
 use std::path::Path;
@@ -12,35 +12,13 @@ use siteport_sftp::{
 };
 use siteport_testsupport::{SftpServerKind, SshServer};
 
-/// For each named `async fn NAME(kind: SftpServerKind)`, a test `sshd::NAME` and a test
-/// `proftpd::NAME` running it against that server.
-macro_rules! both_servers {
-    ($($name:ident),* $(,)?) => {
-        mod sshd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::SftpServerKind::OpenSsh).await
-                }
-            )*
-        }
-        mod proftpd {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::SftpServerKind::ProFtpd).await
-                }
-            )*
-        }
-    };
+siteport_testsupport::sftp_server_tests! {
+    async:
+        round_trip_odd_names_empty_deep_and_large,
+        listing_kinds_exact_mtimes_modes_replace_and_removals,
+        keys_passphrases_and_refused_logins,
+        unknown_and_changed_host_keys_fail_before_authentication;
 }
-
-both_servers!(
-    round_trip_odd_names_empty_deep_and_large,
-    listing_kinds_exact_mtimes_modes_replace_and_removals,
-    keys_passphrases_and_refused_logins,
-    unknown_and_changed_host_keys_fail_before_authentication,
-);
 
 fn opts(s: &SshServer, auth: Auth) -> ConnectOptions {
     let mut o = ConnectOptions::new(

@@ -1,5 +1,5 @@
 //! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp) and proftpd's
-//! mod_sftp, each test once per server (`…_sshd`, `…_proftpd`), through `connect_factory` and
+//! mod_sftp, each test once per server (`sshd::…`, `proftpd::…`), through `connect_factory` and
 //! the real `siteport-sftp` client: export, a no-change re-export that writes nothing (no inode
 //! or ctime changes on the server, and none in proftpd's transfer log), same-size edits found
 //! by the journal, `--delete`, import round trip; an export SIGKILLed midway and resumed;
@@ -19,6 +19,11 @@ use siteport_sync::*;
 use siteport_testsupport::{SftpServerKind, SshServer};
 
 const REMOTE: &str = "/site";
+
+siteport_testsupport::sftp_server_tests! {
+    async: acceptance, logins_keys_and_host_keys;
+    sync: kill_and_resume;
+}
 
 fn settings(s: &SshServer) -> SftpSettings {
     SftpSettings {
@@ -163,16 +168,6 @@ fn logged_writes(s: &SshServer) -> usize {
     s.writes().map_or(0, |w| w.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acceptance_sshd() {
-    acceptance(SftpServerKind::OpenSsh).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acceptance_proftpd() {
-    acceptance(SftpServerKind::ProFtpd).await
-}
-
 async fn acceptance(kind: SftpServerKind) {
     let s = SshServer::start_kind(kind);
     let t = tempfile::tempdir().unwrap();
@@ -243,16 +238,6 @@ async fn acceptance(kind: SftpServerKind) {
     assert_same("after import", &local, &back);
     let (plan, _) = run(f.clone(), sync_options(&back), &bj, Direction::Import).await;
     assert!(plan.is_noop(), "{plan}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_keys_and_host_keys_sshd() {
-    logins_keys_and_host_keys(SftpServerKind::OpenSsh).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_keys_and_host_keys_proftpd() {
-    logins_keys_and_host_keys(SftpServerKind::ProFtpd).await
 }
 
 async fn logins_keys_and_host_keys(kind: SftpServerKind) {
@@ -376,16 +361,6 @@ fn journal_lines(log: &Path) -> usize {
 /// SIGKILLs an export running in a child process midway, checks that no file on the server
 /// holds partial content under its final name, then reruns: it completes and sends exactly
 /// the files that were not yet in place, and leaves no temp file.
-#[test]
-fn kill_and_resume_sshd() {
-    kill_and_resume(SftpServerKind::OpenSsh)
-}
-
-#[test]
-fn kill_and_resume_proftpd() {
-    kill_and_resume(SftpServerKind::ProFtpd)
-}
-
 fn kill_and_resume(kind: SftpServerKind) {
     use secrecy::ExposeSecret;
     use std::os::unix::fs::OpenOptionsExt as _;

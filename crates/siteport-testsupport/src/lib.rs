@@ -50,6 +50,42 @@ pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_p
 #[cfg(feature = "sftp")]
 pub use sshd::{SFTP_SYSTEM_USER, SftpServerKind, SshServer, sshd_path};
 
+/// Runs tests against every SFTP server kind: for each `async fn NAME(kind: SftpServerKind)`
+/// listed after `async:` (a multi-threaded tokio test) and each `fn NAME(kind)` listed after
+/// `sync:`, a test `sshd::NAME` and a test `proftpd::NAME`. The calling crate needs `tokio`
+/// (with `macros`) for the async ones.
+///
+/// ```ignore
+/// siteport_testsupport::sftp_server_tests! {
+///     async: round_trip, host_keys;
+///     sync: kill_and_resume;
+/// }
+/// ```
+#[cfg(feature = "sftp")]
+#[macro_export]
+macro_rules! sftp_server_tests {
+    ($(async: $($a:ident),+ $(,)? ;)? $(sync: $($s:ident),+ $(,)? ;)?) => {
+        $crate::sftp_server_tests!(@kind sshd OpenSsh [$($($a)+)?] [$($($s)+)?]);
+        $crate::sftp_server_tests!(@kind proftpd ProFtpd [$($($a)+)?] [$($($s)+)?]);
+    };
+    (@kind $module:ident $kind:ident [$($a:ident)*] [$($s:ident)*]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $a() {
+                    super::$a($crate::SftpServerKind::$kind).await
+                }
+            )*
+            $(
+                #[test]
+                fn $s() {
+                    super::$s($crate::SftpServerKind::$kind)
+                }
+            )*
+        }
+    };
+}
+
 /// Reports an opt-in test that did not run. Written to the stderr file descriptor directly:
 /// the test harness captures `println!` of passing tests, and a skip must show in the log of
 /// every run, not only when something fails.

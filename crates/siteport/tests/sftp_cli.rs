@@ -1,9 +1,10 @@
 //! SFTP sites through the real binary against OpenSSH's sshd (chrooted internal-sftp, see
-//! `siteport_testsupport::SshServer`): export, no-change re-export, same-size edit and import
-//! with a password from the env backend; key login with the key (and its passphrase) from the
-//! file store; an unknown host key refused (exit 6, nothing sent, no authentication) until
-//! `site trust`; a wrong password (exit 4); FTPS keys on an SFTP site (exit 2 at their place);
-//! and no secret at `-vvv`.
+//! `siteport_testsupport::SshServer`) and, for the tests every server must pass (`sshd::…`,
+//! `proftpd::…`), proftpd's mod_sftp: export, no-change re-export, same-size edit and import
+//! with a password from the env backend; an unknown or changed host key refused (exit 6,
+//! nothing sent, no authentication) until `site trust`; a wrong password or key (exit 4).
+//! Against sshd only: key login with the key (and its passphrase) from the file store, FTPS
+//! keys on an SFTP site (exit 2 at their place), and no secret at `-vvv`.
 
 mod common;
 
@@ -12,7 +13,14 @@ use std::process::Output;
 
 use common::{Sandbox, assert_code, json, mode, stderr, stdout};
 use secrecy::ExposeSecret;
-use siteport_testsupport::SshServer;
+use siteport_testsupport::{SftpServerKind, SshServer};
+
+siteport_testsupport::sftp_server_tests! {
+    sync:
+        export_reexport_edit_and_import_with_a_password_from_env,
+        unknown_host_key_exits_6_until_site_trust,
+        a_wrong_password_or_key_exits_4;
+}
 
 /// The env backend's variables for credential `web`: the server's user and password.
 fn password_env(s: &SshServer) -> Vec<(String, String)> {
@@ -93,9 +101,8 @@ fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn export_reexport_edit_and_import_with_a_password_from_env() {
-    let s = SshServer::start();
+fn export_reexport_edit_and_import_with_a_password_from_env(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     write_config(&sb, &s, "env", &trusted(&s));
     let public = sb.workdir().join("public");
@@ -107,9 +114,22 @@ fn export_reexport_edit_and_import_with_a_password_from_env() {
     assert_eq!(uploaded(&o), 4, "{}", stdout(&o));
     assert_eq!(files(&s.root()), files(&public), "server copy differs");
 
+    // proftpd logs every file stored: none of the site this time (the site lock's owner
+    // file under `.siteport/` is written by every run).
+    let site_writes = || {
+        s.writes()
+            .map(|w| w.into_iter().filter(|p| !p.contains("/.siteport/")).count())
+    };
+    let writes = site_writes();
     let o = run(&sb, &["--json", "export", "web"], &env);
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 0, "a no-change re-export sent files");
+    assert_eq!(
+        site_writes(),
+        writes,
+        "the server logged writes: {:?}",
+        s.writes()
+    );
 
     // Same size, new content: caught by content, not by size.
     std::fs::write(public.join("index.html"), "<h1>HOME</h1>\n").unwrap();
@@ -180,20 +200,15 @@ fn key_login_with_the_key_and_passphrase_from_the_file_store() {
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 4);
     assert_eq!(files(&s.root()), files(&sb.workdir().join("public")));
-    let attempts = s.auth_attempts().join("\n");
     assert!(
-        attempts.contains("Accepted publickey"),
-        "no key login in sshd's log:\n{attempts}"
-    );
-    assert!(
-        !attempts.contains("Accepted password"),
-        "a password was used:\n{attempts}"
+        s.accepted_logins().iter().all(|m| m == "publickey") && !s.accepted_logins().is_empty(),
+        "not (only) key logins in sshd's log:\n{}",
+        s.log()
     );
 }
 
-#[test]
-fn unknown_host_key_exits_6_until_site_trust() {
-    let s = SshServer::start();
+fn unknown_host_key_exits_6_until_site_trust(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     let kh = sb.path("keys/known_hosts");
     write_config(
@@ -215,9 +230,7 @@ fn unknown_host_key_exits_6_until_site_trust() {
         "files sent to an untrusted server"
     );
     assert!(
-        s.auth_attempts()
-            .iter()
-            .all(|l| !l.contains("Accepted") && !l.contains("Failed")),
+        s.auth_attempts().is_empty(),
         "authentication attempted: {:?}",
         s.auth_attempts()
     );
@@ -239,8 +252,8 @@ fn unknown_host_key_exits_6_until_site_trust() {
     assert_eq!(mode(&kh), 0o600);
     assert_eq!(mode(kh.parent().unwrap()), 0o700);
     assert!(
-        s.auth_attempts().iter().all(|l| !l.contains("Accepted")),
-        "site trust logged in: {:?}",
+        s.auth_attempts().is_empty(),
+        "site trust authenticated: {:?}",
         s.auth_attempts()
     );
 
@@ -275,14 +288,16 @@ fn unknown_host_key_exits_6_until_site_trust() {
     assert_eq!(s.auth_attempts().len(), before, "authentication attempted");
 }
 
-#[test]
-fn a_wrong_password_exits_4() {
-    let s = SshServer::start();
+/// A wrong password, then a key the server does not authorize: refused logins, exit 4,
+/// nothing sent; the server logged both refusals.
+fn a_wrong_password_or_key_exits_4(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     write_config(&sb, &s, "env", &trusted(&s));
     write_site(&sb.workdir().join("public"));
+    let user = ("SITEPORT_CRED_WEB_USERNAME".to_owned(), s.user.clone());
     let env = vec![
-        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), s.user.clone()),
+        user.clone(),
         (
             "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
             "wrong-Password-123".to_owned(),
@@ -292,6 +307,21 @@ fn a_wrong_password_exits_4() {
     assert_code(&o, 4);
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
     assert!(files(&s.root()).is_empty());
+    let refused = s.failed_logins();
+    assert!(refused >= 1, "no refusal in the server's log:\n{}", s.log());
+
+    let key = s.unauthorized_key_path.to_string_lossy().into_owned();
+    let env = vec![user, ("SITEPORT_CRED_WEB_SSH_KEY_FILE".to_owned(), key)];
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    assert!(files(&s.root()).is_empty());
+    assert!(
+        s.failed_logins() > refused,
+        "the key was not refused by the server:\n{}",
+        s.log()
+    );
+    assert!(s.accepted_logins().is_empty(), "{}", s.log());
 }
 
 #[test]
