@@ -3,7 +3,8 @@
 //! the real `siteport-sftp` client: export, a no-change re-export that writes nothing (no inode
 //! or ctime changes on the server, and none in proftpd's transfer log), same-size edits found
 //! by the journal, `--delete`, import round trip; an export SIGKILLed midway and resumed;
-//! logins and host keys through `test_login`.
+//! logins and host keys through `test_login`; and an import from a hostile server (russh)
+//! whose listings carry `../x`, an absolute name, `a/x` and a link out of the site.
 
 mod common;
 
@@ -16,7 +17,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use secrecy::SecretString;
 use siteport_sync::*;
-use siteport_testsupport::{SftpServerKind, SshServer};
+use siteport_testsupport::{
+    HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer, SftpServerKind,
+    SshServer,
+};
 
 const REMOTE: &str = "/site";
 
@@ -477,4 +481,112 @@ fn kill_and_resume(kind: SftpServerKind) {
 /// The deploy state dir (`.siteport`) the export keeps on the server: not part of the site.
 fn is_state(rel: &str) -> bool {
     rel == ".siteport" || rel.starts_with(".siteport/")
+}
+
+/// Import from a hostile SFTP server whose `/site` and `/site/sub` list `../x`, `../../x`,
+/// `a/x`, `back\x` and the absolute `<parent of the local root>/x`, and whose `/site` lists a
+/// link to `/etc`, all of which it would serve: nothing is written outside the local root
+/// (its parent holds only the root, no `x` anywhere), every bad name is reported as unsafe,
+/// the link as a link, and never followed (the server saw no request through it), and the
+/// ordinary files are imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_a_hostile_server() {
+    let t = tempfile::tempdir().unwrap();
+    let outer = t.path().join("outer");
+    let parent = outer.join("one/two");
+    let local = parent.join("site");
+    std::fs::create_dir_all(&parent).unwrap();
+    let server = HostileSftpServer::start(&parent);
+    let settings = SftpSettings {
+        known_hosts: vec![server.known_hosts_file.clone()],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    };
+    let mut ep = Endpoint::new(
+        "127.0.0.1",
+        server.port,
+        Protocol::Sftp(settings),
+        REMOTE,
+        Login::new("anyone", SecretString::from("any-password")),
+    );
+    ep.timeout = Duration::from_secs(20);
+    let f = connect_factory(&ep);
+    let j = Journal::open(&t.path().join("state/j.json")).unwrap();
+    let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
+    let plan = e.plan(Direction::Import).await.unwrap();
+    let r = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+
+    // The ordinary files, and only them.
+    let mut want: BTreeMap<String, Option<Vec<u8>>> = HOSTILE_SFTP_FILES
+        .iter()
+        .map(|(p, c)| (p.to_string(), Some(c.to_vec())))
+        .collect();
+    want.insert("sub".into(), None);
+    assert_eq!(snapshot(&local), want);
+    assert_eq!(
+        r.counts.downloaded,
+        HOSTILE_SFTP_FILES.len(),
+        "{:?}",
+        r.outcomes
+    );
+    // The parent of the local root holds the root only; nothing named x anywhere.
+    let beside: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["site"], "written beside the local root");
+    let outside: Vec<_> = walkdir::WalkDir::new(t.path())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_path_buf())
+        .filter(|p| !p.starts_with(&local) && !local.starts_with(p))
+        .filter(|p| !p.starts_with(t.path().join("state")))
+        .collect();
+    assert!(outside.is_empty(), "written outside the root: {outside:?}");
+    let xs: Vec<_> = walkdir::WalkDir::new(t.path())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() == "x")
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert!(xs.is_empty(), "{xs:?}");
+
+    // Every bad name of both directories reported, the link as a link.
+    let unsafe_paths: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::UnsafeName)
+        .map(|p| p.path.as_str())
+        .collect();
+    let bad: Vec<String> = HOSTILE_SFTP_NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .chain([server.absolute_name().to_string()])
+        .collect();
+    assert_eq!(unsafe_paths.len(), 2 * bad.len(), "{:#?}", r.problems);
+    for n in &bad {
+        for dir in ["", "sub/"] {
+            let shown = format!("{dir}{}", n.escape_debug());
+            assert!(
+                unsafe_paths.contains(&shown.as_str()),
+                "{shown} not reported: {unsafe_paths:?}"
+            );
+        }
+    }
+    let links: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Symlink)
+        .map(|p| p.path.as_str())
+        .collect();
+    assert_eq!(links, [HOSTILE_SFTP_LINK.0], "{:#?}", r.problems);
+    // The server was never asked for anything through the link, nor for a bad name.
+    let asked = server.requests();
+    let strays: Vec<&String> = asked
+        .iter()
+        .filter(|q| q.contains(HOSTILE_SFTP_LINK.0) || q.contains("..") || q.ends_with("/x"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?} in {asked:?}");
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
 }

@@ -2,7 +2,8 @@
 //! and proftpd (with mod_digest's `HASH`) on loopback with temp roots and real users, TLS
 //! certificates made with `rcgen`, a `FaultyProxy` that cuts connections at random, a
 //! `HostileServer` whose listings carry names like `../escape`; OpenSSH's sshd serving
-//! chrooted SFTP; and for the credential backends, fakes of Vault, GCP Secret Manager and
+//! chrooted SFTP and proftpd's mod_sftp, a `HostileSftpServer` (russh) listing `../x`, absolute
+//! names and a link out of the site; and for the credential backends, fakes of Vault, GCP Secret Manager and
 //! Azure Key Vault, and the moto AWS emulator.
 //!
 //! The servers come from `scripts/install-test-deps`; the fixtures find them at the paths that
@@ -22,6 +23,8 @@ mod certs;
 pub mod gcp_fake;
 #[cfg(feature = "ftp")]
 mod hostile;
+#[cfg(feature = "sftp")]
+mod hostile_sftp;
 #[cfg(feature = "aws")]
 mod moto;
 #[cfg(feature = "ftp")]
@@ -39,6 +42,11 @@ pub mod vault_fake;
 pub use certs::TestCerts;
 #[cfg(feature = "ftp")]
 pub use hostile::{GHOST_NAME, HOSTILE_NAMES, HOSTILE_REPLY, HostileServer};
+#[cfg(feature = "sftp")]
+pub use hostile_sftp::{
+    HOSTILE_SFTP_CONTENT, HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES,
+    HostileSftpServer,
+};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
 #[cfg(feature = "ftp")]

@@ -135,7 +135,7 @@ fn mkdir_mode(path: &Path, mode: u32) {
 }
 
 /// `ssh-keygen -t ed25519` into `path` (with `passphrase`, may be empty).
-fn keygen(path: &Path, passphrase: &str) {
+pub(crate) fn keygen(path: &Path, passphrase: &str) {
     let out = Command::new("ssh-keygen")
         .args([
             "-q",
