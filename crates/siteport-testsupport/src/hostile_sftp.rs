@@ -5,8 +5,11 @@
 //! files. It serves contents for every name it lists, the hostile ones included, and for
 //! whatever a client asks through the link, so only the client's own checks keep anything
 //! out of place. Every path a client asks for is recorded ([`HostileSftpServer::requests`]).
+//! It writes only in memory, and only under `/site/.siteport` (the site lock and deploy
+//! state an import keeps there); it offers no `posix-rename@openssh.com`, and its RENAME
+//! refuses an existing target, as SFTP v3 says.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -57,12 +60,19 @@ impl std::fmt::Debug for HostileSftpServer {
     }
 }
 
-/// The made-up tree: directories (with their entries) and file contents, by absolute path.
+/// The made-up tree, by absolute path: directories, files and the link, plus the hostile
+/// names each directory lists (served by [`Tree::contents`], never stored: a name with `/`
+/// inside has no place of its own). Only [`WRITABLE`] can be changed, which the client's site
+/// lock needs.
 struct Tree {
-    dirs: HashMap<String, Vec<File>>,
-    files: HashMap<String, Vec<u8>>,
-    links: HashMap<String, String>,
+    dirs: BTreeSet<String>,
+    files: BTreeMap<String, Vec<u8>>,
+    links: BTreeMap<String, String>,
+    hostile: Vec<String>,
 }
+
+/// The one place a client may write: the deploy state dir (site lock, state).
+const WRITABLE: &str = "/site/.siteport";
 
 fn attrs(kind: FileMode, size: u64) -> FileAttributes {
     let mut a = FileAttributes {
@@ -78,55 +88,61 @@ fn attrs(kind: FileMode, size: u64) -> FileAttributes {
     a
 }
 
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn writable(path: &str) -> bool {
+    path == WRITABLE || path.starts_with(&format!("{WRITABLE}/"))
+}
+
 impl Tree {
     fn new(absolute_name: &str) -> Tree {
         let mut t = Tree {
-            dirs: HashMap::new(),
-            files: HashMap::new(),
-            links: HashMap::new(),
+            dirs: ["/site", "/site/sub"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            files: BTreeMap::new(),
+            links: BTreeMap::new(),
+            hostile: HOSTILE_SFTP_NAMES.iter().map(|n| n.to_string()).collect(),
         };
-        t.dirs.insert("/site".into(), Vec::new());
-        t.dirs.insert("/site/sub".into(), Vec::new());
-        let sub = File::new("sub", attrs(FileMode::DIR, 4096));
-        t.entry("/site", sub);
+        t.hostile.push(absolute_name.to_string());
         for (rel, body) in HOSTILE_SFTP_FILES {
-            let path = format!("/site/{rel}");
-            let (dir, name) = path.rsplit_once('/').unwrap_or(("/site", rel));
-            t.entry(
-                dir,
-                File::new(name, attrs(FileMode::REG, body.len() as u64)),
-            );
-            t.files.insert(path, body.to_vec());
-        }
-        let hostile = HOSTILE_SFTP_NAMES
-            .iter()
-            .copied()
-            .chain(std::iter::once(absolute_name));
-        for dir in ["/site", "/site/sub"] {
-            for name in hostile.clone() {
-                let size = HOSTILE_SFTP_CONTENT.len() as u64;
-                t.entry(dir, File::new(name, attrs(FileMode::REG, size)));
-                t.files
-                    .insert(format!("{dir}/{name}"), HOSTILE_SFTP_CONTENT.to_vec());
-            }
+            t.files.insert(format!("/site/{rel}"), body.to_vec());
         }
         let (link, target) = HOSTILE_SFTP_LINK;
-        t.entry(
-            "/site",
-            File::new(link, attrs(FileMode::LNK, target.len() as u64)),
-        );
         t.links.insert(format!("/site/{link}"), target.into());
         t
     }
 
-    fn entry(&mut self, dir: &str, file: File) {
-        self.dirs.entry(dir.into()).or_default().push(file);
+    /// The entries of directory `dir`: its children, and in `/site` and `/site/sub` the
+    /// hostile names.
+    fn list(&self, dir: &str) -> Vec<File> {
+        let name = |p: &str| p.rsplit_once('/').map_or(p, |(_, n)| n).to_string();
+        let mut out = Vec::new();
+        for d in self.dirs.iter().filter(|d| parent(d) == dir) {
+            out.push(File::new(name(d), attrs(FileMode::DIR, 4096)));
+        }
+        for (f, c) in self.files.iter().filter(|(f, _)| parent(f) == dir) {
+            out.push(File::new(name(f), attrs(FileMode::REG, c.len() as u64)));
+        }
+        for (l, t) in self.links.iter().filter(|(l, _)| parent(l) == dir) {
+            out.push(File::new(name(l), attrs(FileMode::LNK, t.len() as u64)));
+        }
+        if dir == "/site" || dir == "/site/sub" {
+            let size = HOSTILE_SFTP_CONTENT.len() as u64;
+            for n in &self.hostile {
+                out.push(File::new(n.clone(), attrs(FileMode::REG, size)));
+            }
+        }
+        out
     }
 
     /// `lstat` of a path: what the listing says, and anything under the link is served
     /// as a file (a client that follows the link gets content).
     fn lstat(&self, path: &str) -> Option<FileAttributes> {
-        if self.dirs.contains_key(path) {
+        if self.dirs.contains(path) {
             return Some(attrs(FileMode::DIR, 4096));
         }
         if let Some(target) = self.links.get(path) {
@@ -152,6 +168,21 @@ impl Tree {
         // server plays along and serves something.
         (self.through_link(path, false) || path.contains("..") || path.ends_with("/x"))
             .then(|| HOSTILE_SFTP_CONTENT.to_vec())
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.dirs.contains(path) || self.files.contains_key(path) || self.links.contains_key(path)
+    }
+
+    /// A new file or directory may go at `path`: in the writable area, in a directory.
+    fn may_create(&self, path: &str) -> Result<(), StatusCode> {
+        if !writable(path) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        if !self.dirs.contains(parent(path)) {
+            return Err(StatusCode::NoSuchFile);
+        }
+        Ok(())
     }
 }
 
@@ -181,7 +212,7 @@ impl HostileSftpServer {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let tree = Arc::new(Tree::new(&absolute_name));
+        let tree = Arc::new(Mutex::new(Tree::new(&absolute_name)));
         let config = Arc::new(russh::server::Config {
             keys: vec![key],
             auth_rejection_time: std::time::Duration::from_millis(10),
@@ -247,7 +278,7 @@ impl Drop for HostileSftpServer {
 
 /// The SSH side: any login is accepted; the `sftp` subsystem runs [`SftpHandler`].
 struct SshHandler {
-    tree: Arc<Tree>,
+    tree: Arc<Mutex<Tree>>,
     requests: Arc<Mutex<Vec<String>>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
@@ -310,9 +341,9 @@ impl russh::server::Handler for SshHandler {
     }
 }
 
-/// The SFTP side: read-only, over [`Tree`].
+/// The SFTP side, over [`Tree`]: reads anywhere, writes only in [`WRITABLE`].
 struct SftpHandler {
-    tree: Arc<Tree>,
+    tree: Arc<Mutex<Tree>>,
     requests: Arc<Mutex<Vec<String>>>,
     /// handle -> path.
     open: HashMap<String, String>,
@@ -345,6 +376,18 @@ impl SftpHandler {
     }
 }
 
+impl SftpHandler {
+    /// The tree, locked (a poisoned lock still holds a usable tree: nothing panics while
+    /// holding it halfway through a change).
+    fn tree(&self) -> std::sync::MutexGuard<'_, Tree> {
+        self.tree.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path_of(&self, handle: &str) -> Result<String, StatusCode> {
+        self.open.get(handle).cloned().ok_or(StatusCode::Failure)
+    }
+}
+
 impl russh_sftp::server::Handler for SftpHandler {
     type Error = StatusCode;
 
@@ -362,7 +405,11 @@ impl russh_sftp::server::Handler for SftpHandler {
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
         self.record("opendir", &path);
-        if !self.tree.dirs.contains_key(&path) && !self.tree.through_link(&path, true) {
+        let known = {
+            let t = self.tree();
+            t.dirs.contains(&path) || t.through_link(&path, true)
+        };
+        if !known {
             return Err(StatusCode::NoSuchFile);
         }
         let handle = self.handle_for(&path);
@@ -370,14 +417,18 @@ impl russh_sftp::server::Handler for SftpHandler {
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
-        let path = self.open.get(&handle).cloned().ok_or(StatusCode::Failure)?;
+        let path = self.path_of(&handle)?;
         if !self.listed.insert(handle) {
             return Err(StatusCode::Eof);
         }
-        let files = match self.tree.dirs.get(&path) {
-            Some(f) => f.clone(),
-            // A directory reached through the link: it "holds" a passwd file.
-            None => vec![File::new("passwd", attrs(FileMode::REG, 5))],
+        let files = {
+            let t = self.tree();
+            if t.dirs.contains(&path) {
+                t.list(&path)
+            } else {
+                // A directory reached through the link: it "holds" a passwd file.
+                vec![File::new("passwd", attrs(FileMode::REG, 5))]
+            }
         };
         Ok(Name { id, files })
     }
@@ -390,11 +441,21 @@ impl russh_sftp::server::Handler for SftpHandler {
         _attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
         self.record("open", &filename);
-        if pflags.intersects(OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE) {
-            return Err(StatusCode::PermissionDenied);
-        }
-        if self.tree.contents(&filename).is_none() {
-            return Err(StatusCode::NoSuchFile);
+        {
+            let mut t = self.tree();
+            if pflags.intersects(OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE) {
+                if !t.files.contains_key(&filename) {
+                    t.may_create(&filename)?;
+                    if t.exists(&filename) {
+                        return Err(StatusCode::Failure);
+                    }
+                } else if !writable(&filename) {
+                    return Err(StatusCode::PermissionDenied);
+                }
+                t.files.insert(filename.clone(), Vec::new());
+            } else if t.dirs.contains(&filename) || t.contents(&filename).is_none() {
+                return Err(StatusCode::NoSuchFile);
+            }
         }
         let handle = self.handle_for(&filename);
         Ok(Handle { id, handle })
@@ -407,8 +468,8 @@ impl russh_sftp::server::Handler for SftpHandler {
         offset: u64,
         len: u32,
     ) -> Result<Data, Self::Error> {
-        let path = self.open.get(&handle).ok_or(StatusCode::Failure)?;
-        let body = self.tree.contents(path).ok_or(StatusCode::NoSuchFile)?;
+        let path = self.path_of(&handle)?;
+        let body = self.tree().contents(&path).ok_or(StatusCode::NoSuchFile)?;
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         if start >= body.len() {
             return Err(StatusCode::Eof);
@@ -420,31 +481,145 @@ impl russh_sftp::server::Handler for SftpHandler {
         })
     }
 
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
+        let path = self.path_of(&handle)?;
+        let mut t = self.tree();
+        if !writable(&path) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        let file = t.files.get_mut(&path).ok_or(StatusCode::NoSuchFile)?;
+        let start = usize::try_from(offset).map_err(|_| StatusCode::Failure)?;
+        let end = start.checked_add(data.len()).ok_or(StatusCode::Failure)?;
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[start..end].copy_from_slice(&data);
+        Ok(Self::status(id))
+    }
+
     async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
-        let path = self.open.get(&handle).cloned().ok_or(StatusCode::Failure)?;
-        let attrs = self.tree.lstat(&path).ok_or(StatusCode::NoSuchFile)?;
+        let path = self.path_of(&handle)?;
+        let attrs = self.tree().lstat(&path).ok_or(StatusCode::NoSuchFile)?;
         Ok(Attrs { id, attrs })
+    }
+
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        handle: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        self.path_of(&handle)?;
+        Ok(Self::status(id))
+    }
+
+    async fn setstat(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        self.record("setstat", &path);
+        if !writable(&path) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        Ok(Self::status(id))
     }
 
     async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
         self.record("lstat", &path);
-        let attrs = self.tree.lstat(&path).ok_or(StatusCode::NoSuchFile)?;
+        let attrs = self.tree().lstat(&path).ok_or(StatusCode::NoSuchFile)?;
         Ok(Attrs { id, attrs })
     }
 
     async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
         self.record("stat", &path);
-        let attrs = self.tree.lstat(&path).ok_or(StatusCode::NoSuchFile)?;
+        let attrs = self.tree().lstat(&path).ok_or(StatusCode::NoSuchFile)?;
         Ok(Attrs { id, attrs })
     }
 
     async fn readlink(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
         self.record("readlink", &path);
-        let target = self.tree.links.get(&path).ok_or(StatusCode::NoSuchFile)?;
+        let target = self
+            .tree()
+            .links
+            .get(&path)
+            .cloned()
+            .ok_or(StatusCode::NoSuchFile)?;
         Ok(Name {
             id,
-            files: vec![File::dummy(target.clone())],
+            files: vec![File::dummy(target)],
         })
+    }
+
+    async fn mkdir(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        self.record("mkdir", &path);
+        let mut t = self.tree();
+        t.may_create(&path)?;
+        if t.exists(&path) {
+            return Err(StatusCode::Failure);
+        }
+        t.dirs.insert(path);
+        Ok(Self::status(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        self.record("rmdir", &path);
+        let mut t = self.tree();
+        if !writable(&path) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        if !t.dirs.contains(&path) {
+            return Err(StatusCode::NoSuchFile);
+        }
+        if !t.list(&path).is_empty() {
+            return Err(StatusCode::Failure);
+        }
+        t.dirs.remove(&path);
+        Ok(Self::status(id))
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        self.record("remove", &filename);
+        let mut t = self.tree();
+        if !writable(&filename) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        t.files.remove(&filename).ok_or(StatusCode::NoSuchFile)?;
+        Ok(Self::status(id))
+    }
+
+    /// SFTP v3 RENAME: refused when the target exists (no `posix-rename@openssh.com` is
+    /// offered either, so a client must remove, then rename).
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
+        self.record("rename", &oldpath);
+        let mut t = self.tree();
+        if !writable(&oldpath) {
+            return Err(StatusCode::PermissionDenied);
+        }
+        t.may_create(&newpath)?;
+        if t.exists(&newpath) {
+            return Err(StatusCode::Failure);
+        }
+        let body = t.files.remove(&oldpath).ok_or(StatusCode::NoSuchFile)?;
+        t.files.insert(newpath, body);
+        Ok(Self::status(id))
     }
 
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {

@@ -4,7 +4,8 @@
 //! with a password from the env backend; an unknown or changed host key refused (exit 6,
 //! nothing sent, no authentication) until `site trust`; a wrong password or key (exit 4).
 //! Against sshd only: key login with the key (and its passphrase) from the file store, FTPS
-//! keys on an SFTP site (exit 2 at their place), and no secret at `-vvv`.
+//! keys on an SFTP site (exit 2 at their place), and no secret at `-vvv`. And an import from
+//! a hostile server (`HostileSftpServer`): its bad names refused and reported, exit 5.
 
 mod common;
 
@@ -13,7 +14,10 @@ use std::process::Output;
 
 use common::{Sandbox, assert_code, json, mode, stderr, stdout};
 use secrecy::ExposeSecret;
-use siteport_testsupport::{SftpServerKind, SshServer};
+use siteport_testsupport::{
+    HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer, SftpServerKind,
+    SshServer,
+};
 
 siteport_testsupport::sftp_server_tests! {
     sync:
@@ -444,4 +448,85 @@ fn site_trust_asks_on_a_terminal() {
         std::fs::read_to_string(&kh).unwrap().trim(),
         s.known_hosts_line.trim()
     );
+}
+
+/// Import from a hostile server whose listings carry `../x`, an absolute name, `a/x`,
+/// `back\x` and a link to `/etc`: exit 5 (names on the mirrored-from side were refused), each
+/// bad name on a `refused` line, the link reported and not followed, the ordinary files
+/// imported, nothing written beside the local root.
+#[test]
+fn import_from_a_hostile_server_refuses_its_names_and_exits_5() {
+    let sb = Sandbox::new();
+    let outside = sb.workdir().join("pulled");
+    let local = outside.join("site");
+    std::fs::create_dir_all(&outside).unwrap();
+    let server = HostileSftpServer::start(&outside);
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"web\"\nprotocol = \"sftp\"\n\
+         host = \"127.0.0.1\"\nport = {}\ncredential = \"web\"\nlocal = \"pulled/site\"\n\
+         remote = \"/site\"\nknown_hosts = \"{}\"\n",
+        server.port,
+        server.known_hosts_file.display()
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    let env = vec![
+        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), "anyone".to_owned()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
+            "any-password".to_owned(),
+        ),
+    ];
+    let o = run(&sb, &["import", "web"], &env);
+    assert_code(&o, 5);
+    let err = stderr(&o);
+    let refused: Vec<&str> = err.lines().filter(|l| l.starts_with("refused")).collect();
+    let bad = HOSTILE_SFTP_NAMES
+        .iter()
+        .map(|n| n.escape_debug().to_string())
+        .chain([server.absolute_name().to_string()]);
+    for name in bad {
+        for dir in ["", "sub/"] {
+            let shown = format!("{dir}{name}");
+            assert!(
+                refused.iter().any(|l| l.contains(&shown)),
+                "{shown} not refused:\n{err}"
+            );
+        }
+    }
+    // Again in `--json`: the same refusals, and the link among the problems, left alone.
+    let o = run(&sb, &["--json", "import", "web"], &env);
+    assert_code(&o, 5);
+    let doc = json(&o);
+    let problems = doc["sites"][0]["report"]["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {doc}"));
+    let kinds = |kind: &str| -> Vec<&str> {
+        problems
+            .iter()
+            .filter(|p| p["kind"] == kind)
+            .filter_map(|p| p["path"].as_str())
+            .collect()
+    };
+    assert_eq!(kinds("symlink"), [HOSTILE_SFTP_LINK.0], "{doc}");
+    assert_eq!(
+        kinds("unsafe_name").len(),
+        2 * (HOSTILE_SFTP_NAMES.len() + 1),
+        "{doc}"
+    );
+    let want: Vec<(PathBuf, Vec<u8>)> = HOSTILE_SFTP_FILES
+        .iter()
+        .map(|(p, c)| (PathBuf::from(p), c.to_vec()))
+        .collect();
+    assert_eq!(files(&local), want);
+    let beside: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["site"], "written beside the local root");
+    let through_link: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.contains(HOSTILE_SFTP_LINK.0))
+        .collect();
+    assert!(through_link.is_empty(), "{through_link:?}");
 }
