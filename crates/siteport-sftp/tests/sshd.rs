@@ -132,6 +132,38 @@ async fn round_trip_odd_names_empty_deep_and_large(kind: SftpServerKind) {
     c.quit().await.expect("quit");
 }
 
+/// A server without `posix-rename@openssh.com` (proftpd with `SFTPExtensions -posixRename`):
+/// an upload over an existing file removes it, then renames the temp file (its RENAME refuses
+/// an existing target), and says so in its outcome; the new content is in place and no temp
+/// file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_posix_rename_a_file_is_replaced_by_remove_then_rename() {
+    let s = SshServer::start_proftpd_without_posix_rename();
+    let c = connect(&s).await;
+    assert!(!c.has_posix_rename(), "the extension is still offered");
+    let src = tempfile::NamedTempFile::new().expect("tmp");
+    for (i, body) in [&b"first version"[..], b"second, longer version"]
+        .into_iter()
+        .enumerate()
+    {
+        std::fs::write(src.path(), body).expect("write");
+        let out = c
+            .put_atomic(src.path(), "/site/page.html", Some(at(1_500_000_000)), None)
+            .await
+            .unwrap_or_else(|e| panic!("put {i}: {e}"));
+        assert_eq!(out.rename, RenameMethod::RemoveThenRename);
+        assert_eq!(
+            std::fs::read(s.root().join("page.html")).expect("on disk"),
+            body
+        );
+    }
+    let l = c.list_dir("/site").await.expect("list");
+    let names: Vec<_> = l.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["page.html"], "a temp file was left");
+    assert_eq!(l[0].mtime, Some(at(1_500_000_000)));
+    c.quit().await.expect("quit");
+}
+
 /// `OnBytes`: a file of several MiB tells the counter its bytes chunk by chunk as they go,
 /// both ways (what the CLI's live progress reads), adding up to the file; an upload counts a
 /// chunk once the server acknowledged its WRITE.

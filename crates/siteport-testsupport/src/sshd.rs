@@ -222,12 +222,13 @@ fn openssh_command(
     cmd
 }
 
-/// The system user proftpd's virtual user maps to, and its password.
+/// The system user proftpd's virtual user maps to, its password, and extra config lines.
 struct ProftpdUsers<'a> {
     uid: u32,
     gid: u32,
     group: &'a str,
     password: &'a str,
+    extra_conf: &'a str,
 }
 
 /// proftpd in the foreground (`-n`) with mod_sftp loaded from the package's module dir:
@@ -262,6 +263,7 @@ fn proftpd_command(
         gid,
         group,
         password,
+        extra_conf,
     } = users;
     // mod_auth_file refuses world-readable user files.
     crate::write_private(
@@ -285,7 +287,7 @@ fn proftpd_command(
          TransferLog {e}/xferlog\nSystemLog {e}/proftpd.log\nAllowOverwrite on\nUmask 022\n\
          ModulePath {m}\nLoadModule mod_sftp.c\nSFTPEngine on\nSFTPLog {e}/server.log\n\
          SFTPHostKey {hk}\nSFTPAuthMethods password publickey\n\
-         SFTPAuthorizedUserKeys file:{auth}\nSFTPKeyBlacklist none\n",
+         SFTPAuthorizedUserKeys file:{auth}\nSFTPKeyBlacklist none\n{extra_conf}",
         e = etc.display(),
         m = proftpd_modules(bin).display(),
         hk = host_key.display(),
@@ -309,6 +311,19 @@ impl SshServer {
     /// Panics with the fix when the server, ssh-keygen or the test user is missing, or when
     /// not running as root (both servers chroot and switch users).
     pub fn start_kind(kind: SftpServerKind) -> SshServer {
+        SshServer::start_with(kind, "")
+    }
+
+    /// proftpd's mod_sftp without the `posix-rename@openssh.com` extension
+    /// (`SFTPExtensions -posixRename`), as many hosting servers run: a client must replace a
+    /// file by remove + rename.
+    pub fn start_proftpd_without_posix_rename() -> SshServer {
+        SshServer::start_with(SftpServerKind::ProFtpd, "SFTPExtensions -posixRename\n")
+    }
+
+    /// [`start_kind`](Self::start_kind) with `extra_conf` appended to proftpd's config
+    /// (ignored for sshd).
+    fn start_with(kind: SftpServerKind, extra_conf: &str) -> SshServer {
         let bin = match kind {
             SftpServerKind::OpenSsh => sshd_path(),
             SftpServerKind::ProFtpd => proftpd_path(),
@@ -367,6 +382,7 @@ impl SshServer {
                     gid,
                     group: &group,
                     password: &password,
+                    extra_conf,
                 };
                 proftpd_command(&bin, &etc, port, &host_key, &authorized, &chroot, &users)
             }
