@@ -476,9 +476,12 @@ fn import_from_a_hostile_server_refuses_its_names_and_exits_5() {
             "any-password".to_owned(),
         ),
     ];
-    let o = run(&sb, &["import", "web"], &env);
+    let o = run(&sb, &["-v", "import", "web"], &env);
     assert_code(&o, 5);
     let err = stderr(&o);
+    // The server offers no posix-rename: the site lock's owner file went in by remove +
+    // rename, and `-v` says so.
+    assert!(err.contains("remove + rename"), "not reported:\n{err}");
     let refused: Vec<&str> = err.lines().filter(|l| l.starts_with("refused")).collect();
     let bad = HOSTILE_SFTP_NAMES
         .iter()
