@@ -46,9 +46,6 @@ pub enum SftpServerKind {
 }
 
 impl SftpServerKind {
-    /// Both kinds, for tests that run against each.
-    pub const ALL: [SftpServerKind; 2] = [SftpServerKind::OpenSsh, SftpServerKind::ProFtpd];
-
     /// `sshd` or `proftpd`, for test messages.
     pub fn label(self) -> &'static str {
         match self {
