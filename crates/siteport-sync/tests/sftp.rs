@@ -1,8 +1,10 @@
-//! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp), through
-//! `connect_factory` and the real `siteport-sftp` client: export, a no-change re-export that
-//! writes nothing (no inode or ctime changes on the server), same-size edits found by the journal,
-//! `--delete`, import round trip; an export SIGKILLed midway and resumed; logins and host
-//! keys through `test_login`.
+//! The mirror engine over SFTP, against OpenSSH's sshd (chrooted internal-sftp) and proftpd's
+//! mod_sftp, each test once per server (`sshd::…`, `proftpd::…`), through `connect_factory` and
+//! the real `siteport-sftp` client: export, a no-change re-export that writes nothing (no inode
+//! or ctime changes on the server, and none in proftpd's transfer log), same-size edits found
+//! by the journal, `--delete`, import round trip; an export SIGKILLed midway and resumed;
+//! logins and host keys through `test_login`; and an import from a hostile server (russh)
+//! whose listings carry `../x`, an absolute name, `a/x` and a link out of the site.
 
 mod common;
 
@@ -15,9 +17,17 @@ use std::time::{Duration, Instant};
 use common::*;
 use secrecy::SecretString;
 use siteport_sync::*;
-use siteport_testsupport::SshServer;
+use siteport_testsupport::{
+    HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer, SftpServerKind,
+    SshServer,
+};
 
 const REMOTE: &str = "/site";
+
+siteport_testsupport::sftp_server_tests! {
+    async: acceptance, logins_keys_and_host_keys;
+    sync: kill_and_resume;
+}
 
 fn settings(s: &SshServer) -> SftpSettings {
     SftpSettings {
@@ -143,12 +153,30 @@ fn flip_first_byte(local: &Path, rel: &str) {
     std::fs::write(&p, v).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acceptance_sshd() {
-    let s = SshServer::start();
+/// The tree the acceptance tests send to `kind`: the full one (2,000 files and 50 MiB) to
+/// sshd; to proftpd the same awkward names in 500 files with a 4 MiB large one, since
+/// siteport-sftp's own tests already send it 50 MiB (so the runtime stays modest).
+fn spec(kind: SftpServerKind) -> SiteSpec {
+    match kind {
+        SftpServerKind::OpenSsh => SiteSpec::FULL,
+        SftpServerKind::ProFtpd => SiteSpec {
+            files: 500,
+            big: 4 * 1024 * 1024,
+        },
+    }
+}
+
+/// The files the server logged as stored so far (proftpd's transfer log); 0 for sshd,
+/// which logs none (its writes are seen in inodes and ctimes instead).
+fn logged_writes(s: &SshServer) -> usize {
+    s.writes().map_or(0, |w| w.len())
+}
+
+async fn acceptance(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
-    let paths = generate_tree(&local, SiteSpec::FULL);
+    let paths = generate_tree(&local, spec(kind));
     let served = s.root();
     let f = connect_factory(&endpoint(&s));
     let journal = t.path().join("state/site.json");
@@ -165,10 +193,16 @@ async fn acceptance_sshd() {
             .unwrap()
     };
     assert_eq!(m(&served), m(&local), "SETSTAT carried the exact mtime");
+    if let Some(w) = s.writes() {
+        // The server's own count: every file once (the deploy state's writes besides).
+        let site_writes = w.iter().filter(|p| !p.contains("/.siteport/")).count();
+        assert_eq!(site_writes, paths.len(), "{w:?}");
+    }
 
     // 2. Nothing changed: nothing sent. Every upload makes a new inode (temp file, then
     //    rename), so unchanged inodes and ctimes on the server mean zero writes.
     let before = inodes(&served);
+    let writes = logged_writes(&s);
     let (plan, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
     assert!(plan.is_noop(), "{plan}");
     assert_eq!(r.counts.uploaded, 0);
@@ -177,13 +211,19 @@ async fn acceptance_sshd() {
         before,
         "a no-change export wrote on the server"
     );
+    assert_eq!(logged_writes(&s), writes, "the server logged writes");
 
     // 3. Same-size edits, one with its mtime set far back: only the journal can tell.
     flip_first_byte(&local, "with space.html");
     flip_first_byte(&local, "ünïcödé ñame.txt");
     set_mtime(&local.join("ünïcödé ñame.txt"), 1_000_000_000);
+    let writes = logged_writes(&s);
     let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
     assert_eq!(uploaded(&r), ["with space.html", "ünïcödé ñame.txt"]);
+    if s.writes().is_some() {
+        // The two files, and the deploy state's record of the run.
+        assert!(logged_writes(&s) >= writes + 2, "{:?}", s.writes());
+    }
     assert_same("after edits", &local, &served);
 
     // 4. --delete: a file and a directory tree removed locally go remotely too.
@@ -204,9 +244,8 @@ async fn acceptance_sshd() {
     assert!(plan.is_noop(), "{plan}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_keys_and_host_keys() {
-    let s = SshServer::start();
+async fn logins_keys_and_host_keys(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     test_login(&endpoint(&s)).await.expect("password login");
     let key = SecretString::from(SshServer::read_key(&s.encrypted_key_path));
     let keyed = Login::new(s.user.clone(), SecretString::from(""))
@@ -274,7 +313,7 @@ async fn logins_keys_and_host_keys() {
 
 const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";
 
-/// Runs only when re-executed by [`kill_and_resume_sshd`] with `SITEPORT_SFTP_CHILD` set: an
+/// Runs only when re-executed by [`kill_and_resume`] with `SITEPORT_SFTP_CHILD` set: an
 /// export to the sshd at `CHILD_PORT`; the password comes from the 0600 file
 /// `CHILD_PASSWORD_FILE` (never argv). Otherwise it has nothing to do.
 #[test]
@@ -326,14 +365,13 @@ fn journal_lines(log: &Path) -> usize {
 /// SIGKILLs an export running in a child process midway, checks that no file on the server
 /// holds partial content under its final name, then reruns: it completes and sends exactly
 /// the files that were not yet in place, and leaves no temp file.
-#[test]
-fn kill_and_resume_sshd() {
+fn kill_and_resume(kind: SftpServerKind) {
     use secrecy::ExposeSecret;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let s = SshServer::start();
+    let s = SshServer::start_kind(kind);
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
-    let paths = generate_tree(&local, SiteSpec::FULL);
+    let paths = generate_tree(&local, spec(kind));
     let pw_file = t.path().join("password");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -412,6 +450,11 @@ fn kill_and_resume_sshd() {
         .build()
         .unwrap();
     let f = connect_factory(&endpoint(&s));
+    let site_writes = || {
+        s.writes()
+            .map(|w| w.iter().filter(|p| !p.contains("/.siteport/")).count())
+    };
+    let writes_before = site_writes();
     let (_, r) = rt.block_on(run(f, sync_options(&local), &journal, Direction::Export));
     // A file that landed just before the kill but was neither journaled nor in the server's
     // state cannot be proven equal (same size, no record), so it may be sent again.
@@ -422,6 +465,10 @@ fn kill_and_resume_sshd() {
         paths.len()
     );
     assert_same("after the rerun", &local, &served);
+    if let (Some(before), Some(after)) = (writes_before, site_writes()) {
+        // The server's own count of the rerun's writes: exactly the files it reported sent.
+        assert_eq!(after - before, sent, "{:?}", s.writes());
+    }
     let left: Vec<_> = walkdir::WalkDir::new(&served)
         .into_iter()
         .filter_map(|e| e.ok())
@@ -434,4 +481,112 @@ fn kill_and_resume_sshd() {
 /// The deploy state dir (`.siteport`) the export keeps on the server: not part of the site.
 fn is_state(rel: &str) -> bool {
     rel == ".siteport" || rel.starts_with(".siteport/")
+}
+
+/// Import from a hostile SFTP server whose `/site` and `/site/sub` list `../x`, `../../x`,
+/// `a/x`, `back\x` and the absolute `<parent of the local root>/x`, and whose `/site` lists a
+/// link to `/etc`, all of which it would serve: nothing is written outside the local root
+/// (its parent holds only the root, no `x` anywhere), every bad name is reported as unsafe,
+/// the link as a link, and never followed (the server saw no request through it), and the
+/// ordinary files are imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_from_a_hostile_server() {
+    let t = tempfile::tempdir().unwrap();
+    let outer = t.path().join("outer");
+    let parent = outer.join("one/two");
+    let local = parent.join("site");
+    std::fs::create_dir_all(&parent).unwrap();
+    let server = HostileSftpServer::start(&parent);
+    let settings = SftpSettings {
+        known_hosts: vec![server.known_hosts_file.clone()],
+        no_user_known_hosts: true,
+        ..SftpSettings::default()
+    };
+    let mut ep = Endpoint::new(
+        "127.0.0.1",
+        server.port,
+        Protocol::Sftp(settings),
+        REMOTE,
+        Login::new("anyone", SecretString::from("any-password")),
+    );
+    ep.timeout = Duration::from_secs(20);
+    let f = connect_factory(&ep);
+    let j = Journal::open(&t.path().join("state/j.json")).unwrap();
+    let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
+    let plan = e.plan(Direction::Import).await.unwrap();
+    let r = e.execute(&plan).await.unwrap();
+    e.finish().await.unwrap();
+
+    // The ordinary files, and only them.
+    let mut want: BTreeMap<String, Option<Vec<u8>>> = HOSTILE_SFTP_FILES
+        .iter()
+        .map(|(p, c)| (p.to_string(), Some(c.to_vec())))
+        .collect();
+    want.insert("sub".into(), None);
+    assert_eq!(snapshot(&local), want);
+    assert_eq!(
+        r.counts.downloaded,
+        HOSTILE_SFTP_FILES.len(),
+        "{:?}",
+        r.outcomes
+    );
+    // The parent of the local root holds the root only; nothing named x anywhere.
+    let beside: Vec<_> = std::fs::read_dir(&parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["site"], "written beside the local root");
+    let outside: Vec<_> = walkdir::WalkDir::new(t.path())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_path_buf())
+        .filter(|p| !p.starts_with(&local) && !local.starts_with(p))
+        .filter(|p| !p.starts_with(t.path().join("state")))
+        .collect();
+    assert!(outside.is_empty(), "written outside the root: {outside:?}");
+    let xs: Vec<_> = walkdir::WalkDir::new(t.path())
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() == "x")
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    assert!(xs.is_empty(), "{xs:?}");
+
+    // Every bad name of both directories reported, the link as a link.
+    let unsafe_paths: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::UnsafeName)
+        .map(|p| p.path.as_str())
+        .collect();
+    let bad: Vec<String> = HOSTILE_SFTP_NAMES
+        .iter()
+        .map(|n| n.to_string())
+        .chain([server.absolute_name().to_string()])
+        .collect();
+    assert_eq!(unsafe_paths.len(), 2 * bad.len(), "{:#?}", r.problems);
+    for n in &bad {
+        for dir in ["", "sub/"] {
+            let shown = format!("{dir}{}", n.escape_debug());
+            assert!(
+                unsafe_paths.contains(&shown.as_str()),
+                "{shown} not reported: {unsafe_paths:?}"
+            );
+        }
+    }
+    let links: Vec<&str> = r
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::Symlink)
+        .map(|p| p.path.as_str())
+        .collect();
+    assert_eq!(links, [HOSTILE_SFTP_LINK.0], "{:#?}", r.problems);
+    // The server was never asked for anything through the link, nor for a bad name.
+    let asked = server.requests();
+    let strays: Vec<&String> = asked
+        .iter()
+        .filter(|q| q.contains(HOSTILE_SFTP_LINK.0) || q.contains("..") || q.ends_with("/x"))
+        .collect();
+    assert!(strays.is_empty(), "{strays:?} in {asked:?}");
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
 }

@@ -2,7 +2,8 @@
 //! and proftpd (with mod_digest's `HASH`) on loopback with temp roots and real users, TLS
 //! certificates made with `rcgen`, a `FaultyProxy` that cuts connections at random, a
 //! `HostileServer` whose listings carry names like `../escape`; OpenSSH's sshd serving
-//! chrooted SFTP; and for the credential backends, fakes of Vault, GCP Secret Manager and
+//! chrooted SFTP and proftpd's mod_sftp, a `HostileSftpServer` (russh) listing `../x`, absolute
+//! names and a link out of the site; and for the credential backends, fakes of Vault, GCP Secret Manager and
 //! Azure Key Vault, and the moto AWS emulator.
 //!
 //! The servers come from `scripts/install-test-deps`; the fixtures find them at the paths that
@@ -22,6 +23,8 @@ mod certs;
 pub mod gcp_fake;
 #[cfg(feature = "ftp")]
 mod hostile;
+#[cfg(feature = "sftp")]
+mod hostile_sftp;
 #[cfg(feature = "aws")]
 mod moto;
 #[cfg(feature = "ftp")]
@@ -39,16 +42,57 @@ pub mod vault_fake;
 pub use certs::TestCerts;
 #[cfg(feature = "ftp")]
 pub use hostile::{GHOST_NAME, HOSTILE_NAMES, HOSTILE_REPLY, HostileServer};
+#[cfg(feature = "sftp")]
+pub use hostile_sftp::{
+    HOSTILE_SFTP_CONTENT, HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES,
+    HostileSftpServer,
+};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
 #[cfg(feature = "ftp")]
-pub use proftpd::{ProFtpd, proftpd_path};
+pub use proftpd::ProFtpd;
 #[cfg(feature = "ftp")]
 pub use proxy::FaultyProxy;
 #[cfg(feature = "ftp")]
 pub use server::{FTP_SYSTEM_USER, FtpServer, ServerKind, pureftpd_path, purepw_path, vsftpd_path};
 #[cfg(feature = "sftp")]
-pub use sshd::{SFTP_SYSTEM_USER, SshServer, sshd_path};
+pub use sshd::{SFTP_SYSTEM_USER, SftpServerKind, SshServer, sshd_path};
+
+/// Runs tests against every SFTP server kind: for each `async fn NAME(kind: SftpServerKind)`
+/// listed after `async:` (a multi-threaded tokio test) and each `fn NAME(kind)` listed after
+/// `sync:`, a test `sshd::NAME` and a test `proftpd::NAME`. The calling crate needs `tokio`
+/// (with `macros`) for the async ones.
+///
+/// ```ignore
+/// siteport_testsupport::sftp_server_tests! {
+///     async: round_trip, host_keys;
+///     sync: kill_and_resume;
+/// }
+/// ```
+#[cfg(feature = "sftp")]
+#[macro_export]
+macro_rules! sftp_server_tests {
+    ($(async: $($a:ident),+ $(,)? ;)? $(sync: $($s:ident),+ $(,)? ;)?) => {
+        $crate::sftp_server_tests!(@kind sshd OpenSsh [$($($a)+)?] [$($($s)+)?]);
+        $crate::sftp_server_tests!(@kind proftpd ProFtpd [$($($a)+)?] [$($($s)+)?]);
+    };
+    (@kind $module:ident $kind:ident [$($a:ident)*] [$($s:ident)*]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $a() {
+                    super::$a($crate::SftpServerKind::$kind).await
+                }
+            )*
+            $(
+                #[test]
+                fn $s() {
+                    super::$s($crate::SftpServerKind::$kind)
+                }
+            )*
+        }
+    };
+}
 
 /// Reports an opt-in test that did not run. Written to the stderr file descriptor directly:
 /// the test harness captures `println!` of passing tests, and a skip must show in the log of
@@ -79,7 +123,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// Writes a file with mode 0600 (panics on failure: fixture code).
-#[cfg(any(feature = "certs", feature = "gcp"))]
+#[cfg(any(feature = "certs", feature = "gcp", feature = "sftp"))]
 pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
@@ -92,4 +136,70 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) {
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     f.write_all(bytes)
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// Where proftpd is: `SITEPORT_PROFTPD`, else `$SITEPORT_TOOLS/proftpd/usr/sbin/proftpd`.
+/// The same binary serves FTP ([`ProFtpd`]) and, with mod_sftp, SFTP ([`SshServer`]).
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+pub fn proftpd_path() -> std::path::PathBuf {
+    std::env::var_os("SITEPORT_PROFTPD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tools_dir().join("proftpd/usr/sbin/proftpd"))
+}
+
+/// proftpd's directory of loadable modules (`mod_digest.so`, `mod_sftp.so`…): the Debian
+/// package's `usr/lib/proftpd` beside the unpacked `usr/sbin/proftpd`.
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+pub(crate) fn proftpd_modules(bin: &std::path::Path) -> std::path::PathBuf {
+    bin.parent()
+        .and_then(std::path::Path::parent)
+        .map(|usr| usr.join("lib/proftpd"))
+        .expect("proftpd's module dir")
+}
+
+/// uid, gid and group name of a system user (`hint`: how to create it, for the panic).
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+pub(crate) fn system_user(name: &str, hint: &str) -> (u32, u32, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    let (uid, gid) = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == name)
+        .map(|f| (f[2].parse().expect("uid"), f[3].parse().expect("gid")))
+        .unwrap_or_else(|| panic!("system user {name} does not exist — {hint}"));
+    let groups = std::fs::read_to_string("/etc/group").expect("read /etc/group");
+    let group = groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2].parse::<u32>().ok() == Some(gid))
+        .map(|f| f[0].to_string())
+        .unwrap_or_else(|| panic!("no group with gid {gid} — {hint}"));
+    (uid, gid, group)
+}
+
+/// A SHA-512 crypt hash of `password` by `openssl passwd -6` (the password on stdin, never
+/// in argv), for proftpd's `AuthUserFile`.
+#[cfg(any(feature = "ftp", feature = "sftp"))]
+pub(crate) fn crypt(password: &str) -> String {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run openssl passwd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("openssl passwd");
+    assert!(out.status.success(), "openssl passwd failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
 }

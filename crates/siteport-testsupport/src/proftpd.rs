@@ -8,23 +8,16 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
 use crate::server::{FTP_SYSTEM_USER, passive_range};
-use crate::{free_port, tools_dir};
+use crate::{crypt, free_port, proftpd_path, system_user};
 
 const INSTALL_HINT: &str = "run `scripts/install-test-deps` (as root) to install proftpd";
-
-/// Where proftpd is: `SITEPORT_PROFTPD`, else `$SITEPORT_TOOLS/proftpd/usr/sbin/proftpd`.
-pub fn proftpd_path() -> PathBuf {
-    std::env::var_os("SITEPORT_PROFTPD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tools_dir().join("proftpd/usr/sbin/proftpd"))
-}
 
 /// A running proftpd; stopped (and its temp dirs removed) on drop.
 pub struct ProFtpd {
@@ -50,48 +43,6 @@ impl std::fmt::Debug for ProFtpd {
     }
 }
 
-/// uid, gid and group name of a system user.
-fn system_user(name: &str) -> (u32, u32, String) {
-    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
-    let (uid, gid) = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[0] == name)
-        .map(|f| (f[2].parse().expect("uid"), f[3].parse().expect("gid")))
-        .unwrap_or_else(|| panic!("system user {name} does not exist — {INSTALL_HINT}"));
-    let groups = std::fs::read_to_string("/etc/group").expect("read /etc/group");
-    let group = groups
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 2 && f[2].parse::<u32>().ok() == Some(gid))
-        .map(|f| f[0].to_string())
-        .unwrap_or_else(|| panic!("no group with gid {gid} — {INSTALL_HINT}"));
-    (uid, gid, group)
-}
-
-/// A SHA-512 crypt hash of `password` by `openssl passwd -6` (the password on stdin).
-fn crypt(password: &str) -> String {
-    let mut child = Command::new("openssl")
-        .args(["passwd", "-6", "-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run openssl passwd");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(password.as_bytes())
-        .expect("write password");
-    let out = child.wait_with_output().expect("openssl passwd");
-    assert!(out.status.success(), "openssl passwd failed");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
-}
-
 fn random_password() -> String {
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,11 +59,7 @@ impl ProFtpd {
         if !bin.is_file() {
             panic!("proftpd not found at {} — {INSTALL_HINT}", bin.display());
         }
-        let modules = bin
-            .parent()
-            .and_then(Path::parent)
-            .map(|usr| usr.join("lib/proftpd"))
-            .expect("proftpd's module dir");
+        let modules = crate::proftpd_modules(&bin);
         let root_dir = tempfile::Builder::new()
             .prefix("siteport-proftpd-root")
             .tempdir()
@@ -121,7 +68,7 @@ impl ProFtpd {
             .prefix("siteport-proftpd-work")
             .tempdir()
             .expect("temp work dir");
-        let (uid, gid, group) = system_user(FTP_SYSTEM_USER);
+        let (uid, gid, group) = system_user(FTP_SYSTEM_USER, INSTALL_HINT);
         std::os::unix::fs::chown(root_dir.path(), Some(uid), Some(gid))
             .expect("chown the FTP root to the test user");
         let password = random_password();

@@ -1,9 +1,11 @@
 //! SFTP sites through the real binary against OpenSSH's sshd (chrooted internal-sftp, see
-//! `siteport_testsupport::SshServer`): export, no-change re-export, same-size edit and import
-//! with a password from the env backend; key login with the key (and its passphrase) from the
-//! file store; an unknown host key refused (exit 6, nothing sent, no authentication) until
-//! `site trust`; a wrong password (exit 4); FTPS keys on an SFTP site (exit 2 at their place);
-//! and no secret at `-vvv`.
+//! `siteport_testsupport::SshServer`) and, for the tests every server must pass (`sshd::…`,
+//! `proftpd::…`), proftpd's mod_sftp: export, no-change re-export, same-size edit and import
+//! with a password from the env backend; an unknown or changed host key refused (exit 6,
+//! nothing sent, no authentication) until `site trust`; a wrong password or key (exit 4).
+//! Against sshd only: key login with the key (and its passphrase) from the file store, FTPS
+//! keys on an SFTP site (exit 2 at their place), and no secret at `-vvv`. And an import from
+//! a hostile server (`HostileSftpServer`): its bad names refused and reported, exit 5.
 
 mod common;
 
@@ -12,7 +14,17 @@ use std::process::Output;
 
 use common::{Sandbox, assert_code, json, mode, stderr, stdout};
 use secrecy::ExposeSecret;
-use siteport_testsupport::SshServer;
+use siteport_testsupport::{
+    HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer, SftpServerKind,
+    SshServer,
+};
+
+siteport_testsupport::sftp_server_tests! {
+    sync:
+        export_reexport_edit_and_import_with_a_password_from_env,
+        unknown_host_key_exits_6_until_site_trust_known_hosts,
+        a_wrong_password_or_key_exits_4;
+}
 
 /// The env backend's variables for credential `web`: the server's user and password.
 fn password_env(s: &SshServer) -> Vec<(String, String)> {
@@ -93,9 +105,8 @@ fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-#[test]
-fn export_reexport_edit_and_import_with_a_password_from_env() {
-    let s = SshServer::start();
+fn export_reexport_edit_and_import_with_a_password_from_env(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     write_config(&sb, &s, "env", &trusted(&s));
     let public = sb.workdir().join("public");
@@ -107,9 +118,22 @@ fn export_reexport_edit_and_import_with_a_password_from_env() {
     assert_eq!(uploaded(&o), 4, "{}", stdout(&o));
     assert_eq!(files(&s.root()), files(&public), "server copy differs");
 
+    // proftpd logs every file stored: none of the site this time (the site lock's owner
+    // file under `.siteport/` is written by every run).
+    let site_writes = || {
+        s.writes()
+            .map(|w| w.into_iter().filter(|p| !p.contains("/.siteport/")).count())
+    };
+    let writes = site_writes();
     let o = run(&sb, &["--json", "export", "web"], &env);
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 0, "a no-change re-export sent files");
+    assert_eq!(
+        site_writes(),
+        writes,
+        "the server logged writes: {:?}",
+        s.writes()
+    );
 
     // Same size, new content: caught by content, not by size.
     std::fs::write(public.join("index.html"), "<h1>HOME</h1>\n").unwrap();
@@ -180,21 +204,16 @@ fn key_login_with_the_key_and_passphrase_from_the_file_store() {
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 4);
     assert_eq!(files(&s.root()), files(&sb.workdir().join("public")));
-    let attempts = s.auth_attempts().join("\n");
     assert!(
-        attempts.contains("Accepted publickey"),
-        "no key login in sshd's log:\n{attempts}"
-    );
-    assert!(
-        !attempts.contains("Accepted password"),
-        "a password was used:\n{attempts}"
+        s.accepted_logins().iter().all(|m| m == "publickey") && !s.accepted_logins().is_empty(),
+        "not (only) key logins in sshd's log:\n{}",
+        s.log()
     );
 }
 
 /// `site trust --known-hosts`: the key's line goes to the site's known_hosts file.
-#[test]
-fn unknown_host_key_exits_6_until_site_trust_known_hosts() {
-    let s = SshServer::start();
+fn unknown_host_key_exits_6_until_site_trust_known_hosts(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     let kh = sb.path("keys/known_hosts");
     write_config(
@@ -216,9 +235,7 @@ fn unknown_host_key_exits_6_until_site_trust_known_hosts() {
         "files sent to an untrusted server"
     );
     assert!(
-        s.auth_attempts()
-            .iter()
-            .all(|l| !l.contains("Accepted") && !l.contains("Failed")),
+        s.auth_attempts().is_empty(),
         "authentication attempted: {:?}",
         s.auth_attempts()
     );
@@ -245,8 +262,8 @@ fn unknown_host_key_exits_6_until_site_trust_known_hosts() {
     assert_eq!(mode(&kh), 0o600);
     assert_eq!(mode(kh.parent().unwrap()), 0o700);
     assert!(
-        s.auth_attempts().iter().all(|l| !l.contains("Accepted")),
-        "site trust logged in: {:?}",
+        s.auth_attempts().is_empty(),
+        "site trust authenticated: {:?}",
         s.auth_attempts()
     );
 
@@ -301,14 +318,16 @@ fn unknown_host_key_exits_6_until_site_trust_known_hosts() {
     assert_eq!(s.auth_attempts().len(), before, "authentication attempted");
 }
 
-#[test]
-fn a_wrong_password_exits_4() {
-    let s = SshServer::start();
+/// A wrong password, then a key the server does not authorize: refused logins, exit 4,
+/// nothing sent; the server logged both refusals.
+fn a_wrong_password_or_key_exits_4(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
     let sb = Sandbox::new();
     write_config(&sb, &s, "env", &trusted(&s));
     write_site(&sb.workdir().join("public"));
+    let user = ("SITEPORT_CRED_WEB_USERNAME".to_owned(), s.user.clone());
     let env = vec![
-        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), s.user.clone()),
+        user.clone(),
         (
             "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
             "wrong-Password-123".to_owned(),
@@ -318,6 +337,21 @@ fn a_wrong_password_exits_4() {
     assert_code(&o, 4);
     assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
     assert!(files(&s.root()).is_empty());
+    let refused = s.failed_logins();
+    assert!(refused >= 1, "no refusal in the server's log:\n{}", s.log());
+
+    let key = s.unauthorized_key_path.to_string_lossy().into_owned();
+    let env = vec![user, ("SITEPORT_CRED_WEB_SSH_KEY_FILE".to_owned(), key)];
+    let o = run(&sb, &["export", "web"], &env);
+    assert_code(&o, 4);
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+    assert!(files(&s.root()).is_empty());
+    assert!(
+        s.failed_logins() > refused,
+        "the key was not refused by the server:\n{}",
+        s.log()
+    );
+    assert!(s.accepted_logins().is_empty(), "{}", s.log());
 }
 
 #[test]
@@ -743,4 +777,88 @@ fn an_encrypted_keys_passphrase_is_asked_on_a_terminal() {
     let o = run(&sb, &["--json", "export", "web"], &[]);
     assert_code(&o, 0);
     assert_eq!(uploaded(&o), 4);
+}
+
+/// Import from a hostile server whose listings carry `../x`, an absolute name, `a/x`,
+/// `back\x` and a link to `/etc`: exit 5 (names on the mirrored-from side were refused), each
+/// bad name on a `refused` line, the link reported and not followed, the ordinary files
+/// imported, nothing written beside the local root.
+#[test]
+fn import_from_a_hostile_server_refuses_its_names_and_exits_5() {
+    let sb = Sandbox::new();
+    let outside = sb.workdir().join("pulled");
+    let local = outside.join("site");
+    std::fs::create_dir_all(&outside).unwrap();
+    let server = HostileSftpServer::start(&outside);
+    let text = format!(
+        "[credentials]\nbackend = \"env\"\n\n[[site]]\nname = \"web\"\nprotocol = \"sftp\"\n\
+         host = \"127.0.0.1\"\nport = {}\ncredential = \"web\"\nlocal = \"pulled/site\"\n\
+         remote = \"/site\"\nknown_hosts = \"{}\"\n",
+        server.port,
+        server.known_hosts_file.display()
+    );
+    std::fs::write(sb.workdir().join("siteport.toml"), text).unwrap();
+    let env = vec![
+        ("SITEPORT_CRED_WEB_USERNAME".to_owned(), "anyone".to_owned()),
+        (
+            "SITEPORT_CRED_WEB_PASSWORD".to_owned(),
+            "any-password".to_owned(),
+        ),
+    ];
+    let o = run(&sb, &["-v", "import", "web"], &env);
+    assert_code(&o, 5);
+    let err = stderr(&o);
+    // The server offers no posix-rename: the site lock's owner file went in by remove +
+    // rename, and `-v` says so.
+    assert!(err.contains("remove + rename"), "not reported:\n{err}");
+    let refused: Vec<&str> = err.lines().filter(|l| l.starts_with("refused")).collect();
+    let bad = HOSTILE_SFTP_NAMES
+        .iter()
+        .map(|n| n.escape_debug().to_string())
+        .chain([server.absolute_name().to_string()]);
+    for name in bad {
+        for dir in ["", "sub/"] {
+            let shown = format!("{dir}{name}");
+            assert!(
+                refused.iter().any(|l| l.contains(&shown)),
+                "{shown} not refused:\n{err}"
+            );
+        }
+    }
+    // Again in `--json`: the same refusals, and the link among the problems, left alone.
+    let o = run(&sb, &["--json", "import", "web"], &env);
+    assert_code(&o, 5);
+    let doc = json(&o);
+    let problems = doc["sites"][0]["report"]["problems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no problems in {doc}"));
+    let kinds = |kind: &str| -> Vec<&str> {
+        problems
+            .iter()
+            .filter(|p| p["kind"] == kind)
+            .filter_map(|p| p["path"].as_str())
+            .collect()
+    };
+    assert_eq!(kinds("symlink"), [HOSTILE_SFTP_LINK.0], "{doc}");
+    assert_eq!(
+        kinds("unsafe_name").len(),
+        2 * (HOSTILE_SFTP_NAMES.len() + 1),
+        "{doc}"
+    );
+    let want: Vec<(PathBuf, Vec<u8>)> = HOSTILE_SFTP_FILES
+        .iter()
+        .map(|(p, c)| (PathBuf::from(p), c.to_vec()))
+        .collect();
+    assert_eq!(files(&local), want);
+    let beside: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["site"], "written beside the local root");
+    let through_link: Vec<String> = server
+        .requests()
+        .into_iter()
+        .filter(|q| q.contains(HOSTILE_SFTP_LINK.0))
+        .collect();
+    assert!(through_link.is_empty(), "{through_link:?}");
 }
