@@ -284,6 +284,7 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
         siteport_sync::set_bandwidth_limit(rate);
     }
     let backend = ctx.backend()?;
+    let started = std::time::Instant::now();
     // A plan is printed whole, site after site: never interleaved.
     let parallel = if req.dry_run {
         1
@@ -340,6 +341,16 @@ pub async fn run(ctx: &Context, req: &Request) -> CliResult {
         return Err(failures.remove(0).1);
     }
     if failures.is_empty() {
+        if names.len() > 1 && !ctx.output.json && ctx.verbosity != crate::logging::Verbosity::Quiet
+        {
+            // Each site printed its own summary as it ended; one line for the whole run.
+            crate::output::print_line(&format!(
+                "{}: all {} sites done in {:.1} s",
+                if req.dry_run { "plan" } else { req.verb() },
+                names.len(),
+                started.elapsed().as_secs_f64()
+            ))?;
+        }
         return Ok(());
     }
     // Several sites: each error is shown as it stands, then one summary decides the exit code.
