@@ -37,7 +37,7 @@ pub const PRIVATE_DIR_MODE: u32 = 0o700;
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
     /// Owned by another user, or writable by group or others.
-    #[error("{what} {} {problem}; siteport does not write where another user can", path.display())]
+    #[error("{what} {} {problem}; siteport does not use what another user can change", path.display())]
     Insecure {
         /// What the path is for (`journal directory`, `store`, …).
         what: &'static str,
@@ -203,6 +203,59 @@ pub fn check_file_owner(
     })
 }
 
+/// Refuses a file siteport reads and acts on (the config: hosts, users, where the password
+/// goes) that any local user could change: writable by others, or in a directory others can
+/// write without the sticky bit (they could replace it). Group write and another owner are
+/// allowed here, unlike for the directories siteport writes in: a project's config is often
+/// shared with a group, and a CI container runs as root over a checkout its runner owns.
+pub fn check_shared_file(what: &'static str, path: &Path) -> Result<(), GuardError> {
+    let look = |p: &Path| {
+        std::fs::metadata(p).map_err(|source| GuardError::Io {
+            what,
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let dir = parent_dir(path);
+    let (file_mode, dir_mode) = (look(path)?.mode(), look(dir)?.mode());
+    let problem = if file_mode & 0o002 != 0 {
+        Some((
+            what,
+            path,
+            format!(
+                "is writable by every user (mode {:04o})",
+                file_mode & 0o7777
+            ),
+            format!("chmod o-w {}", shell_quote(path)),
+        ))
+    } else if dir_mode & 0o002 != 0 && dir_mode & 0o1000 == 0 {
+        Some((
+            "directory",
+            dir,
+            format!(
+                "is writable by every user (mode {:04o}) and holds the {what}: anyone can replace it",
+                dir_mode & 0o7777
+            ),
+            format!("chmod o-w {}", shell_quote(dir)),
+        ))
+    } else {
+        None
+    };
+    let Some((what, at, problem, fix)) = problem else {
+        return Ok(());
+    };
+    if insecure_dirs_allowed() {
+        tracing::warn!(path = %at.display(), "{what} {problem}; accepted because {ALLOW_INSECURE_DIRS_ENV} is set");
+        return Ok(());
+    }
+    Err(GuardError::Insecure {
+        what,
+        path: at.to_path_buf(),
+        problem,
+        fix,
+    })
+}
+
 /// The directory `path` is in (`.` for a bare name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -298,6 +351,26 @@ pub fn shell_quote(path: &Path) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_file_any_user_can_change_is_refused_with_the_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("siteport.toml");
+        std::fs::write(&cfg, b"x").unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o664)).unwrap();
+        check_shared_file("config file", &cfg).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = check_shared_file("config file", &cfg).unwrap_err();
+        assert!(e.hint().unwrap().contains("chmod o-w"), "{e}");
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_shared_file("config file", &cfg).unwrap_err();
+        assert!(e.to_string().contains("anyone can replace it"), "{e}");
+        // Sticky, as /tmp: others cannot replace a file they do not own.
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        check_shared_file("config file", &cfg).unwrap();
+    }
 
     #[test]
     fn a_link_is_never_opened() {

@@ -128,7 +128,12 @@ impl Context {
             return Ok(cached.as_ref());
         }
         let loaded = match self.find_config()? {
-            Some(p) => Some(Config::load(&p)?),
+            Some(p) => {
+                // Whoever can change the config can send the next deploy, and its password,
+                // to a server of their own.
+                siteport_fsguard::check_shared_file("config file", &p)?;
+                Some(Config::load(&p)?)
+            }
             None => None,
         };
         Ok(self.config.get_or_init(|| loaded).as_ref())

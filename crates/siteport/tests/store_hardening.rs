@@ -298,6 +298,47 @@ fn a_log_file_in_a_world_writable_dir_is_refused() {
     assert!(!log.exists());
 }
 
+/// A config any local user can change (or replace) could send the next deploy and its
+/// password elsewhere: refused before it is read, exit 2, with the fix; group write is fine.
+#[test]
+fn a_config_any_user_can_change_is_refused_with_the_fix() {
+    let sb = Sandbox::new();
+    let config = sb.workdir().join("siteport.toml");
+    std::fs::write(
+        &config,
+        "[[site]]\nname = \"web\"\nhost = \"ftp.example.com\"\nlocal = \".\"\nremote = \"/\"\nuser = \"u\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(sb.workdir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let o = sb.run(&["config", "check"], "", &[]);
+    assert!(
+        !stderr(&o).contains("writable by every user"),
+        "{}",
+        stderr(&o)
+    );
+    for (file, dir, at) in [(0o666, 0o755, &config), (0o644, 0o777, &sb.workdir())] {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(file)).unwrap();
+        std::fs::set_permissions(sb.workdir(), std::fs::Permissions::from_mode(dir)).unwrap();
+        for args in [&["config", "check"][..], &["export", "web"]] {
+            let o = sb.run(args, "", &[]);
+            assert_code(&o, 2);
+            assert!(
+                stderr(&o).contains(&format!("chmod o-w {}", at.display())),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+        }
+        let o = sb.run(
+            &["config", "check"],
+            "",
+            &[("SITEPORT_ALLOW_INSECURE_DIRS", "1")],
+        );
+        assert!(!stderr(&o).contains("chmod o-w"), "{}", stderr(&o));
+    }
+    std::fs::set_permissions(sb.workdir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// This process's effective uid: the owner of a file it creates.
 fn unsafe_euid() -> u32 {
     use std::os::unix::fs::MetadataExt;
