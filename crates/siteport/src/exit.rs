@@ -58,7 +58,7 @@ Exit codes:
   1  internal error (a bug: please report it)
   2  usage or config error (bad flag, bad name or input, no terminal to prompt on, unwritable -o path, delete guard)
   3  credential store error (not found, already exists, wrong key, corrupt, locked, permissions)
-  4  FTP login refused
+  4  login refused (FTP or SFTP)
   5  some transfers failed or verification mismatched
   6  network or TLS error
   7  the site is locked by another run";

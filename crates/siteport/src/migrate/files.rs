@@ -112,7 +112,7 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), MigrateError> 
         Err(_) => std::fs::Permissions::from_mode(0o600),
     };
     let mut tmp = tempfile::Builder::new()
-        .prefix(".siteport-migrate")
+        .prefix(".siteport-config")
         .tempfile_in(&dir)
         .map_err(err)?;
     tmp.write_all(text.as_bytes()).map_err(err)?;
