@@ -239,7 +239,13 @@ impl Credential {
         let username = username.into();
         check_username(&username)?;
         check_password(password.expose_secret())?;
-        Ok(Self {
+        Ok(Self::bare(name, username, password))
+    }
+
+    /// The fields every constructor starts from: no key, host, port or times yet. The
+    /// caller has checked the username and the password.
+    fn bare(name: CredentialName, username: String, password: SecretString) -> Self {
+        Self {
             name,
             username,
             password,
@@ -249,7 +255,7 @@ impl Credential {
             port: None,
             created: None,
             updated: None,
-        })
+        }
     }
 
     /// A credential that logs in with an SSH key alone (SFTP): its password is empty, which
@@ -262,18 +268,7 @@ impl Credential {
     ) -> Result<Self, ValidationError> {
         let username = username.into();
         check_username(&username)?;
-        let c = Self {
-            name,
-            username,
-            password: SecretString::from(String::new()),
-            ssh_key: None,
-            ssh_key_passphrase: None,
-            host: None,
-            port: None,
-            created: None,
-            updated: None,
-        };
-        c.with_ssh_key(key, passphrase)
+        Self::bare(name, username, SecretString::from(String::new())).with_ssh_key(key, passphrase)
     }
 
     /// A credential from the fields a backend stores: a password, an SSH key, or both (a

@@ -185,12 +185,7 @@ impl Remote for FtpRemote {
         observe: Option<ReadObserver>,
     ) -> Result<u64> {
         let p = self.full(path)?;
-        let meter = local.meter.clone();
-        let count = move |n: u64| {
-            if let Some(m) = &meter {
-                m.add(n);
-            }
-        };
+        let count = local.counter();
         self.conn()?
             .put_atomic_file(local.file, &local.shown, &p, mtime, observe, Some(&count))
             .await
@@ -221,12 +216,7 @@ impl Remote for FtpRemote {
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path)?;
-        let meter = local.meter.clone();
-        let count = move |n: u64| {
-            if let Some(m) = &meter {
-                m.add(n);
-            }
-        };
+        let count = local.counter();
         self.conn()?
             .get_into(&p, local.file, &local.shown, Some(&count))
             .await

@@ -74,6 +74,18 @@ pub struct LocalFile {
     pub meter: Option<Arc<ByteMeter>>,
 }
 
+impl LocalFile {
+    /// What a transport's `on_bytes` is given: adds each count to the meter, when there is one.
+    pub(crate) fn counter(&self) -> impl Fn(u64) + Sync + use<> {
+        let meter = self.meter.clone();
+        move |n| {
+            if let Some(m) = &meter {
+                m.add(n);
+            }
+        }
+    }
+}
+
 /// What a listed remote entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

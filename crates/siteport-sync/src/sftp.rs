@@ -193,12 +193,7 @@ impl Remote for SftpRemote {
         let obs = observe
             .as_mut()
             .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
-        let meter = local.meter.clone();
-        let count = move |n: u64| {
-            if let Some(m) = &meter {
-                m.add(n);
-            }
-        };
+        let count = local.counter();
         self.conn()?
             .put_atomic_file(local.file, &local.shown, &p, mtime, obs, Some(&count))
             .await
@@ -222,12 +217,7 @@ impl Remote for SftpRemote {
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         let p = self.full(path)?;
-        let meter = local.meter.clone();
-        let count = move |n: u64| {
-            if let Some(m) = &meter {
-                m.add(n);
-            }
-        };
+        let count = local.counter();
         self.conn()?
             .get_into(&p, local.file, &local.shown, Some(&count))
             .await
