@@ -307,14 +307,7 @@ impl Engine {
             let ahead = match (&local, shared.root()) {
                 (Ok(tree), Ok(root)) if hash_ahead => {
                     let items = prehash::uncached(tree, lock(&shared.journal).records(), checksum);
-                    (!items.is_empty()).then(|| {
-                        let items = Arc::new(items);
-                        (
-                            items.clone(),
-                            root.clone(),
-                            prehash::Ahead::start(root, items),
-                        )
-                    })
+                    (!items.is_empty()).then(|| prehash::Ahead::start(root, items))
                 }
                 _ => None,
             };
@@ -360,19 +353,7 @@ impl Engine {
             BTreeMap::new()
         };
         let hashed = match ahead {
-            Some((items, root, ahead)) => {
-                let mut done = ahead.finish().await;
-                let rest = prehash::still_needed(&items, &remote, &done);
-                if !rest.is_empty() {
-                    let more = tokio::task::spawn_blocking(move || {
-                        prehash::hash_items(&root, &rest, &AtomicBool::new(false))
-                    })
-                    .await
-                    .unwrap_or_default();
-                    done.extend(more);
-                }
-                done
-            }
+            Some(ahead) => ahead.finish(&remote).await,
             None => HashMap::new(),
         };
         *lock(&self.shared.sources) = local

@@ -136,21 +136,43 @@ impl<R: std::io::Read> std::io::Read for Stoppable<'_, R> {
 pub(super) struct Ahead {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<Hashes>,
+    root: Arc<LocalRoot>,
+    items: Arc<Vec<Item>>,
 }
 
 impl Ahead {
     /// Starts hashing `items` on the blocking pool.
-    pub(super) fn start(root: Arc<LocalRoot>, items: Arc<Vec<Item>>) -> Self {
+    pub(super) fn start(root: Arc<LocalRoot>, items: Vec<Item>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let task = tokio::task::spawn_blocking(move || hash_items(&root, &items, &flag));
-        Self { stop, task }
+        let items = Arc::new(items);
+        let task = {
+            let (root, items, flag) = (root.clone(), items.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || hash_items(&root, &items, &flag))
+        };
+        Self {
+            stop,
+            task,
+            root,
+            items,
+        }
     }
 
-    /// Stops the hashing and returns what was hashed so far.
-    pub(super) async fn finish(self) -> Hashes {
+    /// Stops the background hashing, then hashes what the planner still needs now that the
+    /// remote tree is known (see [`still_needed`]): every hash the planner will ask for.
+    pub(super) async fn finish(self, remote: &Tree) -> Hashes {
         self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
+        let mut done = self.task.await.unwrap_or_default();
+        let rest = still_needed(&self.items, remote, &done);
+        if !rest.is_empty() {
+            let root = self.root;
+            let more = tokio::task::spawn_blocking(move || {
+                hash_items(&root, &rest, &AtomicBool::new(false))
+            })
+            .await
+            .unwrap_or_default();
+            done.extend(more);
+        }
+        done
     }
 }
 
