@@ -95,7 +95,7 @@ async fn suite(server: &FtpServer) {
         big: Vec::new(),
         listing_a: BTreeMap::new(),
     };
-    let checks: [(&str, Check); 14] = [
+    let checks: [(&str, Check); 15] = [
         check!(connected_as_configured),
         check!(mkdir_nested_and_existing),
         check!(put_atomic_observed_then_listed),
@@ -106,6 +106,7 @@ async fn suite(server: &FtpServer) {
         check!(rename_delete_remove_dir),
         check!(not_found_errors),
         check!(pipelining_stays_in_step),
+        check!(batched_listings_match_single),
         check!(memory_transfers),
         check!(many_files_one_connection),
         check!(wrong_password_is_login),
@@ -400,6 +401,50 @@ async fn pipelining_stays_in_step(s: &mut Suite<'_>) {
     assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
     assert!(err.to_string().contains("CWD"), "{label}: {err}");
     assert!(!c.list_dir("/site/a").await.unwrap().is_empty(), "{label}");
+}
+
+/// `list_dirs` gives, for each directory in order, what `list_dir` gives it alone: with a
+/// directory that does not exist in the middle of the batch (its own not-found error, the
+/// ones after it still right) and odd names; the connection stays in step afterwards. On
+/// vsftpd the batch goes out in one write (the connection lists over control by now).
+async fn batched_listings_match_single(s: &mut Suite<'_>) {
+    let label = s.label.clone();
+    let c = s.c();
+    let mut dirs = Vec::new();
+    c.mkdir("/site/batch").await.unwrap();
+    for i in 0..12 {
+        let d = format!("/site/batch/d{i:02} x");
+        c.mkdir(&d).await.unwrap();
+        for j in 0..i % 4 {
+            c.put_bytes(format!("{i}-{j}").as_bytes(), &format!("{d}/f{j}.txt"))
+                .await
+                .unwrap();
+        }
+        dirs.push(d);
+    }
+    dirs.insert(5, "/site/batch/missing".to_string());
+    let paths: Vec<&str> = dirs.iter().map(String::as_str).collect();
+    let batched = c.list_dirs(&paths).await;
+    assert_eq!(batched.len(), paths.len(), "{label}");
+    for (path, got) in paths.iter().zip(batched) {
+        if path.ends_with("missing") {
+            let err = got.unwrap_err();
+            assert_eq!(err.kind(), FtpErrorKind::NotFound, "{label}: {err}");
+            continue;
+        }
+        let got = by_name(got.unwrap_or_else(|e| panic!("{label}: {path}: {e}")));
+        let alone = by_name(c.list_dir(path).await.unwrap());
+        assert_eq!(got, alone, "{label}: {path}");
+        let n: usize = path[path.len() - 4..path.len() - 2].parse().unwrap();
+        assert_eq!(got.len(), n % 4, "{label}: {path}: {got:?}");
+    }
+    if s.server.kind == ServerKind::Vsftpd {
+        assert_eq!(s.c().lists_over_control(), Some(true), "{label}");
+    }
+    assert!(
+        !s.c().list_dir("/site/a").await.unwrap().is_empty(),
+        "{label}"
+    );
 }
 
 /// from memory and into memory (the engine's path for small files)

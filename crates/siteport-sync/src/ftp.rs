@@ -160,21 +160,30 @@ impl Remote for FtpRemote {
             .list_dir(&p)
             .await
             .map_err(|e| map_ftp_error(e, false))?;
-        Ok(entries
-            .into_iter()
-            .map(|e| RemoteEntry {
-                kind: match e.kind {
-                    siteport_ftp::EntryKind::File => EntryKind::File,
-                    siteport_ftp::EntryKind::Dir => EntryKind::Dir,
-                    siteport_ftp::EntryKind::Symlink => EntryKind::Symlink,
-                    _ => EntryKind::Other,
-                },
-                name: e.name,
-                size: e.size,
-                mtime: e.mtime,
-                mtime_precise: e.mtime_precise,
+        Ok(entries.into_iter().map(entry).collect())
+    }
+
+    async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
+        let full: Vec<Result<String>> = paths.iter().map(|p| self.full(p)).collect();
+        let wire: Vec<&str> = full.iter().flatten().map(String::as_str).collect();
+        let mut listed = match self.conn() {
+            Ok(c) => c.list_dirs(&wire).await.into_iter(),
+            Err(e) => return paths.iter().map(|_| Err(e.duplicate())).collect(),
+        };
+        full.into_iter()
+            .map(|f| {
+                f?;
+                let got = listed.next().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Transfer,
+                        "ftp",
+                        "internal: a listing went missing",
+                    )
+                })?;
+                got.map(|v| v.into_iter().map(entry).collect())
+                    .map_err(|e| map_ftp_error(e, false))
             })
-            .collect())
+            .collect()
     }
 
     async fn put_atomic(
@@ -319,6 +328,22 @@ impl RemoteFactory for FtpRemoteFactory {
             .await
             .map_err(|e| map_ftp_error(e, true))?;
         Ok(Box::new(FtpRemote::new(conn, &self.root)))
+    }
+}
+
+/// A listed FTP entry as the engine sees it.
+fn entry(e: siteport_ftp::RemoteEntry) -> RemoteEntry {
+    RemoteEntry {
+        kind: match e.kind {
+            siteport_ftp::EntryKind::File => EntryKind::File,
+            siteport_ftp::EntryKind::Dir => EntryKind::Dir,
+            siteport_ftp::EntryKind::Symlink => EntryKind::Symlink,
+            _ => EntryKind::Other,
+        },
+        name: e.name,
+        size: e.size,
+        mtime: e.mtime,
+        mtime_precise: e.mtime_precise,
     }
 }
 

@@ -85,7 +85,7 @@ pub use plan::{
 };
 pub use remote::{
     ByteMeter, Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry,
-    RemoteFactory,
+    RemoteFactory, list_one_by_one,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use reuse::ReusingFactory;

@@ -177,6 +177,10 @@ impl Remote for LocalDirRemote {
         .map_err(|e| self.err("list", path, e))
     }
 
+    async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
+        crate::remote::list_one_by_one(self, paths).await
+    }
+
     async fn put_atomic(
         &mut self,
         local: LocalFile,

@@ -168,6 +168,13 @@ pub trait Remote: Send {
     /// Lists the directory `path` (one round trip). Does not include `.` and `..`.
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>>;
 
+    /// Lists several directories, one result per path, in order: in one round trip where
+    /// the transport can (FTP over the control connection), else one by one with
+    /// [`list_one_by_one`]. A connection that broke during the batch gives the paths it did
+    /// not list a retryable error each. No default on purpose: a wrapper that forgot to pass
+    /// it on would quietly list one directory per round trip.
+    async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>>;
+
     /// Uploads the local file to `path` so that nobody ever sees it half-written under its
     /// final name (temporary name, then rename), and sets its modification time to `mtime`
     /// when the transport can. Returns the number of bytes sent.
@@ -266,6 +273,18 @@ pub trait Remote: Send {
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }
+}
+
+/// [`Remote::list_dirs`] for a transport that lists one directory per round trip.
+pub async fn list_one_by_one<R: Remote + ?Sized>(
+    remote: &mut R,
+    paths: &[String],
+) -> Vec<Result<Vec<RemoteEntry>>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        out.push(remote.list_dir(p).await);
+    }
+    out
 }
 
 /// Opens connections. The engine calls [`connect`](RemoteFactory::connect) once per worker,

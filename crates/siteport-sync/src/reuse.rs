@@ -137,6 +137,13 @@ impl Remote for Returning {
         self.conn()?.list_dir(path).await
     }
 
+    async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
+        match self.conn() {
+            Ok(c) => c.list_dirs(paths).await,
+            Err(e) => paths.iter().map(|_| Err(e.duplicate())).collect(),
+        }
+    }
+
     async fn put_atomic(
         &mut self,
         local: LocalFile,

@@ -222,10 +222,75 @@ async fn worker_loop(sh: Arc<Shared>, mut w: Worker) -> Option<Worker> {
                 }
             }
         };
-        if let JobEnd::Retire = run_job(&sh, &mut w, job).await {
+        let job = match job {
+            // A connected worker takes its share of the level's listings at once.
+            Job::List(dir) if w.conn.is_some() => {
+                let mut dirs = vec![dir];
+                {
+                    let mut q = lock(&sh.queue);
+                    let share = q.jobs.len() / sh.pool_size.load(Ordering::SeqCst).max(1);
+                    while dirs.len() < share.clamp(1, LIST_BATCH)
+                        && matches!(q.jobs.front(), Some(Job::List(_)))
+                    {
+                        if let Some(Job::List(d)) = q.jobs.pop_front() {
+                            dirs.push(d);
+                        }
+                    }
+                }
+                if dirs.len() == 1 {
+                    dirs.pop().map(Job::List)
+                } else {
+                    for dir in list_batch(&sh, &mut w, dirs).await {
+                        if let JobEnd::Retire = run_job(&sh, &mut w, Job::List(dir)).await {
+                            return None;
+                        }
+                    }
+                    None
+                }
+            }
+            job => Some(job),
+        };
+        if let Some(job) = job
+            && let JobEnd::Retire = run_job(&sh, &mut w, job).await
+        {
             return None;
         }
     }
+}
+
+/// The most directories one worker lists in one batch ([`Remote::list_dirs`]).
+const LIST_BATCH: usize = 64;
+
+/// Lists `dirs` in one batch on the worker's connection. Returns the directories whose
+/// listing failed in a way worth retrying (the connection broke): the caller runs each of
+/// them as an ordinary job, with the usual tries and reconnects.
+async fn list_batch(sh: &Shared, w: &mut Worker, dirs: Vec<String>) -> Vec<String> {
+    let Some(conn) = w.conn.as_mut() else {
+        return dirs;
+    };
+    let started = Instant::now();
+    let mut listed = conn.list_dirs(&dirs).await.into_iter();
+    let mut again = Vec::new();
+    let mut done = 0u64;
+    for dir in dirs {
+        match listed.next() {
+            // A transport that answered for fewer directories: the rest are listed again.
+            None => again.push(dir),
+            Some(Err(e)) if e.is_retryable() => again.push(dir),
+            Some(res) => {
+                done += 1;
+                lock(&sh.results).listings.push((dir, res));
+            }
+        }
+    }
+    if !again.is_empty() {
+        // The connection may be half-broken; the retries open a fresh one.
+        w.conn = None;
+    }
+    sh.phase_jobs.fetch_add(done, Ordering::SeqCst);
+    sh.phase_busy_ns
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    again
 }
 
 async fn run_job(sh: &Shared, w: &mut Worker, job: Job) -> JobEnd {

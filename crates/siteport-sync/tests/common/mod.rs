@@ -152,6 +152,10 @@ impl Remote for Wrap {
         }
         Ok(v)
     }
+    async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
+        // One by one through list_dir above, so its knobs apply to every listing.
+        siteport_sync::list_one_by_one(self, paths).await
+    }
     async fn put_atomic(
         &mut self,
         local: LocalFile,
