@@ -13,13 +13,28 @@ impl FtpConnection {
         check_path(self.server(), "mkdir", path)?;
         let dir = self.abs(path);
         let cmd = format!("MKD {dir}");
-        let r = self.ctrl.cmd(&cmd).await?;
+        let cwd_cmd = format!("CWD {dir}");
+        // A server that reads commands in order gets the CWD that tells "already there" from
+        // "cannot create" in the same write: one round trip whether the directory exists or
+        // not (the site lock makes sure of `.siteport/` on every run). Every path is sent
+        // absolute, so the CWD changes nothing that follows.
+        let (r, cwd) = if self.pipelining {
+            self.ctrl.send_all(&[&cmd, &cwd_cmd]).await?;
+            let r = self.ctrl.read_reply(&cmd).await?;
+            let cwd = self.ctrl.read_reply(&cwd_cmd).await?;
+            (r, Some(cwd))
+        } else {
+            (self.ctrl.cmd(&cmd).await?, None)
+        };
         if r.code == 257 || r.code == 250 {
             return Ok(());
         }
         let err = FtpError::from_reply(self.server(), &cmd, r.code, &r.text);
         if r.code / 100 == 5 {
-            let cwd = self.ctrl.cmd(&format!("CWD {dir}")).await?;
+            let cwd = match cwd {
+                Some(c) => c,
+                None => self.ctrl.cmd(&cwd_cmd).await?,
+            };
             if cwd.code == 250 || cwd.code == 200 {
                 return Ok(());
             }
