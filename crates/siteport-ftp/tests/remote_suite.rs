@@ -406,14 +406,16 @@ async fn pipelining_stays_in_step(s: &mut Suite<'_>) {
 /// `list_dirs` gives, for each directory in order, what `list_dir` gives it alone: with a
 /// directory that does not exist in the middle of the batch (its own not-found error, the
 /// ones after it still right) and odd names; the connection stays in step afterwards. On
-/// vsftpd the batch goes out in one write (the connection lists over control by now).
+/// vsftpd the batch goes out in windows of pipelined commands (it lists over control by now).
 async fn batched_listings_match_single(s: &mut Suite<'_>) {
     let label = s.label.clone();
     let c = s.c();
     let mut dirs = Vec::new();
     c.mkdir("/site/batch").await.unwrap();
-    for i in 0..12 {
-        let d = format!("/site/batch/d{i:02} x");
+    // Long names: the batch spans several windows of pipelined commands.
+    let pad = "a-directory-name-long-enough-to-fill-a-window-".repeat(2);
+    for i in 0..40 {
+        let d = format!("/site/batch/{pad}d{i:02} x");
         c.mkdir(&d).await.unwrap();
         for j in 0..i % 4 {
             c.put_bytes(format!("{i}-{j}").as_bytes(), &format!("{d}/f{j}.txt"))
@@ -423,6 +425,7 @@ async fn batched_listings_match_single(s: &mut Suite<'_>) {
         dirs.push(d);
     }
     dirs.insert(5, "/site/batch/missing".to_string());
+    dirs.insert(30, "/site/batch/missing".to_string());
     let paths: Vec<&str> = dirs.iter().map(String::as_str).collect();
     let batched = c.list_dirs(&paths).await;
     assert_eq!(batched.len(), paths.len(), "{label}");

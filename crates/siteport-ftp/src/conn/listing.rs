@@ -11,6 +11,9 @@ use crate::list::{RemoteEntry, parse_list_line, parse_mlsd_line};
 /// A directory listing larger than this is refused (millions of entries in one directory).
 const MAX_LISTING: usize = 256 * 1024 * 1024;
 
+/// The most command bytes one write of batched listings carries (see `list_dirs`).
+const BATCH_BYTES: usize = 2048;
+
 /// A directory listing over the control connection (RFC 959 `STAT` with an argument).
 const STAT_LIST: &str = "STAT -a";
 
@@ -125,9 +128,35 @@ impl FtpConnection {
         if rest.is_empty() {
             return out;
         }
+        // Windows of at most BATCH_BYTES of commands: pure-ftpd over TLS was seen to stall
+        // on one TLS record of 8 KiB of pipelined commands (tests/rename_many.rs).
+        while !rest.is_empty() {
+            let mut bytes = 0;
+            let n = rest
+                .iter()
+                .take_while(|p| {
+                    bytes += p.len() + 24;
+                    bytes <= BATCH_BYTES
+                })
+                .count()
+                .max(1);
+            let (window, tail) = rest.split_at(n);
+            self.list_window(window, &mut out).await;
+            rest = tail;
+        }
+        out
+    }
+
+    /// One window of [`list_dirs`](Self::list_dirs): every `CWD` + `STAT -a` pair in one
+    /// write, the replies read back in order into `out`.
+    async fn list_window(
+        &mut self,
+        rest: &[&str],
+        out: &mut Vec<Result<Vec<RemoteEntry>, FtpError>>,
+    ) {
         if !self.is_open() {
             out.extend(rest.iter().map(|p| Err(self.lost_before(p))));
-            return out;
+            return;
         }
         let mut cwds = Vec::with_capacity(rest.len());
         for p in rest {
@@ -144,7 +173,7 @@ impl FtpConnection {
         if let Err(e) = self.ctrl.send_all(&lines).await {
             out.push(Err(e));
             out.extend(rest[1..].iter().map(|p| Err(self.lost_before(p))));
-            return out;
+            return;
         }
         for (cwd, path) in cwds.into_iter().zip(rest) {
             let cwd = match cwd {
@@ -181,7 +210,6 @@ impl FtpConnection {
                     .ok_or_else(|| FtpError::from_reply(self.server(), STAT_LIST, s.code, &s.text))
             });
         }
-        out
     }
 
     /// Whether [`list_dirs`](Self::list_dirs) sends a batch's commands in one write.
