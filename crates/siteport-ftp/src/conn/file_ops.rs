@@ -7,9 +7,12 @@ use super::{FtpConnection, check_path};
 use crate::error::FtpError;
 use crate::list::parse_mdtm;
 
-/// Rename pairs per write in [`FtpConnection::rename_many`]: two windows of answers (about
-/// 256 lines of some 40 bytes) fit any socket buffer many times over.
-const RENAME_WINDOW: usize = 64;
+/// Rename pairs per write in [`FtpConnection::rename_many`], at most, and at most
+/// [`RENAME_WINDOW_BYTES`] of command lines (a single pair may be longer). Small on purpose:
+/// pure-ftpd over TLS answered `550` to some `RNFR`s of 64-pair writes (about 11 KiB), as
+/// if lines were lost between TLS records, and never to 16-pair ones.
+const RENAME_WINDOW: usize = 16;
+const RENAME_WINDOW_BYTES: usize = 2048;
 
 /// The error that broke a batch, once more for each pair it took down (the same kind,
 /// command and words; `FtpError` is not `Clone` because of its source).
@@ -118,8 +121,8 @@ impl FtpConnection {
     }
 
     /// Renames a batch of `(from, to)` pairs, each as [`rename`](Self::rename) does, one
-    /// result per pair in order. Where the connection pipelines, the pairs go out
-    /// [`RENAME_WINDOW`] at a time, the next window written before the answers to the one
+    /// result per pair in order. Where the connection pipelines, the pairs go out in small
+    /// windows ([`RENAME_WINDOW`]), the next window written before the answers to the one
     /// before it are read: the whole batch costs about one round trip, not one per file,
     /// and at most two windows' answers ever wait unread (the server never blocks on a full
     /// reply buffer while this side is still writing). Every reply is read, so the control
@@ -154,7 +157,19 @@ impl FtpConnection {
                 )
             })
             .collect();
-        let windows: Vec<&[(usize, String, String)]> = lines.chunks(RENAME_WINDOW).collect();
+        let mut windows: Vec<&[(usize, String, String)]> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (k, (_, rnfr, rnto)) in lines.iter().enumerate() {
+            let len = rnfr.len() + rnto.len() + 4;
+            if k > start && (k - start >= RENAME_WINDOW || bytes + len > RENAME_WINDOW_BYTES) {
+                windows.push(&lines[start..k]);
+                (start, bytes) = (k, 0);
+            }
+            bytes += len;
+        }
+        if start < lines.len() {
+            windows.push(&lines[start..]);
+        }
         let mut broken: Option<FtpError> = None;
         if let Some(first) = windows.first()
             && let Err(e) = self.send_renames(first).await
