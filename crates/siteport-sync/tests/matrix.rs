@@ -406,7 +406,7 @@ fn export_child() {
         let f: Arc<dyn RemoteFactory> = connect_factory(&o);
         let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
         // Per file: this test watches files go live (and journaled) one by one and kills the
-        // run midway; a burst switch's kill is in tests/burst.rs.
+        // run midway; a burst switch is killed in crates/siteport/tests/burst_cli.rs.
         let mut so = sync_options(&local);
         so.switch = Switch::PerFile;
         let mut e = Engine::new(f, so, j, Arc::new(NoProgress));
