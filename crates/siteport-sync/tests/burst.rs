@@ -1,11 +1,13 @@
 //! A burst switch against real servers (the in-process server, vsftpd plain and FTPS,
-//! pure-ftpd, proftpd, and OpenSSH's sshd over SFTP): an export of new, changed and deleted
+//! pure-ftpd, proftpd; over SFTP OpenSSH's sshd and proftpd's mod_sftp, with and without
+//! `posix-rename`): an export of new, changed and deleted
 //! files gives the exact tree with no temp file left, and while the files are uploaded no
 //! final name holds new content. The connections are wrapped by an observer that, when the
 //! engine asks for the first rename, looks at the server's directory on disk before letting
 //! any rename through: every changed file still holds its old content, no new file is there
 //! under its final name, every deleted file is still there, and each file's new content
-//! waits under siteport's temp name. `switch = per-file` renames nothing in a burst.
+//! waits under siteport's temp name. `switch = per-file` renames nothing in a burst. And a
+//! burst whose answers are lost after the server renamed counts those renames as done.
 
 mod common;
 
@@ -33,6 +35,9 @@ struct Watch {
     seen: Seen,
     /// Staged files handed to `publish`.
     renamed: Arc<AtomicUsize>,
+    /// The first `publish` renames on the server, then answers as if the connection had
+    /// been lost before the answers came (every entry a retryable network error).
+    lose_first: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -47,6 +52,7 @@ impl RemoteFactory for Watch {
             check: self.check.clone(),
             seen: self.seen.clone(),
             renamed: self.renamed.clone(),
+            lose_first: self.lose_first.clone(),
         }))
     }
 }
@@ -59,6 +65,7 @@ struct Watched {
     check: Arc<dyn Fn() -> std::result::Result<(), String> + Send + Sync>,
     seen: Seen,
     renamed: Arc<AtomicUsize>,
+    lose_first: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[async_trait]
@@ -117,7 +124,20 @@ impl Remote for Watched {
         }
         let staged = batch.iter().filter(|s| s.temp.is_some()).count();
         self.renamed.fetch_add(staged, Ordering::SeqCst);
-        self.inner.publish(batch).await
+        let got = self.inner.publish(batch).await;
+        if self.lose_first.swap(false, Ordering::SeqCst) {
+            assert!(got.iter().all(|r| r.is_ok()), "the real renames failed");
+            return batch
+                .iter()
+                .map(|s| {
+                    Err(
+                        Error::new(ErrorKind::Network, s.path.clone(), "connection lost")
+                            .retryable(true),
+                    )
+                })
+                .collect();
+        }
+        got
     }
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
         self.inner.get(path, local).await
@@ -313,6 +333,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         check: Arc::new(phase_one_check(served.clone(), old, local.clone(), edits)),
         seen: seen.clone(),
         renamed: renamed.clone(),
+        lose_first: Arc::default(),
     });
     let (_, r) = run(
         watch,
@@ -375,6 +396,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         check: Arc::new(|| Ok(())),
         seen: Arc::new(Mutex::new(None)),
         renamed: renamed.clone(),
+        lose_first: Arc::default(),
     });
     let (_, r) = run(
         watch,
@@ -466,9 +488,7 @@ async fn burst_proftpd_plain() {
     scenario("proftpd", connect_factory(&e), served).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn burst_sftp_sshd() {
-    let s = SshServer::start_kind(SftpServerKind::OpenSsh);
+async fn on_sftp(s: SshServer, label: &str) {
     let settings = SftpSettings {
         known_hosts: vec![s.known_hosts_file.clone()],
         no_user_known_hosts: true,
@@ -482,5 +502,74 @@ async fn burst_sftp_sshd() {
         Login::new(s.user.clone(), s.password.clone()),
     );
     e.timeout = Duration::from_secs(20);
-    scenario("sshd", connect_factory(&e), s.root()).await;
+    scenario(label, connect_factory(&e), s.root()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_sftp_sshd() {
+    on_sftp(SshServer::start_kind(SftpServerKind::OpenSsh), "sshd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_sftp_proftpd() {
+    on_sftp(
+        SshServer::start_kind(SftpServerKind::ProFtpd),
+        "proftpd sftp",
+    )
+    .await;
+}
+
+/// Without `posix-rename@openssh.com` each rename of the burst is a remove, then a rename.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_sftp_proftpd_without_posix_rename() {
+    on_sftp(
+        SshServer::start_proftpd_without_posix_rename(),
+        "proftpd sftp, no posix-rename",
+    )
+    .await;
+}
+
+/// The connection is lost after the server renamed the files but before its answers came
+/// back (a session killed mid-burst): the engine finds the temps gone and the final names
+/// holding what was sent, and counts those renames as done instead of failing them on a
+/// second `RNFR` of a temp that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_answers_lost_after_the_renames_vsftpd() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    let e = ftp_endpoint(
+        &server.host,
+        server.port,
+        false,
+        None,
+        Login::new(server.user.clone(), server.password.clone()),
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    make_old(&local);
+    let mut o = opts(&local, Switch::Burst);
+    // One connection: the whole burst is one batch, all of it "lost".
+    o.max_connections = 1;
+    let watch = Arc::new(Watch {
+        inner: connect_factory(&e),
+        gate: Arc::new(tokio::sync::Mutex::new(true)),
+        check: Arc::new(|| Ok(())),
+        seen: Arc::new(Mutex::new(None)),
+        renamed: Arc::new(AtomicUsize::new(0)),
+        lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    });
+    let (_, r) = run(
+        watch.clone(),
+        o,
+        &t.path().join("j.json"),
+        Direction::Export,
+    )
+    .await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert!(
+        !watch.lose_first.load(Ordering::SeqCst),
+        "no burst happened"
+    );
+    assert_eq!(files(&served), files(&local));
+    assert!(!files(&served).keys().any(|p| is_temp(p)));
 }

@@ -131,6 +131,30 @@ impl Engine {
             }
             tokio::time::sleep(self.shared.retry.delay(attempt)).await;
             attempt += 1;
+            // A connection lost after the server renamed but before its answer arrived: the
+            // temp is gone and the final name holds what was sent. Renaming it again would
+            // fail as not found; it is done.
+            let sizes: Vec<Option<u64>> = again
+                .iter()
+                .map(|&i| pending[i].outcome.as_ref().map(|(_, o)| o.bytes))
+                .collect();
+            let items: Vec<&Staged> = again.iter().map(|&i| &batch[i]).collect();
+            let done = self.renamed_already(&items, &sizes).await;
+            let again: Vec<usize> = again
+                .into_iter()
+                .zip(done)
+                .filter_map(|(i, done)| {
+                    if done {
+                        results[i] = Ok(());
+                        None
+                    } else {
+                        Some(i)
+                    }
+                })
+                .collect();
+            if again.is_empty() {
+                break;
+            }
             let retry: Vec<Staged> = again.iter().map(|&i| batch[i].clone()).collect();
             let got = self.rename_burst(&retry).await;
             for (i, r) in again.into_iter().zip(got) {
@@ -249,6 +273,51 @@ impl Engine {
                     )
                     .retryable(true))
                 })),
+            }
+        }
+        out
+    }
+
+    /// For each staged file whose rename's answer was lost: whether the rename happened
+    /// anyway (its temp is gone and its final name is a file of the `size` sent), judged
+    /// from one listing per directory on one connection. Unknown (no connection, a failed
+    /// listing) is `false`: the rename is tried again.
+    async fn renamed_already(&mut self, items: &[&Staged], sizes: &[Option<u64>]) -> Vec<bool> {
+        let mut out = vec![false; items.len()];
+        let slot = self.pool.iter().position(|w| w.conn.is_some());
+        let mut conn = match slot.and_then(|i| self.pool[i].conn.take()) {
+            Some(c) => c,
+            None => match self.shared.factory.connect().await {
+                Ok(c) => c,
+                Err(_) => return out,
+            },
+        };
+        let mut listings: BTreeMap<String, Option<Vec<crate::remote::RemoteEntry>>> =
+            BTreeMap::new();
+        for (k, s) in items.iter().enumerate() {
+            let Some(temp) = &s.temp else { continue };
+            let dir = crate::path::parent(&s.path).to_owned();
+            if !listings.contains_key(&dir) {
+                let l = conn.list_dir(&dir).await.ok();
+                listings.insert(dir.clone(), l);
+            }
+            let Some(Some(entries)) = listings.get(&dir) else {
+                continue;
+            };
+            let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
+            let (temp_name, final_name) = (name(temp), name(&s.path));
+            let temp_left = entries.iter().any(|e| e.name == temp_name);
+            let live = entries.iter().any(|e| {
+                e.name == final_name
+                    && e.kind == crate::remote::EntryKind::File
+                    && sizes[k].is_none_or(|n| e.size == n)
+            });
+            out[k] = !temp_left && live;
+        }
+        match slot {
+            Some(i) => self.pool[i].conn = Some(conn),
+            None => {
+                let _ = conn.close().await;
             }
         }
         out
