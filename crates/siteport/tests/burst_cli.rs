@@ -228,3 +228,72 @@ fn a_kill_between_the_uploads_and_the_burst_changes_nothing_live_and_the_rerun_c
     );
     assert_eq!(files(&htdocs), files(&public));
 }
+
+/// SIGTERM while the small files wait under their temp names and the large one is on its
+/// way: the staged files count as in flight, so the cleanup removes every temp file, each
+/// is reported interrupted, nothing live changed, and the next run finishes the job.
+#[test]
+fn a_signal_before_the_burst_removes_every_staged_temp() {
+    let server = FtpServer::start(ServerKind::Vsftpd, true);
+    let sb = Sandbox::new();
+    let work = sb.workdir();
+    write_config(&work, &server, "max_connections = 2");
+    let env = cred_env(&server);
+    let public = work.join("public");
+    let htdocs = server.root().join("htdocs");
+    std::fs::create_dir_all(public.join("a")).unwrap();
+    for i in 0..6 {
+        std::fs::write(public.join(format!("a/{i}.html")), format!("old {i}")).unwrap();
+    }
+    assert_code(&run(&sb, &work, &["export", "web"], &env), 0);
+    let old = files(&htdocs);
+    let mut small = Vec::new();
+    for i in 0..6 {
+        let p = format!("a/{i}.html");
+        std::fs::write(public.join(&p), format!("NEW {i}")).unwrap();
+        small.push(p);
+    }
+    std::fs::write(public.join("zz-big.bin"), noise(6 << 20)).unwrap();
+    let want = files(&public);
+
+    let child = spawn(&sb, &work, &["export", "web", "--bwlimit", "1M"], &env);
+    let t = Instant::now();
+    loop {
+        let now = files(&htdocs);
+        let staged: Vec<String> = now
+            .iter()
+            .filter(|(p, b)| is_temp(p) && temp_target(p).and_then(|t| want.get(&t)) == Some(b))
+            .filter_map(|(p, _)| temp_target(p))
+            .collect();
+        let big = now
+            .keys()
+            .any(|p| temp_target(p).as_deref() == Some("zz-big.bin"));
+        if big && small.iter().all(|p| staged.contains(p)) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "not staged in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 143);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    for p in &small {
+        assert!(err.contains(&format!("interrupted  {p}")), "{p}: {err}");
+    }
+    let now = files(&htdocs);
+    assert!(
+        !now.keys().any(|p| is_temp(p)),
+        "temp files left: {:?}",
+        now.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(now, old, "the live site changed");
+    let o = run(&sb, &work, &["export", "web"], &env);
+    assert_code(&o, 0);
+    assert!(!stdout(&o).contains("stale"), "{}", stdout(&o));
+    assert_eq!(files(&htdocs), want);
+}
