@@ -99,8 +99,9 @@ pub(super) fn went_live(sh: &Shared) {
 impl Engine {
     /// Renames every staged file into place: the pending files are split between the open
     /// connections (one fresh one when none is open), each connection renames its share as
-    /// one pipelined batch, all at once. Returns the mixed-state window (first rename sent
-    /// to last answered); `None` when nothing was staged. A stopped run renames nothing: its
+    /// one pipelined batch, all at once; renames lost with a connection are tried again on a
+    /// fresh one. Returns the mixed-state window (first rename sent to last answered, those
+    /// retries included); `None` when nothing was staged. A stopped run renames nothing: its
     /// temp files are removed and the files reported as interrupted.
     pub(super) async fn publish_staged(
         &mut self,
@@ -119,7 +120,6 @@ impl Engine {
         let started = Instant::now();
         let batch: Vec<Staged> = pending.iter().map(|p| p.staged.clone()).collect();
         let mut results = self.rename_burst(&batch).await;
-        let window = started.elapsed();
         // A lost connection is worth another try on a fresh one, as any transient error.
         let mut attempt = 1;
         while attempt < self.shared.retry.max_attempts && !self.stopped() {
@@ -161,11 +161,19 @@ impl Engine {
                 results[i] = r;
             }
         }
+        // Until the last rename is answered, retries included: the site was mixed that long.
+        let window = started.elapsed();
         let sh = self.shared.clone();
         let mut failed_temps = Vec::new();
         let mut outcomes = Vec::with_capacity(pending.len());
         for (p, r) in pending.into_iter().zip(results) {
             let Some((worker, mut o)) = p.outcome else {
+                // Never reported (its job did not end): nothing to say, only its temp to
+                // remove if it is still there.
+                if r.is_err() {
+                    failed_temps.extend(p.staged.temp.clone());
+                }
+                lock(&sh.in_flight).remove(&p.staged.path);
                 continue;
             };
             match r {
