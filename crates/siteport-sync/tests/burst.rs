@@ -38,6 +38,8 @@ struct Watch {
     /// The first `publish` renames on the server, then answers as if the connection had
     /// been lost before the answers came (every entry a retryable network error).
     lose_first: Arc<std::sync::atomic::AtomicBool>,
+    /// This file's rename is sent to a directory that does not exist: the server refuses it.
+    misdirect: Option<String>,
 }
 
 #[async_trait]
@@ -53,6 +55,7 @@ impl RemoteFactory for Watch {
             seen: self.seen.clone(),
             renamed: self.renamed.clone(),
             lose_first: self.lose_first.clone(),
+            misdirect: self.misdirect.clone(),
         }))
     }
 }
@@ -66,6 +69,7 @@ struct Watched {
     seen: Seen,
     renamed: Arc<AtomicUsize>,
     lose_first: Arc<std::sync::atomic::AtomicBool>,
+    misdirect: Option<String>,
 }
 
 #[async_trait]
@@ -124,7 +128,17 @@ impl Remote for Watched {
         }
         let staged = batch.iter().filter(|s| s.temp.is_some()).count();
         self.renamed.fetch_add(staged, Ordering::SeqCst);
-        let got = self.inner.publish(batch).await;
+        let batch: Vec<Staged> = batch
+            .iter()
+            .map(|s| match &self.misdirect {
+                Some(m) if *m == s.path => Staged {
+                    path: format!("no-such-dir/{}", s.path),
+                    temp: s.temp.clone(),
+                },
+                _ => s.clone(),
+            })
+            .collect();
+        let got = self.inner.publish(&batch).await;
         if self.lose_first.swap(false, Ordering::SeqCst) {
             assert!(got.iter().all(|r| r.is_ok()), "the real renames failed");
             return batch
@@ -334,6 +348,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         seen: seen.clone(),
         renamed: renamed.clone(),
         lose_first: Arc::default(),
+        misdirect: None,
     });
     let (_, r) = run(
         watch,
@@ -397,6 +412,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         seen: Arc::new(Mutex::new(None)),
         renamed: renamed.clone(),
         lose_first: Arc::default(),
+        misdirect: None,
     });
     let (_, r) = run(
         watch,
@@ -557,6 +573,7 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
         seen: Arc::new(Mutex::new(None)),
         renamed: Arc::new(AtomicUsize::new(0)),
         lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        misdirect: None,
     });
     let (_, r) = run(
         watch.clone(),
@@ -572,4 +589,70 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
     );
     assert_eq!(files(&served), files(&local));
     assert!(!files(&served).keys().any(|p| is_temp(p)));
+}
+
+/// A rename the server refuses: that file is reported failed, its temp removed, it is not
+/// journaled (the rerun sends it), and every other file of the burst goes live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_a_refused_rename_fails_that_file_only_vsftpd() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    let e = ftp_endpoint(
+        &server.host,
+        server.port,
+        false,
+        None,
+        Login::new(server.user.clone(), server.password.clone()),
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let journal = t.path().join("j.json");
+    make_old(&local);
+    let watch = Arc::new(Watch {
+        inner: connect_factory(&e),
+        gate: Arc::new(tokio::sync::Mutex::new(true)),
+        check: Arc::new(|| Ok(())),
+        seen: Arc::new(Mutex::new(None)),
+        renamed: Arc::new(AtomicUsize::new(0)),
+        lose_first: Arc::default(),
+        misdirect: Some("b/3.html".into()),
+    });
+    let (_, r) = run(
+        watch,
+        opts(&local, Switch::Burst),
+        &journal,
+        Direction::Export,
+    )
+    .await;
+    let failed: Vec<&FileOutcome> = r.failures().collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].path, "b/3.html");
+    assert!(
+        failed[0].failed() && format!("{:?}", failed[0].status).contains("RNTO"),
+        "{failed:?}"
+    );
+    let mut want = files(&local);
+    want.remove("b/3.html");
+    assert_eq!(
+        files(&served),
+        want,
+        "everything else went live, no temp left"
+    );
+    assert!(
+        !Journal::open(&journal)
+            .unwrap()
+            .records()
+            .contains_key("b/3.html")
+    );
+    // The rerun sends exactly that file.
+    let (_, r) = run(
+        connect_factory(&e),
+        opts(&local, Switch::Burst),
+        &journal,
+        Direction::Export,
+    )
+    .await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.uploaded, 1);
+    assert_eq!(files(&served), files(&local));
 }
