@@ -11,6 +11,7 @@ use crate::endpoint::{Endpoint, FtpSettings, TlsMode};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{
     Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Staged,
 };
 
 /// Maps an FTP error to the engine's kinds. `connecting`: a `421` while logging in means the
@@ -212,6 +213,83 @@ impl Remote for FtpRemote {
             .put_atomic_bytes(contents, &p, mtime)
             .await
             .map_err(|e| map_ftp_error(e, false))
+    }
+
+    async fn put_staged(
+        &mut self,
+        local: LocalFile,
+        path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<(u64, Staged)> {
+        let p = self.full(path)?;
+        let count = local.counter();
+        let (n, tmp) = self
+            .conn()?
+            .put_staged_file(local.file, &local.shown, &p, mtime, observe, Some(&count))
+            .await
+            .map_err(|e| map_ftp_error(e, false))?;
+        Ok((n, Staged::beside(path, &tmp)))
+    }
+
+    async fn put_staged_contents(
+        &mut self,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, Staged)> {
+        let p = self.full(path)?;
+        let (n, tmp) = self
+            .conn()?
+            .put_staged_bytes(contents, &p, mtime)
+            .await
+            .map_err(|e| map_ftp_error(e, false))?;
+        Ok((n, Staged::beside(path, &tmp)))
+    }
+
+    /// Every pair in one pipelined batch where the server answers in order (see
+    /// `FtpConnection::rename_many`), else one rename at a time.
+    async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
+        let mut out: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
+        let mut names = Vec::new();
+        for (i, s) in batch.iter().enumerate() {
+            let Some(t) = &s.temp else {
+                out[i] = Some(Ok(()));
+                continue;
+            };
+            match (self.full(t), self.full(&s.path)) {
+                (Ok(from), Ok(to)) => names.push((i, from, to)),
+                (Err(e), _) | (_, Err(e)) => out[i] = Some(Err(e)),
+            }
+        }
+        let pairs: Vec<(&str, &str)> = names
+            .iter()
+            .map(|(_, f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        let results = match self.conn() {
+            Ok(c) => c.rename_many(&pairs).await,
+            Err(e) => {
+                for (i, ..) in &names {
+                    out[*i] = Some(Err(e.duplicate()));
+                }
+                Vec::new()
+            }
+        };
+        for ((i, ..), r) in names.iter().zip(results) {
+            out[*i] = Some(r.map_err(|e| map_ftp_error(e, false)));
+        }
+        let server = format!("ftp {}", self.server);
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Transfer,
+                        server.clone(),
+                        "rename: no answer",
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {

@@ -65,7 +65,7 @@ pub use connect::{check_ca_file, is_valid_fingerprint, set_bandwidth_limit};
 pub use connect::{connect_factory, test_login};
 pub use digest::hash_file_with;
 pub use endpoint::{Endpoint, FtpSettings, Login, Protocol, SftpSettings, TlsMode};
-pub use engine::{Engine, RetryPolicy, SyncOptions};
+pub use engine::{Engine, RetryPolicy, Switch, SyncOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use guard::{DeleteCounts, GuardOptions, MaxDelete, Refusal, check as check_deletes};
 #[cfg(feature = "sftp")]
@@ -85,7 +85,7 @@ pub use plan::{
 };
 pub use remote::{
     ByteMeter, Capabilities, EntryKind, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry,
-    RemoteFactory, list_one_by_one,
+    RemoteFactory, Staged, list_one_by_one,
 };
 pub use report::{Counts, FileOutcome, NoProgress, Progress, Report, Status};
 pub use reuse::ReusingFactory;

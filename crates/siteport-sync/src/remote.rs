@@ -150,6 +150,43 @@ impl HashAlg {
     }
 }
 
+/// What a staged upload ([`Remote::put_staged`]) left on the server: the file under a
+/// temporary name in its target directory, waiting for [`Remote::publish`] to rename it into
+/// place, or (a transport that cannot stage) already under its final name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    /// The final path (relative to the site's remote root, like every path of [`Remote`]).
+    pub path: String,
+    /// The temporary path the content waits under (same form as `path`); `None`: it was
+    /// published at once, there is nothing left to rename.
+    pub temp: Option<String>,
+}
+
+impl Staged {
+    /// A file the transport put under its final name at once.
+    pub fn published(path: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            temp: None,
+        }
+    }
+
+    /// A file waiting under `temp` to be renamed to `path`.
+    pub fn waiting(path: &str, temp: String) -> Self {
+        Self {
+            path: path.to_owned(),
+            temp: Some(temp),
+        }
+    }
+
+    /// The file waiting beside `path` under the bare name that ends `server_temp` (the
+    /// temp name as the transport's own library gave it, in server form).
+    pub(crate) fn beside(path: &str, server_temp: &str) -> Self {
+        let name = server_temp.rsplit('/').next().unwrap_or(server_temp);
+        Self::waiting(path, crate::path::join(crate::path::parent(path), name))
+    }
+}
+
 /// One open connection to a remote tree. Paths are relative to the remote root of the site,
 /// `/`-separated, without a leading slash; `""` is the root itself. A worker owns its
 /// `Remote` and reuses it for many operations.
@@ -218,6 +255,56 @@ pub trait Remote: Send {
             meter: None,
         };
         self.put_atomic(local, path, mtime, None).await
+    }
+
+    /// The first half of [`put_atomic`](Remote::put_atomic): uploads under a temporary name
+    /// in the target directory (with its modification time set there) and returns where it
+    /// waits, for [`publish`](Remote::publish) to rename into place later (a burst switch:
+    /// the live site changes only once every file is on the server). Nobody sees the new
+    /// content under `path` until then. The default cannot stage: it uploads with
+    /// `put_atomic` and says the file is already published.
+    async fn put_staged(
+        &mut self,
+        local: LocalFile,
+        path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<(u64, Staged)> {
+        let n = self.put_atomic(local, path, mtime, observe).await?;
+        Ok((n, Staged::published(path)))
+    }
+
+    /// [`put_staged`](Remote::put_staged) of bytes already in memory; the default is
+    /// [`put_atomic_contents`](Remote::put_atomic_contents), already published.
+    async fn put_staged_contents(
+        &mut self,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, Staged)> {
+        let n = self.put_atomic_contents(contents, path, mtime).await?;
+        Ok((n, Staged::published(path)))
+    }
+
+    /// Renames a batch of staged files into place, replacing what is there, as fast as the
+    /// transport can (FTP: every `RNFR`/`RNTO` pair in one write where the server answers in
+    /// order; SFTP: the requests all sent before the first answer). One result per entry, in
+    /// order; an entry already published is `Ok` at once. A failed rename leaves its temp
+    /// file in place (the caller removes it). The default renames nothing: a transport
+    /// whose `put_staged` returns temporary names must override it.
+    async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
+        let describe = self.describe();
+        batch
+            .iter()
+            .map(|s| match &s.temp {
+                None => Ok(()),
+                Some(t) => Err(crate::error::Error::new(
+                    crate::error::ErrorKind::Transfer,
+                    describe.clone(),
+                    format!("{t}: this transport cannot rename staged files"),
+                )),
+            })
+            .collect()
     }
 
     /// Downloads `path` into `local`, a new empty file the engine created and opened (a

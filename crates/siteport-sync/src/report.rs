@@ -99,6 +99,14 @@ pub struct Report {
     /// Files that were being transferred when the run was interrupted (not done).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interrupted: Vec<String>,
+    /// An export's switch mode (`burst` or `per-file`); `None` for an import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch: Option<crate::engine::Switch>,
+    /// How long the live site was a mix of old and new files, in milliseconds: a burst
+    /// switch's first rename sent to its last answered; per file, the first file live to
+    /// the last. `None`: no file went live (an import, nothing uploaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_window_ms: Option<u64>,
 }
 
 impl Report {
@@ -123,6 +131,8 @@ impl Report {
             stopped: false,
             temps_removed: Vec::new(),
             interrupted: Vec::new(),
+            switch: None,
+            switch_window_ms: None,
         }
     }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{
-    Capabilities, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, HashAlg, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory, Staged,
 };
 
 type Spare = Arc<Mutex<Option<Box<dyn Remote>>>>;
@@ -163,6 +163,34 @@ impl Remote for Returning {
         self.conn()?
             .put_atomic_contents(contents, path, mtime)
             .await
+    }
+
+    async fn put_staged(
+        &mut self,
+        local: LocalFile,
+        path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<(u64, Staged)> {
+        self.conn()?.put_staged(local, path, mtime, observe).await
+    }
+
+    async fn put_staged_contents(
+        &mut self,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, Staged)> {
+        self.conn()?
+            .put_staged_contents(contents, path, mtime)
+            .await
+    }
+
+    async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
+        match self.conn() {
+            Ok(c) => c.publish(batch).await,
+            Err(e) => batch.iter().map(|_| Err(e.duplicate())).collect(),
+        }
     }
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {

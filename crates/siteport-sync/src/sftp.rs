@@ -13,7 +13,7 @@ use siteport_sftp::{
 use crate::endpoint::{Endpoint, SftpSettings};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{
-    Capabilities, EntryKind, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory,
+    Capabilities, EntryKind, LocalFile, ReadObserver, Remote, RemoteEntry, RemoteFactory, Staged,
 };
 
 /// Maps an SFTP error to the engine's kinds. `connecting`: an unusable key or agent is a
@@ -217,6 +217,87 @@ impl Remote for SftpRemote {
             .await
             .map(|o| o.bytes)
             .map_err(|e| map_sftp_error(e, false))
+    }
+
+    async fn put_staged(
+        &mut self,
+        local: LocalFile,
+        path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+    ) -> Result<(u64, Staged)> {
+        let p = self.full(path)?;
+        let mut observe = observe;
+        let obs = observe
+            .as_mut()
+            .map(|o| o.as_mut() as &mut (dyn FnMut(&[u8]) + Send));
+        let count = local.counter();
+        let (n, tmp) = self
+            .conn()?
+            .put_staged_file(local.file, &local.shown, &p, mtime, obs, Some(&count))
+            .await
+            .map_err(|e| map_sftp_error(e, false))?;
+        Ok((n, Staged::beside(path, &tmp)))
+    }
+
+    async fn put_staged_contents(
+        &mut self,
+        contents: &[u8],
+        path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, Staged)> {
+        let p = self.full(path)?;
+        let (n, tmp) = self
+            .conn()?
+            .put_staged_bytes(contents, &p, mtime)
+            .await
+            .map_err(|e| map_sftp_error(e, false))?;
+        Ok((n, Staged::beside(path, &tmp)))
+    }
+
+    /// The renames all sent on the session before the first answer is awaited
+    /// (`SftpConnection::rename_many`).
+    async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
+        let mut out: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
+        let mut names = Vec::new();
+        for (i, s) in batch.iter().enumerate() {
+            let Some(t) = &s.temp else {
+                out[i] = Some(Ok(()));
+                continue;
+            };
+            match (self.full(t), self.full(&s.path)) {
+                (Ok(from), Ok(to)) => names.push((i, from, to)),
+                (Err(e), _) | (_, Err(e)) => out[i] = Some(Err(e)),
+            }
+        }
+        let pairs: Vec<(&str, &str)> = names
+            .iter()
+            .map(|(_, f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        let results = match self.conn() {
+            Ok(c) => c.rename_many(&pairs).await,
+            Err(e) => {
+                for (i, ..) in &names {
+                    out[*i] = Some(Err(e.duplicate()));
+                }
+                Vec::new()
+            }
+        };
+        for ((i, ..), r) in names.iter().zip(results) {
+            out[*i] = Some(r.map(drop).map_err(|e| map_sftp_error(e, false)));
+        }
+        let server = format!("sftp {}", self.server);
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Transfer,
+                        server.clone(),
+                        "rename: no answer",
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {

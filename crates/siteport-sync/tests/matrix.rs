@@ -405,7 +405,11 @@ fn export_child() {
     rt.block_on(async {
         let f: Arc<dyn RemoteFactory> = connect_factory(&o);
         let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
-        let mut e = Engine::new(f, sync_options(&local), j, Arc::new(NoProgress));
+        // Per file: this test watches files go live (and journaled) one by one and kills the
+        // run midway; a burst switch is killed in crates/siteport/tests/burst_cli.rs.
+        let mut so = sync_options(&local);
+        so.switch = Switch::PerFile;
+        let mut e = Engine::new(f, so, j, Arc::new(NoProgress));
         let r = e.run(Direction::Export).await.unwrap();
         eprintln!("child finished: {:?}", r.counts);
     });

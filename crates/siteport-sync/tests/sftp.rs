@@ -345,12 +345,11 @@ fn export_child() {
         .unwrap();
     rt.block_on(async {
         let j = Journal::open(Path::new(&var("CHILD_JOURNAL"))).unwrap();
-        let mut eng = Engine::new(
-            connect_factory(&e),
-            sync_options(&local),
-            j,
-            Arc::new(NoProgress),
-        );
+        // Per file: this test watches files go live (and journaled) one by one and kills the
+        // run midway; a burst switch is killed in crates/siteport/tests/burst_cli.rs.
+        let mut so = sync_options(&local);
+        so.switch = Switch::PerFile;
+        let mut eng = Engine::new(connect_factory(&e), so, j, Arc::new(NoProgress));
         let r = eng.run(Direction::Export).await.unwrap();
         eprintln!("child finished: {:?}", r.counts);
     });

@@ -146,7 +146,9 @@ fn sigkill_on_a_then_b_sends_only_the_rest() {
         .envs(a.envs())
         .envs(creds(&server))
         .current_dir(a.workdir())
-        .args(["--quiet", "export", "web"])
+        // Per file: the state is written during the run as files go live (every 500); a
+        // burst switch writes it once, after the burst.
+        .args(["--quiet", "export", "web", "--switch", "per-file"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

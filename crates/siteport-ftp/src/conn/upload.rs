@@ -441,17 +441,66 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
+        let (sent, tmp) = self.put_staged_payload(payload, remote_path, mtime).await?;
+        if let Err(e) = self.rename(&tmp, remote_path).await {
+            // Do not leave the temp file behind; the rename error is what matters.
+            if self.is_open() {
+                let _ = self.delete_file(&tmp).await;
+            }
+            return Err(e);
+        }
+        Ok(sent)
+    }
+
+    /// The first half of [`put_atomic_file`](Self::put_atomic_file): uploads under the
+    /// temporary name (its time set there) and returns the bytes sent and that name, in the
+    /// form `remote_path` was given (relative or absolute). The final name is not touched:
+    /// [`rename_many`](Self::rename_many) (or [`rename`](Self::rename)) puts it in place.
+    pub async fn put_staged_file(
+        &mut self,
+        file: std::fs::File,
+        shown: &Path,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<ReadObserver>,
+        on_bytes: Option<OnBytes<'_>>,
+    ) -> Result<(u64, String), FtpError> {
+        let payload = Payload::File(file, shown, observe, on_bytes);
+        self.put_staged_payload(payload, remote_path, mtime).await
+    }
+
+    /// [`put_staged_file`](Self::put_staged_file) of a small file already in memory.
+    pub async fn put_staged_bytes(
+        &mut self,
+        contents: &[u8],
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, String), FtpError> {
+        self.put_staged_payload(Payload::Bytes(contents), remote_path, mtime)
+            .await
+    }
+
+    /// Uploads to `.<name>.<tag>.siteport-tmp` beside `remote_path` and sets its time;
+    /// returns the bytes sent and the temp name (in `remote_path`'s form).
+    async fn put_staged_payload(
+        &mut self,
+        payload: Payload<'_>,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, String), FtpError> {
         check_path(self.server(), "upload", remote_path)?;
-        let target = self.abs(remote_path);
-        let (dir, name) = match target.rfind('/') {
-            Some(i) => (&target[..=i], &target[i + 1..]),
-            None => ("", target.as_str()),
+        let (dir, name) = match remote_path.rfind('/') {
+            Some(i) => (&remote_path[..=i], &remote_path[i + 1..]),
+            None => ("", remote_path),
         };
         if name.is_empty() {
             return Err(FtpError::new(
                 FtpErrorKind::Invalid,
                 self.server(),
-                format!("upload: {target:?} names a directory, not a file"),
+                format!(
+                    "upload: {:?} names a directory, not a file",
+                    self.abs(remote_path)
+                ),
             ));
         }
         let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
@@ -460,19 +509,12 @@ impl FtpConnection {
         // its final time at once, so nothing (a listing, a server's digest cache keyed by
         // path and time) ever sees the new content under the upload's time.
         if let (Some(t), true) = (mtime, self.features.mfmt) {
-            let cmd = format!("MFMT {} {}", format_mdtm(t), tmp);
+            let cmd = format!("MFMT {} {}", format_mdtm(t), self.abs(&tmp));
             let r = self.ctrl.cmd(&cmd).await?;
             if r.code != 213 {
-                tracing::warn!(server = %self.server(), path = %target, code = r.code, "MFMT failed; the remote time stays the upload time");
+                tracing::warn!(server = %self.server(), path = %self.abs(remote_path), code = r.code, "MFMT failed; the remote time stays the upload time");
             }
         }
-        if let Err(e) = self.rename(&tmp, &target).await {
-            // Do not leave the temp file behind; the rename error is what matters.
-            if self.is_open() {
-                let _ = self.delete_file(&tmp).await;
-            }
-            return Err(e);
-        }
-        Ok(sent)
+        Ok((sent, tmp))
     }
 }

@@ -123,8 +123,7 @@ impl SftpConnection {
             .await
     }
 
-    /// The upload behind both `put_atomic`s: `small` is the whole content when it is in
-    /// memory and fits one request.
+    /// The upload behind both `put_atomic`s: staged, then renamed into place.
     async fn put_atomic_from<R: AsyncRead + Unpin>(
         &self,
         reader: &mut R,
@@ -133,27 +132,9 @@ impl SftpConnection {
         remote: &str,
         mtime: Option<SystemTime>,
     ) -> Result<PutOutcome, SftpError> {
-        let (dir, name) = split(remote);
-        if name.is_empty() || name == "." || name == ".." {
-            return Err(SftpError::new(
-                SftpErrorKind::Invalid,
-                &self.server,
-                format!("upload: {remote:?} names a directory, not a file"),
-            ));
-        }
-        let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
-        let written = match small {
-            Some(bytes) => self.write_small(bytes, &tmp, mtime).await,
-            None => self.write_file(reader, from, &tmp, mtime).await,
-        };
-        let sent = match written {
-            Ok(n) => n,
-            Err(e) => {
-                // Best effort: no temp file left behind; the write error is what matters.
-                let _ = self.sftp.remove(tmp.as_str()).await;
-                return Err(e);
-            }
-        };
+        let (sent, tmp) = self
+            .put_staged_from(reader, small, from, remote, mtime)
+            .await?;
         match self.rename_replace(&tmp, remote).await {
             Ok(rename) => {
                 if rename == RenameMethod::RemoveThenRename {
@@ -168,6 +149,79 @@ impl SftpConnection {
                 })
             }
             Err(e) => {
+                let _ = self.sftp.remove(tmp.as_str()).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The first half of [`put_atomic_file`](Self::put_atomic_file): writes the temp file
+    /// (mode and time set) and returns the bytes sent and its name; `remote` is not
+    /// touched: [`rename_many`](Self::rename_many) puts it in place.
+    pub async fn put_staged_file(
+        &self,
+        file: std::fs::File,
+        shown: &Path,
+        remote: &str,
+        mtime: Option<SystemTime>,
+        observe: Option<Observer<'_>>,
+        on_bytes: Option<OnBytes<'_>>,
+    ) -> Result<(u64, String), SftpError> {
+        let mut file = tokio::fs::File::from_std(file);
+        let from = Source {
+            local: Some(shown),
+            observe,
+            on_bytes,
+        };
+        self.put_staged_from(&mut file, None, from, remote, mtime)
+            .await
+    }
+
+    /// [`put_staged_file`](Self::put_staged_file) of bytes already in memory.
+    pub async fn put_staged_bytes(
+        &self,
+        contents: &[u8],
+        remote: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, String), SftpError> {
+        let mut reader = contents;
+        let small = (contents.len() <= CHUNK).then_some(contents);
+        let from = Source {
+            local: None,
+            observe: None,
+            on_bytes: None,
+        };
+        self.put_staged_from(&mut reader, small, from, remote, mtime)
+            .await
+    }
+
+    /// Writes `.NAME.TAG.siteport-tmp` beside `remote`: `small` is the whole content when
+    /// it is in memory and fits one request. A failed write removes the temp file.
+    async fn put_staged_from<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut R,
+        small: Option<&[u8]>,
+        from: Source<'_, '_, '_>,
+        remote: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<(u64, String), SftpError> {
+        let (dir, name) = split(remote);
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(SftpError::new(
+                SftpErrorKind::Invalid,
+                &self.server,
+                format!("upload: {remote:?} names a directory, not a file"),
+            ));
+        }
+        let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
+        let written = match small {
+            Some(bytes) => self.write_small(bytes, &tmp, mtime).await,
+            None => self.write_file(reader, from, &tmp, mtime).await,
+        };
+        match written {
+            Ok(n) => Ok((n, tmp)),
+            Err(e) => {
+                // Best effort: no temp file left behind; the write error is what matters.
                 let _ = self.sftp.remove(tmp.as_str()).await;
                 Err(e)
             }

@@ -453,6 +453,19 @@ async fn put_bytes(conn: &mut dyn Remote, path: &str, bytes: &[u8]) -> Result<()
 /// Called by a worker after each completed upload: records it, and writes the document
 /// on this worker's connection when a save is due (so a run killed midway is resumed from
 /// any machine without resending what arrived).
+/// Records an upload published by a burst switch (see `burst.rs`), without writing the
+/// state: the burst's files are recorded one after another, and the state is written once
+/// at the end of the run (`finish_state`).
+pub(super) fn uploaded_unsaved(sh: &Shared, path: &str, rec: &JournalRecord) {
+    let mut g = lock(&sh.deploy);
+    let Some(t) = g.as_mut() else { return };
+    t.records
+        .insert(path.to_string(), StateRecord::from_journal(rec));
+    t.uploaded.push(path.to_string());
+    t.changed = true;
+    t.since_save += 1;
+}
+
 pub(super) async fn uploaded(sh: &Shared, conn: &mut dyn Remote, path: &str, rec: &JournalRecord) {
     let due = {
         let mut g = lock(&sh.deploy);

@@ -14,6 +14,7 @@
 //! (`crate::local_fs`): no link followed at any component, and a file read is the one the
 //! scan saw.
 
+mod burst;
 mod deploy;
 mod download;
 mod local;
@@ -44,6 +45,8 @@ use crate::state_dir::in_web_root;
 use deploy::set_aside_state_dir;
 use local::create_local_root;
 use scheduler::{Job, Queue, Results, Worker, levels};
+
+pub use burst::Switch;
 
 /// How transient errors are retried: exponential backoff from `base_delay`, doubled each
 /// time up to `max_delay`, for at most `max_attempts` tries in all, on a fresh connection
@@ -100,6 +103,9 @@ pub struct SyncOptions {
     /// The state is written during the run after this many uploads (default 500) or every
     /// 10 s, whichever comes first.
     pub state_save_every: usize,
+    /// When an export's changes go live: all at once after the uploads (the default), or
+    /// each file as it arrives (see [`Switch`]).
+    pub switch: Switch,
 }
 
 impl SyncOptions {
@@ -115,6 +121,7 @@ impl SyncOptions {
             size_only: false,
             state_dir: Some(crate::state::DEFAULT_STATE_DIR.to_string()),
             state_save_every: deploy::SAVE_EVERY,
+            switch: Switch::default(),
         }
     }
 }
@@ -153,7 +160,14 @@ struct Shared {
     phase_jobs: AtomicU64,
     phase_busy_ns: AtomicU64,
     /// Transfers under way (paths): what an interrupted run may have left half-written.
+    /// A staged upload stays in it until its rename is answered.
     in_flight: Mutex<BTreeSet<String>>,
+    /// Uploads are staged for a burst switch (see `burst.rs`).
+    burst: AtomicBool,
+    /// The staged uploads waiting for the burst, by path.
+    staged: Mutex<BTreeMap<String, burst::Pending>>,
+    /// A per-file switch: when the first and the last file went live.
+    live_window: Mutex<Option<(Instant, Instant)>>,
 }
 
 impl Shared {
@@ -238,6 +252,9 @@ impl Engine {
             phase_jobs: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeSet::new()),
+            burst: AtomicBool::new(false),
+            staged: Mutex::new(BTreeMap::new()),
+            live_window: Mutex::new(None),
         });
         let pool = (0..n)
             .map(|id| Worker {
@@ -470,7 +487,20 @@ impl Engine {
                 for d in levels(by(Op::Mkdir).collect(), false) {
                     self.run_phase(d.into_iter().map(Job::Act).collect()).await;
                 }
+                self.set_burst(self.opts.switch == Switch::Burst);
+                *lock(&self.shared.live_window) = None;
                 self.run_phase(by(Op::Upload).map(Job::Act).collect()).await;
+                let window = self.publish_staged(&mut report.interrupted).await;
+                // A transport that cannot stage put its files live one by one: that is the
+                // switch this run made.
+                let per_file = *lock(&self.shared.live_window);
+                report.switch = Some(match (window, per_file) {
+                    (None, Some(_)) => Switch::PerFile,
+                    _ => self.opts.switch,
+                });
+                report.switch_window_ms = window
+                    .or(per_file.map(|(first, last)| last - first))
+                    .map(|d| d.as_millis() as u64);
                 self.relist_uploaded().await;
                 self.run_phase(by(Op::Delete).map(Job::Act).collect()).await;
                 for d in levels(by(Op::RemoveDir).collect(), true) {

@@ -302,7 +302,10 @@ async fn run_job(sh: &Shared, w: &mut Worker, job: Job) -> JobEnd {
         }
     }
     let end = run_job_tries(sh, w, &job).await;
-    if let Job::Act(a) = &job {
+    // A staged upload stays in flight until the burst renames it (see `burst.rs`).
+    if let Job::Act(a) = &job
+        && !super::burst::is_staged(sh, &a.path)
+    {
         lock(&sh.in_flight).remove(&a.path);
     }
     end
@@ -317,7 +320,11 @@ async fn run_job_tries(sh: &Shared, w: &mut Worker, job: &Job) -> JobEnd {
             Ok(bytes) => {
                 w.reconnects = 0;
                 if let Job::Act(a) = &job {
-                    finish(sh, w.id, outcome(a, Ok(bytes), attempt));
+                    let o = outcome(a, Ok(bytes), attempt);
+                    // A staged upload is reported once the burst has renamed it.
+                    if !super::burst::hold_outcome(sh, w.id, &o) {
+                        finish(sh, w.id, o);
+                    }
                 }
                 return JobEnd::Done;
             }

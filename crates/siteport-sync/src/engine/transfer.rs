@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JournalRecord, LocalStat, to_ns};
 use crate::plan::{Action, Direction, Op};
-use crate::remote::{ByteMeter, LocalFile, Remote};
+use crate::remote::{ByteMeter, LocalFile, Remote, Staged};
 
 use super::download::download;
 use super::{Shared, lock};
@@ -88,13 +88,20 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
     let shown = root.shown(&rel);
     let mtime = m.modified().ok();
     let stat = LocalStat::of(&m);
-    let (hash, n, from_memory, after) = if m.len() <= SMALL_FILE {
+    // A burst switch stages the file under its temporary name; it goes live with the others.
+    let burst = sh.burst.load(Ordering::SeqCst);
+    let (hash, n, from_memory, after, staged) = if m.len() <= SMALL_FILE {
         let data = read_all(&mut file, m.len(), &shown)?;
         let h = blake3::hash(&data).to_hex().to_string();
-        let n = conn.put_atomic_contents(&data, &a.path, mtime).await?;
+        let (n, staged) = if burst {
+            conn.put_staged_contents(&data, &a.path, mtime).await?
+        } else {
+            let n = conn.put_atomic_contents(&data, &a.path, mtime).await?;
+            (n, Staged::published(&a.path))
+        };
         // A small file is counted whole once sent: it takes a moment.
         sh.moved.fetch_add(n, Ordering::Relaxed);
-        (h, n, true, None)
+        (h, n, true, None, staged)
     } else {
         // A second handle on the same open file: its size and time after the upload say
         // whether it was edited meanwhile, without looking the name up again.
@@ -113,10 +120,20 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
             shown,
             meter: Some(meter.clone()),
         };
-        let sent = conn.put_atomic(local, &a.path, mtime, Some(observe)).await;
+        let sent = if burst {
+            conn.put_staged(local, &a.path, mtime, Some(observe)).await
+        } else {
+            let n = conn.put_atomic(local, &a.path, mtime, Some(observe)).await;
+            n.map(|n| (n, Staged::published(&a.path)))
+        };
+        let (sent, staged) = match sent {
+            Ok((n, s)) => (Ok(n), Some(s)),
+            Err(e) => (Err(e), None),
+        };
         let n = meter.settle(sent)?;
+        let staged = staged.unwrap_or_else(|| Staged::published(&a.path));
         let h = lock(&hasher).finalize().to_hex().to_string();
-        (h, n, false, Some(after))
+        (h, n, false, Some(after), staged)
     };
     let size = stat.size;
     // Journal only what was actually sent: a file edited during the upload goes again. A
@@ -128,16 +145,27 @@ async fn upload(sh: &Shared, conn: &mut dyn Remote, a: &Action) -> Result<u64> {
             || after
                 .and_then(|f| f.metadata().ok())
                 .is_some_and(|m| m.len() == size && m.modified().ok() == mtime));
-    if unchanged {
-        let rec = JournalRecord {
-            size,
-            local_mtime_ns: mtime.map(to_ns),
-            local_ctime_ns: stat.ctime_ns,
-            local_ino: stat.ino,
-            remote_size: n,
-            remote_mtime_ns: None,
-            hash,
+    let rec = unchanged.then(|| JournalRecord {
+        size,
+        local_mtime_ns: mtime.map(to_ns),
+        local_ctime_ns: stat.ctime_ns,
+        local_ino: stat.ino,
+        remote_size: n,
+        remote_mtime_ns: None,
+        hash,
+    });
+    if staged.temp.is_some() {
+        // Not live yet: journaled and recorded in the deploy state once renamed.
+        let pending = super::burst::Pending {
+            staged,
+            rec,
+            outcome: None,
         };
+        lock(&sh.staged).insert(a.path.clone(), pending);
+        return Ok(n);
+    }
+    super::burst::went_live(sh);
+    if let Some(rec) = rec {
         super::deploy::uploaded(sh, conn, &a.path, &rec).await;
         journal_record(sh, &a.path, rec);
     }

@@ -205,6 +205,7 @@ async fn run_commands(ctx: &Context, base: &Path, config: &Path) -> CliResult {
         bwlimit: None,
         stats: None,
         parallel_sites: 1,
+        switch: None,
     };
 
     step(ctx, "5. $ siteport export demo")?;

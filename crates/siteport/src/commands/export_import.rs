@@ -13,7 +13,7 @@ use siteport_creds::CredentialBackend;
 use siteport_creds::reference::process_env;
 use siteport_sync::{
     Direction, Engine, GuardOptions, HashAlg, LockOwner, MaxDelete, Plan, ProblemKind, Refusal,
-    RemoteFactory, Report, ScanProblem, SiteLock, SyncOptions, Verification, check_deletes,
+    RemoteFactory, Report, ScanProblem, SiteLock, Switch, SyncOptions, Verification, check_deletes,
 };
 
 use crate::commands::filters::FilterArgs;
@@ -105,6 +105,12 @@ pub struct ExportArgs {
     /// site's sync journal is not used (an in-memory one is): sizes and times decide.
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
+    /// When the changes go live, overriding the site's `switch`: `burst` uploads every new
+    /// and changed file under a temporary name first, then renames them all into place at
+    /// once; `per-file` puts each file live as it arrives [default: the site's switch, else
+    /// burst].
+    #[arg(long, value_name = "MODE", value_parser = clap::value_parser!(Switch))]
+    pub switch: Option<Switch>,
 }
 
 /// `siteport import`.
@@ -157,6 +163,8 @@ pub struct Request {
     pub stats: Option<Duration>,
     /// Sites run at once (`--parallel-sites`).
     pub parallel_sites: usize,
+    /// `--switch`, overriding the site's (export).
+    pub switch: Option<Switch>,
 }
 
 impl Request {
@@ -180,6 +188,7 @@ impl Request {
             bwlimit: a.common.bwlimit,
             stats: a.common.stats,
             parallel_sites: usize::from(a.common.parallel_sites),
+            switch: a.switch,
         }
     }
 
@@ -203,6 +212,7 @@ impl Request {
             bwlimit: a.common.bwlimit,
             stats: a.common.stats,
             parallel_sites: usize::from(a.common.parallel_sites),
+            switch: None,
         }
     }
 
@@ -226,6 +236,7 @@ impl Request {
             bwlimit: None,
             stats: None,
             parallel_sites: 1,
+            switch: None,
         }
     }
 
@@ -459,6 +470,7 @@ fn sync_options(req: &Request, site: &ResolvedSite) -> CliResult<SyncOptions> {
     sync.checksum = req.checksum;
     sync.size_only = req.size_only;
     sync.max_connections = req.jobs.unwrap_or(site.max_connections).max(1);
+    sync.switch = req.switch.unwrap_or(site.switch);
     Ok(sync)
 }
 
@@ -844,8 +856,18 @@ fn summary(req: &Request, site: &ResolvedSite, r: &Report, max_connections: usiz
         0 => String::new(),
         n => format!(", {n} stale temporary file(s) removed"),
     };
+    // How long the live site mixed old and new files, when any file went live.
+    let switched = match (r.switch, r.switch_window_ms) {
+        (Some(siteport_sync::Switch::Burst), Some(ms)) => {
+            format!("; switched in one burst in {:.3} s", ms as f64 / 1000.0)
+        }
+        (Some(siteport_sync::Switch::PerFile), Some(ms)) => {
+            format!("; switched file by file over {:.1} s", ms as f64 / 1000.0)
+        }
+        _ => String::new(),
+    };
     format!(
-        "{} {}: {moved} ({}), {dirs}, {} deleted{temps}, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s)",
+        "{} {}: {moved} ({}), {dirs}, {} deleted{temps}, {} skipped as unchanged, {} failed in {:.1} s over {} of {} connection(s){switched}",
         req.verb(),
         site.name,
         human_size(r.bytes),

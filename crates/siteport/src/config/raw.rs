@@ -74,6 +74,9 @@ pub(super) struct RawSite {
     /// Where the deploy state and the lock live: relative to `remote`, or absolute on the
     /// server (outside the web root).
     pub(super) state_dir: Option<Spanned<String>>,
+    /// When an export's changes go live: `"burst"` (default) or `"per-file"`. Any TOML type,
+    /// so that `switch = true` is refused by us, at its place, with the values to write.
+    pub(super) switch: Option<Spanned<toml::Value>>,
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) fingerprint: Option<Spanned<String>>,
     // Spanned (not plain bools): on an SFTP site these FTPS keys are errors at their place.

@@ -69,6 +69,8 @@ pub struct ResolvedSite {
     /// The deploy state dir (state and lock) in the engine's form: relative to `remote` when
     /// inside it, `/…` on the server when outside ([`siteport_sync::locate_state_dir`]).
     pub state_dir: String,
+    /// When an export's changes go live.
+    pub switch: siteport_sync::Switch,
     /// CA bundle for self-signed servers.
     pub ca_file: Option<PathBuf>,
     /// SHA-256 certificate pin.
@@ -337,6 +339,7 @@ impl Config {
             max_connections: site.max_connections,
             lock_timeout: site.lock_timeout,
             max_delete: site.max_delete,
+            switch: site.switch,
             state_dir,
             ca_file,
             fingerprint,

@@ -58,6 +58,8 @@ pub struct SiteConfig {
     /// `state_dir`: where the deploy state and the lock live (default `.siteport` in
     /// `remote`); its form is checked, its place against `remote` once that is resolved.
     pub state_dir: Option<String>,
+    /// `switch`: when an export's changes go live (default: all at once, in a burst).
+    pub switch: siteport_sync::Switch,
     /// `ca_file`, unexpanded.
     pub ca_file: Option<String>,
     /// `fingerprint` (SHA-256 pin), unexpanded.
@@ -180,6 +182,7 @@ impl Config {
         let lock_timeout = self.site_lock_timeout(&name, r.lock_timeout.as_ref())?;
         let max_delete = self.site_max_delete(&name, r.max_delete.as_ref())?;
         let state_dir = self.site_state_dir(&name, r.state_dir.as_ref())?;
+        let switch = self.site_switch(&name, r.switch.as_ref())?;
         let exclude = self.site_exclude(&name, &r.exclude)?;
         Ok(SiteConfig {
             name,
@@ -199,6 +202,7 @@ impl Config {
             lock_timeout,
             max_delete,
             state_dir,
+            switch,
             ca_file: f.ca_file,
             fingerprint: f.fingerprint,
             insecure: r.insecure.as_ref().is_some_and(|v| *v.get_ref()),
@@ -450,6 +454,33 @@ impl Config {
             )
         })?;
         Ok(Some(v.get_ref().trim().to_owned()))
+    }
+
+    /// `switch`: `"burst"` or `"per-file"`.
+    fn site_switch(
+        &self,
+        name: &str,
+        v: Option<&Spanned<toml::Value>>,
+    ) -> Result<siteport_sync::Switch, ConfigError> {
+        let Some(v) = v else {
+            return Ok(siteport_sync::Switch::default());
+        };
+        let parsed = match v.get_ref() {
+            toml::Value::String(s) => s.parse(),
+            other => Err(format!("a {} is not a switch mode", other.type_str())),
+        };
+        parsed.map_err(|e| {
+            ConfigError::new(
+                ConfigErrorKind::Invalid,
+                format!("site '{name}': switch: {e}"),
+            )
+            .at(self.at(v.span()))
+            .hint(
+                "write switch = \"burst\" (every file uploaded first, then all renamed into \
+                 place at once; the default) or switch = \"per-file\" (each file live as it \
+                 arrives)",
+            )
+        })
     }
 
     fn site_max_delete(

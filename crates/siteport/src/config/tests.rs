@@ -131,6 +131,7 @@ remote = "/htdocs"
 exclude = [".git/**", "*.tmp"]
 delete = true
 max_connections = 4
+switch = "per-file"
 
 [[site]]
 name = "shop"
@@ -196,6 +197,7 @@ async fn full_config_resolves_lazily() {
     assert_eq!(r.port, 2100);
     assert_eq!(r.username, "acme-user");
     assert_eq!(r.password.expose_secret(), "acme-pw-123");
+    assert_eq!(r.switch, siteport_sync::Switch::PerFile);
     assert_eq!(r.tls, TlsMode::Explicit);
     assert_eq!(r.local, t.path().join("public"));
     assert_eq!(r.remote, "/htdocs");
@@ -215,6 +217,7 @@ async fn full_config_resolves_lazily() {
     );
     assert!(!r.passive);
     assert_eq!(r.max_connections, 4);
+    assert_eq!(r.switch, siteport_sync::Switch::Burst, "the default");
 
     let r = cfg.resolve_site("mixed", &b, &env).await.unwrap();
     assert_eq!(r.host, "cred.acme.example");
@@ -378,6 +381,14 @@ fn structural_errors_have_locations() {
 
     let e = load_err("[[site]]\nname = \"a\"\nlocal = \"l\"\nmax_connections = 0\n");
     assert_eq!(at(&e), (4, 19), "{e}");
+
+    let e = load_err("[[site]]\nname = \"a\"\nlocal = \"l\"\nswitch = \"sideways\"\n");
+    assert_eq!(e.kind(), ConfigErrorKind::Invalid);
+    assert_eq!(at(&e), (4, 10), "{e}");
+    assert!(e.to_string().contains("switch"), "{e}");
+    assert!(e.to_string().contains("bad.toml"), "{e}");
+    let e = load_err("[[site]]\nname = \"a\"\nlocal = \"l\"\nswitch = true\n");
+    assert_eq!(at(&e), (4, 10), "{e}");
 
     let e =
         load_err("[[site]]\nname = \"a\"\nlocal = \"l\"\n[[site]]\nname = \"a\"\nlocal = \"m\"\n");
