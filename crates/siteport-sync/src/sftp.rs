@@ -34,8 +34,12 @@ pub(crate) fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
         Some(op) => format!("{op}: {}", e.message()),
         None => e.message().to_string(),
     };
-    let mut out =
-        Error::new(kind, place, detail).retryable(e.retryable() || kind == ErrorKind::Network);
+    // As for FTP: a login that reached the server and was cut is retried on the engine's
+    // reconnect budget, not on the job's tries.
+    let reached = connecting && e.reached_server();
+    let mut out = Error::new(kind, place, detail)
+        .retryable(e.retryable() || kind == ErrorKind::Network)
+        .reached_server(reached);
     if let Some(h) = e.hint() {
         out = out.with_hint(h);
     } else if kind == ErrorKind::Config {

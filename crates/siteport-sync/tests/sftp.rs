@@ -18,8 +18,8 @@ use common::*;
 use secrecy::SecretString;
 use siteport_sync::*;
 use siteport_testsupport::{
-    HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer, SftpServerKind,
-    SshServer,
+    FaultyProxy, HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES, HostileSftpServer,
+    SftpServerKind, SshServer,
 };
 
 const REMOTE: &str = "/site";
@@ -309,6 +309,58 @@ async fn logins_keys_and_host_keys(kind: SftpServerKind) {
     test_login(&endpoint_with(&s, pinned, login))
         .await
         .expect("pinned");
+}
+
+/// Logins cut by the network after the server answered (a proxy that cuts 40 % of the
+/// connections within the first 512 bytes the server sends, i.e. during the key exchange) are
+/// reconnects on the engine's budget, not tries of a job: with one try per job the export and
+/// a second one after an edit still finish with nothing failed. Before SFTP errors said
+/// they reached the server, the first cut login ended the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_logins_use_the_reconnect_budget_not_the_tries() {
+    let s = SshServer::start();
+    let target: std::net::SocketAddr = format!("{}:{}", s.host, s.port).parse().unwrap();
+    let proxy = FaultyProxy::start(target, 0.4, 7);
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 300,
+            big: 64 * 1024,
+        },
+    );
+    let pinned = SftpSettings {
+        host_key: Some(s.host_key_fingerprint.clone()),
+        ..SftpSettings::default()
+    };
+    let mut e = endpoint_with(&s, pinned, Login::new(s.user.clone(), s.password.clone()));
+    e.port = proxy.port();
+    let f = connect_factory(&e);
+    let mut so = sync_options(&local);
+    so.retry.max_attempts = 1;
+    so.max_connections = 4;
+    let journal = t.path().join("state/site.json");
+    let deadline = Duration::from_secs(120);
+    let (_, r) = tokio::time::timeout(
+        deadline,
+        run(f.clone(), so.clone(), &journal, Direction::Export),
+    )
+    .await
+    .expect("the export finished in time");
+    assert_eq!(r.counts.uploaded, paths.len());
+    assert_same("after export", &local, &s.root());
+    flip_first_byte(&local, "index.html");
+    let (_, r) = tokio::time::timeout(deadline, run(f, so, &journal, Direction::Export))
+        .await
+        .expect("the second export finished in time");
+    assert_eq!(uploaded(&r), ["index.html"]);
+    assert!(
+        proxy.cut() > 0,
+        "the proxy cut nothing ({} connections)",
+        proxy.connections()
+    );
+    eprintln!("{} of {} connections cut", proxy.cut(), proxy.connections());
 }
 
 const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";

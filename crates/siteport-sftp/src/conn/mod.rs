@@ -83,18 +83,35 @@ impl SftpConnection {
     /// `opts.timeout`.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, SftpError> {
         let server = opts.server();
-        match tokio::time::timeout(opts.timeout, Self::connect_inner(opts, &server)).await {
-            Ok(r) => r,
-            Err(_) => Err(SftpError::new(
-                SftpErrorKind::Transient,
-                server,
-                format!("no answer within {} s", opts.timeout.as_secs()),
-            )
-            .with_op("connect")),
-        }
+        let reached = std::sync::atomic::AtomicBool::new(false);
+        let r =
+            match tokio::time::timeout(opts.timeout, Self::connect_inner(opts, &server, &reached))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(SftpError::new(
+                    SftpErrorKind::Transient,
+                    &server,
+                    format!("no answer within {} s", opts.timeout.as_secs()),
+                )
+                .with_op("connect")),
+            };
+        // Once TCP is up every failure (a cut key exchange, a lost login, a timeout there)
+        // came from a live server: the engine retries those on its reconnect budget.
+        r.map_err(|e| {
+            if reached.load(std::sync::atomic::Ordering::SeqCst) {
+                e.server_reached()
+            } else {
+                e
+            }
+        })
     }
 
-    async fn connect_inner(opts: &ConnectOptions, server: &str) -> Result<Self, SftpError> {
+    async fn connect_inner(
+        opts: &ConnectOptions,
+        server: &str,
+        reached: &std::sync::atomic::AtomicBool,
+    ) -> Result<Self, SftpError> {
         let tcp = tokio::net::TcpStream::connect((opts.host.as_str(), opts.port))
             .await
             .map_err(|e| {
@@ -102,6 +119,7 @@ impl SftpConnection {
                     .with_op("connect")
                     .with_source(e)
             })?;
+        reached.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = tcp.set_nodelay(true);
         let config = Arc::new(client::Config {
             // Large windows and packets: one channel carries 64 requests of 32 KiB in flight.
