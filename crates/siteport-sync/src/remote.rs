@@ -284,4 +284,11 @@ pub trait RemoteFactory: Send + Sync {
     fn login_cost(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// What this factory's connections did that the run's report should say once (files
+    /// replaced without an atomic rename, say), taken: the next call returns only what
+    /// happened since. The engine adds them to the report's warnings.
+    fn take_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

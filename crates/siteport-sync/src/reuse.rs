@@ -84,6 +84,10 @@ impl RemoteFactory for ReusingFactory {
         }
     }
 
+    fn take_notes(&self) -> Vec<String> {
+        self.inner.take_notes()
+    }
+
     async fn connect(&self) -> Result<Box<dyn Remote>> {
         let conn = match self.take_spare() {
             Some(c) => c,

@@ -3,11 +3,14 @@
 //! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
 //! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use siteport_sftp::{
-    Auth, ConnectOptions, HostKeyPolicy, SftpConnection, SftpError, SftpErrorKind,
+    Auth, ConnectOptions, HostKeyPolicy, PutOutcome, RenameMethod, SftpConnection, SftpError,
+    SftpErrorKind,
 };
 
 use crate::endpoint::{Endpoint, SftpSettings};
@@ -110,6 +113,8 @@ pub(crate) struct SftpRemote {
     conn: Option<SftpConnection>,
     root: String,
     server: String,
+    /// Uploads that replaced a file by remove + rename, shared with the factory.
+    replaced: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for SftpRemote {
@@ -127,6 +132,14 @@ impl SftpRemote {
     fn full(&self, rel: &str) -> Result<String> {
         crate::path::server_path(&self.root, rel)
             .map_err(|why| Error::unsafe_name(format!("sftp {}: {rel:?}", self.server), why))
+    }
+
+    /// The bytes sent, counting a non-atomic replacement for the run's report.
+    fn sent(&self, o: PutOutcome) -> u64 {
+        if o.rename == RenameMethod::RemoveThenRename {
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        o.bytes
     }
 
     fn conn(&self) -> Result<&SftpConnection> {
@@ -201,7 +214,7 @@ impl Remote for SftpRemote {
         self.conn()?
             .put_atomic_file(local.file, &local.shown, &p, mtime, obs, Some(&count))
             .await
-            .map(|o| o.bytes)
+            .map(|o| self.sent(o))
             .map_err(|e| map_sftp_error(e, false))
     }
 
@@ -215,7 +228,7 @@ impl Remote for SftpRemote {
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
-            .map(|o| o.bytes)
+            .map(|o| self.sent(o))
             .map_err(|e| map_sftp_error(e, false))
     }
 
@@ -283,6 +296,8 @@ impl Remote for SftpRemote {
 pub(crate) struct SftpRemoteFactory {
     opts: ConnectOptions,
     root: String,
+    /// Files replaced by remove + rename since the last [`take_notes`](RemoteFactory::take_notes).
+    replaced: Arc<AtomicUsize>,
 }
 
 impl SftpRemoteFactory {
@@ -291,6 +306,7 @@ impl SftpRemoteFactory {
         Self {
             opts: connect_options(endpoint, settings),
             root: endpoint.root.trim_end_matches('/').to_string(),
+            replaced: Arc::default(),
         }
     }
 }
@@ -315,8 +331,27 @@ impl RemoteFactory for SftpRemoteFactory {
             conn: Some(conn),
             root: self.root.clone(),
             server,
+            replaced: self.replaced.clone(),
         }))
     }
+
+    /// The uploads that replaced a file without posix-rename: the final name was missing for
+    /// a moment, which a visitor of the site may have seen.
+    fn take_notes(&self) -> Vec<String> {
+        match self.replaced.swap(0, Ordering::Relaxed) {
+            0 => Vec::new(),
+            n => vec![replaced_note(n)],
+        }
+    }
+}
+
+/// The report's line for `n` files replaced by remove + rename.
+fn replaced_note(n: usize) -> String {
+    let files = if n == 1 { "file" } else { "files" };
+    format!(
+        "{n} {files} replaced by remove + rename (not atomic: the name was missing for a \
+         moment): the server lacks posix-rename@openssh.com"
+    )
 }
 
 #[cfg(test)]

@@ -363,6 +363,53 @@ async fn cut_logins_use_the_reconnect_budget_not_the_tries() {
     eprintln!("{} of {} connections cut", proxy.cut(), proxy.connections());
 }
 
+/// A server without `posix-rename@openssh.com` (proftpd with `SFTPExtensions -posixRename`):
+/// the first export replaces nothing (every name is new: plain renames) and says nothing; an
+/// edited file then goes in by remove + rename, and the report says so in one warning (the
+/// CLI prints it and `--json` carries it), counting the files so replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_posix_rename_the_report_counts_the_non_atomic_replacements() {
+    let s = SshServer::start_proftpd_without_posix_rename();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 40,
+            big: 64 * 1024,
+        },
+    );
+    let f = connect_factory(&endpoint(&s));
+    let mut so = sync_options(&local);
+    // No deploy state: only the site's own files are uploaded, so the count is exact.
+    so.state_dir = None;
+    let journal = t.path().join("state/site.json");
+    let note = |r: &Report| -> Vec<String> {
+        r.warnings
+            .iter()
+            .filter(|w| w.contains("remove + rename"))
+            .cloned()
+            .collect()
+    };
+    let (_, r) = run(f.clone(), so.clone(), &journal, Direction::Export).await;
+    assert_eq!(r.counts.uploaded, paths.len());
+    assert_eq!(note(&r), Vec::<String>::new(), "nothing was replaced");
+    flip_first_byte(&local, "index.html");
+    flip_first_byte(&local, "with space.html");
+    let (_, r) = run(f, so, &journal, Direction::Export).await;
+    assert_eq!(uploaded(&r), ["index.html", "with space.html"]);
+    assert_eq!(
+        note(&r),
+        [
+            "2 files replaced by remove + rename (not atomic: the name was missing for a moment): \
+          the server lacks posix-rename@openssh.com"
+        ],
+        "{:?}",
+        r.warnings
+    );
+    assert_same("after edits", &local, &s.root());
+}
+
 const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";
 
 /// Runs only when re-executed by [`kill_and_resume`] with `SITEPORT_SFTP_CHILD` set: an

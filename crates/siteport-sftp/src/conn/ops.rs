@@ -44,6 +44,9 @@ pub enum RenameMethod {
     /// The server lacks it: the old file was removed, then the new one renamed (the name was
     /// missing for a moment).
     RemoveThenRename,
+    /// The server lacks it, and nothing was at the final name: a plain RENAME (nothing was
+    /// replaced, so nothing was missing).
+    Rename,
 }
 
 pub(crate) fn entry_kind(attrs: &FileAttributes) -> EntryKind {
@@ -175,7 +178,8 @@ impl SftpConnection {
     }
 
     /// Renames `from` to `to`, replacing `to` if it exists: atomically with
-    /// `posix-rename@openssh.com` when offered, else remove then rename.
+    /// `posix-rename@openssh.com` when offered, else remove then rename (the method says
+    /// whether something was removed).
     pub async fn rename_replace(&self, from: &str, to: &str) -> Result<RenameMethod, SftpError> {
         let op = format!("rename {from} {to}");
         if self.posix_rename {
@@ -202,15 +206,15 @@ impl SftpConnection {
                 Err(e) => Err(SftpError::from_sftp(&self.server, &op, e)),
             };
         }
-        match self.sftp.remove(to).await {
-            Ok(_) => {}
-            Err(e) if is_status(&e, StatusCode::NoSuchFile) => {}
+        let method = match self.sftp.remove(to).await {
+            Ok(_) => RenameMethod::RemoveThenRename,
+            Err(e) if is_status(&e, StatusCode::NoSuchFile) => RenameMethod::Rename,
             Err(e) => return Err(SftpError::from_sftp(&self.server, &op, e)),
-        }
+        };
         self.sftp
             .rename(from, to)
             .await
-            .map(|_| RenameMethod::RemoveThenRename)
+            .map(|_| method)
             .map_err(|e| SftpError::from_sftp(&self.server, &op, e))
     }
 }

@@ -479,6 +479,7 @@ impl Engine {
                 if lock(&self.shared.fatal).is_none() {
                     self.finish_state(&mut report.warnings).await;
                 }
+                report.warnings.extend(self.shared.factory.take_notes());
             }
             Direction::Import => {
                 if !self.stopped() {
