@@ -88,6 +88,10 @@ impl RemoteFactory for ReusingFactory {
         self.inner.take_notes()
     }
 
+    fn streams_per_login(&self) -> usize {
+        self.inner.streams_per_login()
+    }
+
     async fn connect(&self) -> Result<Box<dyn Remote>> {
         let conn = match self.take_spare() {
             Some(c) => c,

@@ -110,7 +110,8 @@ pub(crate) async fn test_login(endpoint: &Endpoint, settings: &SftpSettings) -> 
 
 /// One logged-in SFTP connection, rooted at the site's remote directory.
 pub(crate) struct SftpRemote {
-    conn: Option<SftpConnection>,
+    /// Shared with the other remotes the factory handed out on the same SSH session.
+    conn: Option<Arc<SftpConnection>>,
     root: String,
     server: String,
     /// Uploads that replaced a file by remove + rename, shared with the factory.
@@ -282,13 +283,24 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
+    /// The last remote of a session ends it; the others only let go of it.
     async fn close(&mut self) -> Result<()> {
-        match self.conn.take() {
-            Some(c) => c.quit().await.map_err(|e| map_sftp_error(e, false)),
-            None => Ok(()),
+        match self.conn.take().map(Arc::try_unwrap) {
+            Some(Ok(c)) => c.quit().await.map_err(|e| map_sftp_error(e, false)),
+            Some(Err(_)) | None => Ok(()),
         }
     }
 }
+
+/// Workers per SSH session. One session's requests are answered by id, so uploads interleave
+/// on it; several files in flight per session let the server take many requests per wake-up
+/// (sshd reads one burst, sftp-server answers it in one go) instead of one file's requests
+/// per wake-up per process. Measured on loopback, 5,000 × 4 KiB with `max_connections = 4`
+/// (2 cores shared with other work, median of 5): 1 per session (4 workers) 1.30 s and
+/// 0.90 s of server CPU, 2 (8 workers) 1.04 s and 0.64 s, 4 (16 workers) 0.81 s and 0.51 s,
+/// 8 (32 workers) 0.70 s and 0.42 s. 4, not 8: each upload reads up to 2 MiB ahead (64
+/// WRITEs of 32 KiB), so workers times that is the read-ahead a run of large files may hold.
+pub(crate) const STREAMS_PER_SESSION: usize = 4;
 
 /// Opens [`SftpRemote`]s with the same options (secrets stay in `SecretString`s; the
 /// options' `Debug` prints `****`).
@@ -296,6 +308,13 @@ impl Remote for SftpRemote {
 pub(crate) struct SftpRemoteFactory {
     opts: ConnectOptions,
     root: String,
+    /// Remotes handed out per SSH session (see [`SftpRemoteFactory::connect`]).
+    streams: usize,
+    /// The session new remotes join while it has room: the session (weak: it ends with its
+    /// last remote) and how many remotes it was given.
+    session: tokio::sync::Mutex<(std::sync::Weak<SftpConnection>, usize)>,
+    /// What the last real login took.
+    login_ns: std::sync::atomic::AtomicU64,
     /// Files replaced by remove + rename since the last [`take_notes`](RemoteFactory::take_notes).
     replaced: Arc<AtomicUsize>,
 }
@@ -307,6 +326,9 @@ impl SftpRemoteFactory {
             opts: connect_options(endpoint, settings),
             root: endpoint.root.trim_end_matches('/').to_string(),
             replaced: Arc::default(),
+            streams: STREAMS_PER_SESSION,
+            session: tokio::sync::Mutex::new((std::sync::Weak::new(), 0)),
+            login_ns: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -322,10 +344,41 @@ impl RemoteFactory for SftpRemoteFactory {
         )
     }
 
+    fn streams_per_login(&self) -> usize {
+        self.streams
+    }
+
+    fn login_cost(&self) -> Option<std::time::Duration> {
+        match self.login_ns.load(Ordering::SeqCst) {
+            0 => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    /// A remote on the current SSH session while it has fewer than `streams` (its requests
+    /// interleave with theirs: SFTP answers by request id), else on a new session. Logins are
+    /// taken one at a time, so remotes asked for together share the session being opened.
     async fn connect(&self) -> Result<Box<dyn Remote>> {
-        let conn = SftpConnection::connect(&self.opts)
-            .await
-            .map_err(|e| map_sftp_error(e, true))?;
+        let mut session = self.session.lock().await;
+        let conn = match session.0.upgrade() {
+            Some(c) if session.1 < self.streams && c.is_open() => {
+                session.1 += 1;
+                c
+            }
+            _ => {
+                let started = std::time::Instant::now();
+                let c = Arc::new(
+                    SftpConnection::connect(&self.opts)
+                        .await
+                        .map_err(|e| map_sftp_error(e, true))?,
+                );
+                let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.login_ns.store(took.max(1), Ordering::SeqCst);
+                *session = (Arc::downgrade(&c), 1);
+                c
+            }
+        };
+        drop(session);
         let server = conn.server().to_string();
         Ok(Box::new(SftpRemote {
             conn: Some(conn),

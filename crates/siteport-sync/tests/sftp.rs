@@ -311,8 +311,9 @@ async fn logins_keys_and_host_keys(kind: SftpServerKind) {
         .expect("pinned");
 }
 
-/// Logins cut by the network after the server answered (a proxy that cuts 40 % of the
-/// connections within the first 512 bytes the server sends, i.e. during the key exchange) are
+/// Logins cut by the network after the server answered (a proxy that cuts half of the
+/// connections within the first 512 bytes the server sends, i.e. during the key exchange; with
+/// this seed the first two, so the very first login is cut twice before it works) are
 /// reconnects on the engine's budget, not tries of a job: with one try per job the export and
 /// a second one after an edit still finish with nothing failed. Before SFTP errors said
 /// they reached the server, the first cut login ended the run.
@@ -320,7 +321,7 @@ async fn logins_keys_and_host_keys(kind: SftpServerKind) {
 async fn cut_logins_use_the_reconnect_budget_not_the_tries() {
     let s = SshServer::start();
     let target: std::net::SocketAddr = format!("{}:{}", s.host, s.port).parse().unwrap();
-    let proxy = FaultyProxy::start(target, 0.4, 7);
+    let proxy = FaultyProxy::start(target, 0.5, 4);
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
     let paths = generate_tree(
@@ -408,6 +409,62 @@ async fn without_posix_rename_the_report_counts_the_non_atomic_replacements() {
         r.warnings
     );
     assert_same("after edits", &local, &s.root());
+}
+
+/// Counts the workers that started a file and the most files in flight at once.
+#[derive(Default)]
+struct Concurrency {
+    workers: std::sync::Mutex<std::collections::BTreeSet<usize>>,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress for Concurrency {
+    fn started(&self, worker: usize, _: &Action) {
+        use std::sync::atomic::Ordering;
+        self.workers.lock().unwrap().insert(worker);
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+    fn finished(&self, _: usize, _: &FileOutcome) {
+        self.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// One SSH login carries several uploads at once: with `max_connections = 1` an export of
+/// 600 files logs in once (by the server's log) and reports one connection, yet more than
+/// one worker sends files, several at a time, over that session; the tree arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_login_carries_several_uploads_at_once() {
+    let s = SshServer::start();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let paths = generate_tree(
+        &local,
+        SiteSpec {
+            files: 600,
+            big: 256 * 1024,
+        },
+    );
+    let mut so = sync_options(&local);
+    so.max_connections = 1;
+    let logins = s.accepted_logins().len();
+    let seen = Arc::new(Concurrency::default());
+    let j = Journal::open(&t.path().join("state/site.json")).unwrap();
+    let mut e = Engine::new(connect_factory(&endpoint(&s)), so, j, seen.clone());
+    let r = e.run(Direction::Export).await.expect("export");
+    e.finish().await.unwrap();
+    assert!(r.is_success(), "{:#?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.uploaded, paths.len());
+    assert_same("after export", &local, &s.root());
+    assert_eq!(r.connections, 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.accepted_logins().len(), logins + 1, "one login");
+    let workers = seen.workers.lock().unwrap().len();
+    let most = seen.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(workers > 1, "one worker sent every file");
+    assert!(most > 1, "never more than one file in flight");
+    eprintln!("{workers} workers, at most {most} files in flight, one login");
 }
 
 const CHILD_ENV: &str = "SITEPORT_SFTP_CHILD";

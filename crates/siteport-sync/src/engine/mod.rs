@@ -86,7 +86,8 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Compare content hashes (against the journal) for every file.
     pub checksum: bool,
-    /// Connections (and workers) at most; default 4.
+    /// Connections (logins) at most; default 4. Workers: this many times what one login
+    /// serves ([`RemoteFactory::streams_per_login`]: one for FTP, several for SFTP).
     pub max_connections: usize,
     /// Retries of transient errors.
     pub retry: RetryPolicy,
@@ -214,7 +215,7 @@ impl Engine {
         journal: Journal,
         progress: Arc<dyn Progress>,
     ) -> Self {
-        let n = opts.max_connections.max(1);
+        let n = opts.max_connections.max(1) * factory.streams_per_login().max(1);
         let shared = Arc::new(Shared {
             factory,
             queue: Mutex::new(Queue::default()),
@@ -501,10 +502,17 @@ impl Engine {
         }
         report.warnings.extend(results.warnings);
         report.stopped = self.stopped();
-        report.connections = self.pool.iter().filter(|w| w.opened).count();
+        report.connections = self.logins_opened();
         report.set_duration(started.elapsed());
         self.check_fatal()?;
         Ok(report)
+    }
+
+    /// The connections (logins) the workers opened: workers fill one login's streams before
+    /// the next login, so that is the workers that opened one over the streams per login.
+    pub(super) fn logins_opened(&self) -> usize {
+        let opened = self.pool.iter().filter(|w| w.opened).count();
+        opened.div_ceil(self.shared.factory.streams_per_login().max(1))
     }
 
     /// Plans and executes in one go.
