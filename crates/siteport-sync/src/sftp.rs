@@ -300,6 +300,12 @@ impl Remote for SftpRemote {
 /// 0.90 s of server CPU, 2 (8 workers) 1.04 s and 0.64 s, 4 (16 workers) 0.81 s and 0.51 s,
 /// 8 (32 workers) 0.70 s and 0.42 s. 4, not 8: each upload reads up to 2 MiB ahead (64
 /// WRITEs of 32 KiB), so workers times that is the read-ahead a run of large files may hold.
+///
+/// Only where the server says it keeps many handles open at once (it offers
+/// `limits@openssh.com`, as OpenSSH's sftp-server does): proftpd's mod_sftp keeps one
+/// transfer's state per session, and its TransferLog lost about half of the uploads that
+/// overlapped on one session (the files themselves arrived intact), so a server that does not
+/// say gets one worker per session, as before.
 pub(crate) const STREAMS_PER_SESSION: usize = 4;
 
 /// Opens [`SftpRemote`]s with the same options (secrets stay in `SecretString`s; the
@@ -308,8 +314,9 @@ pub(crate) const STREAMS_PER_SESSION: usize = 4;
 pub(crate) struct SftpRemoteFactory {
     opts: ConnectOptions,
     root: String,
-    /// Remotes handed out per SSH session (see [`SftpRemoteFactory::connect`]).
-    streams: usize,
+    /// Remotes handed out per SSH session (see [`SftpRemoteFactory::connect`]): 1 until a
+    /// login shows the server takes several transfers at once, then [`STREAMS_PER_SESSION`].
+    streams: AtomicUsize,
     /// The session new remotes join while it has room: the session (weak: it ends with its
     /// last remote) and how many remotes it was given.
     session: tokio::sync::Mutex<(std::sync::Weak<SftpConnection>, usize)>,
@@ -326,7 +333,7 @@ impl SftpRemoteFactory {
             opts: connect_options(endpoint, settings),
             root: endpoint.root.trim_end_matches('/').to_string(),
             replaced: Arc::default(),
-            streams: STREAMS_PER_SESSION,
+            streams: AtomicUsize::new(1),
             session: tokio::sync::Mutex::new((std::sync::Weak::new(), 0)),
             login_ns: std::sync::atomic::AtomicU64::new(0),
         }
@@ -345,7 +352,7 @@ impl RemoteFactory for SftpRemoteFactory {
     }
 
     fn streams_per_login(&self) -> usize {
-        self.streams
+        self.streams.load(Ordering::SeqCst)
     }
 
     fn login_cost(&self) -> Option<std::time::Duration> {
@@ -361,7 +368,7 @@ impl RemoteFactory for SftpRemoteFactory {
     async fn connect(&self) -> Result<Box<dyn Remote>> {
         let mut session = self.session.lock().await;
         let conn = match session.0.upgrade() {
-            Some(c) if session.1 < self.streams && c.is_open() => {
+            Some(c) if session.1 < self.streams.load(Ordering::SeqCst) && c.is_open() => {
                 session.1 += 1;
                 c
             }
@@ -374,6 +381,12 @@ impl RemoteFactory for SftpRemoteFactory {
                 );
                 let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 self.login_ns.store(took.max(1), Ordering::SeqCst);
+                let streams = if c.takes_concurrent_transfers() {
+                    STREAMS_PER_SESSION
+                } else {
+                    1
+                };
+                self.streams.store(streams, Ordering::SeqCst);
                 *session = (Arc::downgrade(&c), 1);
                 c
             }

@@ -20,6 +20,10 @@ use crate::options::{Auth, ConnectOptions, HostKeyPolicy};
 /// The extension that renames over an existing file atomically (POSIX `rename(2)`).
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
+/// The extension by which a server states its limits, among them how many handles it keeps
+/// open at once (OpenSSH's sftp-server offers it).
+const LIMITS: &str = "limits@openssh.com";
+
 /// russh's client callbacks: only the host-key check matters here.
 struct Client {
     policy: HostKeyPolicy,
@@ -63,6 +67,8 @@ pub struct SftpConnection {
     pub(crate) sftp: Arc<RawSftpSession>,
     pub(crate) server: String,
     pub(crate) posix_rename: bool,
+    /// The server offers `limits@openssh.com`.
+    limits: bool,
     pub(crate) file_mode: u32,
     pub(crate) dir_mode: u32,
     /// Part of temp names, different per connection.
@@ -160,6 +166,7 @@ impl SftpConnection {
             .await
             .map_err(|e| SftpError::from_sftp(server, "sftp init", e))?;
         let posix_rename = version.extensions.contains_key(POSIX_RENAME);
+        let limits = version.extensions.contains_key(LIMITS);
         tracing::debug!(
             "sftp {server}: protocol {} extensions {:?}",
             version.version,
@@ -170,6 +177,7 @@ impl SftpConnection {
             sftp: Arc::new(sftp),
             server: server.to_string(),
             posix_rename,
+            limits,
             file_mode: opts.file_mode,
             dir_mode: opts.dir_mode,
             tmp_tag: transfer::new_tmp_tag(),
@@ -184,6 +192,15 @@ impl SftpConnection {
     /// Whether the server offers `posix-rename@openssh.com` (atomic replace).
     pub fn has_posix_rename(&self) -> bool {
         self.posix_rename
+    }
+
+    /// Whether the server says it keeps many file handles open at once (it offers
+    /// `limits@openssh.com`, whose answer includes that number), so several transfers may
+    /// share this connection (its methods take `&self`): OpenSSH's sftp-server does. A server
+    /// that does not say may keep per-session transfer state (proftpd's mod_sftp logs one
+    /// transfer per session at a time).
+    pub fn takes_concurrent_transfers(&self) -> bool {
+        self.limits
     }
 
     /// Whether the SSH connection is still up.

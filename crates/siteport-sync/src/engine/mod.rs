@@ -205,6 +205,8 @@ pub struct Engine {
     remote_root_missing: bool,
     /// siteport's temporary files the last remote scan found (see `temps.rs`).
     remote_temps: Vec<String>,
+    /// Workers made so far (the pool grows once a login says it carries several).
+    workers_made: usize,
 }
 
 impl Engine {
@@ -255,7 +257,33 @@ impl Engine {
             pool,
             remote_root_missing: false,
             remote_temps: Vec::new(),
+            workers_made: n,
         }
+    }
+
+    /// Adds workers up to `max_connections` × [`RemoteFactory::streams_per_login`], which a
+    /// factory may raise once its first login has told it what the server takes (between
+    /// phases: a phase's workers are all in the pool then). Workers retired since (after
+    /// `421`) are not made again.
+    pub(super) fn grow_pool(&mut self) {
+        let want =
+            self.opts.max_connections.max(1) * self.shared.factory.streams_per_login().max(1);
+        if want <= self.workers_made {
+            return;
+        }
+        for id in self.workers_made..want {
+            self.pool.push(Worker {
+                id,
+                conn: None,
+                opened: false,
+                counted_login: false,
+                reconnects: 0,
+            });
+        }
+        self.shared
+            .pool_size
+            .fetch_add(want - self.workers_made, Ordering::SeqCst);
+        self.workers_made = want;
     }
 
     /// A flag that, once set, makes workers stop taking new actions (actions in flight
