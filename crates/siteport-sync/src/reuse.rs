@@ -80,10 +80,12 @@ impl RemoteFactory for ReusingFactory {
     /// The inner factory's word first: one that shares a login between connections (SFTP)
     /// answers some connects at once, which timing them here would take for a free login.
     fn login_cost(&self) -> Option<Duration> {
-        self.inner.login_cost().or(match self.login_ns.load(Ordering::SeqCst) {
-            0 => None,
-            ns => Some(Duration::from_nanos(ns)),
-        })
+        self.inner
+            .login_cost()
+            .or(match self.login_ns.load(Ordering::SeqCst) {
+                0 => None,
+                ns => Some(Duration::from_nanos(ns)),
+            })
     }
 
     fn take_notes(&self) -> Vec<String> {
