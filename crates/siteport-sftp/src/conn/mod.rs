@@ -73,6 +73,12 @@ pub struct SftpConnection {
     pub(crate) dir_mode: u32,
     /// Part of temp names, different per connection.
     pub(crate) tmp_tag: String,
+    /// WRITEs and READs in flight on this connection, all transfers together, at most
+    /// [`IN_FLIGHT`]: transfers sharing it keep the server's queue (and the memory of their
+    /// chunks) where one transfer alone would. Measured with 4 uploads of 1 MiB files sharing
+    /// a session and 64 WRITEs each: the server's CPU doubled (sshd's buffers of queued
+    /// requests) and the run took 1.6 times as long.
+    pub(crate) data_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SftpConnection {
@@ -181,6 +187,7 @@ impl SftpConnection {
             file_mode: opts.file_mode,
             dir_mode: opts.dir_mode,
             tmp_tag: transfer::new_tmp_tag(),
+            data_slots: Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
         })
     }
 
