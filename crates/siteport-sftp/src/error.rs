@@ -90,6 +90,7 @@ struct Inner {
     message: String,
     hint: Option<String>,
     host_key: Option<HostKeyInfo>,
+    reached_server: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -128,6 +129,7 @@ impl SftpError {
                 message: message.into(),
                 hint: None,
                 host_key: None,
+                reached_server: false,
                 source: None,
             }),
         }
@@ -148,6 +150,13 @@ impl SftpError {
     /// Adds the server's host key (for host-key failures).
     pub fn with_host_key(mut self, info: HostKeyInfo) -> Self {
         self.inner.host_key = Some(info);
+        self
+    }
+
+    /// Marks a failed connect that got past TCP: the server answered, so the failure (a
+    /// connection cut during the key exchange or the login, a timeout there) may pass.
+    pub(crate) fn server_reached(mut self) -> Self {
+        self.inner.reached_server = true;
         self
     }
 
@@ -229,6 +238,13 @@ impl SftpError {
     /// [`SftpErrorKind::HostKeyChanged`].
     pub fn host_key(&self) -> Option<&HostKeyInfo> {
         self.inner.host_key.as_ref()
+    }
+
+    /// Whether a failed [`connect`](crate::SftpConnection::connect) got as far as the server
+    /// (its TCP connection was accepted): a login cut there is not a server that is down.
+    /// Always `false` for errors after the login.
+    pub fn reached_server(&self) -> bool {
+        self.inner.reached_server
     }
 
     /// Whether trying again (on a fresh connection) may succeed.

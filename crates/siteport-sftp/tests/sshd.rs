@@ -16,6 +16,7 @@ siteport_testsupport::sftp_server_tests! {
     async:
         round_trip_odd_names_empty_deep_and_large,
         listing_kinds_exact_mtimes_modes_replace_and_removals,
+        large_directories_list_every_name_once,
         keys_passphrases_and_refused_logins,
         unknown_and_changed_host_keys_fail_before_authentication;
 }
@@ -134,8 +135,8 @@ async fn round_trip_odd_names_empty_deep_and_large(kind: SftpServerKind) {
 
 /// A server without `posix-rename@openssh.com` (proftpd with `SFTPExtensions -posixRename`):
 /// an upload over an existing file removes it, then renames the temp file (its RENAME refuses
-/// an existing target), and says so in its outcome; the new content is in place and no temp
-/// file is left.
+/// an existing target), and says so in its outcome (a new file is a plain rename: nothing was
+/// replaced); the new content is in place and no temp file is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_posix_rename_a_file_is_replaced_by_remove_then_rename() {
     let s = SshServer::start_proftpd_without_posix_rename();
@@ -151,7 +152,8 @@ async fn without_posix_rename_a_file_is_replaced_by_remove_then_rename() {
             .put_atomic(src.path(), "/site/page.html", Some(at(1_500_000_000)), None)
             .await
             .unwrap_or_else(|e| panic!("put {i}: {e}"));
-        assert_eq!(out.rename, RenameMethod::RemoveThenRename);
+        let want = [RenameMethod::Rename, RenameMethod::RemoveThenRename][i];
+        assert_eq!(out.rename, want, "put {i}");
         assert_eq!(
             std::fs::read(s.root().join("page.html")).expect("on disk"),
             body
@@ -281,6 +283,42 @@ async fn listing_kinds_exact_mtimes_modes_replace_and_removals(kind: SftpServerK
         std::fs::metadata("/etc/passwd").is_ok(),
         "the link's target is untouched"
     );
+    c.quit().await.expect("quit");
+}
+
+/// Listings keep two READDIRs in flight and close without waiting: directories of several
+/// batches (0, 1, 99, 100, 101, 250 and 777 names; servers send about 100 per batch) list
+/// every name exactly once, one after another and several at once on one connection.
+async fn large_directories_list_every_name_once(kind: SftpServerKind) {
+    let s = SshServer::start_kind(kind);
+    let sizes = [0usize, 1, 99, 100, 101, 250, 777];
+    for n in sizes {
+        let d = s.root().join(format!("d{n}"));
+        std::fs::create_dir(&d).expect("mkdir");
+        for i in 0..n {
+            std::fs::write(d.join(format!("f{i:04}")), b"x").expect("write");
+        }
+    }
+    let c = connect(&s).await;
+    let check = |n: usize, l: Vec<siteport_sftp::RemoteEntry>| {
+        let mut names: Vec<String> = l.into_iter().map(|e| e.name).collect();
+        names.sort();
+        let want: Vec<String> = (0..n).map(|i| format!("f{i:04}")).collect();
+        assert_eq!(names, want, "d{n}");
+    };
+    for round in 0..2 {
+        for n in sizes {
+            check(n, c.list_dir(&format!("/site/d{n}")).await.expect("list"));
+        }
+        let all = futures_util::future::join_all(sizes.map(|n| {
+            let c = &c;
+            async move { (n, c.list_dir(&format!("/site/d{n}")).await) }
+        }))
+        .await;
+        for (n, l) in all {
+            check(n, l.unwrap_or_else(|e| panic!("round {round} d{n}: {e}")));
+        }
+    }
     c.quit().await.expect("quit");
 }
 

@@ -390,4 +390,19 @@ pub trait RemoteFactory: Send + Sync {
     fn login_cost(&self) -> Option<std::time::Duration> {
         None
     }
+
+    /// How many workers one login serves at once: 1 (the default) for a protocol with one
+    /// transfer per connection (FTP); more where one login carries several (an SFTP session
+    /// answers requests by id, so several uploads share it). The engine runs
+    /// `max_connections` × this many workers, so `max_connections` still counts logins.
+    fn streams_per_login(&self) -> usize {
+        1
+    }
+
+    /// What this factory's connections did that the run's report should say once (files
+    /// replaced without an atomic rename, say), taken: the next call returns only what
+    /// happened since. The engine adds them to the report's warnings.
+    fn take_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

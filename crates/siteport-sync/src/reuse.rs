@@ -77,11 +77,23 @@ impl RemoteFactory for ReusingFactory {
         self.inner.describe()
     }
 
+    /// The inner factory's word first: one that shares a login between connections (SFTP)
+    /// answers some connects at once, which timing them here would take for a free login.
     fn login_cost(&self) -> Option<Duration> {
-        match self.login_ns.load(Ordering::SeqCst) {
-            0 => self.inner.login_cost(),
-            ns => Some(Duration::from_nanos(ns)),
-        }
+        self.inner
+            .login_cost()
+            .or(match self.login_ns.load(Ordering::SeqCst) {
+                0 => None,
+                ns => Some(Duration::from_nanos(ns)),
+            })
+    }
+
+    fn take_notes(&self) -> Vec<String> {
+        self.inner.take_notes()
+    }
+
+    fn streams_per_login(&self) -> usize {
+        self.inner.streams_per_login()
     }
 
     async fn connect(&self) -> Result<Box<dyn Remote>> {

@@ -3,11 +3,14 @@
 //! [`Endpoint`] into `siteport-sftp`'s `ConnectOptions` and SFTP errors into the engine's
 //! kinds (an untrusted host key is [`ErrorKind::HostKey`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use siteport_sftp::{
-    Auth, ConnectOptions, HostKeyPolicy, SftpConnection, SftpError, SftpErrorKind,
+    Auth, ConnectOptions, HostKeyPolicy, PutOutcome, RenameMethod, SftpConnection, SftpError,
+    SftpErrorKind,
 };
 
 use crate::endpoint::{Endpoint, SftpSettings};
@@ -34,8 +37,12 @@ pub(crate) fn map_sftp_error(e: SftpError, connecting: bool) -> Error {
         Some(op) => format!("{op}: {}", e.message()),
         None => e.message().to_string(),
     };
-    let mut out =
-        Error::new(kind, place, detail).retryable(e.retryable() || kind == ErrorKind::Network);
+    // As for FTP: a login that reached the server and was cut is retried on the engine's
+    // reconnect budget, not on the job's tries.
+    let reached = connecting && e.reached_server();
+    let mut out = Error::new(kind, place, detail)
+        .retryable(e.retryable() || kind == ErrorKind::Network)
+        .reached_server(reached);
     if let Some(h) = e.hint() {
         out = out.with_hint(h);
     } else if kind == ErrorKind::Config {
@@ -103,9 +110,12 @@ pub(crate) async fn test_login(endpoint: &Endpoint, settings: &SftpSettings) -> 
 
 /// One logged-in SFTP connection, rooted at the site's remote directory.
 pub(crate) struct SftpRemote {
-    conn: Option<SftpConnection>,
+    /// Shared with the other remotes the factory handed out on the same SSH session.
+    conn: Option<Arc<SftpConnection>>,
     root: String,
     server: String,
+    /// Uploads that replaced a file by remove + rename, shared with the factory.
+    replaced: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for SftpRemote {
@@ -123,6 +133,14 @@ impl SftpRemote {
     fn full(&self, rel: &str) -> Result<String> {
         crate::path::server_path(&self.root, rel)
             .map_err(|why| Error::unsafe_name(format!("sftp {}: {rel:?}", self.server), why))
+    }
+
+    /// The bytes sent, counting a non-atomic replacement for the run's report.
+    fn sent(&self, o: PutOutcome) -> u64 {
+        if o.rename == RenameMethod::RemoveThenRename {
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
+        o.bytes
     }
 
     fn conn(&self) -> Result<&SftpConnection> {
@@ -201,7 +219,7 @@ impl Remote for SftpRemote {
         self.conn()?
             .put_atomic_file(local.file, &local.shown, &p, mtime, obs, Some(&count))
             .await
-            .map(|o| o.bytes)
+            .map(|o| self.sent(o))
             .map_err(|e| map_sftp_error(e, false))
     }
 
@@ -215,7 +233,7 @@ impl Remote for SftpRemote {
         self.conn()?
             .put_atomic_bytes(contents, &p, mtime)
             .await
-            .map(|o| o.bytes)
+            .map(|o| self.sent(o))
             .map_err(|e| map_sftp_error(e, false))
     }
 
@@ -284,6 +302,9 @@ impl Remote for SftpRemote {
             }
         };
         for ((i, ..), r) in names.iter().zip(results) {
+            if let Ok(RenameMethod::RemoveThenRename) = r {
+                self.replaced.fetch_add(1, Ordering::Relaxed);
+            }
             out[*i] = Some(r.map(drop).map_err(|e| map_sftp_error(e, false)));
         }
         let server = format!("sftp {}", self.server);
@@ -350,13 +371,30 @@ impl Remote for SftpRemote {
             .map_err(|e| map_sftp_error(e, false))
     }
 
+    /// The last remote of a session ends it; the others only let go of it.
     async fn close(&mut self) -> Result<()> {
-        match self.conn.take() {
-            Some(c) => c.quit().await.map_err(|e| map_sftp_error(e, false)),
-            None => Ok(()),
+        match self.conn.take().map(Arc::try_unwrap) {
+            Some(Ok(c)) => c.quit().await.map_err(|e| map_sftp_error(e, false)),
+            Some(Err(_)) | None => Ok(()),
         }
     }
 }
+
+/// Workers per SSH session. One session's requests are answered by id, so uploads interleave
+/// on it; several files in flight per session let the server take many requests per wake-up
+/// (sshd reads one burst, sftp-server answers it in one go) instead of one file's requests
+/// per wake-up per process. Measured on loopback, 5,000 × 4 KiB with `max_connections = 4`
+/// (2 cores shared with other work, median of 5): 1 per session (4 workers) 1.30 s and
+/// 0.90 s of server CPU, 2 (8 workers) 1.04 s and 0.64 s, 4 (16 workers) 0.81 s and 0.51 s,
+/// 8 (32 workers) 0.70 s and 0.42 s. 4, not 8: each upload reads up to 2 MiB ahead (64
+/// WRITEs of 32 KiB), so workers times that is the read-ahead a run of large files may hold.
+///
+/// Only where the server says it keeps many handles open at once (it offers
+/// `limits@openssh.com`, as OpenSSH's sftp-server does): proftpd's mod_sftp keeps one
+/// transfer's state per session, and its TransferLog lost about half of the uploads that
+/// overlapped on one session (the files themselves arrived intact), so a server that does not
+/// say gets one worker per session, as before.
+pub(crate) const STREAMS_PER_SESSION: usize = 4;
 
 /// Opens [`SftpRemote`]s with the same options (secrets stay in `SecretString`s; the
 /// options' `Debug` prints `****`).
@@ -364,6 +402,16 @@ impl Remote for SftpRemote {
 pub(crate) struct SftpRemoteFactory {
     opts: ConnectOptions,
     root: String,
+    /// Remotes handed out per SSH session (see [`SftpRemoteFactory::connect`]): 1 until a
+    /// login shows the server takes several transfers at once, then [`STREAMS_PER_SESSION`].
+    streams: AtomicUsize,
+    /// The session new remotes join while it has room: the session (weak: it ends with its
+    /// last remote) and how many remotes it was given.
+    session: tokio::sync::Mutex<(std::sync::Weak<SftpConnection>, usize)>,
+    /// What the last real login took.
+    login_ns: std::sync::atomic::AtomicU64,
+    /// Files replaced by remove + rename since the last [`take_notes`](RemoteFactory::take_notes).
+    replaced: Arc<AtomicUsize>,
 }
 
 impl SftpRemoteFactory {
@@ -372,6 +420,10 @@ impl SftpRemoteFactory {
         Self {
             opts: connect_options(endpoint, settings),
             root: endpoint.root.trim_end_matches('/').to_string(),
+            replaced: Arc::default(),
+            streams: AtomicUsize::new(1),
+            session: tokio::sync::Mutex::new((std::sync::Weak::new(), 0)),
+            login_ns: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -387,17 +439,73 @@ impl RemoteFactory for SftpRemoteFactory {
         )
     }
 
+    fn streams_per_login(&self) -> usize {
+        self.streams.load(Ordering::SeqCst)
+    }
+
+    fn login_cost(&self) -> Option<std::time::Duration> {
+        match self.login_ns.load(Ordering::SeqCst) {
+            0 => None,
+            ns => Some(std::time::Duration::from_nanos(ns)),
+        }
+    }
+
+    /// A remote on the current SSH session while it has fewer than `streams` (its requests
+    /// interleave with theirs: SFTP answers by request id), else on a new session. Logins are
+    /// taken one at a time, so remotes asked for together share the session being opened.
     async fn connect(&self) -> Result<Box<dyn Remote>> {
-        let conn = SftpConnection::connect(&self.opts)
-            .await
-            .map_err(|e| map_sftp_error(e, true))?;
+        let mut session = self.session.lock().await;
+        let conn = match session.0.upgrade() {
+            Some(c) if session.1 < self.streams.load(Ordering::SeqCst) && c.is_open() => {
+                session.1 += 1;
+                c
+            }
+            _ => {
+                let started = std::time::Instant::now();
+                let c = Arc::new(
+                    SftpConnection::connect(&self.opts)
+                        .await
+                        .map_err(|e| map_sftp_error(e, true))?,
+                );
+                let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.login_ns.store(took.max(1), Ordering::SeqCst);
+                let streams = if c.takes_concurrent_transfers() {
+                    STREAMS_PER_SESSION
+                } else {
+                    1
+                };
+                self.streams.store(streams, Ordering::SeqCst);
+                *session = (Arc::downgrade(&c), 1);
+                c
+            }
+        };
+        drop(session);
         let server = conn.server().to_string();
         Ok(Box::new(SftpRemote {
             conn: Some(conn),
             root: self.root.clone(),
             server,
+            replaced: self.replaced.clone(),
         }))
     }
+
+    /// The uploads that replaced a file without posix-rename: the final name was missing for
+    /// a moment, which a visitor of the site may have seen.
+    fn take_notes(&self) -> Vec<String> {
+        match self.replaced.swap(0, Ordering::Relaxed) {
+            0 => Vec::new(),
+            n => vec![replaced_note(n)],
+        }
+    }
+}
+
+/// The report's line for `n` files replaced by remove + rename.
+fn replaced_note(n: usize) -> String {
+    let files = if n == 1 { "file" } else { "files" };
+    format!(
+        "{n} {files} replaced by remove + rename (not atomic: the name was missing for a \
+         moment): the server lacks posix-rename@openssh.com"
+    )
 }
 
 #[cfg(test)]

@@ -264,6 +264,17 @@ impl SftpConnection {
         let result: Result<(), SftpError> = async {
             loop {
                 while !eof && inflight.len() < IN_FLIGHT {
+                    // A slot of the connection's WRITEs; none free: send what is queued and
+                    // wait for an answer, or, with nothing of this upload in flight, wait for
+                    // another upload's (never while holding unsent requests: two uploads
+                    // could each hold slots and wait for the other's).
+                    let slot = match self.data_slots.clone().try_acquire_owned() {
+                        Ok(s) => Some(s),
+                        Err(_) if inflight.is_empty() => {
+                            self.data_slots.clone().acquire_owned().await.ok()
+                        }
+                        Err(_) => break,
+                    };
                     let chunk = read_chunk(reader).await.map_err(|e| match local {
                         Some(p) => SftpError::local(&self.server, "upload", p, e),
                         None => SftpError::new(SftpErrorKind::LocalIo, &self.server, "read"),
@@ -277,7 +288,11 @@ impl SftpConnection {
                     }
                     let len = chunk.len() as u64;
                     let (s, h) = (self.sftp.clone(), handle.clone());
-                    inflight.push(async move { (len, s.write(&*h, offset, chunk).await) });
+                    inflight.push(async move {
+                        let r = s.write(&*h, offset, chunk).await;
+                        drop(slot);
+                        (len, r)
+                    });
                     offset += len;
                 }
                 match inflight.next().await {
@@ -432,7 +447,20 @@ impl SftpConnection {
             let mut done = 0u64; // bytes handed to `sink`
             loop {
                 while queue.len() < IN_FLIGHT && (next < size || queue.is_empty()) {
-                    queue.push_back(read_at(self.sftp.clone(), handle.clone(), next, CHUNK));
+                    // The connection's slots, as for uploads (see `write_file`).
+                    let slot = match self.data_slots.clone().try_acquire_owned() {
+                        Ok(s) => Some(s),
+                        Err(_) if queue.is_empty() => {
+                            self.data_slots.clone().acquire_owned().await.ok()
+                        }
+                        Err(_) => break,
+                    };
+                    let read = read_at(self.sftp.clone(), handle.clone(), next, CHUNK);
+                    queue.push_back(async move {
+                        let r = read.await;
+                        drop(slot);
+                        r
+                    });
                     next += CHUNK as u64;
                 }
                 let Some((offset, r)) = queue.next().await else {

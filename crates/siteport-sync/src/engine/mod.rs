@@ -89,7 +89,8 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Compare content hashes (against the journal) for every file.
     pub checksum: bool,
-    /// Connections (and workers) at most; default 4.
+    /// Connections (logins) at most; default 4. Workers: this many times what one login
+    /// serves ([`RemoteFactory::streams_per_login`]: one for FTP, several for SFTP).
     pub max_connections: usize,
     /// Retries of transient errors.
     pub retry: RetryPolicy,
@@ -218,6 +219,8 @@ pub struct Engine {
     remote_root_missing: bool,
     /// siteport's temporary files the last remote scan found (see `temps.rs`).
     remote_temps: Vec<String>,
+    /// Workers made so far (the pool grows once a login says it carries several).
+    workers_made: usize,
 }
 
 impl Engine {
@@ -228,7 +231,7 @@ impl Engine {
         journal: Journal,
         progress: Arc<dyn Progress>,
     ) -> Self {
-        let n = opts.max_connections.max(1);
+        let n = opts.max_connections.max(1) * factory.streams_per_login().max(1);
         let shared = Arc::new(Shared {
             factory,
             queue: Mutex::new(Queue::default()),
@@ -271,7 +274,33 @@ impl Engine {
             pool,
             remote_root_missing: false,
             remote_temps: Vec::new(),
+            workers_made: n,
         }
+    }
+
+    /// Adds workers up to `max_connections` × [`RemoteFactory::streams_per_login`], which a
+    /// factory may raise once its first login has told it what the server takes (between
+    /// phases: a phase's workers are all in the pool then). Workers retired since (after
+    /// `421`) are not made again.
+    pub(super) fn grow_pool(&mut self) {
+        let want =
+            self.opts.max_connections.max(1) * self.shared.factory.streams_per_login().max(1);
+        if want <= self.workers_made {
+            return;
+        }
+        for id in self.workers_made..want {
+            self.pool.push(Worker {
+                id,
+                conn: None,
+                opened: false,
+                counted_login: false,
+                reconnects: 0,
+            });
+        }
+        self.shared
+            .pool_size
+            .fetch_add(want - self.workers_made, Ordering::SeqCst);
+        self.workers_made = want;
     }
 
     /// A flag that, once set, makes workers stop taking new actions (actions in flight
@@ -509,6 +538,7 @@ impl Engine {
                 if lock(&self.shared.fatal).is_none() {
                     self.finish_state(&mut report.warnings).await;
                 }
+                report.warnings.extend(self.shared.factory.take_notes());
             }
             Direction::Import => {
                 if !self.stopped() {
@@ -530,10 +560,17 @@ impl Engine {
         }
         report.warnings.extend(results.warnings);
         report.stopped = self.stopped();
-        report.connections = self.pool.iter().filter(|w| w.opened).count();
+        report.connections = self.logins_opened();
         report.set_duration(started.elapsed());
         self.check_fatal()?;
         Ok(report)
+    }
+
+    /// The connections (logins) the workers opened: workers fill one login's streams before
+    /// the next login, so that is the workers that opened one over the streams per login.
+    pub(super) fn logins_opened(&self) -> usize {
+        let opened = self.pool.iter().filter(|w| w.opened).count();
+        opened.div_ceil(self.shared.factory.streams_per_login().max(1))
     }
 
     /// Plans and executes in one go.

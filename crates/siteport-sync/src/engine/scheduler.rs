@@ -92,6 +92,7 @@ impl Engine {
         if jobs.is_empty() || self.stopped() {
             return;
         }
+        self.grow_pool();
         let sh = self.shared.clone();
         {
             let mut q = lock(&sh.queue);

@@ -153,7 +153,7 @@ impl Engine {
         }
         report.warnings.extend(results.warnings);
         report.stopped = true;
-        report.connections = self.pool.iter().filter(|w| w.opened).count();
+        report.connections = self.logins_opened();
         let in_flight = std::mem::take(&mut *lock(&self.shared.in_flight));
         report.interrupted = in_flight.iter().cloned().collect();
         if in_flight.is_empty() {
