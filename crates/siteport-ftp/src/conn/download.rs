@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::OnBytes;
 use super::data::COPY_BUF;
+use super::pipeline::Expect;
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
 
@@ -56,7 +57,14 @@ impl FtpConnection {
                     crate::rate::take(n).await;
                     if let Err(e) = file.write_all(&chunk[..n]).await {
                         drop(data);
-                        let _ = self.ctrl.read_reply(&command).await;
+                        if self
+                            .read_transfer_reply(&command, Expect::TransferEnd)
+                            .await
+                            .is_ok()
+                        {
+                            let _ = self.settle().await;
+                        }
+                        self.abandon().await;
                         return Err(local_err(self.server(), e));
                     }
                     got += n as u64;
@@ -65,8 +73,8 @@ impl FtpConnection {
                     }
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Ok(Err(e)) => return Err(self.data_err(&command, e)),
-                Err(_) => return Err(self.ctrl.timed_out(&command)),
+                Ok(Err(e)) => return Err(self.data_err(&command, e).await),
+                Err(_) => return Err(self.transfer_timed_out(&command).await),
             }
         }
         if data.is_tls() {

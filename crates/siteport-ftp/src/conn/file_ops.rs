@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::pipeline::Expect;
 use super::{FtpConnection, check_path};
 use crate::error::FtpError;
 use crate::list::parse_mdtm;
@@ -72,13 +73,15 @@ impl FtpConnection {
         // Both lines in one write: the server reads and answers them in order, and a rename
         // costs one round trip instead of two (it is done once per uploaded file). If RNFR
         // fails, the server answers the RNTO with 503, which is read and dropped.
-        if !self.pipelining {
+        // A reply that fits neither (503 to the RNFR: the RNTO was read first) closes the
+        // connection and turns pipelining off (see `pipeline.rs`).
+        if !self.pipelines() {
             self.ctrl.expect(&rnfr, &[350]).await?;
             return self.ctrl.expect(&rnto, &[250, 200]).await.map(drop);
         }
-        self.ctrl.send_all(&[&rnfr, &rnto]).await?;
-        let from_reply = self.ctrl.read_reply(&rnfr).await?;
-        let to_reply = self.ctrl.read_reply(&rnto).await?;
+        self.send_in_step(&[&rnfr, &rnto]).await?;
+        let from_reply = self.read_in_step(&rnfr, Expect::Rnfr).await?;
+        let to_reply = self.read_in_step(&rnto, Expect::Rnto).await?;
         if from_reply.code != 350 {
             return Err(FtpError::from_reply(
                 self.server(),

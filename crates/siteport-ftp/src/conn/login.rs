@@ -99,6 +99,9 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
+            switch: opts.pipelining.clone(),
+            armed: None,
+            owe_epsv: false,
             stat_listing: None,
             tmp_tag: tmp_tag(),
         })
@@ -208,7 +211,9 @@ async fn session_setup(ctrl: &mut Control, tls: bool) -> Result<(Features, Strin
 /// Whether the greeting names a server known to read and answer pipelined commands strictly
 /// in order (tested in `tests/remote_suite.rs` against the real servers).
 fn sequential_server(greeting: &str) -> bool {
-    greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
+    greeting.contains("(vsFTPd ")
+        || greeting.contains("Welcome to Pure-FTPd")
+        || greeting.contains("ProFTPD")
 }
 
 /// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).
