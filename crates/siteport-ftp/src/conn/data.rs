@@ -304,6 +304,7 @@ impl FtpConnection {
         let Some(mut data) = started else {
             return Ok(Vec::new());
         };
+        data.half_close_plain().await;
         let mut out = Vec::new();
         let mut chunk = vec![0u8; COPY_BUF];
         let timeout = self.ctrl.timeout;

@@ -47,6 +47,7 @@ impl FtpConnection {
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
+        data.half_close_plain().await;
         let timeout = self.ctrl.timeout;
         let mut chunk = vec![0u8; COPY_BUF];
         let mut got = 0u64;
