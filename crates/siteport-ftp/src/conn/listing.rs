@@ -66,7 +66,10 @@ impl FtpConnection {
                     // the listing in the same write as the CWD: after a failed CWD it would
                     // list the previous directory, which may be gone (pure-ftpd then ends
                     // the session with 421).
-                    let c = self.ctrl.cmd(&cwd).await?;
+                    // Checked as a pipelined reply: a server out of step would answer it
+                    // with what it owes from before (a 229).
+                    self.send_in_step(&[&cwd]).await?;
+                    let c = self.read_in_step(&cwd, Expect::Cwd).await?;
                     if c.code != 250 && c.code != 200 {
                         return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
                     }
