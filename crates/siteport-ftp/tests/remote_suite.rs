@@ -485,11 +485,18 @@ async fn memory_transfers(s: &mut Suite<'_>) {
         body,
         "{label}"
     );
-    // A small upload (on plain vsftpd/pure-ftpd the one sent without waiting for 150), then
-    // one the server refuses: the error is the server's, and the connection stays in step.
-    c.put_atomic_bytes(b"tiny", "/site/tiny.txt", None)
+    // A small upload (on plain vsftpd/pure-ftpd the one sent without waiting for 150, to the
+    // passive port armed by the download before; its MFMT sent behind the STOR), then one the
+    // server refuses: the error is the server's, and the connection stays in step.
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    c.put_atomic_bytes(b"tiny", "/site/tiny.txt", Some(when))
         .await
         .unwrap();
+    if c.features().mfmt {
+        let listed = by_name(c.list_dir("/site").await.unwrap());
+        let mtime = listed.get("tiny.txt").and_then(|e| e.mtime);
+        assert_eq!(mtime, Some(when), "{label}: MFMT behind the STOR");
+    }
     assert_eq!(
         std::fs::read(root.join("site/tiny.txt")).unwrap(),
         b"tiny",

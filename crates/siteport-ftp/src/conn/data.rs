@@ -131,9 +131,15 @@ impl FtpConnection {
         let _ = tcp.set_nodelay(true);
         if sent == Sent::No {
             if self.pipelines() && self.epsv {
-                // The next transfer's passive port, asked for now (see `pipeline.rs`).
-                self.send_in_step(&[command, "EPSV"]).await?;
+                // The next transfer's passive port, asked for now (see `pipeline.rs`), with
+                // the queued command before it.
+                let after = self.after.take();
+                let mut batch = vec![command];
+                batch.extend(after.as_deref());
+                batch.push("EPSV");
+                self.send_in_step(&batch).await?;
                 self.owe_epsv = true;
+                self.owe_after = after;
             } else {
                 self.ctrl.send(command).await?;
             }

@@ -102,6 +102,9 @@ impl FtpConnection {
             switch: opts.pipelining.clone(),
             armed: None,
             owe_epsv: false,
+            after: None,
+            owe_after: None,
+            after_reply: None,
             stat_listing: None,
             tmp_tag: tmp_tag(),
         })

@@ -116,6 +116,13 @@ pub struct FtpConnection {
     /// An `EPSV` went out behind the current transfer command: its reply follows the
     /// transfer's own and is read by `settle`.
     owe_epsv: bool,
+    /// A command to send behind the next pipelined transfer command, before its `EPSV` (the
+    /// `MFMT` of an upload's temp file, see `put_atomic`); taken by the transfer that sends it.
+    after: Option<String>,
+    /// That command went out behind the current transfer: `settle` reads its reply first.
+    owe_after: Option<String>,
+    /// The reply code to it, once read.
+    after_reply: Option<u16>,
     /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
     /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
     stat_listing: Option<bool>,

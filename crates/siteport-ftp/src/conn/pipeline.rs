@@ -41,6 +41,8 @@ pub(super) enum Expect {
     Rnfr,
     /// `RNTO`: `250`/`200`.
     Rnto,
+    /// `MFMT`: `213`.
+    Mfmt,
 }
 
 /// Whether `code` can answer what `expect` names. Every command may fail (`4xx`/`5xx`), except
@@ -54,6 +56,7 @@ pub(super) fn fits(expect: Expect, code: u16) -> bool {
         Expect::TransferEnd => matches!(code, 226 | 250) || failed,
         Expect::Cwd | Expect::Rnto => matches!(code, 200 | 250) || failed,
         Expect::Stat => (211..=213).contains(&code) || failed,
+        Expect::Mfmt => code == 213 || failed,
         Expect::Rnfr => code == 350 || (failed && code != 503),
     }
 }
@@ -115,12 +118,17 @@ impl FtpConnection {
         }
     }
 
-    /// After a transfer's final reply: reads the reply of the `EPSV` sent behind it, and keeps
-    /// its address armed for the next transfer (none when the server refused it: the next
-    /// transfer asks again).
+    /// After a transfer's final reply: reads the replies of what was sent behind it (the
+    /// queued command, then the `EPSV`), and keeps the `EPSV`'s address armed for the next
+    /// transfer (none when the server refused it: the next transfer asks again).
     pub(super) async fn settle(&mut self) -> Result<(), FtpError> {
+        let after = self.owe_after.take();
         if !std::mem::take(&mut self.owe_epsv) {
             return Ok(());
+        }
+        if let Some(cmd) = after {
+            let r = self.read_in_step(&cmd, Expect::Mfmt).await?;
+            self.after_reply = Some(r.code);
         }
         let r = self.read_in_step("EPSV", Expect::Epsv).await?;
         self.armed = (r.code == 229)
@@ -140,7 +148,8 @@ impl FtpConnection {
         }
     }
 
-    /// Sends `command` (a transfer) pipelined, with an `EPSV` behind it: to the armed address
+    /// Sends `command` (a transfer) pipelined, with the queued command (`after`) and an
+    /// `EPSV` behind it: to the armed address
     /// when there is one, else behind an `EPSV` of its own whose reply is read here. The data
     /// address and how the command went out; `None` when the server does not do `EPSV` after
     /// all (nothing was transferred, and `PASV` is used from now on).
@@ -148,13 +157,20 @@ impl FtpConnection {
         &mut self,
         command: &str,
     ) -> Result<Option<(SocketAddr, Sent)>, FtpError> {
+        let after = self.after.take();
+        let mut batch = vec![command];
+        batch.extend(after.as_deref());
+        batch.push("EPSV");
         if let Some(addr) = self.armed.take() {
-            self.send_in_step(&[command, "EPSV"]).await?;
+            self.send_in_step(&batch).await?;
             self.owe_epsv = true;
+            self.owe_after = after;
             return Ok(Some((addr, Sent::Armed)));
         }
-        self.send_in_step(&["EPSV", command, "EPSV"]).await?;
+        batch.insert(0, "EPSV");
+        self.send_in_step(&batch).await?;
         self.owe_epsv = true;
+        self.owe_after = after;
         let r = self.read_in_step("EPSV", Expect::Epsv).await?;
         let refused = match self.epsv_reply(r) {
             Ok(Some(addr)) => return Ok(Some((addr, Sent::AfterEpsv))),
@@ -169,6 +185,9 @@ impl FtpConnection {
         }
         self.settle().await?;
         self.armed = None;
+        // The queued command ran behind a STOR that stored nothing: done again after the
+        // upload that follows.
+        self.after_reply = None;
         match refused {
             Some(e) => Err(e),
             None => Ok(None),

@@ -476,15 +476,28 @@ impl FtpConnection {
             ));
         }
         let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
-        let sent = self.put(payload, &tmp).await?;
         // The time is set on the temp file, before the rename: the final name appears with
         // its final time at once, so nothing (a listing, a server's digest cache keyed by
-        // path and time) ever sees the new content under the upload's time.
-        if let (Some(t), true) = (mtime, self.features.mfmt) {
-            let cmd = format!("MFMT {} {}", format_mdtm(t), tmp);
-            let r = self.ctrl.cmd(&cmd).await?;
-            if r.code != 213 {
-                tracing::warn!(server = %self.server(), path = %target, code = r.code, "MFMT failed; the remote time stays the upload time");
+        // path and time) ever sees the new content under the upload's time. Pipelining, the
+        // MFMT goes out behind the STOR (the server reads it once the upload ended; after a
+        // failed STOR it fails, or touches a temp that is never renamed).
+        let mfmt = match (mtime, self.features.mfmt) {
+            (Some(t), true) => Some(format!("MFMT {} {}", format_mdtm(t), tmp)),
+            _ => None,
+        };
+        self.after = mfmt.clone().filter(|_| self.pipelines());
+        self.after_reply = None;
+        let sent = self.put(payload, &tmp).await;
+        self.after = None;
+        let queued = self.after_reply.take();
+        let sent = sent?;
+        if let Some(cmd) = mfmt {
+            let code = match queued {
+                Some(code) => code,
+                None => self.ctrl.cmd(&cmd).await?.code,
+            };
+            if code != 213 {
+                tracing::warn!(server = %self.server(), path = %target, code, "MFMT failed; the remote time stays the upload time");
             }
         }
         if let Err(e) = self.rename(&tmp, &target).await {
