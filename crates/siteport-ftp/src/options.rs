@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -59,6 +61,28 @@ impl FromStr for TlsMode {
     }
 }
 
+/// Whether connections may pipeline commands, shared by every connection made from clones of
+/// the same [`ConnectOptions`] (a site's connections in one run): the first connection that
+/// sees the server answer pipelined commands out of order, or close on them, turns it off
+/// for all of them, so that only that connection's file is retried.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineSwitch {
+    off: Arc<AtomicBool>,
+}
+
+impl PipelineSwitch {
+    /// Whether pipelining is still allowed.
+    pub fn is_on(&self) -> bool {
+        !self.off.load(Ordering::Relaxed)
+    }
+
+    /// Turns pipelining off for good; `true` only for the call that turned it off (so that
+    /// the server's misbehaviour is logged once).
+    pub fn turn_off(&self) -> bool {
+        !self.off.swap(true, Ordering::Relaxed)
+    }
+}
+
 /// Everything needed to open and log in one control connection.
 #[derive(Clone)]
 pub struct ConnectOptions {
@@ -81,6 +105,8 @@ pub struct ConnectOptions {
     pub insecure: bool,
     /// Limit for connecting and for each wait on the server.
     pub timeout: Duration,
+    /// Pipelining allowed (with servers known to answer in order); shared by clones.
+    pub pipelining: PipelineSwitch,
 }
 
 impl ConnectOptions {
@@ -102,6 +128,7 @@ impl ConnectOptions {
             fingerprint: None,
             insecure: false,
             timeout: Duration::from_secs(30),
+            pipelining: PipelineSwitch::default(),
         }
     }
 
@@ -127,6 +154,7 @@ impl fmt::Debug for ConnectOptions {
             .field("fingerprint", &self.fingerprint)
             .field("insecure", &self.insecure)
             .field("timeout", &self.timeout)
+            .field("pipelining", &self.pipelining.is_on())
             .finish()
     }
 }

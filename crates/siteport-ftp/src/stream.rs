@@ -22,6 +22,16 @@ impl Stream {
     pub(crate) fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
     }
+
+    /// A download's plain data connection: our side is done at once (nothing is ever sent on
+    /// it), so the FIN goes now rather than after the last byte has come. vsftpd sends a
+    /// transfer's `226` only once the client has closed its side: this saves a round trip per
+    /// download. Not under TLS, where a `close_notify` would end the whole connection.
+    pub(crate) async fn half_close_plain(&mut self) {
+        if let Stream::Plain(s) = self {
+            let _ = s.shutdown().await;
+        }
+    }
 }
 
 impl AsyncRead for Stream {

@@ -1,6 +1,8 @@
 //! The remote conformance suite: the same behaviour checks against every real server in the
 //! matrix — in-process (plain + TLS), vsftpd (plain + explicit FTPS with require_ssl_reuse),
-//! pure-ftpd (plain + explicit FTPS required).
+//! pure-ftpd (plain + explicit FTPS required), proftpd (plain). Every server but the in-process
+//! one is recognised as working in order, so these run with pipelining on (and check that it
+//! stays on).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -9,9 +11,69 @@ use siteport_ftp::{
     ConnectOptions, EntryKind, FtpConnection, FtpErrorKind, Pool, RemoteEntry, SecretString,
     TlsMode,
 };
-use siteport_testsupport::{FaultyProxy, FtpServer, ServerKind};
+use siteport_testsupport::{FaultyProxy, FtpServer, ProFtpd, ServerKind};
 
-fn options(server: &FtpServer) -> ConnectOptions {
+/// Which server a suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    InProcess,
+    Vsftpd,
+    PureFtpd,
+    ProFtpd,
+}
+
+/// What the suite needs of a running server, whichever fixture started it.
+struct Target {
+    host: String,
+    port: u16,
+    user: String,
+    password: SecretString,
+    tls: bool,
+    ca: Option<std::path::PathBuf>,
+    root: std::path::PathBuf,
+    kind: Kind,
+    label: String,
+}
+
+impl Target {
+    fn of(server: &FtpServer) -> Target {
+        Target {
+            host: server.host.clone(),
+            port: server.port,
+            user: server.user.clone(),
+            password: server.password.clone(),
+            tls: server.tls,
+            ca: server.ca_path(),
+            root: server.root().to_path_buf(),
+            kind: match server.kind {
+                ServerKind::InProcess => Kind::InProcess,
+                ServerKind::Vsftpd => Kind::Vsftpd,
+                ServerKind::PureFtpd => Kind::PureFtpd,
+            },
+            label: server.label(),
+        }
+    }
+
+    fn of_proftpd(server: &ProFtpd) -> Target {
+        Target {
+            host: server.host.clone(),
+            port: server.port,
+            user: server.user.clone(),
+            password: server.password.clone(),
+            tls: false,
+            ca: None,
+            root: server.root().to_path_buf(),
+            kind: Kind::ProFtpd,
+            label: "proftpd".to_string(),
+        }
+    }
+
+    fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+}
+
+fn options(server: &Target) -> ConnectOptions {
     let mut o = ConnectOptions::new(
         server.host.clone(),
         server.port,
@@ -23,7 +85,7 @@ fn options(server: &FtpServer) -> ConnectOptions {
         server.user.clone(),
         server.password.clone(),
     );
-    o.ca_file = server.ca_path();
+    o.ca_file = server.ca.clone();
     o.timeout = Duration::from_secs(15);
     o
 }
@@ -46,7 +108,7 @@ fn content(seed: u8, len: usize) -> Vec<u8> {
 /// What the checks of one suite run share: the server, a logged-in connection, a local temp
 /// directory, and what earlier checks left for later ones.
 struct Suite<'a> {
-    server: &'a FtpServer,
+    server: &'a Target,
     label: String,
     opts: ConnectOptions,
     local: tempfile::TempDir,
@@ -80,8 +142,8 @@ macro_rules! check {
 /// Runs every check in order against `server`, each one whatever happened to the ones before
 /// (after a failure, on a fresh connection), then fails naming the server and every failed
 /// check with its message.
-async fn suite(server: &FtpServer) {
-    let label = server.label();
+async fn suite(server: &Target) {
+    let label = server.label.clone();
     let opts = options(server);
     let c = FtpConnection::connect(&opts)
         .await
@@ -307,9 +369,9 @@ async fn stat_listing_agrees_with_list(s: &mut Suite<'_>) {
     let over_control = s.c().lists_over_control();
     eprintln!("{label}: lists over control: {over_control:?}");
     match s.server.kind {
-        ServerKind::Vsftpd => assert_eq!(over_control, Some(true), "{label}"),
+        Kind::Vsftpd => assert_eq!(over_control, Some(true), "{label}"),
         // MLSD is better still: STAT is never tried.
-        ServerKind::InProcess => assert_eq!(over_control, None, "{label}"),
+        Kind::InProcess | Kind::ProFtpd => assert_eq!(over_control, None, "{label}"),
         _ => {}
     }
     let mut fresh = FtpConnection::connect(&s.opts).await.unwrap();
@@ -388,7 +450,7 @@ async fn pipelining_stays_in_step(s: &mut Suite<'_>) {
     let c = s.c();
     assert_eq!(
         c.pipelines(),
-        kind != ServerKind::InProcess,
+        kind != Kind::InProcess,
         "{label}: pipelining"
     );
     let err = c
@@ -471,11 +533,18 @@ async fn memory_transfers(s: &mut Suite<'_>) {
         body,
         "{label}"
     );
-    // A small upload (on plain vsftpd/pure-ftpd the one sent without waiting for 150), then
-    // one the server refuses: the error is the server's, and the connection stays in step.
-    c.put_atomic_bytes(b"tiny", "/site/tiny.txt", None)
+    // A small upload (on plain vsftpd/pure-ftpd the one sent without waiting for 150, to the
+    // passive port armed by the download before; its MFMT sent behind the STOR), then one the
+    // server refuses: the error is the server's, and the connection stays in step.
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    c.put_atomic_bytes(b"tiny", "/site/tiny.txt", Some(when))
         .await
         .unwrap();
+    if c.features().mfmt {
+        let listed = by_name(c.list_dir("/site").await.unwrap());
+        let mtime = listed.get("tiny.txt").and_then(|e| e.mtime);
+        assert_eq!(mtime, Some(when), "{label}: MFMT behind the STOR");
+    }
     assert_eq!(
         std::fs::read(root.join("site/tiny.txt")).unwrap(),
         b"tiny",
@@ -530,9 +599,16 @@ async fn many_files_one_connection(s: &mut Suite<'_>) {
     }
     let per_file = started.elapsed() / 40;
     assert_eq!(c.list_dir("/site/many").await.unwrap().len(), 40, "{label}");
+    // Every earlier check ran on this connection or the run's others: nothing the server
+    // answered turned pipelining off.
+    assert_eq!(
+        c.pipelines(),
+        kind != Kind::InProcess,
+        "{label}: still pipelining"
+    );
     // Nagle + delayed ACK would cost ~40 ms per file; we expect a few ms on loopback. libunftp
     // itself answers in ~45 ms per file, so the bound is for the C servers only.
-    if kind != ServerKind::InProcess {
+    if kind != Kind::InProcess {
         assert!(
             per_file < Duration::from_millis(35),
             "{label}: {per_file:?} per file"
@@ -573,33 +649,38 @@ async fn pool_reuses_connections(s: &mut Suite<'_>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proftpd_plain() {
+    suite(&Target::of_proftpd(&ProFtpd::start())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inprocess_plain() {
-    suite(&FtpServer::start(ServerKind::InProcess, false)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::InProcess, false))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inprocess_tls() {
-    suite(&FtpServer::start(ServerKind::InProcess, true)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::InProcess, true))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsftpd_plain() {
-    suite(&FtpServer::start(ServerKind::Vsftpd, false)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::Vsftpd, false))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vsftpd_explicit_tls() {
-    suite(&FtpServer::start(ServerKind::Vsftpd, true)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::Vsftpd, true))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pureftpd_plain() {
-    suite(&FtpServer::start(ServerKind::PureFtpd, false)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::PureFtpd, false))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pureftpd_explicit_tls() {
-    suite(&FtpServer::start(ServerKind::PureFtpd, true)).await;
+    suite(&Target::of(&FtpServer::start(ServerKind::PureFtpd, true))).await;
 }
 
 /// Certificate verification: no CA → refused; the right CA, the leaf pin, or insecure → ok;
@@ -613,7 +694,7 @@ async fn tls_verification_modes() {
     for kind in [ServerKind::InProcess, ServerKind::Vsftpd] {
         let server = FtpServer::start(kind, true);
         let label = server.label();
-        let base = options(&server);
+        let base = options(&Target::of(&server));
 
         let mut no_ca = base.clone();
         no_ca.ca_file = None;
@@ -651,7 +732,7 @@ async fn tls_verification_modes() {
 async fn explicit_tls_never_falls_back_to_plain() {
     for kind in [ServerKind::Vsftpd, ServerKind::PureFtpd] {
         let server = FtpServer::start(kind, false);
-        let mut o = options(&server);
+        let mut o = options(&Target::of(&server));
         o.tls = TlsMode::Explicit;
         let err = FtpConnection::connect(&o).await.unwrap_err();
         assert_eq!(err.kind(), FtpErrorKind::Tls, "{}: {err}", server.label());
@@ -679,7 +760,7 @@ async fn network_failures_have_kinds() {
 
     let server = FtpServer::start(ServerKind::InProcess, false);
     let proxy = FaultyProxy::start(server.addr(), 1.0, 42);
-    let mut o = options(&server);
+    let mut o = options(&Target::of(&server));
     o.port = proxy.port();
     let mut transient = 0;
     for _ in 0..5 {

@@ -87,6 +87,9 @@ pub(crate) struct FtpRemote {
     conn: Option<FtpConnection>,
     root: String,
     server: String,
+    /// What the connection was made with, for the one fresh connection a call may take after
+    /// the server turned out not to work in order (see [`FtpRemote::fell_back`]).
+    opts: ConnectOptions,
 }
 
 impl std::fmt::Debug for FtpRemote {
@@ -101,13 +104,41 @@ impl std::fmt::Debug for FtpRemote {
 impl FtpRemote {
     /// Wraps a connection; `root` is the site's remote directory (absolute, or relative to the
     /// login directory; empty for the login directory itself).
-    fn new(conn: FtpConnection, root: &str) -> Self {
+    fn new(conn: FtpConnection, root: &str, opts: ConnectOptions) -> Self {
         let server = conn.server().to_string();
         Self {
             conn: Some(conn),
             root: root.trim_end_matches('/').to_string(),
             server,
+            opts,
         }
+    }
+
+    /// Whether the call that just failed on a pipelining connection failed because the server
+    /// answered pipelined commands out of step (or closed on them): the connection closed and
+    /// pipelining went off for the run. Such a call is tried once more on a fresh connection,
+    /// one command at a time: the calls outside the engine's scheduler (the lock, the deploy
+    /// state) have no retry of their own. Only calls that can be repeated as they are.
+    fn fell_back(&self, was_pipelining: bool) -> bool {
+        was_pipelining
+            && self
+                .conn
+                .as_ref()
+                .is_some_and(|c| !c.is_open() && !c.pipelines())
+    }
+
+    /// A fresh connection in place of a closed one.
+    async fn reconnect(&mut self) -> Result<&mut FtpConnection> {
+        let c = FtpConnection::connect(&self.opts)
+            .await
+            .map_err(|e| map_ftp_error(e, false))?;
+        tracing::debug!(server = %self.server, "reconnected after the server fell out of step");
+        Ok(self.conn.insert(c))
+    }
+
+    /// Whether the connection pipelines now.
+    fn pipelining(&self) -> bool {
+        self.conn.as_ref().is_some_and(FtpConnection::pipelines)
     }
 
     /// The server path of `rel`: under the site's root, or unchanged when absolute (the
@@ -156,11 +187,12 @@ impl Remote for FtpRemote {
 
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
         let p = self.full(path)?;
-        let entries = self
-            .conn()?
-            .list_dir(&p)
-            .await
-            .map_err(|e| map_ftp_error(e, false))?;
+        let was = self.pipelining();
+        let entries = match self.conn()?.list_dir(&p).await {
+            Err(_) if self.fell_back(was) => self.reconnect().await?.list_dir(&p).await,
+            r => r,
+        }
+        .map_err(|e| map_ftp_error(e, false))?;
         Ok(entries.into_iter().map(entry).collect())
     }
 
@@ -209,10 +241,17 @@ impl Remote for FtpRemote {
         mtime: Option<SystemTime>,
     ) -> Result<u64> {
         let p = self.full(path)?;
-        self.conn()?
-            .put_atomic_bytes(contents, &p, mtime)
-            .await
-            .map_err(|e| map_ftp_error(e, false))
+        let was = self.pipelining();
+        match self.conn()?.put_atomic_bytes(contents, &p, mtime).await {
+            Err(_) if self.fell_back(was) => {
+                self.reconnect()
+                    .await?
+                    .put_atomic_bytes(contents, &p, mtime)
+                    .await
+            }
+            r => r,
+        }
+        .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn put_staged(
@@ -294,11 +333,13 @@ impl Remote for FtpRemote {
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {
         let p = self.full(path)?;
-        self.conn()?
-            .get_bytes(&p, max)
-            .await
-            .map(Some)
-            .map_err(|e| map_ftp_error(e, false))
+        let was = self.pipelining();
+        match self.conn()?.get_bytes(&p, max).await {
+            Err(_) if self.fell_back(was) => self.reconnect().await?.get_bytes(&p, max).await,
+            r => r,
+        }
+        .map(Some)
+        .map_err(|e| map_ftp_error(e, false))
     }
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
@@ -405,7 +446,11 @@ impl RemoteFactory for FtpRemoteFactory {
         let conn = FtpConnection::connect(&self.opts)
             .await
             .map_err(|e| map_ftp_error(e, true))?;
-        Ok(Box::new(FtpRemote::new(conn, &self.root)))
+        Ok(Box::new(FtpRemote::new(
+            conn,
+            &self.root,
+            self.opts.clone(),
+        )))
     }
 }
 

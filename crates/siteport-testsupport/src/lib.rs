@@ -1,6 +1,8 @@
 //! Test fixtures that start REAL servers: the in-process `siteport-ftpd`, vsftpd, pure-ftpd
 //! and proftpd (with mod_digest's `HASH`) on loopback with temp roots and real users, TLS
 //! certificates made with `rcgen`, a `FaultyProxy` that cuts connections at random, a
+//! `DelayProxy` that puts a round trip between client and server, a `MisorderingServer` that
+//! greets as vsftpd but answers pipelined commands out of order or closes on them, a
 //! `HostileServer` whose listings carry names like `../escape`; OpenSSH's sshd serving
 //! chrooted SFTP and proftpd's mod_sftp, a `HostileSftpServer` (russh) listing `../x`, absolute
 //! names and a link out of the site; and for the credential backends, fakes of Vault, GCP Secret Manager and
@@ -19,12 +21,16 @@
 pub mod azure_fake;
 #[cfg(feature = "certs")]
 mod certs;
+#[cfg(feature = "ftp")]
+mod delay;
 #[cfg(feature = "gcp")]
 pub mod gcp_fake;
 #[cfg(feature = "ftp")]
 mod hostile;
 #[cfg(feature = "sftp")]
 mod hostile_sftp;
+#[cfg(feature = "ftp")]
+mod misorder;
 #[cfg(feature = "aws")]
 mod moto;
 #[cfg(feature = "ftp")]
@@ -41,12 +47,16 @@ pub mod vault_fake;
 #[cfg(feature = "certs")]
 pub use certs::TestCerts;
 #[cfg(feature = "ftp")]
+pub use delay::{DELAY_PROXY_IP, DelayProxy};
+#[cfg(feature = "ftp")]
 pub use hostile::{GHOST_NAME, HOSTILE_NAMES, HOSTILE_REPLY, HostileServer};
 #[cfg(feature = "sftp")]
 pub use hostile_sftp::{
     HOSTILE_SFTP_CONTENT, HOSTILE_SFTP_FILES, HOSTILE_SFTP_LINK, HOSTILE_SFTP_NAMES,
     HostileSftpServer,
 };
+#[cfg(feature = "ftp")]
+pub use misorder::{Misorder, MisorderingServer};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
 #[cfg(feature = "ftp")]

@@ -225,6 +225,7 @@ pub struct FtpServer {
     certs: Option<TestCerts>,
     child: Option<Child>,
     embedded: Option<siteport_ftpd::EmbeddedServer>,
+    passive: Option<(u16, u16)>,
 }
 
 impl std::fmt::Debug for FtpServer {
@@ -275,6 +276,7 @@ impl FtpServer {
             certs,
             child: None,
             embedded: None,
+            passive: None,
         };
         match kind {
             ServerKind::InProcess => server.start_inprocess(),
@@ -316,6 +318,7 @@ impl FtpServer {
             .expect("chown the FTP root to the test user");
         let port = free_port();
         let (pmin, pmax) = passive_range();
+        self.passive = Some((pmin, pmax));
         let log = self.work_dir.path().join("vsftpd.log");
         let mut conf = format!(
             "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port={port}\n\
@@ -412,6 +415,7 @@ impl FtpServer {
 
         let port = free_port();
         let (pmin, pmax) = passive_range();
+        self.passive = Some((pmin, pmax));
         let mut cmd = Command::new(&bin);
         cmd.arg("-S")
             .arg(format!("127.0.0.1,{port}"))
@@ -441,6 +445,12 @@ impl FtpServer {
         self.user = "tester".into();
         self.password = SecretString::from(password);
         wait_for_banner(self.addr(), "pure-ftpd", &mut self.child, &stderr);
+    }
+
+    /// The passive port range (inclusive) of vsftpd and pure-ftpd; `None` for the
+    /// in-process server.
+    pub fn passive_ports(&self) -> Option<(u16, u16)> {
+        self.passive
     }
 
     /// `127.0.0.1:PORT`.

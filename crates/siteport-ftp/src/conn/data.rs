@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use super::pipeline::{Expect, Sent};
 use super::{FtpConnection, tls_handshake};
 use crate::error::{FtpError, FtpErrorKind};
 use crate::stream::{Reply, Stream};
@@ -69,92 +70,95 @@ impl FtpConnection {
     /// Opens a data connection and starts `command` on it. `Ok(None)` when the server answered
     /// the command with a final 2xx right away (an empty listing on some servers).
     pub(super) async fn start_transfer(&mut self, command: &str) -> Result<Option<Data>, FtpError> {
-        if self.pipelining && self.epsv {
-            // EPSV and the transfer command in one write: vsftpd and pure-ftpd open the
-            // passive port, answer 229, then wait for the data connection to the command.
-            self.ctrl.send_all(&["EPSV", command]).await?;
-            let r = self.ctrl.read_reply("EPSV").await?;
-            let addr = match self.epsv_reply(r) {
-                Ok(Some(addr)) => addr,
-                Ok(None) => {
-                    // No EPSV here after all: the command failed for want of a data
-                    // connection; its reply is read and dropped, and PASV used from now on.
-                    self.ctrl.read_reply(command).await?;
-                    let addr = self.pasv_addr().await?;
-                    return self.start_transfer_at(command, addr, false).await;
-                }
-                Err(e) => {
-                    let _ = self.ctrl.read_reply(command).await;
-                    return Err(e);
-                }
-            };
-            return self.start_transfer_at(command, addr, true).await;
+        if self.pipelines() && self.epsv {
+            // The command goes out with an EPSV behind it (see `pipeline.rs`): to the passive
+            // port armed by the previous transfer, or behind an EPSV of its own. vsftpd and
+            // pure-ftpd open the passive port, answer 229, then wait for the data connection
+            // to the command.
+            if let Some((addr, sent)) = self.send_pipelined(command).await? {
+                return self.start_transfer_at(command, addr, sent).await;
+            }
+            // No EPSV here after all: PASV from now on (`epsv` is off).
+            let addr = self.pasv_addr().await?;
+            return self.start_transfer_at(command, addr, Sent::No).await;
         }
         let addr = self.passive_addr().await?;
-        self.start_transfer_at(command, addr, false).await
+        self.start_transfer_at(command, addr, Sent::No).await
     }
 
     /// [`start_transfer`](Self::start_transfer) with the passive address already known.
-    /// `sent`: the command went out already (pipelined after EPSV).
+    /// `sent`: whether (and how) the command went out already.
     pub(super) async fn start_transfer_at(
         &mut self,
         command: &str,
         addr: SocketAddr,
-        sent: bool,
+        sent: Sent,
     ) -> Result<Option<Data>, FtpError> {
         let server = self.server().to_string();
         let timeout = self.ctrl.timeout;
         let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
-        if sent && !matches!(connected, Ok(Ok(_))) {
-            // The server waits for a data connection that will not come; the control
-            // connection is out of step, so it goes (the engine reconnects).
-            self.ctrl.close().await;
-        }
         let tcp = match connected {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(FtpError::new(
-                    FtpErrorKind::Transient,
-                    &server,
-                    format!("cannot open the data connection to {addr}"),
-                )
-                .with_command(command)
-                .with_source(e));
+            Ok(Err(e)) if sent == Sent::Armed => {
+                // A server that refused the command at once may have closed the port before
+                // our connection reached it (pure-ftpd): its reply says so.
+                return Err(self.armed_failed(command, addr, e).await);
             }
-            Err(_) => {
-                return Err(FtpError::new(
-                    FtpErrorKind::Transient,
-                    &server,
-                    format!("opening the data connection to {addr} timed out"),
-                )
-                .with_command(command));
+            failed => {
+                if sent != Sent::No {
+                    // The server waits for a data connection that will not come; the control
+                    // connection is out of step, so it goes (the engine reconnects).
+                    self.owe_epsv = false;
+                    self.ctrl.close().await;
+                }
+                return Err(match failed {
+                    Ok(Err(e)) => FtpError::new(
+                        FtpErrorKind::Transient,
+                        &server,
+                        format!("cannot open the data connection to {addr}"),
+                    )
+                    .with_command(command)
+                    .with_source(e),
+                    _ => FtpError::new(
+                        FtpErrorKind::Transient,
+                        &server,
+                        format!("opening the data connection to {addr} timed out"),
+                    )
+                    .with_command(command),
+                });
             }
         };
         let _ = tcp.set_nodelay(true);
-        if !sent {
-            self.ctrl.send(command).await?;
+        if sent == Sent::No {
+            if self.pipelines() && self.epsv {
+                // The next transfer's passive port, asked for now (see `pipeline.rs`), with
+                // the queued command before it.
+                let after = self.after.take();
+                let mut batch = vec![command];
+                batch.extend(after.as_deref());
+                batch.push("EPSV");
+                self.send_in_step(&batch).await?;
+                self.owe_epsv = true;
+                self.owe_after = after;
+            } else {
+                self.ctrl.send(command).await?;
+            }
         }
 
-        let Some(tls) = &self.tls else {
-            let r = self.ctrl.read_reply(command).await?;
-            return self
-                .check_preliminary(command, r)
-                .map(|ok| ok.then_some(Stream::Plain(tcp)));
-        };
-        if self.pipelining {
-            // vsftpd and pure-ftpd send `150` first and only then accept the handshake. Waiting
-            // for it means a refused command (550) never starts a handshake: an abandoned one
-            // would use up a single-use TLS 1.3 ticket, and after two of those vsftpd
-            // (require_ssl_reuse) refuses every later transfer on this connection.
-            let r = self.ctrl.read_reply(command).await?;
-            if !self.check_preliminary(command, r)? {
+        if self.tls.is_none() || self.pipelining {
+            // Plain: nothing to do before the data flows. TLS with vsftpd, pure-ftpd or proftpd:
+            // they send `150` first and only then accept the handshake. Waiting for it means a
+            // refused command (550) never starts a handshake: an abandoned one would use up a
+            // single-use TLS 1.3 ticket, and after two of those vsftpd (require_ssl_reuse)
+            // refuses every later transfer on this connection.
+            if !self.preliminary(command).await? {
                 return Ok(None);
             }
-            return tls_handshake(tls, tcp, timeout, &server, "the data connection")
-                .await
-                .map(Some)
-                .map_err(|e| e.with_command(command));
+            return self.data_handshake(tcp, command).await.map(Some);
         }
+        let Some(tls) = &self.tls else {
+            unreachable!("a plain connection returned above")
+        };
         // Run the handshake and the wait for `150` side by side: some servers (libunftp) finish
         // the data-channel handshake before they send `150`, others (vsftpd) after.
         let handshake = tls_handshake(tls, tcp, timeout, &server, "the data connection");
@@ -188,6 +192,36 @@ impl FtpConnection {
         }
     }
 
+    /// The data connection as the transfer uses it: plain, or after the TLS handshake (which
+    /// resumes the control connection's session).
+    async fn data_handshake(&mut self, tcp: TcpStream, command: &str) -> Result<Data, FtpError> {
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let server = self.server().to_string();
+        match tls_handshake(tls, tcp, self.ctrl.timeout, &server, "the data connection").await {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.abandon().await;
+                Err(e.with_command(command))
+            }
+        }
+    }
+
+    /// Reads and checks a transfer command's first reply: `Ok(true)`, the transfer starts;
+    /// `Ok(false)`, already complete. When it does not start, the `EPSV` reply owed behind it
+    /// is read too.
+    pub(super) async fn preliminary(&mut self, command: &str) -> Result<bool, FtpError> {
+        let r = self
+            .read_transfer_reply(command, Expect::TransferStart)
+            .await?;
+        let started = self.check_preliminary(command, r);
+        if !matches!(started, Ok(true)) {
+            self.settle().await?;
+        }
+        started
+    }
+
     /// `Ok(true)`: transfer starting; `Ok(false)`: already complete.
     pub(super) fn check_preliminary(&self, command: &str, r: Reply) -> Result<bool, FtpError> {
         match r.code {
@@ -197,8 +231,12 @@ impl FtpConnection {
         }
     }
 
+    /// Reads the transfer's final reply, then the `EPSV` reply owed behind it.
     pub(super) async fn finish_transfer(&mut self, command: &str) -> Result<(), FtpError> {
-        let r = self.ctrl.read_reply(command).await?;
+        let r = self
+            .read_transfer_reply(command, Expect::TransferEnd)
+            .await?;
+        self.settle().await?;
         if r.code == 226 || r.code == 250 {
             Ok(())
         } else {
@@ -215,13 +253,22 @@ impl FtpConnection {
     /// says more than the reset does. A server that refuses the target after accepting the
     /// data connection (libunftp over TLS) resets it before its reply arrives.
     pub(super) async fn reply_or_data_err(&mut self, command: &str, e: io::Error) -> FtpError {
-        match self.ctrl.read_reply(command).await {
+        let r = self.read_transfer_reply(command, Expect::TransferEnd).await;
+        if r.is_ok()
+            && let Err(e) = self.settle().await
+        {
+            return e;
+        }
+        match r {
             Ok(r) if r.code >= 400 => FtpError::from_reply(self.server(), command, r.code, &r.text),
-            _ => self.data_err(command, e),
+            _ => self.data_err(command, e).await,
         }
     }
 
-    pub(super) fn data_err(&self, command: &str, e: io::Error) -> FtpError {
+    /// A broken data connection, its final reply not read: the connection is abandoned when
+    /// a pipelined reply is owed behind it.
+    pub(super) async fn data_err(&mut self, command: &str, e: io::Error) -> FtpError {
+        self.abandon().await;
         FtpError::new(
             FtpErrorKind::Transient,
             self.server(),
@@ -229,6 +276,13 @@ impl FtpConnection {
         )
         .with_command(command)
         .with_source(e)
+    }
+
+    /// A transfer's wait timed out, its final reply not read: abandoned as in
+    /// [`data_err`](Self::data_err).
+    pub(super) async fn transfer_timed_out(&mut self, command: &str) -> FtpError {
+        self.abandon().await;
+        self.ctrl.timed_out(command)
     }
 
     pub(super) async fn read_all_limited(
@@ -240,21 +294,23 @@ impl FtpConnection {
         self.read_all_at(command, None, max, what).await
     }
 
-    /// `addr`: the passive address if already known, else the transfer asks for one.
+    /// `addr`: the passive address if already known (and whether the command went out
+    /// already), else the transfer asks for one.
     pub(super) async fn read_all_at(
         &mut self,
         command: &str,
-        addr: Option<SocketAddr>,
+        addr: Option<(SocketAddr, Sent)>,
         max: usize,
         what: &str,
     ) -> Result<Vec<u8>, FtpError> {
         let started = match addr {
-            Some(addr) => self.start_transfer_at(command, addr, false).await?,
+            Some((addr, sent)) => self.start_transfer_at(command, addr, sent).await?,
             None => self.start_transfer(command).await?,
         };
         let Some(mut data) = started else {
             return Ok(Vec::new());
         };
+        data.half_close_plain().await;
         let mut out = Vec::new();
         let mut chunk = vec![0u8; COPY_BUF];
         let timeout = self.ctrl.timeout;
@@ -267,6 +323,7 @@ impl FtpConnection {
                         // Dropping the data connection aborts the transfer; the control
                         // connection's state is unknown now, so it is closed too.
                         drop(data);
+                        self.owe_epsv = false;
                         self.ctrl.close().await;
                         return Err(FtpError::new(
                             FtpErrorKind::Protocol,
@@ -279,8 +336,8 @@ impl FtpConnection {
                 // A server that closes a TLS data channel without close_notify: the final
                 // reply below says whether the transfer was complete.
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Ok(Err(e)) => return Err(self.data_err(command, e)),
-                Err(_) => return Err(self.ctrl.timed_out(command)),
+                Ok(Err(e)) => return Err(self.data_err(command, e).await),
+                Err(_) => return Err(self.transfer_timed_out(command).await),
             }
         }
         drop(data);
@@ -290,7 +347,7 @@ impl FtpConnection {
 }
 
 /// Parses the port of `229 Entering Extended Passive Mode (|||PORT|)`.
-fn parse_epsv(text: &str) -> Option<u16> {
+pub(super) fn parse_epsv(text: &str) -> Option<u16> {
     let start = text.find('(')?;
     let end = text[start..].find(')')? + start;
     let inner = &text[start + 1..end];

@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::OnBytes;
 use super::data::COPY_BUF;
+use super::pipeline::Expect;
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
 
@@ -46,6 +47,7 @@ impl FtpConnection {
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
+        data.half_close_plain().await;
         let timeout = self.ctrl.timeout;
         let mut chunk = vec![0u8; COPY_BUF];
         let mut got = 0u64;
@@ -56,7 +58,14 @@ impl FtpConnection {
                     crate::rate::take(n).await;
                     if let Err(e) = file.write_all(&chunk[..n]).await {
                         drop(data);
-                        let _ = self.ctrl.read_reply(&command).await;
+                        if self
+                            .read_transfer_reply(&command, Expect::TransferEnd)
+                            .await
+                            .is_ok()
+                        {
+                            let _ = self.settle().await;
+                        }
+                        self.abandon().await;
                         return Err(local_err(self.server(), e));
                     }
                     got += n as u64;
@@ -65,8 +74,8 @@ impl FtpConnection {
                     }
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Ok(Err(e)) => return Err(self.data_err(&command, e)),
-                Err(_) => return Err(self.ctrl.timed_out(&command)),
+                Ok(Err(e)) => return Err(self.data_err(&command, e).await),
+                Err(_) => return Err(self.transfer_timed_out(&command).await),
             }
         }
         if data.is_tls() {

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use super::pipeline::Expect;
 use super::{FtpConnection, check_path};
 use crate::error::FtpError;
 use crate::list::parse_mdtm;
@@ -43,10 +44,10 @@ impl FtpConnection {
         // "cannot create" in the same write: one round trip whether the directory exists or
         // not (the site lock makes sure of `.siteport/` on every run). Every path is sent
         // absolute, so the CWD changes nothing that follows.
-        let (r, cwd) = if self.pipelining {
-            self.ctrl.send_all(&[&cmd, &cwd_cmd]).await?;
+        let (r, cwd) = if self.pipelines() {
+            self.send_in_step(&[&cmd, &cwd_cmd]).await?;
             let r = self.ctrl.read_reply(&cmd).await?;
-            let cwd = self.ctrl.read_reply(&cwd_cmd).await?;
+            let cwd = self.read_in_step(&cwd_cmd, Expect::Cwd).await?;
             (r, Some(cwd))
         } else {
             (self.ctrl.cmd(&cmd).await?, None)
@@ -112,13 +113,15 @@ impl FtpConnection {
         // Both lines in one write: the server reads and answers them in order, and a rename
         // costs one round trip instead of two (it is done once per uploaded file). If RNFR
         // fails, the server answers the RNTO with 503, which is read and dropped.
-        if !self.pipelining {
+        // A reply that fits neither (503 to the RNFR: the RNTO was read first) closes the
+        // connection and turns pipelining off (see `pipeline.rs`).
+        if !self.pipelines() {
             self.ctrl.expect(&rnfr, &[350]).await?;
             return self.ctrl.expect(&rnto, &[250, 200]).await.map(drop);
         }
-        self.ctrl.send_all(&[&rnfr, &rnto]).await?;
-        let from_reply = self.ctrl.read_reply(&rnfr).await?;
-        let to_reply = self.ctrl.read_reply(&rnto).await?;
+        self.send_in_step(&[&rnfr, &rnto]).await?;
+        let from_reply = self.read_in_step(&rnfr, Expect::Rnfr).await?;
+        let to_reply = self.read_in_step(&rnto, Expect::Rnto).await?;
         if from_reply.code != 350 {
             return Err(FtpError::from_reply(
                 self.server(),
@@ -158,7 +161,7 @@ impl FtpConnection {
                 Err(e) => out[i] = Some(Err(e)),
             }
         }
-        if !self.pipelining {
+        if !self.pipelines() {
             for i in todo {
                 let (from, to) = pairs[i];
                 out[i] = Some(self.rename(from, to).await);
@@ -226,7 +229,7 @@ impl FtpConnection {
             cmds.push(rnfr);
             cmds.push(rnto);
         }
-        self.ctrl.send_all(&cmds).await
+        self.send_in_step(&cmds).await
     }
 
     /// Reads the two answers to one pipelined pair. The outer error is a broken connection;
@@ -236,8 +239,10 @@ impl FtpConnection {
         rnfr: &str,
         rnto: &str,
     ) -> Result<Result<(), FtpError>, FtpError> {
-        let from_reply = self.ctrl.read_reply(rnfr).await?;
-        let to_reply = self.ctrl.read_reply(rnto).await?;
+        // Checked against what they answer: a server out of step ends the batch (the
+        // connection is closed, pipelining turned off, the rest retried by the engine).
+        let from_reply = self.read_in_step(rnfr, Expect::Rnfr).await?;
+        let to_reply = self.read_in_step(rnto, Expect::Rnto).await?;
         if from_reply.code != 350 {
             return Ok(Err(FtpError::from_reply(
                 self.server(),

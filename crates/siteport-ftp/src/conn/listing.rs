@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+use super::pipeline::{Expect, Sent, fits};
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
 use crate::list::{RemoteEntry, parse_list_line, parse_mlsd_line};
@@ -52,26 +53,56 @@ impl FtpConnection {
         if !self.features.mlsd && self.list_all && self.stat_listing == Some(true) {
             return self.list_over_control(&cwd).await;
         }
-        // CWD and EPSV in one write, one round trip instead of two (a no-change run is mostly
-        // listings). A failed CWD leaves an unused passive port, which the next EPSV replaces.
-        let addr = if self.epsv && self.pipelining {
-            self.ctrl.send_all(&[&cwd, "EPSV"]).await?;
-            let c = self.ctrl.read_reply(&cwd).await?;
-            let e = self.ctrl.read_reply("EPSV").await?;
-            if c.code != 250 && c.code != 200 {
-                return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
-            }
-            match self.epsv_reply(e)? {
-                Some(a) => a,
-                None => self.pasv_addr().await?,
+        // What lists the directory once we are in it.
+        let list_cmd = if self.features.mlsd {
+            "MLSD"
+        } else if self.list_all {
+            "LIST -a"
+        } else {
+            "LIST"
+        };
+        let addr = if self.epsv && self.pipelines() {
+            match self.armed.take() {
+                Some(addr) => {
+                    // A passive port is armed (see `pipeline.rs`): CWD, then the listing with
+                    // the next EPSV behind it, and the data connection opened at once. Never
+                    // the listing in the same write as the CWD: after a failed CWD it would
+                    // list the previous directory, which may be gone (pure-ftpd then ends
+                    // the session with 421).
+                    // Checked as a pipelined reply: a server out of step would answer it
+                    // with what it owes from before (a 229).
+                    self.send_in_step(&[&cwd]).await?;
+                    let c = self.read_in_step(&cwd, Expect::Cwd).await?;
+                    if c.code != 250 && c.code != 200 {
+                        return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
+                    }
+                    self.send_in_step(&[list_cmd, "EPSV"]).await?;
+                    self.owe_epsv = true;
+                    (addr, Sent::Armed)
+                }
+                None => {
+                    // CWD and EPSV in one write, one round trip instead of two (a no-change
+                    // run is mostly listings). A failed CWD leaves an unused passive port,
+                    // which the next EPSV replaces.
+                    self.send_in_step(&[&cwd, "EPSV"]).await?;
+                    let c = self.read_in_step(&cwd, Expect::Cwd).await?;
+                    let e = self.read_in_step("EPSV", Expect::Epsv).await?;
+                    if c.code != 250 && c.code != 200 {
+                        return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
+                    }
+                    match self.epsv_reply(e)? {
+                        Some(a) => (a, Sent::No),
+                        None => (self.pasv_addr().await?, Sent::No),
+                    }
+                }
             }
         } else {
             self.ctrl.expect(&cwd, &[250, 200]).await?;
-            self.passive_addr().await?
+            (self.passive_addr().await?, Sent::No)
         };
         let entries = if self.features.mlsd {
             let raw = self
-                .read_all_at("MLSD", Some(addr), MAX_LISTING, "directory listing")
+                .read_all_at(list_cmd, Some(addr), MAX_LISTING, "directory listing")
                 .await?;
             String::from_utf8_lossy(&raw)
                 .split('\n')
@@ -80,7 +111,7 @@ impl FtpConnection {
         } else {
             let raw = if self.list_all {
                 match self
-                    .read_all_at("LIST -a", Some(addr), MAX_LISTING, "directory listing")
+                    .read_all_at(list_cmd, Some(addr), MAX_LISTING, "directory listing")
                     .await
                 {
                     Ok(raw) => raw,
@@ -91,7 +122,7 @@ impl FtpConnection {
                     Err(e) => return Err(e),
                 }
             } else {
-                self.read_all_at("LIST", Some(addr), MAX_LISTING, "directory listing")
+                self.read_all_at(list_cmd, Some(addr), MAX_LISTING, "directory listing")
                     .await?
             };
             let now = SystemTime::now();
@@ -170,7 +201,7 @@ impl FtpConnection {
             lines.push(cwd);
             lines.push(STAT_LIST);
         }
-        if let Err(e) = self.ctrl.send_all(&lines).await {
+        if let Err(e) = self.send_in_step(&lines).await {
             out.push(Err(e));
             out.extend(rest[1..].iter().map(|p| Err(self.lost_before(p))));
             return;
@@ -189,7 +220,7 @@ impl FtpConnection {
             }
             // Both replies are read whatever the first says: each is owed, and the next
             // pair's replies come after them.
-            let c = match self.ctrl.read_reply(&cwd).await {
+            let c = match self.read_in_step(&cwd, Expect::Cwd).await {
                 Ok(c) => c,
                 Err(e) => {
                     out.push(Err(e));
@@ -197,7 +228,11 @@ impl FtpConnection {
                 }
             };
             let s = match self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await {
-                Ok(s) => s,
+                Ok(s) if fits(Expect::Stat, s.code) => s,
+                Ok(s) => {
+                    out.push(Err(self.out_of_step(STAT_LIST, &s).await));
+                    continue;
+                }
                 Err(e) => {
                     out.push(Err(e));
                     continue;
@@ -214,7 +249,7 @@ impl FtpConnection {
 
     /// Whether [`list_dirs`](Self::list_dirs) sends a batch's commands in one write.
     fn lists_in_batches(&self) -> bool {
-        self.pipelining && !self.features.mlsd && self.list_all && self.stat_listing == Some(true)
+        self.pipelines() && !self.features.mlsd && self.list_all && self.stat_listing == Some(true)
     }
 
     /// The error of a batched listing that was not tried because the connection broke before.
@@ -252,12 +287,15 @@ impl FtpConnection {
     /// CWD and `STAT -a` in one round trip (when the server works in order); the listing
     /// comes back as the reply, with no data connection, PASV or TLS handshake.
     async fn list_over_control(&mut self, cwd: &str) -> Result<Vec<RemoteEntry>, FtpError> {
-        let (c, s) = if self.pipelining {
-            self.ctrl.send_all(&[cwd, STAT_LIST]).await?;
-            let c = self.ctrl.read_reply(cwd).await?;
+        let (c, s) = if self.pipelines() {
+            self.send_in_step(&[cwd, STAT_LIST]).await?;
+            let c = self.read_in_step(cwd, Expect::Cwd).await?;
             // Read even when CWD failed: the STAT reply (of the previous directory) is
             // owed and would otherwise answer the next command.
             let s = self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?;
+            if !fits(Expect::Stat, s.code) {
+                return Err(self.out_of_step(STAT_LIST, &s).await);
+            }
             (c, Some(s))
         } else {
             (self.ctrl.cmd(cwd).await?, None)

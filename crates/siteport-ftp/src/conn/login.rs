@@ -87,8 +87,11 @@ impl FtpConnection {
         if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
             auth_tls(&mut ctrl, t, opts.timeout, &server).await?;
         }
-        login(&mut ctrl, opts, &server, pipelining).await?;
-        let (features, home) = session_setup(&mut ctrl, tls.is_some(), pipelining).await?;
+        // The login goes pipelined only while no connection of these options found the server
+        // out of step.
+        let pipelined_login = pipelining && opts.pipelining.is_on();
+        login(&mut ctrl, opts, &server, pipelined_login).await?;
+        let (features, home) = session_setup(&mut ctrl, tls.is_some(), pipelined_login).await?;
         tracing::debug!(server = %server, tls = %opts.tls, mlsd = features.mlsd, mfmt = features.mfmt, "logged in");
         Ok(Self {
             ctrl,
@@ -99,6 +102,12 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
+            switch: opts.pipelining.clone(),
+            armed: None,
+            owe_epsv: false,
+            after: None,
+            owe_after: None,
+            after_reply: None,
             stat_listing: None,
             tmp_tag: tmp_tag(),
         })
@@ -261,7 +270,9 @@ async fn session_setup(
 /// Whether the greeting names a server known to read and answer pipelined commands strictly
 /// in order (tested in `tests/remote_suite.rs` against the real servers).
 fn sequential_server(greeting: &str) -> bool {
-    greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
+    greeting.contains("(vsFTPd ")
+        || greeting.contains("Welcome to Pure-FTPd")
+        || greeting.contains("ProFTPD")
 }
 
 /// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).

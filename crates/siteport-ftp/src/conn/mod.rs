@@ -10,9 +10,10 @@ mod download;
 mod file_ops;
 mod listing;
 mod login;
+mod pipeline;
 mod upload;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::{FtpError, FtpErrorKind};
+use crate::options::PipelineSwitch;
 use crate::stream::{Control, Stream};
 
 pub use upload::{OnBytes, ReadObserver};
@@ -106,6 +108,21 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
+    /// Off for every connection of the run once one saw the server misbehave when pipelined.
+    switch: PipelineSwitch,
+    /// A passive address the server is listening on, from an `EPSV` sent behind the previous
+    /// transfer command (see `pipeline.rs`): the next transfer connects to it at once.
+    armed: Option<SocketAddr>,
+    /// An `EPSV` went out behind the current transfer command: its reply follows the
+    /// transfer's own and is read by `settle`.
+    owe_epsv: bool,
+    /// A command to send behind the next pipelined transfer command, before its `EPSV` (the
+    /// `MFMT` of an upload's temp file, see `put_atomic`); taken by the transfer that sends it.
+    after: Option<String>,
+    /// That command went out behind the current transfer: `settle` reads its reply first.
+    owe_after: Option<String>,
+    /// The reply code to it, once read.
+    after_reply: Option<u16>,
     /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
     /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
     stat_listing: Option<bool>,
@@ -189,9 +206,10 @@ impl FtpConnection {
     }
 
     /// Whether this connection pipelines commands: only with servers known to answer in order
-    /// (vsftpd, pure-ftpd), recognised by their greeting.
+    /// (vsftpd, pure-ftpd, proftpd), recognised by their greeting, and only until one
+    /// connection of the run saw the server answer out of step (see [`PipelineSwitch`]).
     pub fn pipelines(&self) -> bool {
-        self.pipelining
+        self.pipelining && self.switch.is_on()
     }
 
     /// Sends one command on the control connection and returns its reply (code, text), for

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::pipeline::{Expect, Sent};
 use super::{FtpConnection, check_path};
 use crate::error::{FtpError, FtpErrorKind};
 use crate::list::format_mdtm;
@@ -199,7 +200,7 @@ impl FtpConnection {
         let command = format!("STOR {}", self.abs(remote_path));
         if let Some(b) = memory
             && b.len() <= EAGER_MAX
-            && self.pipelining
+            && self.pipelines()
             && self.epsv
             && self.tls.is_none()
             && let Some(sent) = self.put_eager(b, &command).await?
@@ -242,7 +243,14 @@ impl FtpConnection {
                         // The server would keep a truncated file: drop the data connection
                         // without a clean close, so it sees an aborted transfer.
                         drop(data);
-                        let _ = self.ctrl.read_reply(&command).await;
+                        if self
+                            .read_transfer_reply(&command, Expect::TransferEnd)
+                            .await
+                            .is_ok()
+                        {
+                            let _ = self.settle().await;
+                        }
+                        self.abandon().await;
                         return Err(FtpError::new(
                             FtpErrorKind::LocalIo,
                             self.server(),
@@ -264,7 +272,7 @@ impl FtpConnection {
                     drop(data);
                     return Err(self.reply_or_data_err(&command, e).await);
                 }
-                Err(_) => return Err(self.ctrl.timed_out(&command)),
+                Err(_) => return Err(self.transfer_timed_out(&command).await),
             }
             sent += n as u64;
             if let Some(f) = on_bytes {
@@ -279,7 +287,7 @@ impl FtpConnection {
                 drop(data);
                 return Err(self.reply_or_data_err(&command, e).await);
             }
-            Err(_) => return Err(self.ctrl.timed_out(&command)),
+            Err(_) => return Err(self.transfer_timed_out(&command).await),
         }
         let mut sink = [0u8; 512];
         let _ = tokio::time::timeout(timeout, async {
@@ -295,45 +303,47 @@ impl FtpConnection {
         Ok(sent)
     }
 
-    /// A small plain upload without waiting on the server between steps: EPSV and STOR in one
-    /// write, then the bytes and the end of the data connection, then `150` and `226` read
-    /// back. At most [`EAGER_MAX`] bytes, which the kernel buffers whole even if the server
-    /// refuses the STOR and never accepts the data connection (then its reply says why).
+    /// A small plain upload without waiting on the server between steps: STOR (with the
+    /// EPSV that arms the next transfer's port behind it) sent to the passive port armed by
+    /// the previous transfer, or behind an EPSV of its own; then the bytes and the end of the
+    /// data connection, then `150` and `226` read back (see `pipeline.rs`). At most
+    /// [`EAGER_MAX`] bytes, which the kernel buffers whole even if the server refuses the STOR
+    /// and never accepts the data connection (then its reply says why).
     /// `Ok(None)`: the server does not do EPSV after all; nothing was stored.
     async fn put_eager(&mut self, contents: &[u8], command: &str) -> Result<Option<u64>, FtpError> {
         // Before the STOR: the server is not kept waiting for the data while the budget fills.
         crate::rate::take(contents.len()).await;
-        self.ctrl.send_all(&["EPSV", command]).await?;
-        let r = self.ctrl.read_reply("EPSV").await?;
-        let addr = match self.epsv_reply(r) {
-            Ok(Some(addr)) => addr,
-            Ok(None) => {
-                // No EPSV after all: the STOR failed for want of a data connection; the
-                // caller goes the ordinary way, with PASV from now on (`epsv` is off).
-                self.ctrl.read_reply(command).await?;
-                return Ok(None);
-            }
-            Err(e) => {
-                let _ = self.ctrl.read_reply(command).await;
-                return Err(e);
-            }
+        let Some((addr, how)) = self.send_pipelined(command).await? else {
+            // No EPSV after all: the STOR failed for want of a data connection; the caller
+            // goes the ordinary way, with PASV from now on (`epsv` is off).
+            return Ok(None);
         };
         let timeout = self.ctrl.timeout;
         let server = self.server().to_string();
-        let sent = tokio::time::timeout(timeout, async {
-            let mut tcp = TcpStream::connect(addr).await?;
-            let _ = tcp.set_nodelay(true);
-            tcp.write_all(contents).await?;
-            tcp.shutdown().await?;
-            Ok::<_, io::Error>(tcp)
-        })
-        .await;
+        let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
+        let sent = match connected {
+            Ok(Ok(mut tcp)) => {
+                tokio::time::timeout(timeout, async {
+                    let _ = tcp.set_nodelay(true);
+                    tcp.write_all(contents).await?;
+                    tcp.shutdown().await?;
+                    Ok::<_, io::Error>(tcp)
+                })
+                .await
+            }
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        };
         let reply = if matches!(sent, Ok(Ok(_))) {
-            self.ctrl.read_reply(command).await
+            self.read_in_step(command, Expect::TransferStart).await
         } else {
             // A refused STOR is answered at once; a server still waiting for the data
             // connection is not worth waiting for (the control connection is closed below).
-            match tokio::time::timeout(Duration::from_secs(2), self.ctrl.read_reply(command)).await
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                self.read_in_step(command, Expect::TransferStart),
+            )
+            .await
             {
                 Ok(r) => r,
                 Err(_) => Err(self.ctrl.timed_out(command)),
@@ -342,12 +352,18 @@ impl FtpConnection {
         let data = match sent {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
-                // The server's reply (553, 425…) says more than the refused connection.
+                // The server's reply (553, 425…) says more than the refused connection; the
+                // EPSV reply behind it keeps the connection in step.
                 if let Ok(r) = reply
                     && r.code >= 400
                 {
+                    self.settle().await?;
                     return Err(FtpError::from_reply(&server, command, r.code, &r.text));
                 }
+                if how == Sent::Armed {
+                    return Err(self.armed_refused(command, addr, e).await);
+                }
+                self.owe_epsv = false;
                 self.ctrl.close().await;
                 return Err(FtpError::new(
                     FtpErrorKind::Transient,
@@ -358,11 +374,16 @@ impl FtpConnection {
                 .with_source(e));
             }
             Err(_) => {
+                self.owe_epsv = false;
                 self.ctrl.close().await;
                 return Err(self.ctrl.timed_out(command));
             }
         };
-        if !self.check_preliminary(command, reply?)? {
+        let started = self.check_preliminary(command, reply?);
+        if !matches!(started, Ok(true)) {
+            self.settle().await?;
+        }
+        if !started? {
             return Ok(Some(contents.len() as u64));
         }
         // No data comes back on an upload's connection and our FIN is already sent, so it can
@@ -504,15 +525,28 @@ impl FtpConnection {
             ));
         }
         let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
-        let sent = self.put(payload, &tmp).await?;
         // The time is set on the temp file, before the rename: the final name appears with
         // its final time at once, so nothing (a listing, a server's digest cache keyed by
-        // path and time) ever sees the new content under the upload's time.
-        if let (Some(t), true) = (mtime, self.features.mfmt) {
-            let cmd = format!("MFMT {} {}", format_mdtm(t), self.abs(&tmp));
-            let r = self.ctrl.cmd(&cmd).await?;
-            if r.code != 213 {
-                tracing::warn!(server = %self.server(), path = %self.abs(remote_path), code = r.code, "MFMT failed; the remote time stays the upload time");
+        // path and time) ever sees the new content under the upload's time. Pipelining, the
+        // MFMT goes out behind the STOR (the server reads it once the upload ended; after a
+        // failed STOR it fails, or touches a temp that is never renamed).
+        let mfmt = match (mtime, self.features.mfmt) {
+            (Some(t), true) => Some(format!("MFMT {} {}", format_mdtm(t), self.abs(&tmp))),
+            _ => None,
+        };
+        self.after = mfmt.clone().filter(|_| self.pipelines());
+        self.after_reply = None;
+        let sent = self.put(payload, &tmp).await;
+        self.after = None;
+        let queued = self.after_reply.take();
+        let sent = sent?;
+        if let Some(cmd) = mfmt {
+            let code = match queued {
+                Some(code) => code,
+                None => self.ctrl.cmd(&cmd).await?.code,
+            };
+            if code != 213 {
+                tracing::warn!(server = %self.server(), path = %self.abs(remote_path), code, "MFMT failed; the remote time stays the upload time");
             }
         }
         Ok((sent, tmp))
