@@ -503,7 +503,7 @@ async fn batched_listings_match_single(s: &mut Suite<'_>) {
         let n: usize = path[path.len() - 4..path.len() - 2].parse().unwrap();
         assert_eq!(got.len(), n % 4, "{label}: {path}: {got:?}");
     }
-    if s.server.kind == ServerKind::Vsftpd {
+    if s.server.kind == Kind::Vsftpd {
         assert_eq!(s.c().lists_over_control(), Some(true), "{label}");
     }
     assert!(

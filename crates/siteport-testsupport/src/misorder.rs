@@ -45,8 +45,19 @@ impl std::fmt::Debug for MisorderingServer {
 }
 
 impl MisorderingServer {
-    /// Serves `root` (which must exist), misbehaving as `how`. Panics on failure (fixture).
+    /// Serves `root` (which must exist), misbehaving as `how` from the first pipelined read
+    /// on (a pipelined login included). Panics on failure (fixture).
     pub fn start(root: &Path, how: Misorder) -> MisorderingServer {
+        Self::start_with(root, how, false)
+    }
+
+    /// As [`start`](Self::start), but every connection's login and session set-up (up to
+    /// and including its `PWD`) pass in order: the misbehaviour meets the client's transfers.
+    pub fn start_after_login(root: &Path, how: Misorder) -> MisorderingServer {
+        Self::start_with(root, how, true)
+    }
+
+    fn start_with(root: &Path, how: Misorder, after_login: bool) -> MisorderingServer {
         let password = format!("pw{}", std::process::id());
         let inner = siteport_ftpd::EmbeddedServer::start(
             root,
@@ -73,7 +84,7 @@ impl MisorderingServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                 tokio::select! {
-                    _ = accept_loop(listener, upstream, how, seen) => {}
+                    _ = accept_loop(listener, upstream, how, after_login, seen) => {}
                     _ = stop_rx => {}
                 }
             });
@@ -115,6 +126,7 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     upstream: SocketAddr,
     how: Misorder,
+    after_login: bool,
     batches: Arc<AtomicUsize>,
 ) {
     loop {
@@ -154,6 +166,8 @@ async fn accept_loop(
                 let _ = cw.shutdown().await;
             });
             let mut buf = vec![0u8; 16 * 1024];
+            // Whether the connection has sent its PWD (the end of the client's set-up).
+            let mut set_up = !after_login;
             loop {
                 let n = match cr.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -164,7 +178,11 @@ async fn accept_loop(
                     .split_inclusive(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                     .collect();
-                let out = if lines.len() > 1 {
+                let in_order = !set_up;
+                if !set_up && lines.iter().any(|l| l.starts_with(b"PWD")) {
+                    set_up = true;
+                }
+                let out = if lines.len() > 1 && !in_order {
                     batches.fetch_add(1, Ordering::SeqCst);
                     match how {
                         Misorder::Close => {

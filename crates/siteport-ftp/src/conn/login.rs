@@ -27,7 +27,19 @@ impl FtpConnection {
     /// demands) is a cheap session-ID lookup under 1.2, while 1.3 does a key exchange and
     /// issues new tickets on every data connection. A server that refuses 1.2 gets a second
     /// connection offering 1.3.
+    ///
+    /// A login that went wrong while pipelined (a reply that does not answer its command, the
+    /// server closing on the batch) turns pipelining off for every connection of these
+    /// options and is tried once more, one command at a time.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, FtpError> {
+        let pipelining = opts.pipelining.is_on();
+        match Self::connect_tls(opts).await {
+            Err(_) if pipelining && !opts.pipelining.is_on() => Self::connect_tls(opts).await,
+            r => r,
+        }
+    }
+
+    async fn connect_tls(opts: &ConnectOptions) -> Result<Self, FtpError> {
         match Self::connect_with(opts, true).await {
             Err(e) if opts.tls != TlsMode::None && tls::is_version_refusal(&e) => {
                 tracing::debug!(server = %opts.server(), "the server refused TLS 1.2; connecting again with TLS 1.3");
@@ -90,8 +102,21 @@ impl FtpConnection {
         // The login goes pipelined only while no connection of these options found the server
         // out of step.
         let pipelined_login = pipelining && opts.pipelining.is_on();
-        login(&mut ctrl, opts, &server, pipelined_login).await?;
-        let (features, home) = session_setup(&mut ctrl, tls.is_some(), pipelined_login).await?;
+        let setup = async {
+            login(&mut ctrl, opts, &server, pipelined_login).await?;
+            session_setup(&mut ctrl, tls.is_some(), pipelined_login).await
+        };
+        let (features, home) = match setup.await {
+            // A refused login is the server's answer, pipelined or not; anything else may
+            // be the server mishandling the batch (see `connect`).
+            Err(e) if pipelined_login && e.kind() != FtpErrorKind::Login => {
+                if opts.pipelining.turn_off() {
+                    tracing::warn!(server = %server, error = %e, "a pipelined login failed: sending one command at a time to this server from now on");
+                }
+                return Err(e);
+            }
+            r => r?,
+        };
         tracing::debug!(server = %server, tls = %opts.tls, mlsd = features.mlsd, mfmt = features.mfmt, "logged in");
         Ok(Self {
             ctrl,
