@@ -289,18 +289,7 @@ impl Remote for FtpRemote {
     /// Every pair in one pipelined batch where the server answers in order (see
     /// `FtpConnection::rename_many`), else one rename at a time.
     async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
-        let mut out: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
-        let mut names = Vec::new();
-        for (i, s) in batch.iter().enumerate() {
-            let Some(t) = &s.temp else {
-                out[i] = Some(Ok(()));
-                continue;
-            };
-            match (self.full(t), self.full(&s.path)) {
-                (Ok(from), Ok(to)) => names.push((i, from, to)),
-                (Err(e), _) | (_, Err(e)) => out[i] = Some(Err(e)),
-            }
-        }
+        let (mut out, names) = Staged::renames(batch, |p| self.full(p));
         let pairs: Vec<(&str, &str)> = names
             .iter()
             .map(|(_, f, t)| (f.as_str(), t.as_str()))
@@ -317,18 +306,7 @@ impl Remote for FtpRemote {
         for ((i, ..), r) in names.iter().zip(results) {
             out[*i] = Some(r.map_err(|e| map_ftp_error(e, false)));
         }
-        let server = format!("ftp {}", self.server);
-        out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Transfer,
-                        server.clone(),
-                        "rename: no answer",
-                    ))
-                })
-            })
-            .collect()
+        Staged::settled(out, &format!("ftp {}", self.server))
     }
 
     async fn get_contents(&mut self, path: &str, max: usize) -> Result<Option<Vec<u8>>> {

@@ -150,6 +150,9 @@ impl HashAlg {
     }
 }
 
+/// One rename of a publish: the index in the batch, the temp's and the final server paths.
+pub(crate) type Rename = (usize, String, String);
+
 /// What a staged upload ([`Remote::put_staged`]) left on the server: the file under a
 /// temporary name in its target directory, waiting for [`Remote::publish`] to rename it into
 /// place, or (a transport that cannot stage) already under its final name.
@@ -177,6 +180,44 @@ impl Staged {
             path: path.to_owned(),
             temp: Some(temp),
         }
+    }
+
+    /// What a transport's [`Remote::publish`] has to rename: the `(index, temp, final)`
+    /// server paths of the batch's waiting files (through `full`), and the results already
+    /// known, by index (nothing to rename: published; a path `full` refuses: its error).
+    pub(crate) fn renames(
+        batch: &[Staged],
+        full: impl Fn(&str) -> Result<String>,
+    ) -> (Vec<Option<Result<()>>>, Vec<Rename>) {
+        let mut out: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
+        let mut names = Vec::new();
+        for (i, s) in batch.iter().enumerate() {
+            let Some(t) = &s.temp else {
+                out[i] = Some(Ok(()));
+                continue;
+            };
+            match (full(t), full(&s.path)) {
+                (Ok(from), Ok(to)) => names.push((i, from, to)),
+                (Err(e), _) | (_, Err(e)) => out[i] = Some(Err(e)),
+            }
+        }
+        (out, names)
+    }
+
+    /// A publish's results in batch order: a rename the transport never answered for fails
+    /// (`place` names the server in the error).
+    pub(crate) fn settled(out: Vec<Option<Result<()>>>, place: &str) -> Vec<Result<()>> {
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(crate::error::Error::new(
+                        crate::error::ErrorKind::Transfer,
+                        place.to_string(),
+                        "rename: no answer",
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The file waiting beside `path` under the bare name that ends `server_temp` (the

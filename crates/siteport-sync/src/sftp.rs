@@ -276,18 +276,7 @@ impl Remote for SftpRemote {
     /// The renames all sent on the session before the first answer is awaited
     /// (`SftpConnection::rename_many`).
     async fn publish(&mut self, batch: &[Staged]) -> Vec<Result<()>> {
-        let mut out: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
-        let mut names = Vec::new();
-        for (i, s) in batch.iter().enumerate() {
-            let Some(t) = &s.temp else {
-                out[i] = Some(Ok(()));
-                continue;
-            };
-            match (self.full(t), self.full(&s.path)) {
-                (Ok(from), Ok(to)) => names.push((i, from, to)),
-                (Err(e), _) | (_, Err(e)) => out[i] = Some(Err(e)),
-            }
-        }
+        let (mut out, names) = Staged::renames(batch, |p| self.full(p));
         let pairs: Vec<(&str, &str)> = names
             .iter()
             .map(|(_, f, t)| (f.as_str(), t.as_str()))
@@ -307,18 +296,7 @@ impl Remote for SftpRemote {
             }
             out[*i] = Some(r.map(drop).map_err(|e| map_sftp_error(e, false)));
         }
-        let server = format!("sftp {}", self.server);
-        out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(Error::new(
-                        ErrorKind::Transfer,
-                        server.clone(),
-                        "rename: no answer",
-                    ))
-                })
-            })
-            .collect()
+        Staged::settled(out, &format!("sftp {}", self.server))
     }
 
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {

@@ -95,14 +95,10 @@ impl SftpConnection {
         observe: Option<Observer<'_>>,
         on_bytes: Option<OnBytes<'_>>,
     ) -> Result<PutOutcome, SftpError> {
-        let mut file = tokio::fs::File::from_std(file);
-        let from = Source {
-            local: Some(shown),
-            observe,
-            on_bytes,
-        };
-        self.put_atomic_from(&mut file, None, from, remote, mtime)
-            .await
+        let staged = self
+            .put_staged_file(file, shown, remote, mtime, observe, on_bytes)
+            .await?;
+        self.rename_staged(staged, remote).await
     }
 
     /// [`put_atomic`](Self::put_atomic) of bytes already in memory.
@@ -112,29 +108,17 @@ impl SftpConnection {
         remote: &str,
         mtime: Option<SystemTime>,
     ) -> Result<PutOutcome, SftpError> {
-        let mut reader = contents;
-        let small = (contents.len() <= CHUNK).then_some(contents);
-        let from = Source {
-            local: None,
-            observe: None,
-            on_bytes: None,
-        };
-        self.put_atomic_from(&mut reader, small, from, remote, mtime)
-            .await
+        let staged = self.put_staged_bytes(contents, remote, mtime).await?;
+        self.rename_staged(staged, remote).await
     }
 
-    /// The upload behind both `put_atomic`s: staged, then renamed into place.
-    async fn put_atomic_from<R: AsyncRead + Unpin>(
+    /// The second half of both `put_atomic`s: the staged temp renamed into place (removed
+    /// when the rename fails).
+    async fn rename_staged(
         &self,
-        reader: &mut R,
-        small: Option<&[u8]>,
-        from: Source<'_, '_, '_>,
+        (sent, tmp): (u64, String),
         remote: &str,
-        mtime: Option<SystemTime>,
     ) -> Result<PutOutcome, SftpError> {
-        let (sent, tmp) = self
-            .put_staged_from(reader, small, from, remote, mtime)
-            .await?;
         match self.rename_replace(&tmp, remote).await {
             Ok(rename) => {
                 if rename == RenameMethod::RemoveThenRename {
