@@ -19,7 +19,7 @@ use siteport_sync::{
 use crate::commands::filters::FilterArgs;
 use crate::commands::site::{endpoint, sync_error};
 use crate::commands::site_lock;
-use crate::config::{Config, ResolvedSite};
+use crate::config::{Config, ResolvedSite, SiteProtocol};
 use crate::context::Context;
 use crate::error::{CliError, CliResult};
 use crate::exit::{self, Failure};
@@ -408,7 +408,12 @@ async fn run_site(
     cfg.check_files(&site, &local, req.direction == Direction::Import)?;
     site.local = local;
     let endpoint = endpoint(&site);
-    tracing::info!(site = %site.name, server = %endpoint.server(), tls = %site.tls, remote = %site.remote,
+    // `tls` means nothing on an SFTP site (SSH encrypts): its protocol is shown instead.
+    let wire = match site.protocol {
+        SiteProtocol::Ftp => format!("ftp, tls {}", site.tls),
+        SiteProtocol::Sftp => "sftp".to_string(),
+    };
+    tracing::info!(site = %site.name, server = %endpoint.server(), protocol = %wire, remote = %site.remote,
         local = %site.local.display(), "{}", req.verb());
     let sync = sync_options(req, &site)?;
     let (mode, stats) = if req.dry_run {
