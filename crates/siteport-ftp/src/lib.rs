@@ -40,7 +40,7 @@ pub use conn::{Features, FtpConnection, OnBytes, ReadObserver};
 pub use error::{FtpError, FtpErrorKind, kind_for_reply};
 pub use hash::HashAlgorithm;
 pub use list::{EntryKind, RemoteEntry, format_mdtm, parse_list_line, parse_mdtm, parse_mlsd_line};
-pub use options::{ConnectOptions, PipelineSwitch, TlsMode};
+pub use options::{ConnectOptions, ListingVerdict, PipelineSwitch, TlsMode};
 pub use pool::{Pool, PooledConnection};
 pub use rate::set_bandwidth_limit;
 pub use secrecy::SecretString;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -83,6 +83,34 @@ impl PipelineSwitch {
     }
 }
 
+/// Whether the server lists a directory over the control connection (`STAT -a`) exactly as
+/// `LIST -a` does, shared by every connection made from clones of the same
+/// [`ConnectOptions`]: the first connection that compared the two tells the others, which then
+/// list over the control connection from their first listing on instead of opening a data
+/// connection (and its TLS handshake) to compare again.
+#[derive(Debug, Clone, Default)]
+pub struct ListingVerdict {
+    /// 0: not compared yet; 1: the same; 2: they differ.
+    seen: Arc<AtomicU8>,
+}
+
+impl ListingVerdict {
+    /// What a connection found, if one has compared.
+    pub fn get(&self) -> Option<bool> {
+        match self.seen.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Records a comparison; a difference found by any connection wins.
+    pub fn set(&self, same: bool) {
+        let v = if same { 1 } else { 2 };
+        self.seen.fetch_max(v, Ordering::Relaxed);
+    }
+}
+
 /// Everything needed to open and log in one control connection.
 #[derive(Clone)]
 pub struct ConnectOptions {
@@ -107,6 +135,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Pipelining allowed (with servers known to answer in order); shared by clones.
     pub pipelining: PipelineSwitch,
+    /// Whether `STAT -a` lists as `LIST -a` does on this server; shared by clones.
+    pub listing: ListingVerdict,
 }
 
 impl ConnectOptions {
@@ -129,6 +159,7 @@ impl ConnectOptions {
             insecure: false,
             timeout: Duration::from_secs(30),
             pipelining: PipelineSwitch::default(),
+            listing: ListingVerdict::default(),
         }
     }
 

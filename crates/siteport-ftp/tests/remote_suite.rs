@@ -374,7 +374,9 @@ async fn stat_listing_agrees_with_list(s: &mut Suite<'_>) {
         Kind::InProcess | Kind::ProFtpd => assert_eq!(over_control, None, "{label}"),
         _ => {}
     }
-    let mut fresh = FtpConnection::connect(&s.opts).await.unwrap();
+    // Options of their own: clones of `s.opts` share what the first connection learnt.
+    let mut fresh = FtpConnection::connect(&options(s.server)).await.unwrap();
+    assert_eq!(fresh.lists_over_control(), None, "{label}");
     let by_data = by_name(fresh.list_dir("/site/a").await.unwrap());
     assert_eq!(
         by_data, s.listing_a,
@@ -386,6 +388,10 @@ async fn stat_listing_agrees_with_list(s: &mut Suite<'_>) {
         "{label}"
     );
     fresh.quit().await.unwrap();
+    // A connection of the same options knows the verdict from its first listing on.
+    let shared = FtpConnection::connect(&s.opts).await.unwrap();
+    assert_eq!(shared.lists_over_control(), over_control, "{label}");
+    shared.quit().await.unwrap();
 }
 
 /// get_file byte-identical for the big file

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use super::pipeline::{Expect, Sent};
+use super::pipeline::{Expect, Sent, fits};
 use super::{FtpConnection, tls_handshake};
 use crate::error::{FtpError, FtpErrorKind};
 use crate::stream::{Reply, Stream};
@@ -145,24 +145,34 @@ impl FtpConnection {
             }
         }
 
-        if self.tls.is_none() || self.pipelining {
-            // Plain: nothing to do before the data flows. TLS with vsftpd, pure-ftpd or proftpd:
-            // they send `150` first and only then accept the handshake. Waiting for it means a
-            // refused command (550) never starts a handshake: an abandoned one would use up a
-            // single-use TLS 1.3 ticket, and after two of those vsftpd (require_ssl_reuse)
-            // refuses every later transfer on this connection.
+        let early = self.tls.as_ref().is_some_and(|t| t.tls12_only);
+        if self.tls.is_none() || (self.pipelining && !early) {
+            // Plain: nothing to do before the data flows. TLS 1.3 with vsftpd, pure-ftpd or
+            // proftpd: they send `150` first and only then accept the handshake. Waiting for
+            // it means a refused command (550) never starts a handshake: an abandoned one
+            // would use up a single-use TLS 1.3 ticket, and after two of those vsftpd
+            // (require_ssl_reuse) refuses every later transfer on this connection.
             if !self.preliminary(command).await? {
                 return Ok(None);
             }
             return self.data_handshake(tcp, command).await.map(Some);
         }
-        let Some(tls) = &self.tls else {
+        let Some(tls) = self.tls.clone() else {
             unreachable!("a plain connection returned above")
         };
         // Run the handshake and the wait for `150` side by side: some servers (libunftp) finish
-        // the data-channel handshake before they send `150`, others (vsftpd) after.
-        let handshake = tls_handshake(tls, tcp, timeout, &server, "the data connection");
-        tokio::pin!(handshake);
+        // the data-channel handshake before they send `150`, others (vsftpd) after. Under
+        // TLS 1.2 the servers that send `150` first get the handshake early too (it waits
+        // in their socket until they read it): a round trip less per file at a distance,
+        // and a refused command's abandoned handshake costs no ticket (1.2 resumes by
+        // session ID).
+        let mut handshake = Box::pin(tls_handshake(
+            &tls,
+            tcp,
+            timeout,
+            &server,
+            "the data connection",
+        ));
         let mut data: Option<Stream> = None;
         let mut handshake_err: Option<FtpError> = None;
         let reply = {
@@ -172,7 +182,7 @@ impl FtpConnection {
             tokio::pin!(reply_fut);
             loop {
                 tokio::select! {
-                    r = &mut reply_fut => break r?,
+                    r = &mut reply_fut => break r,
                     h = &mut handshake, if data.is_none() && handshake_err.is_none() => match h {
                         Ok(s) => data = Some(s),
                         Err(e) => handshake_err = Some(e),
@@ -180,8 +190,47 @@ impl FtpConnection {
                 }
             }
         };
-        if !self.check_preliminary(command, reply)? {
-            return Ok(None);
+        if !self.pipelining {
+            if !self.check_preliminary(command, reply?)? {
+                return Ok(None);
+            }
+        } else {
+            // What `preliminary` does with a reply it reads itself: checked in step when an
+            // EPSV rides behind the command, the owed replies read when nothing starts.
+            let r = match reply {
+                Ok(r) if !self.owe_epsv || fits(Expect::TransferStart, r.code) => r,
+                Ok(r) => return Err(self.out_of_step(command, &r).await),
+                Err(e) => {
+                    if self.owe_epsv && !self.ctrl.is_open() {
+                        self.stop_pipelining(
+                            "closed the control connection (or went silent) while pipelined replies were owed",
+                        );
+                    }
+                    return Err(e);
+                }
+            };
+            let started = self.check_preliminary(command, r);
+            if !matches!(started, Ok(true)) {
+                self.settle().await?;
+            }
+            if !started? {
+                return Ok(None);
+            }
+            if let Some(e) = handshake_err {
+                self.abandon().await;
+                return Err(e.with_command(command));
+            }
+            return match data {
+                Some(s) => Ok(Some(s)),
+                // Not finished yet: it goes on from where it was.
+                None => match handshake.await {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e) => {
+                        self.abandon().await;
+                        Err(e.with_command(command))
+                    }
+                },
+            };
         }
         if let Some(e) = handshake_err {
             return Err(e.with_command(command));

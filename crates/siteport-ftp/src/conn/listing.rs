@@ -281,6 +281,7 @@ impl FtpConnection {
         });
         tracing::debug!(server = %self.server(), same, "STAT listing compared with LIST");
         self.stat_listing = Some(same);
+        self.listing.set(same);
         Ok(())
     }
 

@@ -59,14 +59,15 @@ impl FtpConnection {
             _ => {
                 let setup = tls::client_config(opts, tls12_only)?;
                 let config: Arc<ClientConfig> = setup.config;
-                Some(TlsCtx {
+                Some(Arc::new(TlsCtx {
                     connector: TlsConnector::from(config),
                     name: tls::server_name(opts)?,
                     host: opts.host.clone(),
                     trust: setup.trust,
                     seen: setup.seen,
                     implicit: opts.tls == TlsMode::Implicit,
-                })
+                    tls12_only,
+                }))
             }
         };
         let tcp = connect_tcp(opts).await?;
@@ -133,7 +134,8 @@ impl FtpConnection {
             after: None,
             owe_after: None,
             after_reply: None,
-            stat_listing: None,
+            stat_listing: opts.listing.get(),
+            listing: opts.listing.clone(),
             tmp_tag: tmp_tag(),
         })
     }

@@ -90,6 +90,9 @@ struct TlsCtx {
     seen: crate::tls::SeenCert,
     /// Implicit FTPS.
     implicit: bool,
+    /// Only TLS 1.2 offered: data connections resume by session ID, which an abandoned
+    /// handshake does not use up (see `start_transfer_at`).
+    tls12_only: bool,
 }
 
 /// One logged-in control connection: binary type, passive mode (EPSV, falling back to PASV).
@@ -98,7 +101,8 @@ struct TlsCtx {
 pub struct FtpConnection {
     ctrl: Control,
     features: Features,
-    tls: Option<TlsCtx>,
+    /// Shared so that a data handshake under way borrows no part of the connection.
+    tls: Option<std::sync::Arc<TlsCtx>>,
     peer: IpAddr,
     home: String,
     epsv: bool,
@@ -126,6 +130,8 @@ pub struct FtpConnection {
     /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
     /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
     stat_listing: Option<bool>,
+    /// The same, shared with the other connections of these options (see [`ListingVerdict`]).
+    listing: crate::options::ListingVerdict,
     /// Part of this connection's upload temp names (see `put_atomic`).
     tmp_tag: String,
 }
