@@ -159,6 +159,10 @@ struct Shared {
     logging_in: AtomicUsize,
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
     phase_jobs: AtomicU64,
+    /// Jobs the phases after the current one will bring (an export's uploads while its
+    /// directories are made): counted as work left when deciding on another connection, so
+    /// that the connections the uploads need log in while the directories are made.
+    upcoming: AtomicU64,
     phase_busy_ns: AtomicU64,
     /// Transfers under way (paths): what an interrupted run may have left half-written.
     /// A staged upload stays in it until its rename is answered.
@@ -253,6 +257,7 @@ impl Engine {
             logged_in: AtomicBool::new(false),
             logging_in: AtomicUsize::new(0),
             phase_jobs: AtomicU64::new(0),
+            upcoming: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
             in_flight: Mutex::new(BTreeSet::new()),
             burst: AtomicBool::new(false),
@@ -513,9 +518,12 @@ impl Engine {
                     };
                     self.run_phase(vec![Job::Act(root)]).await;
                 }
+                let later = by(Op::Upload).count() + by(Op::Delete).count();
+                self.shared.upcoming.store(later as u64, Ordering::SeqCst);
                 for d in levels(by(Op::Mkdir).collect(), false) {
                     self.run_phase(d.into_iter().map(Job::Act).collect()).await;
                 }
+                self.shared.upcoming.store(0, Ordering::SeqCst);
                 self.set_burst(self.opts.switch == Switch::Burst);
                 *lock(&self.shared.live_window) = None;
                 self.run_phase(by(Op::Upload).map(Job::Act).collect()).await;

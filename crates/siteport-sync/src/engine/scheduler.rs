@@ -415,17 +415,18 @@ fn worth_another_connection(sh: &Shared) -> bool {
     let login = sh.login_ns.load(Ordering::SeqCst);
     let done = sh.phase_jobs.load(Ordering::SeqCst);
     let logging_in = sh.logging_in.load(Ordering::SeqCst) as u64;
-    let (left, running) = {
+    let (queued, running) = {
         let q = lock(&sh.queue);
         (q.jobs.len() as u64, q.running as u64)
     };
-    if left == 0 || sh.stop.load(Ordering::SeqCst) {
+    if queued == 0 || sh.stop.load(Ordering::SeqCst) {
         return false;
     }
     if login == 0 || done == 0 {
         // Nothing measured yet: wait for the first job (or login) to finish.
         return false;
     }
+    let left = queued + sh.upcoming.load(Ordering::SeqCst);
     let per_job = sh.phase_busy_ns.load(Ordering::SeqCst) / done;
     let working = running.saturating_sub(logging_in).max(1);
     let per_conn = left.saturating_mul(per_job) / working;
