@@ -609,7 +609,17 @@ fn kill_and_resume(kind: SftpServerKind) {
         s.writes()
             .map(|w| w.iter().filter(|p| !p.contains("/.siteport/")).count())
     };
-    let writes_before = site_writes();
+    // The killed client's sessions may log their last (cut) write only as they end: wait
+    // until the server's log stops growing before counting the rerun's writes from it.
+    let mut writes_before = site_writes();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = site_writes();
+        if now == writes_before {
+            break;
+        }
+        writes_before = now;
+    }
     let (_, r) = rt.block_on(run(f, sync_options(&local), &journal, Direction::Export));
     // A file that landed just before the kill but was neither journaled nor in the server's
     // state cannot be proven equal (same size, no record), so it may be sent again.
