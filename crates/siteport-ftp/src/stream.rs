@@ -23,13 +23,31 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
-    /// A download's plain data connection: our side is done at once (nothing is ever sent on
-    /// it), so the FIN goes now rather than after the last byte has come. vsftpd sends a
-    /// transfer's `226` only once the client has closed its side: this saves a round trip per
-    /// download. Not under TLS, where a `close_notify` would end the whole connection.
-    pub(crate) async fn half_close_plain(&mut self) {
-        if let Stream::Plain(s) = self {
-            let _ = s.shutdown().await;
+    /// A download's data connection: our side is done at once (nothing is ever sent on it),
+    /// so it is closed now rather than after the last byte has come. vsftpd sends a
+    /// transfer's `226` only once the client has closed its side (a plain FIN, or under TLS
+    /// its `close_notify`): this saves a round trip per download. Under TLS only when
+    /// `tls_too` (see `FtpConnection::close_early`). Returns whether it closed.
+    pub(crate) async fn half_close(&mut self, tls_too: bool) -> bool {
+        match self {
+            Stream::Plain(s) => {
+                let _ = s.shutdown().await;
+                true
+            }
+            // `close_notify`, then the FIN: tokio-rustls reads on after both.
+            Stream::Tls(s) if tls_too => s.shutdown().await.is_ok(),
+            Stream::Tls(_) => false,
+        }
+    }
+
+    /// Whether this is a TLS 1.3 session, where `close_notify` closes the sender's
+    /// direction alone (RFC 8446 §6.1); under TLS 1.2 the peer answers it by closing.
+    pub(crate) fn is_tls13(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => {
+                s.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+            }
         }
     }
 }

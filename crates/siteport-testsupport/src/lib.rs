@@ -56,7 +56,7 @@ pub use hostile_sftp::{
     HostileSftpServer,
 };
 #[cfg(feature = "ftp")]
-pub use misorder::{Misorder, MisorderingServer};
+pub use misorder::{Misorder, MisorderingServer, OVERSTATED};
 #[cfg(feature = "aws")]
 pub use moto::{MotoServer, moto_server_path};
 #[cfg(feature = "ftp")]

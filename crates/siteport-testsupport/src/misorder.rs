@@ -20,7 +20,13 @@ pub enum Misorder {
     Reorder,
     /// The control connection is closed (both ways), nothing of the read passed on.
     Close,
+    /// Commands pass in order; every `150` announces a transfer of [`OVERSTATED`] bytes,
+    /// worded as vsftpd words it, whatever is sent: a download that brings less must fail.
+    Overstate,
 }
+
+/// The size every `150` announces under [`Misorder::Overstate`].
+pub const OVERSTATED: u64 = 1 << 20;
 
 /// The in-process server on a temp root behind the shim (see the module); stopped on drop.
 pub struct MisorderingServer {
@@ -159,6 +165,12 @@ async fn accept_loop(
                     if line.starts_with(b"220 ") {
                         line = b"220 (vsFTPd 3.0.3)\r\n".to_vec();
                     }
+                    if how == Misorder::Overstate && line.starts_with(b"150 ") {
+                        line = format!(
+                            "150 Opening BINARY mode data connection ({OVERSTATED} bytes).\r\n"
+                        )
+                        .into_bytes();
+                    }
                     if cw.write_all(&line).await.is_err() {
                         break;
                     }
@@ -182,14 +194,14 @@ async fn accept_loop(
                 if !set_up && lines.iter().any(|l| l.starts_with(b"PWD")) {
                     set_up = true;
                 }
-                let out = if lines.len() > 1 && !in_order {
+                let out = if lines.len() > 1 && !in_order && how != Misorder::Overstate {
                     batches.fetch_add(1, Ordering::SeqCst);
                     match how {
                         Misorder::Close => {
                             let _ = closed_tx.send(true);
                             break;
                         }
-                        Misorder::Reorder => {
+                        Misorder::Reorder | Misorder::Overstate => {
                             let mut v = lines.last().map(|l| l.to_vec()).unwrap_or_default();
                             for l in &lines[..lines.len() - 1] {
                                 v.extend_from_slice(l);

@@ -271,10 +271,15 @@ impl FtpConnection {
         started
     }
 
-    /// `Ok(true)`: transfer starting; `Ok(false)`: already complete.
-    pub(super) fn check_preliminary(&self, command: &str, r: Reply) -> Result<bool, FtpError> {
+    /// `Ok(true)`: transfer starting; `Ok(false)`: already complete. Keeps the size a
+    /// starting transfer announces (see [`announced_size`]).
+    pub(super) fn check_preliminary(&mut self, command: &str, r: Reply) -> Result<bool, FtpError> {
+        self.announced = None;
         match r.code {
-            125 | 150 => Ok(true),
+            125 | 150 => {
+                self.announced = announced_size(&r.text);
+                Ok(true)
+            }
             226 | 250 => Ok(false),
             c => Err(FtpError::from_reply(self.server(), command, c, &r.text)),
         }
@@ -359,7 +364,8 @@ impl FtpConnection {
         let Some(mut data) = started else {
             return Ok(Vec::new());
         };
-        data.half_close_plain().await;
+        let early = self.close_early(&data);
+        data.half_close(early).await;
         let mut out = Vec::new();
         let mut chunk = vec![0u8; COPY_BUF];
         let timeout = self.ctrl.timeout;
@@ -391,8 +397,45 @@ impl FtpConnection {
         }
         drop(data);
         self.finish_transfer(command).await?;
+        self.check_announced(command, out.len() as u64)?;
         Ok(out)
     }
+
+    /// Whether a download's TLS data connection sends its `close_notify` as soon as the
+    /// transfer started, as a plain one sends its FIN (see `Stream::half_close`): with
+    /// vsftpd and pure-ftpd, which read nothing on a download's data connection until they
+    /// have sent the whole file and then wait for it. Under TLS 1.3 it closes our direction
+    /// alone. Under TLS 1.2 (vsftpd's choice) the RFC has the peer answer it by closing and
+    /// dropping what it had yet to send, which these servers do only once all is sent; so
+    /// only when the `150` announced the size, which [`check_announced`] holds the
+    /// transfer to: a server that cut it short fails the file rather than shortening it.
+    pub(super) fn close_early(&self, data: &Data) -> bool {
+        self.early_close && (data.is_tls13() || self.announced.is_some())
+    }
+
+    /// A transfer that brought fewer bytes than its `150` announced did not complete, even
+    /// when the server's final reply says it did (a server that took our early
+    /// `close_notify` for the end of the transfer would say so): a transient error, so the
+    /// file is fetched again.
+    pub(super) fn check_announced(&mut self, command: &str, got: u64) -> Result<(), FtpError> {
+        match self.announced.take() {
+            Some(want) if got < want => Err(FtpError::new(
+                FtpErrorKind::Transient,
+                self.server(),
+                format!("the transfer ended after {got} of the {want} bytes the server announced"),
+            )
+            .with_command(command)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The size in a `150` reply's `(N bytes)` (vsftpd, proftpd): `None` when it names none.
+fn announced_size(text: &str) -> Option<u64> {
+    let line = text.lines().last()?;
+    let end = line.rfind(" bytes)")?;
+    let start = line[..end].rfind('(')? + 1;
+    line[start..end].trim().parse().ok()
 }
 
 /// Parses the port of `229 Entering Extended Passive Mode (|||PORT|)`.
@@ -445,5 +488,23 @@ mod tests {
         );
         assert_eq!(parse_pasv("Entering Passive Mode 10,0,0,1,1,2"), Some(258));
         assert_eq!(parse_pasv("Entering Passive Mode (1,2,3)"), None);
+    }
+
+    #[test]
+    fn announced_sizes() {
+        assert_eq!(
+            announced_size("Opening BINARY mode data connection for /d/f.bin (4096 bytes)."),
+            Some(4096)
+        );
+        assert_eq!(
+            announced_size("Opening BINARY mode data connection for x (0 bytes)"),
+            Some(0)
+        );
+        assert_eq!(announced_size("Here comes the directory listing."), None);
+        assert_eq!(
+            announced_size("Accepted data connection\n4.0 kbytes to download"),
+            None
+        );
+        assert_eq!(announced_size("Opening for (weird) (abc bytes)"), None);
     }
 }

@@ -47,7 +47,8 @@ impl FtpConnection {
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
-        data.half_close_plain().await;
+        let early = self.close_early(&data);
+        let closed = data.half_close(early).await;
         let timeout = self.ctrl.timeout;
         let mut chunk = vec![0u8; COPY_BUF];
         let mut got = 0u64;
@@ -78,7 +79,7 @@ impl FtpConnection {
                 Err(_) => return Err(self.transfer_timed_out(&command).await),
             }
         }
-        if data.is_tls() {
+        if data.is_tls() && !closed {
             let _ = tokio::time::timeout(timeout, data.shutdown()).await;
         }
         drop(data);
@@ -86,6 +87,7 @@ impl FtpConnection {
             .await
             .map_err(|e| local_err(self.server(), e))?;
         self.finish_transfer(&command).await?;
+        self.check_announced(&command, got)?;
         Ok(got)
     }
 

@@ -96,6 +96,7 @@ impl FtpConnection {
         }
 
         let pipelining = sequential_server(&banner.text);
+        let early_close = closes_early(&banner.text);
 
         if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
             auth_tls(&mut ctrl, t, opts.timeout, &server).await?;
@@ -128,6 +129,8 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
+            early_close,
+            announced: None,
             switch: opts.pipelining.clone(),
             armed: None,
             owe_epsv: false,
@@ -300,6 +303,15 @@ fn sequential_server(greeting: &str) -> bool {
     greeting.contains("(vsFTPd ")
         || greeting.contains("Welcome to Pure-FTPd")
         || greeting.contains("ProFTPD")
+}
+
+/// Whether the greeting names a server that may be sent a download's `close_notify` as soon
+/// as the data connection's TLS 1.3 handshake is over (see `Stream::half_close`): vsftpd and
+/// pure-ftpd read nothing on a download's data connection until they have sent the file
+/// (tested in `tests/remote_suite.rs` and `tests/round_trips.rs`). A server that reads while
+/// it sends might take it for the end of the transfer.
+fn closes_early(greeting: &str) -> bool {
+    greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
 }
 
 /// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).

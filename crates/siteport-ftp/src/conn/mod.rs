@@ -112,6 +112,12 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
+    /// A download's TLS 1.3 data connection may send its `close_notify` at once (see
+    /// `Stream::half_close`): vsftpd and pure-ftpd.
+    early_close: bool,
+    /// The size a transfer's `150` announced (`(N bytes)`, vsftpd and proftpd): a download
+    /// that ends short of it failed, whatever its final reply says.
+    announced: Option<u64>,
     /// Off for every connection of the run once one saw the server misbehave when pipelined.
     switch: PipelineSwitch,
     /// A passive address the server is listening on, from an `EPSV` sent behind the previous
