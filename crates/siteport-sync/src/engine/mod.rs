@@ -37,7 +37,7 @@ use crate::local_fs::{FileId, LocalRoot};
 use crate::plan::{
     Action, Baseline, Direction, Op, Plan, PlanOptions, plan_export_with, plan_import,
 };
-use crate::remote::{Capabilities, RemoteFactory};
+use crate::remote::{Capabilities, Remote, RemoteFactory};
 use crate::report::{FileOutcome, Progress, Report, Status};
 use crate::tree::{Excludes, Tree, scan_local};
 
@@ -157,6 +157,11 @@ struct Shared {
     logged_in: AtomicBool,
     /// Workers logging in right now.
     logging_in: AtomicUsize,
+    /// Logins started ahead of the work (see [`Engine::log_in_ahead`]), for the workers
+    /// that need a connection.
+    ahead: Mutex<Vec<tokio::task::JoinHandle<Result<Box<dyn Remote>>>>>,
+    /// Logins to start that way once the run's first login is done.
+    ahead_wanted: AtomicUsize,
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
     phase_jobs: AtomicU64,
     /// Jobs the phases after the current one will bring (an export's uploads while its
@@ -195,6 +200,16 @@ impl Shared {
             .get(path)
             .cloned()
             .unwrap_or_else(|| (path.to_string(), None))
+    }
+}
+
+/// Starts `n` logins in the background for the workers to take (see
+/// [`Engine::log_in_ahead`]).
+fn start_logins(sh: &Shared, n: usize) {
+    let mut ahead = lock(&sh.ahead);
+    for _ in 0..n {
+        let factory = sh.factory.clone();
+        ahead.push(tokio::spawn(async move { factory.connect().await }));
     }
 }
 
@@ -256,6 +271,8 @@ impl Engine {
             login_ns: AtomicU64::new(0),
             logged_in: AtomicBool::new(false),
             logging_in: AtomicUsize::new(0),
+            ahead: Mutex::new(Vec::new()),
+            ahead_wanted: AtomicUsize::new(0),
             phase_jobs: AtomicU64::new(0),
             upcoming: AtomicU64::new(0),
             phase_busy_ns: AtomicU64::new(0),
@@ -306,6 +323,21 @@ impl Engine {
             .pool_size
             .fetch_add(want - self.workers_made, Ordering::SeqCst);
         self.workers_made = want;
+    }
+
+    /// Has the pool's other connections log in in the background as soon as the run's
+    /// first login is done (see `attempt_job`): the workers then take them instead of
+    /// logging in once their work has started. Not before it, so that the first worker
+    /// takes the connection the site lock handed on (see `ReusingFactory`).
+    fn log_in_ahead(&mut self) {
+        let idle = self.pool.iter().filter(|w| w.conn.is_none()).count();
+        let connected = self.pool.len() - idle;
+        let want = idle.saturating_sub(usize::from(connected == 0));
+        if connected > 0 {
+            start_logins(&self.shared, want);
+        } else {
+            self.shared.ahead_wanted.store(want, Ordering::SeqCst);
+        }
     }
 
     /// A flag that, once set, makes workers stop taking new actions (actions in flight
@@ -364,6 +396,15 @@ impl Engine {
             };
             (local, ahead)
         };
+        // A first run from this machine (no journal: a first export, an import into a new
+        // directory, any run on a fresh CI runner) almost always has files to move, and
+        // at a distance a login is several round trips: the other connections log in
+        // beside the listing of the root (and then list the levels below with it) rather
+        // than once the transfers have started. A run with a journal opens them only as
+        // the work shows it pays (see `run_phase`).
+        if lock(&self.shared.journal).records().is_empty() {
+            self.log_in_ahead();
+        }
         let (remote, (local, ahead)) = tokio::join!(self.scan_remote(direction), local_side);
         let local = local?;
         self.shared.progress.scanned(true, local.entries.len());
@@ -590,11 +631,23 @@ impl Engine {
     /// Closes the connections politely and compacts the journal. Dropping the engine without
     /// calling it loses nothing (the journal log is replayed on the next open).
     pub async fn finish(mut self) -> Result<()> {
+        // All at once: one after another, each QUIT's answer cost a round trip.
+        let mut closing = tokio::task::JoinSet::new();
         for w in &mut self.pool {
             if let Some(mut c) = w.conn.take() {
-                let _ = c.close().await;
+                closing.spawn(async move {
+                    let _ = c.close().await;
+                });
             }
         }
+        for h in std::mem::take(&mut *lock(&self.shared.ahead)) {
+            closing.spawn(async move {
+                if let Ok(Ok(mut c)) = h.await {
+                    let _ = c.close().await;
+                }
+            });
+        }
+        while closing.join_next().await.is_some() {}
         lock(&self.shared.journal).compact()
     }
 

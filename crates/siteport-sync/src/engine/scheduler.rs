@@ -117,6 +117,16 @@ impl Engine {
         {
             spawn(&mut set, w);
         }
+        // One more worker for each login started ahead: it takes a job if one is left and
+        // waits for that login, else ends at once and leaves the login for a later phase.
+        let ahead = lock(&sh.ahead).len();
+        for _ in 0..ahead.min(idle.len()) {
+            if let Some(mut w) = idle.pop() {
+                sh.logging_in.fetch_add(1, Ordering::SeqCst);
+                w.counted_login = true;
+                spawn(&mut set, w);
+            }
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -224,12 +234,19 @@ async fn worker_loop(sh: Arc<Shared>, mut w: Worker) -> Option<Worker> {
             }
         };
         let job = match job {
-            // A connected worker takes its share of the level's listings at once.
+            // A connected worker takes its share of the level's listings at once: shared
+            // with the other connected workers of the phase, not with idle ones that may
+            // never log in (a whole level in one batch is one round trip; split four ways
+            // with one connection working, it was seven for eleven directories).
             Job::List(dir) if w.conn.is_some() => {
                 let mut dirs = vec![dir];
                 {
                     let mut q = lock(&sh.queue);
-                    let share = q.jobs.len() / sh.pool_size.load(Ordering::SeqCst).max(1);
+                    let connected = q
+                        .running
+                        .saturating_sub(sh.logging_in.load(Ordering::SeqCst))
+                        .max(1);
+                    let share = (q.jobs.len() + 1).div_ceil(connected);
                     while dirs.len() < share.clamp(1, LIST_BATCH)
                         && matches!(q.jobs.front(), Some(Job::List(_)))
                     {
@@ -470,7 +487,16 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
             if !std::mem::replace(&mut w.counted_login, false) {
                 sh.logging_in.fetch_add(1, Ordering::SeqCst);
             }
-            let c = sh.factory.connect().await;
+            // A login started ahead of the work (see `Engine::log_in_ahead`) is taken first;
+            // one that failed is made again here, where its error counts as usual.
+            let ahead = lock(&sh.ahead).pop();
+            let c = match ahead {
+                Some(h) => match h.await {
+                    Ok(Ok(c)) => Ok(c),
+                    _ => sh.factory.connect().await,
+                },
+                None => sh.factory.connect().await,
+            };
             sh.logging_in.fetch_sub(1, Ordering::SeqCst);
             let c = c.map_err(|e| (e, true))?;
             // A handed-on connection comes at once: its factory knows what a login costs.
@@ -486,6 +512,7 @@ async fn attempt_job(sh: &Shared, w: &mut Worker, job: &Job) -> Result<u64, (Err
             drop(caps);
             w.opened = true;
             sh.logged_in.store(true, Ordering::SeqCst);
+            super::start_logins(sh, sh.ahead_wanted.swap(0, Ordering::SeqCst));
             w.conn.insert(c)
         }
     };
