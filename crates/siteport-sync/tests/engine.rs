@@ -622,3 +622,80 @@ async fn dry_run_plan_changes_nothing_and_missing_remote_root_is_created() {
     assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
     assert_eq!(std::fs::read(fresh.join("x/y.html")).unwrap(), b"y");
 }
+
+/// A first run from this machine (no journal: a fresh CI runner) has the pool's other
+/// connections log in while the tree is listed, so that all of them are open when the
+/// transfers begin (at a distance a login is several round trips); a run with a journal
+/// opens them only as the work shows it pays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_logs_in_ahead_of_its_transfers() {
+    let (t, site, remote, journal) = dirs();
+    for i in 0..40 {
+        write(&remote, &format!("d{}/f{i:02}.txt", i % 4), b"x");
+    }
+    let (f, knobs) = WrapFactory::new(&remote);
+    // Listings that take a while, as at a distance: time for the logins to happen.
+    knobs.list_delay_ms.store(20, Ordering::SeqCst);
+    let mut o = SyncOptions::new(&site);
+    o.max_connections = 4;
+    let (_, r) = run(f.clone(), o.clone(), &journal, Direction::Import).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.downloaded, 40);
+    assert_eq!(
+        *knobs.connects_at_first_transfer.lock().unwrap(),
+        Some(4),
+        "every connection logged in before the first download"
+    );
+
+    // With a journal: one connection starts the work.
+    let (f2, knobs2) = WrapFactory::new(&remote);
+    knobs2.list_delay_ms.store(20, Ordering::SeqCst);
+    let again = t.path().join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    for i in 0..40 {
+        write(&again, &format!("d{}/f{i:02}.txt", i % 4), b"old");
+    }
+    let mut o2 = SyncOptions::new(&again);
+    o2.max_connections = 4;
+    let j2 = t.path().join("state/journal/again.json");
+    let (_, r) = run(f2.clone(), o2.clone(), &j2, Direction::Import).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    write(&remote, "d0/f00.txt", b"changed");
+    *knobs2.connects_at_first_transfer.lock().unwrap() = None;
+    let before = knobs2.connects.load(Ordering::SeqCst);
+    let (_, r) = run(f2.clone(), o2, &j2, Direction::Import).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert_eq!(r.counts.downloaded, 1);
+    assert_eq!(
+        *knobs2.connects_at_first_transfer.lock().unwrap(),
+        Some(before + 1),
+        "a run with a journal logged in ahead"
+    );
+}
+
+/// A connected worker lists a whole level in one batch when no other connection is working
+/// (one round trip at a distance), rather than a quarter of it at a time for connections
+/// that are not open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_lists_a_level_in_one_batch() {
+    let (_t, site, remote, journal) = dirs();
+    for i in 0..12 {
+        write(&site, &format!("d{i:02}/f.txt"), b"x");
+    }
+    let (f, knobs) = WrapFactory::new(&remote);
+    let mut o = SyncOptions::new(&site);
+    o.max_connections = 4;
+    let (_, r) = run(f.clone(), o.clone(), &journal, Direction::Export).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    // Logins slow next to listings, as at a distance: the listings are not worth another.
+    knobs.connect_delay_ms.store(200, Ordering::SeqCst);
+    // The second run has a journal (no logins ahead) and nothing to do but list.
+    knobs.list_batches.lock().unwrap().clear();
+    let (plan, _) = run(f.clone(), o, &journal, Direction::Export).await;
+    assert!(plan.is_noop(), "{plan}");
+    let batches = knobs.list_batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|&n| n >= 12),
+        "the twelve directories split into batches {batches:?}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +41,23 @@ pub struct Knobs {
     pub unreachable_logins: AtomicUsize,
     /// Pretend to be a LIST-only server: imprecise times, shifted by this many seconds.
     pub list_times_skew: Mutex<Option<i64>>,
+    /// Milliseconds every login takes.
+    pub connect_delay_ms: AtomicU64,
+    /// Milliseconds every directory listing takes.
+    pub list_delay_ms: AtomicU64,
+    /// The directories of each `list_dirs` call, in order.
+    pub list_batches: Mutex<Vec<usize>>,
+    /// `connects` when the first site file was put or fetched.
+    pub connects_at_first_transfer: Mutex<Option<usize>>,
+}
+
+impl Knobs {
+    fn first_transfer(&self) {
+        self.connects_at_first_transfer
+            .lock()
+            .unwrap()
+            .get_or_insert(self.connects.load(Ordering::SeqCst));
+    }
 }
 
 pub struct WrapFactory {
@@ -104,6 +121,8 @@ impl RemoteFactory for WrapFactory {
             )
             .reached_server(true));
         }
+        let delay = self.knobs.connect_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let live = self.knobs.live.fetch_add(1, Ordering::SeqCst) + 1;
         let limit = self.knobs.limit.load(Ordering::SeqCst);
         if limit > 0 && live > limit {
@@ -136,6 +155,8 @@ impl Remote for Wrap {
         }
     }
     async fn list_dir(&mut self, path: &str) -> Result<Vec<RemoteEntry>> {
+        let delay = self.knobs.list_delay_ms.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let mut v = self.inner.list_dir(path).await?;
         if let Some(skew) = *self.knobs.list_times_skew.lock().unwrap() {
             for e in &mut v {
@@ -154,6 +175,7 @@ impl Remote for Wrap {
     }
     async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
         // One by one through list_dir above, so its knobs apply to every listing.
+        self.knobs.list_batches.lock().unwrap().push(paths.len());
         siteport_sync::list_one_by_one(self, paths).await
     }
     async fn put_atomic(
@@ -167,6 +189,7 @@ impl Remote for Wrap {
             // The deploy state, not a site file: not counted.
             return self.inner.put_atomic(local, path, mtime, observe).await;
         }
+        self.knobs.first_transfer();
         let n = {
             let mut puts = self.knobs.puts.lock().unwrap();
             let c = puts.entry(path.to_string()).or_default();
@@ -213,6 +236,7 @@ impl Remote for Wrap {
         self.inner.put_atomic(local, path, mtime, observe).await
     }
     async fn get(&mut self, path: &str, local: LocalFile) -> Result<u64> {
+        self.knobs.first_transfer();
         *self
             .knobs
             .gets
