@@ -40,6 +40,9 @@ struct Watch {
     lose_first: Arc<std::sync::atomic::AtomicBool>,
     /// This file's rename is sent to a directory that does not exist: the server refuses it.
     misdirect: Option<String>,
+    /// With `lose_first`: that `publish` deletes the temps instead of renaming them (a temp
+    /// that vanished otherwise), then answers as lost.
+    vanish: bool,
 }
 
 #[async_trait]
@@ -56,6 +59,7 @@ impl RemoteFactory for Watch {
             renamed: self.renamed.clone(),
             lose_first: self.lose_first.clone(),
             misdirect: self.misdirect.clone(),
+            vanish: self.vanish,
         }))
     }
 }
@@ -70,6 +74,7 @@ struct Watched {
     renamed: Arc<AtomicUsize>,
     lose_first: Arc<std::sync::atomic::AtomicBool>,
     misdirect: Option<String>,
+    vanish: bool,
 }
 
 #[async_trait]
@@ -141,6 +146,21 @@ impl Remote for Watched {
                 _ => s.clone(),
             })
             .collect();
+        if self.vanish && self.lose_first.load(Ordering::SeqCst) {
+            for t in batch.iter().filter_map(|s| s.temp.as_ref()) {
+                self.inner.delete_file(t).await.expect("delete a temp");
+            }
+            self.lose_first.store(false, Ordering::SeqCst);
+            return batch
+                .iter()
+                .map(|s| {
+                    Err(
+                        Error::new(ErrorKind::Network, s.path.clone(), "connection lost")
+                            .retryable(true),
+                    )
+                })
+                .collect();
+        }
         let got = self.inner.publish(&batch).await;
         if self.lose_first.swap(false, Ordering::SeqCst) {
             assert!(got.iter().all(|r| r.is_ok()), "the real renames failed");
@@ -352,6 +372,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         renamed: renamed.clone(),
         lose_first: Arc::default(),
         misdirect: None,
+        vanish: false,
     });
     let (_, r) = run(
         watch,
@@ -416,6 +437,7 @@ async fn scenario(label: &str, factory: Arc<dyn RemoteFactory>, served: PathBuf)
         renamed: renamed.clone(),
         lose_first: Arc::default(),
         misdirect: None,
+        vanish: false,
     });
     let (_, r) = run(
         watch,
@@ -550,8 +572,8 @@ async fn burst_sftp_proftpd_without_posix_rename() {
 
 /// The connection is lost after the server renamed the files but before its answers came
 /// back (a session killed mid-burst): the engine finds the temps gone and the final names
-/// holding what was sent, and counts those renames as done instead of failing them on a
-/// second `RNFR` of a temp that no longer exists.
+/// holding what was sent; it sends those files again, one by one, rather than failing them
+/// on a second `RNFR` of a temp that no longer exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_answers_lost_after_the_renames_vsftpd() {
     let server = FtpServer::start(ServerKind::Vsftpd, false);
@@ -577,6 +599,7 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
         renamed: Arc::new(AtomicUsize::new(0)),
         lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         misdirect: None,
+        vanish: false,
     });
     let (_, r) = run(
         watch.clone(),
@@ -591,6 +614,68 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
         "no burst happened"
     );
     assert_eq!(files(&served), files(&local));
+    assert!(!files(&served).keys().any(|p| is_temp(p)));
+}
+
+/// The burst's answers are lost and the temps are gone, but not because the server renamed
+/// them (something else deleted them): every final name still holds its old content, of
+/// the same size as the new. Taking "temp gone, final name of the size sent" for a rename
+/// done would end the run with exit 0 and a stale site; the files are sent again instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_answers_lost_with_the_temps_gone_resends_vsftpd() {
+    let server = FtpServer::start(ServerKind::Vsftpd, false);
+    let e = ftp_endpoint(
+        &server.host,
+        server.port,
+        false,
+        None,
+        Login::new(server.user.clone(), server.password.clone()),
+    );
+    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    let journal = t.path().join("j.json");
+    make_old(&local);
+    let mut o = opts(&local, Switch::Burst);
+    o.max_connections = 1;
+    let (_, r) = run(connect_factory(&e), o.clone(), &journal, Direction::Export).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    // Same sizes, new content.
+    let changed: Vec<String> = (0..10).map(|i| format!("a/{i}.html")).collect();
+    for p in &changed {
+        let old = std::fs::read(local.join(p)).unwrap();
+        let new: Vec<u8> = old.iter().map(|b| b.to_ascii_uppercase()).collect();
+        assert_ne!(old, new);
+        write(&local, p, &new);
+    }
+    let watch = Arc::new(Watch {
+        inner: connect_factory(&e),
+        gate: Arc::new(tokio::sync::Mutex::new(true)),
+        check: Arc::new(|| Ok(())),
+        seen: Arc::new(Mutex::new(None)),
+        renamed: Arc::new(AtomicUsize::new(0)),
+        lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        misdirect: None,
+        vanish: true,
+    });
+    let (_, r) = run(watch.clone(), o, &journal, Direction::Export).await;
+    assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
+    assert!(
+        !watch.lose_first.load(Ordering::SeqCst),
+        "no burst happened"
+    );
+    assert_eq!(r.counts.uploaded, changed.len());
+    for p in &changed {
+        assert_eq!(
+            String::from_utf8_lossy(&std::fs::read(served.join(p)).unwrap()),
+            String::from_utf8_lossy(&std::fs::read(local.join(p)).unwrap()),
+            "{p} on the server"
+        );
+    }
+    assert!(
+        files(&served) == files(&local),
+        "the server holds the local tree"
+    );
     assert!(!files(&served).keys().any(|p| is_temp(p)));
 }
 
@@ -619,6 +704,7 @@ async fn burst_a_refused_rename_fails_that_file_only_vsftpd() {
         renamed: Arc::new(AtomicUsize::new(0)),
         lose_first: Arc::default(),
         misdirect: Some("b/3.html".into()),
+        vanish: false,
     });
     let (_, r) = run(
         watch,

@@ -18,8 +18,10 @@ use crate::journal::JournalRecord;
 use crate::remote::{Remote, Staged};
 use crate::report::{FileOutcome, Status};
 
+use super::scheduler::Job;
 use super::transfer::journal_record;
 use super::{Engine, Shared, lock};
+use crate::plan::{Action, Op, Reason};
 
 /// When an export's changes go live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,6 +122,8 @@ impl Engine {
         let started = Instant::now();
         let batch: Vec<Staged> = pending.iter().map(|p| p.staged.clone()).collect();
         let mut results = self.rename_burst(&batch).await;
+        // Files whose rename's answer was lost with its temp gone: sent again (see below).
+        let mut resend: Vec<usize> = Vec::new();
         // A lost connection is worth another try on a fresh one, as any transient error.
         let mut attempt = 1;
         while attempt < self.shared.retry.max_attempts && !self.stopped() {
@@ -131,21 +135,24 @@ impl Engine {
             }
             tokio::time::sleep(self.shared.retry.delay(attempt)).await;
             attempt += 1;
-            // A connection lost after the server renamed but before its answer arrived: the
-            // temp is gone and the final name holds what was sent. Renaming it again would
-            // fail as not found; it is done.
-            let sizes: Vec<Option<u64>> = again
-                .iter()
-                .map(|&i| pending[i].outcome.as_ref().map(|(_, o)| o.bytes))
-                .collect();
+            // A connection lost before its renames' answers came: where the temp is gone,
+            // renaming it again would fail as not found. The rename most likely happened,
+            // but a temp that vanished some other way would leave the old file live under
+            // a name this run would record as sent: those files are sent again, one by
+            // one, straight into place (below), so that what the server holds is known.
             let items: Vec<&Staged> = again.iter().map(|&i| &batch[i]).collect();
-            let done = self.renamed_already(&items, &sizes).await;
+            let gone = self.temps_gone(&items).await;
             let again: Vec<usize> = again
                 .into_iter()
-                .zip(done)
-                .filter_map(|(i, done)| {
-                    if done {
+                .zip(gone)
+                .filter_map(|(i, gone)| {
+                    if gone {
+                        // Settled here: the resend below decides (a file whose upload
+                        // never ended has nothing to send again).
                         results[i] = Ok(());
+                        if pending[i].outcome.is_some() {
+                            resend.push(i);
+                        }
                         None
                     } else {
                         Some(i)
@@ -161,12 +168,34 @@ impl Engine {
                 results[i] = r;
             }
         }
+        if !resend.is_empty() {
+            let jobs = resend
+                .iter()
+                .map(|&i| {
+                    Job::Act(Action {
+                        op: Op::Upload,
+                        path: pending[i].staged.path.clone(),
+                        size: pending[i].outcome.as_ref().map_or(0, |(_, o)| o.bytes),
+                        reason: Reason::Unproven,
+                        source_mtime: None,
+                    })
+                })
+                .collect();
+            let burst = self.shared.burst.swap(false, Ordering::SeqCst);
+            // Each reports its own outcome and journals what it sent.
+            self.run_phase(jobs).await;
+            self.shared.burst.store(burst, Ordering::SeqCst);
+        }
         // Until the last rename is answered, retries included: the site was mixed that long.
         let window = started.elapsed();
         let sh = self.shared.clone();
         let mut failed_temps = Vec::new();
         let mut outcomes = Vec::with_capacity(pending.len());
-        for (p, r) in pending.into_iter().zip(results) {
+        for (i, (p, r)) in pending.into_iter().zip(results).enumerate() {
+            if resend.contains(&i) {
+                // Its upload again reported, journaled and freed it.
+                continue;
+            }
             let Some((worker, mut o)) = p.outcome else {
                 // Never reported (its job did not end): nothing to say, only its temp to
                 // remove if it is still there.
@@ -286,11 +315,10 @@ impl Engine {
         out
     }
 
-    /// For each staged file whose rename's answer was lost: whether the rename happened
-    /// anyway (its temp is gone and its final name is a file of the `size` sent), judged
+    /// For each staged file whose rename's answer was lost: whether its temp is gone, judged
     /// from one listing per directory on one connection. Unknown (no connection, a failed
     /// listing) is `false`: the rename is tried again.
-    async fn renamed_already(&mut self, items: &[&Staged], sizes: &[Option<u64>]) -> Vec<bool> {
+    async fn temps_gone(&mut self, items: &[&Staged]) -> Vec<bool> {
         let mut out = vec![false; items.len()];
         let slot = self.pool.iter().position(|w| w.conn.is_some());
         let mut conn = match slot.and_then(|i| self.pool[i].conn.take()) {
@@ -312,15 +340,8 @@ impl Engine {
             let Some(Some(entries)) = listings.get(&dir) else {
                 continue;
             };
-            let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
-            let (temp_name, final_name) = (name(temp), name(&s.path));
-            let temp_left = entries.iter().any(|e| e.name == temp_name);
-            let live = entries.iter().any(|e| {
-                e.name == final_name
-                    && e.kind == crate::remote::EntryKind::File
-                    && sizes[k].is_none_or(|n| e.size == n)
-            });
-            out[k] = !temp_left && live;
+            let temp_name = temp.rsplit('/').next().unwrap_or(temp);
+            out[k] = !entries.iter().any(|e| e.name == temp_name);
         }
         match slot {
             Some(i) => self.pool[i].conn = Some(conn),
