@@ -7,7 +7,8 @@
 //! any rename through: every changed file still holds its old content, no new file is there
 //! under its final name, every deleted file is still there, and each file's new content
 //! waits under siteport's temp name. `switch = per-file` renames nothing in a burst. And a
-//! burst whose answers are lost after the server renamed counts those renames as done.
+//! burst whose answers are lost with the temps gone (renamed by the server, or deleted by
+//! something else) sends those files again, so the server ends holding the local tree.
 
 mod common;
 
