@@ -147,23 +147,18 @@ impl Remote for Watched {
                 _ => s.clone(),
             })
             .collect();
-        if self.vanish && self.lose_first.load(Ordering::SeqCst) {
+        let lose = self.lose_first.swap(false, Ordering::SeqCst);
+        if lose && self.vanish {
             for t in batch.iter().filter_map(|s| s.temp.as_ref()) {
                 self.inner.delete_file(t).await.expect("delete a temp");
             }
-            self.lose_first.store(false, Ordering::SeqCst);
-            return batch
-                .iter()
-                .map(|s| {
-                    Err(
-                        Error::new(ErrorKind::Network, s.path.clone(), "connection lost")
-                            .retryable(true),
-                    )
-                })
-                .collect();
         }
-        let got = self.inner.publish(&batch).await;
-        if self.lose_first.swap(false, Ordering::SeqCst) {
+        let got = if lose && self.vanish {
+            Vec::new()
+        } else {
+            self.inner.publish(&batch).await
+        };
+        if lose {
             assert!(got.iter().all(|r| r.is_ok()), "the real renames failed");
             return batch
                 .iter()
@@ -571,12 +566,8 @@ async fn burst_sftp_proftpd_without_posix_rename() {
     .await;
 }
 
-/// The connection is lost after the server renamed the files but before its answers came
-/// back (a session killed mid-burst): the engine finds the temps gone and the final names
-/// holding what was sent; it sends those files again, one by one, rather than failing them
-/// on a second `RNFR` of a temp that no longer exists.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn burst_answers_lost_after_the_renames_vsftpd() {
+/// vsftpd (plain), an endpoint to it, and the site's directory on its disk.
+fn plain_vsftpd() -> (FtpServer, Endpoint, PathBuf) {
     let server = FtpServer::start(ServerKind::Vsftpd, false);
     let e = ftp_endpoint(
         &server.host,
@@ -586,22 +577,38 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
         Login::new(server.user.clone(), server.password.clone()),
     );
     let served = server.root().join(REMOTE.trim_start_matches('/'));
-    let t = tempfile::tempdir().unwrap();
-    let local = t.path().join("site");
-    make_old(&local);
-    let mut o = opts(&local, Switch::Burst);
-    // One connection: the whole burst is one batch, all of it "lost".
-    o.max_connections = 1;
-    let watch = Arc::new(Watch {
-        inner: connect_factory(&e),
+    (server, e, served)
+}
+
+/// Connections whose first burst's answers are lost: after the server renamed, or (with
+/// `vanish`) after the temps were deleted instead.
+fn losing_watch(e: &Endpoint, vanish: bool) -> Arc<Watch> {
+    Arc::new(Watch {
+        inner: connect_factory(e),
         gate: Arc::new(tokio::sync::Mutex::new(true)),
         check: Arc::new(|| Ok(())),
         seen: Arc::new(Mutex::new(None)),
         renamed: Arc::new(AtomicUsize::new(0)),
         lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         misdirect: None,
-        vanish: false,
-    });
+        vanish,
+    })
+}
+
+/// The connection is lost after the server renamed the files but before its answers came
+/// back (a session killed mid-burst): the engine finds the temps gone and the final names
+/// holding what was sent; it sends those files again, one by one, rather than failing them
+/// on a second `RNFR` of a temp that no longer exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_answers_lost_after_the_renames_vsftpd() {
+    let (_server, e, served) = plain_vsftpd();
+    let t = tempfile::tempdir().unwrap();
+    let local = t.path().join("site");
+    make_old(&local);
+    let mut o = opts(&local, Switch::Burst);
+    // One connection: the whole burst is one batch, all of it "lost".
+    o.max_connections = 1;
+    let watch = losing_watch(&e, false);
     let (_, r) = run(
         watch.clone(),
         o,
@@ -624,15 +631,7 @@ async fn burst_answers_lost_after_the_renames_vsftpd() {
 /// done would end the run with exit 0 and a stale site; the files are sent again instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_answers_lost_with_the_temps_gone_resends_vsftpd() {
-    let server = FtpServer::start(ServerKind::Vsftpd, false);
-    let e = ftp_endpoint(
-        &server.host,
-        server.port,
-        false,
-        None,
-        Login::new(server.user.clone(), server.password.clone()),
-    );
-    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let (_server, e, served) = plain_vsftpd();
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
     let journal = t.path().join("j.json");
@@ -649,16 +648,7 @@ async fn burst_answers_lost_with_the_temps_gone_resends_vsftpd() {
         assert_ne!(old, new);
         write(&local, p, &new);
     }
-    let watch = Arc::new(Watch {
-        inner: connect_factory(&e),
-        gate: Arc::new(tokio::sync::Mutex::new(true)),
-        check: Arc::new(|| Ok(())),
-        seen: Arc::new(Mutex::new(None)),
-        renamed: Arc::new(AtomicUsize::new(0)),
-        lose_first: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        misdirect: None,
-        vanish: true,
-    });
+    let watch = losing_watch(&e, true);
     let (_, r) = run(watch.clone(), o, &journal, Direction::Export).await;
     assert!(r.is_success(), "{:?}", r.failures().collect::<Vec<_>>());
     assert!(
@@ -684,15 +674,7 @@ async fn burst_answers_lost_with_the_temps_gone_resends_vsftpd() {
 /// journaled (the rerun sends it), and every other file of the burst goes live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_a_refused_rename_fails_that_file_only_vsftpd() {
-    let server = FtpServer::start(ServerKind::Vsftpd, false);
-    let e = ftp_endpoint(
-        &server.host,
-        server.port,
-        false,
-        None,
-        Login::new(server.user.clone(), server.password.clone()),
-    );
-    let served = server.root().join(REMOTE.trim_start_matches('/'));
+    let (_server, e, served) = plain_vsftpd();
     let t = tempfile::tempdir().unwrap();
     let local = t.path().join("site");
     let journal = t.path().join("j.json");
