@@ -159,7 +159,7 @@ struct Shared {
     logging_in: AtomicUsize,
     /// Logins started ahead of the work (see [`Engine::log_in_ahead`]), for the workers
     /// that need a connection.
-    ahead: Mutex<Vec<tokio::task::JoinHandle<Result<Box<dyn Remote>>>>>,
+    ahead: Mutex<Vec<PendingLogin>>,
     /// Logins to start that way once the run's first login is done.
     ahead_wanted: AtomicUsize,
     /// Jobs finished in the current phase and their summed wall time: the cost of one job.
@@ -202,6 +202,9 @@ impl Shared {
             .unwrap_or_else(|| (path.to_string(), None))
     }
 }
+
+/// A login under way in the background (see [`Engine::log_in_ahead`]).
+type PendingLogin = tokio::task::JoinHandle<Result<Box<dyn Remote>>>;
 
 /// Starts `n` logins in the background for the workers to take (see
 /// [`Engine::log_in_ahead`]).
