@@ -343,24 +343,36 @@ impl Engine {
                 .as_ref()
                 .map_or((false, false), |t| (t.dir_ready, t.htaccess));
             let res = match self.any_conn().await {
-                Ok(c) => write_state(c.as_mut(), &dir, &bytes, dir_ready, htaccess).await,
+                Ok(c) => write_state(c.as_mut(), &dir, &bytes, dir_ready, htaccess)
+                    .await
+                    .map(|()| c.capabilities().precise_mtime),
                 Err(e) => Err(e),
             };
-            if let Err(e) = res {
-                warnings.push(format!(
-                    "the deploy state could not be written ({e}); the next export from another \
-                     machine may send more than needed"
-                ));
-                return;
-            }
-            listed = self.list_state_file(&dir).await.map(|l| {
-                (
-                    l,
-                    lock(&self.shared.deploy)
-                        .as_ref()
-                        .map(|t| t.info.id.clone()),
-                )
-            });
+            let precise = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    warnings.push(format!(
+                        "the deploy state could not be written ({e}); the next export from \
+                         another machine may send more than needed"
+                    ));
+                    return;
+                }
+            };
+            // The document's listed size and exact time let the next run skip downloading
+            // it (the journal's state cache). A listing without exact times (LIST) can make
+            // no cache, so it is not asked for: the cache is cleared as it would be then.
+            listed = if precise {
+                self.list_state_file(&dir).await.map(|l| {
+                    (
+                        l,
+                        lock(&self.shared.deploy)
+                            .as_ref()
+                            .map(|t| t.info.id.clone()),
+                    )
+                })
+            } else {
+                None
+            };
         }
         self.mirror_into_journal(listed, warnings);
     }
