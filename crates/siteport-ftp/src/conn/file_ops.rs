@@ -70,11 +70,16 @@ impl FtpConnection {
 
     /// Creates each directory of `paths` in order, as [`mkdir`](Self::mkdir) does (one that
     /// exists already is not an error; each parent must exist or come earlier in `paths`).
-    /// Where the connection pipelines, every `MKD` goes out with its `CWD` in one write, and
-    /// an `EPSV` behind them arms the passive port of the next transfer (see `pipeline.rs`):
-    /// the whole chain costs one round trip. Every reply is read before the first failure is
-    /// returned, so the connection stays in step; a `CWD` reply that fits no `CWD`, or an
-    /// `EPSV` reply that fits no `EPSV`, closes the connection and turns pipelining off.
+    /// Where the connection pipelines, every `MKD` goes out with its `CWD` in one write: the
+    /// whole chain costs one round trip. Every reply is read before the first failure is
+    /// returned, so the connection stays in step; a reply that fits neither an `MKD` nor a
+    /// `CWD` where one is owed closes the connection and turns pipelining off.
+    ///
+    /// No `EPSV` rides behind the chain to arm the next transfer's port, though it would save
+    /// that transfer a round trip: a server that is not in order after all (libunftp behind
+    /// a banner that says vsftpd) may run the `EPSV` first and then hold every later command
+    /// until a data connection comes, so the fallback would wait for a timeout instead of
+    /// seeing the wrong reply at once.
     pub async fn mkdirs(&mut self, paths: &[&str]) -> Result<(), FtpError> {
         for p in paths {
             check_path(self.server(), "mkdir", p)?;
@@ -92,20 +97,15 @@ impl FtpConnection {
                 (format!("MKD {dir}"), format!("CWD {dir}"))
             })
             .collect();
-        let mut batch: Vec<&str> = Vec::with_capacity(lines.len() * 2 + 1);
+        let mut batch: Vec<&str> = Vec::with_capacity(lines.len() * 2);
         for (mkd, cwd) in &lines {
             batch.push(mkd);
             batch.push(cwd);
         }
-        // The next transfer (the lock's owner file, the first listing) then connects at once.
-        let arm = self.epsv && self.armed.is_none() && !self.owe_epsv;
-        if arm {
-            batch.push("EPSV");
-        }
         self.send_in_step(&batch).await?;
         let mut first_err = None;
         for (mkd, cwd) in &lines {
-            let r = self.ctrl.read_reply(mkd).await?;
+            let r = self.read_in_step(mkd, Expect::Mkd).await?;
             let c = self.read_in_step(cwd, Expect::Cwd).await?;
             let made = r.code == 257 || r.code == 250;
             // A refused MKD of a directory that can be entered: it was there already.
@@ -113,13 +113,6 @@ impl FtpConnection {
             if !made && !there && first_err.is_none() {
                 first_err = Some(FtpError::from_reply(self.server(), mkd, r.code, &r.text));
             }
-        }
-        if arm {
-            let r = self.read_in_step("EPSV", Expect::Epsv).await?;
-            self.armed = (r.code == 229)
-                .then(|| super::data::parse_epsv(&r.text))
-                .flatten()
-                .map(|port| std::net::SocketAddr::new(self.peer, port));
         }
         match first_err {
             Some(e) => Err(e),
