@@ -289,7 +289,7 @@ impl FtpConnection {
             }
             Err(_) => return Err(self.transfer_timed_out(&command).await),
         }
-        self.send_rename_behind().await;
+        self.send_rename_behind(&command).await;
         let mut sink = [0u8; 512];
         let _ = tokio::time::timeout(timeout, async {
             while let Ok(n) = data.read(&mut sink).await {
@@ -336,7 +336,7 @@ impl FtpConnection {
             Err(e) => Err(e),
         };
         let reply = if matches!(sent, Ok(Ok(_))) {
-            self.send_rename_behind().await;
+            self.send_rename_behind(command).await;
             self.read_in_step(command, Expect::TransferStart).await
         } else {
             // A refused STOR is answered at once; a server still waiting for the data
@@ -507,6 +507,7 @@ impl FtpConnection {
         let tag = tmp_tag();
         let tmp = self.temp_name(remote_path, &tag)?;
         self.rename_behind = Some((
+            format!("STOR {}", self.abs(&tmp)),
             format!("RNFR {}", self.abs(&tmp)),
             format!("RNTO {}", self.abs(remote_path)),
         ));
@@ -550,13 +551,17 @@ impl FtpConnection {
         }
     }
 
-    /// Sends the rename queued by [`put_atomic_riding`](Self::put_atomic_riding), if any:
-    /// called once every byte of the upload went out and its data connection was closed
-    /// cleanly. A failed write leaves the connection closed (its replies cannot be counted).
-    async fn send_rename_behind(&mut self) {
-        let Some((rnfr, rnto)) = self.rename_behind.take() else {
+    /// Sends the rename queued by [`put_atomic_riding`](Self::put_atomic_riding) for the
+    /// upload `stor`, if any: called once every byte of that upload went out and its data
+    /// connection was closed cleanly. A rename queued for another upload is dropped. A
+    /// failed write leaves the connection closed (its replies cannot be counted).
+    async fn send_rename_behind(&mut self, stor: &str) {
+        let Some((for_stor, rnfr, rnto)) = self.rename_behind.take() else {
             return;
         };
+        if for_stor != stor {
+            return;
+        }
         if self.send_in_step(&[&rnfr, &rnto]).await.is_ok() {
             self.owe_rename = Some((rnfr, rnto));
         } else {
