@@ -358,6 +358,49 @@ impl Remote for FtpRemote {
             .map_err(|e| map_ftp_error(e, false))
     }
 
+    /// The chain in one write where the connection pipelines (see `FtpConnection::mkdirs`);
+    /// after a server that fell out of step, once more one by one on a fresh connection
+    /// (making a directory that exists is no error, so repeating is safe).
+    async fn mkdirs(&mut self, paths: &[String]) -> Result<()> {
+        let full = paths
+            .iter()
+            .map(|p| self.full(p))
+            .collect::<Result<Vec<_>>>()?;
+        let wire: Vec<&str> = full.iter().map(String::as_str).collect();
+        let was = self.pipelining();
+        match self.conn()?.mkdirs(&wire).await {
+            Err(_) if self.fell_back(was) => self.reconnect().await?.mkdirs(&wire).await,
+            r => r,
+        }
+        .map_err(|e| map_ftp_error(e, false))
+    }
+
+    /// `DELE` and `RMD` in one write where the connection pipelines (see
+    /// `FtpConnection::delete_then_rmdir`). After a server that fell out of step, once more
+    /// one at a time on a fresh connection; the directory found gone then is what the batch
+    /// did (the caller checked the lock was its own), not a failure.
+    async fn remove_file_and_dir(&mut self, file: &str, dir: &str) -> Result<()> {
+        let (f, d) = (self.full(file)?, self.full(dir)?);
+        let was = self.pipelining();
+        let (dele, rmd) = match self.conn()?.delete_then_rmdir(&f, &d).await {
+            Ok(r) => r,
+            Err(_) if self.fell_back(was) => {
+                let c = self.reconnect().await?;
+                let dele = c.delete_file(&f).await.map_err(|e| map_ftp_error(e, false));
+                let rmd = c.remove_dir(&d).await.map_err(|e| map_ftp_error(e, false));
+                let rmd = match rmd {
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    r => r,
+                };
+                return crate::remote::file_then_dir(dele, || async { rmd }).await;
+            }
+            Err(e) => return Err(map_ftp_error(e, false)),
+        };
+        let dele = dele.map_err(|e| map_ftp_error(e, false));
+        let rmd = rmd.map_err(|e| map_ftp_error(e, false));
+        crate::remote::file_then_dir(dele, || async { rmd }).await
+    }
+
     async fn delete_file(&mut self, path: &str) -> Result<()> {
         let p = self.full(path)?;
         self.conn()?

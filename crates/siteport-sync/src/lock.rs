@@ -157,8 +157,12 @@ impl SiteLock {
     /// ours (taken over after `lock_timeout`, or freed with `siteport unlock`) and was left
     /// alone.
     pub async fn release(&self, remote: &mut dyn Remote) -> Result<bool> {
-        match read_lock(remote, &self.state_dir).await? {
-            Some(Holder { owner: Some(o), .. }) if o.token == self.owner.token => {
+        check_state_dir(&self.state_dir)?;
+        // The owner file alone says whose lock it is: no listing of the state dir first (that
+        // is for the lock directory's time, which only a holder without an owner file needs).
+        // A lock directory that is gone has no owner file either.
+        match read_owner_strict(remote, &self.state_dir).await? {
+            Some(o) if o.token == self.owner.token => {
                 remove_lock(remote, &self.state_dir).await?;
                 Ok(true)
             }
@@ -204,10 +208,10 @@ pub async fn try_lock(
     timeout: Duration,
 ) -> Result<Attempt> {
     check_state_dir(state_dir)?;
-    remote.mkdir("").await?;
-    for at in crate::state::dir_chain(state_dir) {
-        remote.mkdir(&at).await?;
-    }
+    // The remote root and the state dir's chain in one go (one round trip over FTP).
+    let mut chain = vec![String::new()];
+    chain.extend(crate::state::dir_chain(state_dir));
+    remote.mkdirs(&chain).await?;
     if let Some(lock) = create(remote, state_dir, owner).await? {
         return Ok(Attempt::Acquired(lock));
     }
@@ -331,6 +335,24 @@ async fn read_owner(remote: &mut dyn Remote, state_dir: &str) -> Option<LockOwne
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The owner file for a release: `None` when it is missing (or refused, or not an owner
+/// record); a failure of the connection is an error (the caller may try again), not a
+/// lock that is someone else's.
+async fn read_owner_strict(remote: &mut dyn Remote, state_dir: &str) -> Result<Option<LockOwner>> {
+    let path = owner_path(state_dir);
+    let got = match remote.get_contents(&path, OWNER_MAX).await {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => get_via_temp(remote, &path).await,
+        Err(e) => Err(e),
+    };
+    match got {
+        Ok(b) if b.len() <= OWNER_MAX => Ok(serde_json::from_slice(&b).ok()),
+        Ok(_) => Ok(None),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Permission) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Downloads `path` through an unnamed temporary file (for transports that cannot download
 /// into memory): nothing to clean up, nothing another user can plant a link at.
 pub(crate) async fn get_via_temp(remote: &mut dyn Remote, path: &str) -> Result<Vec<u8>> {
@@ -358,14 +380,11 @@ pub(crate) async fn get_via_temp(remote: &mut dyn Remote, path: &str) -> Result<
 
 /// Deletes the owner file (if any) and removes the lock directory.
 async fn remove_lock(remote: &mut dyn Remote, state_dir: &str) -> Result<()> {
-    match remote.delete_file(&owner_path(state_dir)).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        // Some servers say "permission" for a missing file; RMD below tells the truth.
-        Err(e) if e.kind() == ErrorKind::Permission => {}
-        Err(e) => return Err(e),
-    }
-    remote.remove_dir(&lock_dir(state_dir)).await
+    // A missing owner file is no error (some servers say "permission" for one): the RMD
+    // tells the truth. Both in one round trip over FTP.
+    remote
+        .remove_file_and_dir(&owner_path(state_dir), &lock_dir(state_dir))
+        .await
 }
 
 /// `siteport unlock`: frees the site lock whoever holds it. Returns the holder it freed, or

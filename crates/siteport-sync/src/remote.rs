@@ -391,6 +391,25 @@ pub trait Remote: Send {
         self.mkdir(path).await.map(|()| true)
     }
 
+    /// Creates each directory of `paths` in order, as [`mkdir`](Remote::mkdir) does (each
+    /// parent exists or comes earlier). FTP sends them all in one write where the server
+    /// reads commands in order; the default makes them one by one.
+    async fn mkdirs(&mut self, paths: &[String]) -> Result<()> {
+        for p in paths {
+            self.mkdir(p).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the file `file` (missing, or refused: not an error) and then removes the
+    /// directory `dir`, whose result is the answer: the site lock's release. FTP sends both
+    /// in one write where the server reads commands in order; the default sends them one
+    /// after the other.
+    async fn remove_file_and_dir(&mut self, file: &str, dir: &str) -> Result<()> {
+        let dele = self.delete_file(file).await;
+        file_then_dir(dele, || self.remove_dir(dir)).await
+    }
+
     /// Deletes the file `path`.
     async fn delete_file(&mut self, path: &str) -> Result<()>;
 
@@ -401,6 +420,22 @@ pub trait Remote: Send {
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }
+}
+
+/// What [`Remote::remove_file_and_dir`] makes of its two steps: a file already missing (or
+/// refused: some servers say "permission" for a missing file) does not stop the directory's
+/// removal, whose result tells the truth; any other failure of the file's does.
+pub(crate) async fn file_then_dir<F>(dele: Result<()>, rmd: impl FnOnce() -> F) -> Result<()>
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    use crate::error::ErrorKind;
+    match dele {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Permission) => {}
+        Err(e) => return Err(e),
+    }
+    rmd().await
 }
 
 /// [`Remote::list_dirs`] for a transport that lists one directory per round trip.

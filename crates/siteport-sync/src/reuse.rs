@@ -225,6 +225,14 @@ impl Remote for Returning {
         self.conn()?.mkdir_new(path).await
     }
 
+    async fn mkdirs(&mut self, paths: &[String]) -> Result<()> {
+        self.conn()?.mkdirs(paths).await
+    }
+
+    async fn remove_file_and_dir(&mut self, file: &str, dir: &str) -> Result<()> {
+        self.conn()?.remove_file_and_dir(file, dir).await
+    }
+
     async fn delete_file(&mut self, path: &str) -> Result<()> {
         self.conn()?.delete_file(path).await
     }

@@ -68,6 +68,98 @@ impl FtpConnection {
         Err(err)
     }
 
+    /// Creates each directory of `paths` in order, as [`mkdir`](Self::mkdir) does (one that
+    /// exists already is not an error; each parent must exist or come earlier in `paths`).
+    /// Where the connection pipelines, every `MKD` goes out with its `CWD` in one write: the
+    /// whole chain costs one round trip. Every reply is read before the first failure is
+    /// returned, so the connection stays in step; a reply that fits neither an `MKD` nor a
+    /// `CWD` where one is owed closes the connection and turns pipelining off.
+    ///
+    /// No `EPSV` rides behind the chain to arm the next transfer's port, though it would save
+    /// that transfer a round trip: a server that is not in order after all (libunftp behind
+    /// a banner that says vsftpd) may run the `EPSV` first and then hold every later command
+    /// until a data connection comes, so the fallback would wait for a timeout instead of
+    /// seeing the wrong reply at once.
+    pub async fn mkdirs(&mut self, paths: &[&str]) -> Result<(), FtpError> {
+        for p in paths {
+            check_path(self.server(), "mkdir", p)?;
+        }
+        if !self.pipelines() {
+            for p in paths {
+                self.mkdir(p).await?;
+            }
+            return Ok(());
+        }
+        let lines: Vec<(String, String)> = paths
+            .iter()
+            .map(|p| {
+                let dir = self.abs(p);
+                (format!("MKD {dir}"), format!("CWD {dir}"))
+            })
+            .collect();
+        let mut batch: Vec<&str> = Vec::with_capacity(lines.len() * 2);
+        for (mkd, cwd) in &lines {
+            batch.push(mkd);
+            batch.push(cwd);
+        }
+        self.send_in_step(&batch).await?;
+        let mut first_err = None;
+        for (mkd, cwd) in &lines {
+            let r = self.read_in_step(mkd, Expect::Mkd).await?;
+            let c = self.read_in_step(cwd, Expect::Cwd).await?;
+            let made = r.code == 257 || r.code == 250;
+            // A refused MKD of a directory that can be entered: it was there already.
+            let there = r.code / 100 == 5 && (c.code == 250 || c.code == 200);
+            if !made && !there && first_err.is_none() {
+                first_err = Some(FtpError::from_reply(self.server(), mkd, r.code, &r.text));
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the file `file`, then removes the directory `dir` (the site lock's owner file
+    /// and its directory): the result of each, in order. Where the connection pipelines, both
+    /// go out in one write with a `CWD dir` behind them, one round trip for all three: an
+    /// in-order server must refuse that `CWD` once its `RMD` succeeded, so a server that ran
+    /// the `RMD` before the `DELE` (and failed it, leaving the directory) cannot pass for
+    /// one that removed it. A reply that does not fit, or that contradiction, closes the
+    /// connection and turns pipelining off (the outer error).
+    pub async fn delete_then_rmdir(
+        &mut self,
+        file: &str,
+        dir: &str,
+    ) -> Result<(Result<(), FtpError>, Result<(), FtpError>), FtpError> {
+        check_path(self.server(), "delete", file)?;
+        check_path(self.server(), "rmdir", dir)?;
+        if !self.pipelines() {
+            let dele = self.delete_file(file).await;
+            let rmd = self.remove_dir(dir).await;
+            return Ok((dele, rmd));
+        }
+        let dele = format!("DELE {}", self.abs(file));
+        let rmd = format!("RMD {}", self.abs(dir));
+        let cwd = format!("CWD {}", self.abs(dir));
+        self.send_in_step(&[&dele, &rmd, &cwd]).await?;
+        let d = self.read_in_step(&dele, Expect::Done).await?;
+        let r = self.read_in_step(&rmd, Expect::Done).await?;
+        let c = self.read_in_step(&cwd, Expect::Cwd).await?;
+        let removed = r.code == 250 || r.code == 200;
+        if removed && (c.code == 250 || c.code == 200) {
+            return Err(self.out_of_step(&cwd, &c).await);
+        }
+        let done = |cmd: &str, code: u16, text: &str| {
+            if code == 250 || code == 200 {
+                Ok(())
+            } else {
+                Err(FtpError::from_reply(self.server(), cmd, code, text))
+            }
+        };
+        Ok((done(&dele, d.code, &d.text), done(&rmd, r.code, &r.text)))
+    }
+
     /// Creates a directory only if it does not exist yet: `Ok(true)` when this `MKD` created
     /// it, `Ok(false)` when it was already there (a `5xx` answer, and the directory can be
     /// entered). `MKD` is atomic on every FTP server, so of several clients racing to create
@@ -234,7 +326,7 @@ impl FtpConnection {
 
     /// Reads the two answers to one pipelined pair. The outer error is a broken connection;
     /// the inner one a refused rename (the connection is still in step).
-    async fn read_rename_replies(
+    pub(super) async fn read_rename_replies(
         &mut self,
         rnfr: &str,
         rnto: &str,

@@ -97,6 +97,7 @@ impl FtpConnection {
 
         let pipelining = sequential_server(&banner.text);
         let early_close = closes_early(&banner.text);
+        let deaf_in_transfer = deaf_in_transfer(&banner.text);
 
         if let (Some(t), TlsMode::Explicit) = (&tls, opts.tls) {
             auth_tls(&mut ctrl, t, opts.timeout, &server).await?;
@@ -137,6 +138,9 @@ impl FtpConnection {
             after: None,
             owe_after: None,
             after_reply: None,
+            deaf_in_transfer,
+            rename_behind: None,
+            owe_rename: None,
             stat_listing: opts.listing.get(),
             listing: opts.listing.clone(),
             tmp_tag: tmp_tag(),
@@ -312,6 +316,15 @@ fn sequential_server(greeting: &str) -> bool {
 /// it sends might take it for the end of the transfer.
 fn closes_early(greeting: &str) -> bool {
     greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
+}
+
+/// Whether the server reads no command while a transfer runs: vsftpd (which looks at the
+/// control connection during a transfer only for an urgent `ABOR`, and only when configured
+/// to). pure-ftpd answers a command that arrives during a transfer at once (`500`) and
+/// proftpd refuses it (`450 data transfer in progress`): a command sent after the data but
+/// before the final reply would be lost there.
+fn deaf_in_transfer(greeting: &str) -> bool {
+    greeting.contains("(vsFTPd ")
 }
 
 /// Parses `257 "/path" is the current directory` (with `""` as an escaped quote).

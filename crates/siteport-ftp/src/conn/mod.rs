@@ -133,6 +133,17 @@ pub struct FtpConnection {
     owe_after: Option<String>,
     /// The reply code to it, once read.
     after_reply: Option<u16>,
+    /// The server reads no command while a transfer runs (vsftpd): a command written after an
+    /// upload's data waits until the upload has ended (see `put_atomic_riding`).
+    deaf_in_transfer: bool,
+    /// The `RNFR`/`RNTO` lines of an atomic upload, to send once its data is all sent and
+    /// closed, before its final reply is read (see `put_atomic_riding`), with the `STOR`
+    /// line of that upload: taken by the next upload, and sent only if it is that one (a
+    /// call cut short never lends its rename to a later upload).
+    rename_behind: Option<(String, String, String)>,
+    /// Those lines went out behind the current upload: their replies follow its final reply
+    /// (and the `EPSV`'s), and the atomic upload reads them.
+    owe_rename: Option<(String, String)>,
     /// Whether `STAT -a` lists a directory over the control connection exactly as `LIST -a`
     /// does (RFC 959 allows it; vsftpd does it): `None` until a non-empty listing was compared.
     stat_listing: Option<bool>,

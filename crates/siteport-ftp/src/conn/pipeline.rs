@@ -43,6 +43,10 @@ pub(super) enum Expect {
     Rnto,
     /// `MFMT`: `213`.
     Mfmt,
+    /// `DELE`, `RMD`: `250`/`200`.
+    Done,
+    /// `MKD`: `257` (or `250`).
+    Mkd,
 }
 
 /// Whether `code` can answer what `expect` names. Every command may fail (`4xx`/`5xx`), except
@@ -54,9 +58,10 @@ pub(super) fn fits(expect: Expect, code: u16) -> bool {
         Expect::Epsv => code == 229 || failed,
         Expect::TransferStart => matches!(code, 125 | 150 | 226 | 250) || failed,
         Expect::TransferEnd => matches!(code, 226 | 250) || failed,
-        Expect::Cwd | Expect::Rnto => matches!(code, 200 | 250) || failed,
+        Expect::Cwd | Expect::Rnto | Expect::Done => matches!(code, 200 | 250) || failed,
         Expect::Stat => (211..=213).contains(&code) || failed,
         Expect::Mfmt => code == 213 || failed,
+        Expect::Mkd => matches!(code, 250 | 257) || failed,
         Expect::Rnfr => code == 350 || (failed && code != 503),
     }
 }
@@ -297,5 +302,8 @@ mod tests {
         assert!(fits(Expect::Rnfr, 350) && fits(Expect::Rnfr, 550));
         assert!(!fits(Expect::Rnfr, 503) && !fits(Expect::Rnfr, 250));
         assert!(fits(Expect::Rnto, 503) && !fits(Expect::Rnto, 350));
+        assert!(fits(Expect::Done, 250) && fits(Expect::Done, 550));
+        assert!(fits(Expect::Mkd, 257) && fits(Expect::Mkd, 550) && !fits(Expect::Mkd, 229));
+        assert!(!fits(Expect::Done, 350) && !fits(Expect::Done, 229) && !fits(Expect::Done, 226));
     }
 }

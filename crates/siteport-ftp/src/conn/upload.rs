@@ -289,6 +289,7 @@ impl FtpConnection {
             }
             Err(_) => return Err(self.transfer_timed_out(&command).await),
         }
+        self.send_rename_behind(&command).await;
         let mut sink = [0u8; 512];
         let _ = tokio::time::timeout(timeout, async {
             while let Ok(n) = data.read(&mut sink).await {
@@ -335,6 +336,7 @@ impl FtpConnection {
             Err(e) => Err(e),
         };
         let reply = if matches!(sent, Ok(Ok(_))) {
+            self.send_rename_behind(command).await;
             self.read_in_step(command, Expect::TransferStart).await
         } else {
             // A refused STOR is answered at once; a server still waiting for the data
@@ -462,7 +464,16 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<u64, FtpError> {
-        let (sent, tmp) = self.put_staged_payload(payload, remote_path, mtime).await?;
+        // The rename rides behind the upload where the server reads commands in order and
+        // none while the upload runs, and no MFMT would have to follow the upload on its own
+        // (it must reach the temp file before the rename does).
+        if self.pipelines() && self.deaf_in_transfer && (mtime.is_none() || !self.features.mfmt) {
+            return self.put_atomic_riding(payload, remote_path, mtime).await;
+        }
+        let tag = self.tmp_tag.clone();
+        let (sent, tmp) = self
+            .put_staged_payload(payload, remote_path, mtime, &tag)
+            .await?;
         if let Err(e) = self.rename(&tmp, remote_path).await {
             // Do not leave the temp file behind; the rename error is what matters.
             if self.is_open() {
@@ -471,6 +482,113 @@ impl FtpConnection {
             return Err(e);
         }
         Ok(sent)
+    }
+
+    /// [`put_atomic_payload`](Self::put_atomic_payload) with its `RNFR`/`RNTO` sent once the
+    /// data is all sent and its connection closed cleanly, before the upload's final reply
+    /// is read: the server reads them after the upload and answers them behind its final
+    /// reply, so the rename costs no round trip of its own. Never sent after a local read
+    /// error or a broken data connection: the server renames nothing this side knows to be
+    /// cut short.
+    ///
+    /// The temp name is new for this call (not the connection's usual tag): an `RNFR` that
+    /// follows a refused `STOR` then names no file at all and fails harmlessly, where a temp
+    /// left by an earlier failed upload of the same path could have been renamed into place.
+    /// If the server does rename after answering the upload with a failure (it kept part of
+    /// the file: a disk that filled up), the final name is deleted again: a missing file is
+    /// safe for what this writes (the lock's owner file, the deploy state), a truncated one
+    /// is not.
+    async fn put_atomic_riding(
+        &mut self,
+        payload: Payload<'_>,
+        remote_path: &str,
+        mtime: Option<SystemTime>,
+    ) -> Result<u64, FtpError> {
+        let tag = tmp_tag();
+        let tmp = self.temp_name(remote_path, &tag)?;
+        self.rename_behind = Some((
+            format!("STOR {}", self.abs(&tmp)),
+            format!("RNFR {}", self.abs(&tmp)),
+            format!("RNTO {}", self.abs(remote_path)),
+        ));
+        self.owe_rename = None;
+        let sent = self
+            .put_staged_payload(payload, remote_path, mtime, &tag)
+            .await
+            .map(|(n, _)| n);
+        self.rename_behind = None;
+        let owed = self.owe_rename.take();
+        let renamed = match &owed {
+            Some((rnfr, rnto)) if self.is_open() => {
+                Some(self.read_rename_replies(rnfr, rnto).await)
+            }
+            _ => None,
+        };
+        match (sent, renamed) {
+            (Ok(n), Some(Ok(Ok(())))) => Ok(n),
+            (Ok(_), Some(Ok(Err(e)))) => {
+                let _ = self.delete_file(&tmp).await;
+                Err(e)
+            }
+            (Ok(_), Some(Err(e))) => Err(e),
+            // Nothing went out behind the upload (it ended without sending data): renamed
+            // the ordinary way; a connection lost meanwhile fails here.
+            (Ok(n), None) => {
+                if let Err(e) = self.rename(&tmp, remote_path).await {
+                    if self.is_open() {
+                        let _ = self.delete_file(&tmp).await;
+                    }
+                    return Err(e);
+                }
+                Ok(n)
+            }
+            (Err(e), Some(Ok(Ok(())))) => {
+                tracing::warn!(server = %self.server(), path = %self.abs(remote_path), "the server renamed a failed upload into place; deleting it");
+                let _ = self.delete_file(remote_path).await;
+                Err(e)
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Sends the rename queued by [`put_atomic_riding`](Self::put_atomic_riding) for the
+    /// upload `stor`, if any: called once every byte of that upload went out and its data
+    /// connection was closed cleanly. A rename queued for another upload is dropped. A
+    /// failed write leaves the connection closed (its replies cannot be counted).
+    async fn send_rename_behind(&mut self, stor: &str) {
+        let Some((for_stor, rnfr, rnto)) = self.rename_behind.take() else {
+            return;
+        };
+        if for_stor != stor {
+            return;
+        }
+        if self.send_in_step(&[&rnfr, &rnto]).await.is_ok() {
+            self.owe_rename = Some((rnfr, rnto));
+        } else {
+            self.owe_epsv = false;
+            self.armed = None;
+            self.ctrl.close().await;
+        }
+    }
+
+    /// `.<name>.<tag>.siteport-tmp` beside `remote_path`, in its form (relative or absolute).
+    fn temp_name(&self, remote_path: &str, tag: &str) -> Result<String, FtpError> {
+        check_path(self.server(), "upload", remote_path)?;
+        let (dir, name) = match remote_path.rfind('/') {
+            Some(i) => (&remote_path[..=i], &remote_path[i + 1..]),
+            None => ("", remote_path),
+        };
+        if name.is_empty() {
+            return Err(FtpError::new(
+                FtpErrorKind::Invalid,
+                self.server(),
+                format!(
+                    "upload: {:?} names a directory, not a file",
+                    self.abs(remote_path)
+                ),
+            ));
+        }
+        Ok(format!("{dir}.{name}.{tag}.siteport-tmp"))
     }
 
     /// The first half of [`put_atomic_file`](Self::put_atomic_file): uploads under the
@@ -487,7 +605,9 @@ impl FtpConnection {
         on_bytes: Option<OnBytes<'_>>,
     ) -> Result<(u64, String), FtpError> {
         let payload = Payload::File(file, shown, observe, on_bytes);
-        self.put_staged_payload(payload, remote_path, mtime).await
+        let tag = self.tmp_tag.clone();
+        self.put_staged_payload(payload, remote_path, mtime, &tag)
+            .await
     }
 
     /// [`put_staged_file`](Self::put_staged_file) of a small file already in memory.
@@ -497,7 +617,8 @@ impl FtpConnection {
         remote_path: &str,
         mtime: Option<SystemTime>,
     ) -> Result<(u64, String), FtpError> {
-        self.put_staged_payload(Payload::Bytes(contents), remote_path, mtime)
+        let tag = self.tmp_tag.clone();
+        self.put_staged_payload(Payload::Bytes(contents), remote_path, mtime, &tag)
             .await
     }
 
@@ -508,23 +629,9 @@ impl FtpConnection {
         payload: Payload<'_>,
         remote_path: &str,
         mtime: Option<SystemTime>,
+        tag: &str,
     ) -> Result<(u64, String), FtpError> {
-        check_path(self.server(), "upload", remote_path)?;
-        let (dir, name) = match remote_path.rfind('/') {
-            Some(i) => (&remote_path[..=i], &remote_path[i + 1..]),
-            None => ("", remote_path),
-        };
-        if name.is_empty() {
-            return Err(FtpError::new(
-                FtpErrorKind::Invalid,
-                self.server(),
-                format!(
-                    "upload: {:?} names a directory, not a file",
-                    self.abs(remote_path)
-                ),
-            ));
-        }
-        let tmp = format!("{dir}.{name}.{}.siteport-tmp", self.tmp_tag);
+        let tmp = self.temp_name(remote_path, tag)?;
         // The time is set on the temp file, before the rename: the final name appears with
         // its final time at once, so nothing (a listing, a server's digest cache keyed by
         // path and time) ever sees the new content under the upload's time. Pipelining, the

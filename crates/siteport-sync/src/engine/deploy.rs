@@ -277,8 +277,12 @@ impl Engine {
         *lock(&self.shared.deploy) = Some(t);
     }
 
-    /// After the uploads: lists the directories that received files (one LIST each, over
-    /// the workers) so the state records what the server listed right after the upload.
+    /// After the uploads: lists the directories that received files so the state records
+    /// what the server listed right after the upload. The directories are split evenly over
+    /// the connections already open, each share listed in one batch
+    /// ([`Remote::list_dirs`]: one round trip per connection over FTP), all at once; a
+    /// directory whose listing failed is listed again as an ordinary job, with the usual
+    /// tries and reconnects.
     pub(super) async fn relist_uploaded(&mut self) {
         let dirs: BTreeSet<String> = match lock(&self.shared.deploy).as_ref() {
             Some(t) => parent_dirs(t.uploaded.iter().map(String::as_str)),
@@ -287,9 +291,12 @@ impl Engine {
         if dirs.is_empty() {
             return;
         }
-        self.run_phase(dirs.into_iter().map(Job::List).collect())
-            .await;
-        let listings = std::mem::take(&mut lock(&self.shared.results).listings);
+        let (mut listings, again) = self.list_spread(dirs.into_iter().collect()).await;
+        if !again.is_empty() {
+            self.run_phase(again.into_iter().map(Job::List).collect())
+                .await;
+            listings.extend(std::mem::take(&mut lock(&self.shared.results).listings));
+        }
         let mut guard = lock(&self.shared.deploy);
         let Some(t) = guard.as_mut() else { return };
         let uploaded: BTreeSet<&str> = t.uploaded.iter().map(String::as_str).collect();
@@ -324,6 +331,53 @@ impl Engine {
         }
     }
 
+    /// Lists `dirs` over the pool's open connections at once, each taking an even share in
+    /// one [`Remote::list_dirs`] batch. Returns the listings that worked and the directories
+    /// to list again (failed, or no connection open).
+    async fn list_spread(
+        &mut self,
+        dirs: Vec<String>,
+    ) -> (
+        Vec<(String, Result<Vec<crate::remote::RemoteEntry>>)>,
+        Vec<String>,
+    ) {
+        let open: Vec<usize> = (0..self.pool.len())
+            .filter(|&i| self.pool[i].conn.is_some())
+            .collect();
+        if open.is_empty() || self.stopped() {
+            return (Vec::new(), dirs);
+        }
+        let per = dirs.len().div_ceil(open.len());
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, share) in open.into_iter().zip(dirs.chunks(per)) {
+            let Some(mut conn) = self.pool[i].conn.take() else {
+                continue;
+            };
+            let share = share.to_vec();
+            tasks.spawn(async move {
+                let listed = conn.list_dirs(&share).await;
+                (i, conn, share, listed)
+            });
+        }
+        let mut done = BTreeSet::new();
+        let mut listings = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A task that panicked took its connection with it: its worker reconnects.
+            let Ok((i, conn, share, listed)) = joined else {
+                continue;
+            };
+            self.pool[i].conn = Some(conn);
+            for (dir, res) in share.into_iter().zip(listed) {
+                if res.is_ok() {
+                    done.insert(dir.clone());
+                    listings.push((dir, res));
+                }
+            }
+        }
+        let again = dirs.into_iter().filter(|d| !done.contains(d)).collect();
+        (listings, again)
+    }
+
     /// Writes the final document (when anything differs from what the server has), then
     /// makes the journal mirror it. Failures are warnings: the files are on the server.
     pub(super) async fn finish_state(&mut self, warnings: &mut Vec<String>) {
@@ -343,24 +397,36 @@ impl Engine {
                 .as_ref()
                 .map_or((false, false), |t| (t.dir_ready, t.htaccess));
             let res = match self.any_conn().await {
-                Ok(c) => write_state(c.as_mut(), &dir, &bytes, dir_ready, htaccess).await,
+                Ok(c) => write_state(c.as_mut(), &dir, &bytes, dir_ready, htaccess)
+                    .await
+                    .map(|()| c.capabilities().precise_mtime),
                 Err(e) => Err(e),
             };
-            if let Err(e) = res {
-                warnings.push(format!(
-                    "the deploy state could not be written ({e}); the next export from another \
-                     machine may send more than needed"
-                ));
-                return;
-            }
-            listed = self.list_state_file(&dir).await.map(|l| {
-                (
-                    l,
-                    lock(&self.shared.deploy)
-                        .as_ref()
-                        .map(|t| t.info.id.clone()),
-                )
-            });
+            let precise = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    warnings.push(format!(
+                        "the deploy state could not be written ({e}); the next export from \
+                         another machine may send more than needed"
+                    ));
+                    return;
+                }
+            };
+            // The document's listed size and exact time let the next run skip downloading
+            // it (the journal's state cache). A listing without exact times (LIST) can make
+            // no cache, so it is not asked for: the cache is cleared as it would be then.
+            listed = if precise {
+                self.list_state_file(&dir).await.map(|l| {
+                    (
+                        l,
+                        lock(&self.shared.deploy)
+                            .as_ref()
+                            .map(|t| t.info.id.clone()),
+                    )
+                })
+            } else {
+                None
+            };
         }
         self.mirror_into_journal(listed, warnings);
     }
