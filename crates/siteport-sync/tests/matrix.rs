@@ -687,11 +687,15 @@ async fn vsftpd_sessions_killed_at_random() {
             // A small xorshift: a different rhythm each kill, the same each run.
             let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
             let mut kills = 0;
+            // The first soon after the start: an export whose connections all log in at
+            // once can be well on its way before 0.2 s.
+            let mut pause = Duration::from_millis(100);
             while !stop.load(Ordering::SeqCst) {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                std::thread::sleep(Duration::from_millis(200 + x % 500));
+                std::thread::sleep(pause);
+                pause = Duration::from_millis(200 + x % 500);
                 if !stop.load(Ordering::SeqCst) && server.kill_one_session(x >> 32) > 0 {
                     kills += 1;
                 }
