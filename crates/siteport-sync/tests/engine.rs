@@ -695,7 +695,39 @@ async fn one_connection_lists_a_level_in_one_batch() {
     assert!(plan.is_noop(), "{plan}");
     let batches = knobs.list_batches.lock().unwrap().clone();
     assert!(
-        batches.iter().any(|&n| n >= 12),
+        batches.iter().any(|b| b.len() >= 12),
         "the twelve directories split into batches {batches:?}"
+    );
+}
+
+/// The site lock's directory, inside the deploy state dir, is listed in the same batch as
+/// the state dir itself, not in a level of its own (a round trip less at a distance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_dir_is_listed_with_its_parent() {
+    let (_t, site, remote, journal) = dirs();
+    write(&site, "a/index.html", b"x");
+    write(&site, "b/index.html", b"y");
+    // A lock held: its directory and owner file, as the site lock leaves them.
+    write(&remote, ".siteport/lock/owner.json", b"{}");
+    let (f, knobs) = WrapFactory::new(&remote);
+    let mut o = SyncOptions::new(&site);
+    o.max_connections = 1;
+    o.state_dir = Some(".siteport".into());
+    let mut e = Engine::new(
+        f.clone(),
+        o,
+        Journal::open(&journal).unwrap(),
+        Arc::new(NoProgress),
+    );
+    let plan = e.plan(Direction::Export).await.unwrap();
+    e.finish().await.unwrap();
+    assert_eq!(plan.summary().transfer, 2, "{plan}");
+    let batches = knobs.list_batches.lock().unwrap().clone();
+    assert!(
+        batches
+            .iter()
+            .any(|b| b.contains(&".siteport".to_string())
+                && b.contains(&".siteport/lock".to_string())),
+        "listed in batches {batches:?}"
     );
 }

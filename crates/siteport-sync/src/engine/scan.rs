@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::path::{check_name, join};
 use crate::plan::Baseline;
 use crate::plan::Direction;
-use crate::remote::EntryKind;
+use crate::remote::{EntryKind, RemoteEntry};
 use crate::state::in_state_dir;
 use crate::state_dir::in_web_root;
 use crate::tree::{ProblemKind, ScanProblem, Tree, TreeEntry};
@@ -35,11 +35,39 @@ impl Engine {
         };
         self.remote_root_missing = false;
         self.remote_temps.clear();
+        // The site lock's directory (which this run holds, inside the state dir) is listed
+        // with its parent's level rather than in a level of its own: at a distance that
+        // level is a round trip for one small directory.
+        let lock_dir = state_dir
+            .as_deref()
+            .filter(|d| in_web_root(d))
+            .map(|d| join(d, "lock"));
+        let mut prelisted: BTreeMap<String, Result<Vec<RemoteEntry>>> = BTreeMap::new();
         while !level.is_empty() {
-            self.run_phase(level.drain(..).map(Job::List).collect())
-                .await;
+            let mut listings = Vec::new();
+            level.retain(|d| match prelisted.remove(d) {
+                Some(r) => {
+                    listings.push((d.clone(), r));
+                    false
+                }
+                None => true,
+            });
+            let early = lock_dir
+                .clone()
+                .filter(|l| level.iter().any(|d| d == crate::path::parent(l)));
+            let mut jobs: Vec<Job> = level.drain(..).map(Job::List).collect();
+            jobs.extend(early.clone().map(Job::List));
+            self.run_phase(jobs).await;
             self.check_fatal()?;
-            let mut listings = std::mem::take(&mut lock(&self.shared.results).listings);
+            let mut got = std::mem::take(&mut lock(&self.shared.results).listings);
+            if let Some(l) = &early
+                && let Some(i) = got.iter().position(|(d, _)| d == l)
+            {
+                // Used when its parent's listing names it (a lock is held), else dropped.
+                let (d, r) = got.remove(i);
+                prelisted.insert(d, r);
+            }
+            listings.extend(got);
             listings.sort_by(|a, b| a.0.cmp(&b.0));
             for (dir, res) in listings {
                 let entries = match res {

@@ -46,7 +46,7 @@ pub struct Knobs {
     /// Milliseconds every directory listing takes.
     pub list_delay_ms: AtomicU64,
     /// The directories of each `list_dirs` call, in order.
-    pub list_batches: Mutex<Vec<usize>>,
+    pub list_batches: Mutex<Vec<Vec<String>>>,
     /// `connects` when the first site file was put or fetched.
     pub connects_at_first_transfer: Mutex<Option<usize>>,
 }
@@ -175,7 +175,7 @@ impl Remote for Wrap {
     }
     async fn list_dirs(&mut self, paths: &[String]) -> Vec<Result<Vec<RemoteEntry>>> {
         // One by one through list_dir above, so its knobs apply to every listing.
-        self.knobs.list_batches.lock().unwrap().push(paths.len());
+        self.knobs.list_batches.lock().unwrap().push(paths.to_vec());
         siteport_sync::list_one_by_one(self, paths).await
     }
     async fn put_atomic(
