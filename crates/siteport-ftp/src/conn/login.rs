@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -109,7 +109,7 @@ impl FtpConnection {
             login(&mut ctrl, opts, &server, pipelined_login).await?;
             session_setup(&mut ctrl, tls.is_some(), pipelined_login).await
         };
-        let (features, home) = match setup.await {
+        let (features, home, round_trip) = match setup.await {
             // A refused login is the server's answer, pipelined or not; anything else may
             // be the server mishandling the batch (see `connect`).
             Err(e) if pipelined_login && e.kind() != FtpErrorKind::Login => {
@@ -130,7 +130,9 @@ impl FtpConnection {
             epsv: true,
             list_all: true,
             pipelining,
-            early_close,
+            // Near (loopback, a LAN) the early close costs the server more than the round
+            // trip it saves (see `close_early`).
+            early_close: early_close && round_trip >= EARLY_CLOSE_FROM,
             announced: None,
             switch: opts.pipelining.clone(),
             armed: None,
@@ -253,7 +255,10 @@ async fn session_setup(
     ctrl: &mut Control,
     tls: bool,
     pipelining: bool,
-) -> Result<(Features, String), FtpError> {
+) -> Result<(Features, String, Duration), FtpError> {
+    // The first answer's wait: a round trip to the server (it answers these at once).
+    let asked = Instant::now();
+    let mut round_trip = Duration::ZERO;
     let (feat, pwd) = if pipelining {
         let mut lines = Vec::with_capacity(6);
         if tls {
@@ -265,6 +270,9 @@ async fn session_setup(
         // Every reply is read before any is judged: each is owed.
         for line in &lines {
             replies.push(ctrl.read_reply(line).await?);
+            if round_trip.is_zero() {
+                round_trip = asked.elapsed();
+            }
         }
         // The lines before FEAT (PBSZ, PROT, TYPE) must succeed; OPTS UTF8 may fail.
         let fixed = lines.len() - 3;
@@ -278,9 +286,13 @@ async fn session_setup(
     } else {
         if tls {
             ctrl.expect("PBSZ 0", &[200]).await?;
+            round_trip = asked.elapsed();
             ctrl.expect("PROT P", &[200]).await?;
         }
         ctrl.expect("TYPE I", &[200]).await?;
+        if round_trip.is_zero() {
+            round_trip = asked.elapsed();
+        }
         let feat = ctrl.cmd("FEAT").await?;
         if feat.code == 211 && Features::parse(&feat.text).utf8 {
             // Some servers only send UTF-8 names after this; failure is harmless.
@@ -298,7 +310,7 @@ async fn session_setup(
     } else {
         "/".to_string()
     };
-    Ok((features, home))
+    Ok((features, home, round_trip))
 }
 
 /// Whether the greeting names a server known to read and answer pipelined commands strictly
@@ -308,6 +320,13 @@ fn sequential_server(greeting: &str) -> bool {
         || greeting.contains("Welcome to Pure-FTPd")
         || greeting.contains("ProFTPD")
 }
+
+/// The round trip from which a download's TLS data connection closes early (see
+/// `FtpConnection::close_early`): on loopback vsftpd's FTPS import of 5,000 small files took
+/// 2.75 s with it and 2.0 s without (its SSL process handles the early `close_notify` with
+/// more work than the round trip it saves), while at 50 ms it saves a round trip per file
+/// (300 files over four connections: 18.4 s -> 13.1 s).
+const EARLY_CLOSE_FROM: Duration = Duration::from_millis(2);
 
 /// Whether the greeting names a server that may be sent a download's `close_notify` as soon
 /// as the data connection's TLS 1.3 handshake is over (see `Stream::half_close`): vsftpd and

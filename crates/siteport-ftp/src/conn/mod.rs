@@ -112,8 +112,8 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
-    /// A download's TLS 1.3 data connection may send its `close_notify` at once (see
-    /// `Stream::half_close`): vsftpd and pure-ftpd.
+    /// A download's TLS data connection may send its `close_notify` at once (see
+    /// `close_early`): vsftpd and pure-ftpd, at a distance (see `EARLY_CLOSE_FROM`).
     early_close: bool,
     /// The size a transfer's `150` announced (`(N bytes)`, vsftpd and proftpd): a download
     /// that ends short of it failed, whatever its final reply says.
