@@ -50,9 +50,17 @@ impl FtpConnection {
         // CWD, then list without an argument: a name starting with '-' would otherwise be read
         // as `ls` options by vsftpd and pure-ftpd.
         let cwd = format!("CWD {dir}");
+        if self.stat_listing.is_none() {
+            // Another connection of these options may have judged it since this one logged in.
+            self.stat_listing = self.listing.get();
+        }
         if !self.features.mlsd && self.list_all && self.stat_listing == Some(true) {
             return self.list_over_control(&cwd).await;
         }
+        // Not judged yet (the run's first listing): the `STAT -a` it is judged by rides
+        // with the CWD, so the comparison costs no round trip of its own.
+        let early_stat = !self.features.mlsd && self.list_all && self.stat_listing.is_none();
+        let mut stat_reply = None;
         // What lists the directory once we are in it.
         let list_cmd = if self.features.mlsd {
             "MLSD"
@@ -71,8 +79,16 @@ impl FtpConnection {
                     // the session with 421).
                     // Checked as a pipelined reply: a server out of step would answer it
                     // with what it owes from before (a 229).
-                    self.send_in_step(&[&cwd]).await?;
+                    if early_stat {
+                        self.send_in_step(&[&cwd, STAT_LIST]).await?;
+                    } else {
+                        self.send_in_step(&[&cwd]).await?;
+                    }
                     let c = self.read_in_step(&cwd, Expect::Cwd).await?;
+                    if early_stat {
+                        // Read even when CWD failed: it is owed.
+                        stat_reply = Some(self.read_stat_in_step().await?);
+                    }
                     if c.code != 250 && c.code != 200 {
                         return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
                     }
@@ -84,8 +100,15 @@ impl FtpConnection {
                     // CWD and EPSV in one write, one round trip instead of two (a no-change
                     // run is mostly listings). A failed CWD leaves an unused passive port,
                     // which the next EPSV replaces.
-                    self.send_in_step(&[&cwd, "EPSV"]).await?;
+                    if early_stat {
+                        self.send_in_step(&[&cwd, STAT_LIST, "EPSV"]).await?;
+                    } else {
+                        self.send_in_step(&[&cwd, "EPSV"]).await?;
+                    }
                     let c = self.read_in_step(&cwd, Expect::Cwd).await?;
+                    if early_stat {
+                        stat_reply = Some(self.read_stat_in_step().await?);
+                    }
                     let e = self.read_in_step("EPSV", Expect::Epsv).await?;
                     if c.code != 250 && c.code != 200 {
                         return Err(FtpError::from_reply(self.server(), &cwd, c.code, &c.text));
@@ -131,7 +154,10 @@ impl FtpConnection {
                 .filter_map(|l| parse_list_line(l, now))
                 .collect();
             if self.stat_listing.is_none() && self.list_all && !entries.is_empty() {
-                self.check_stat_listing(&entries).await?;
+                match stat_reply {
+                    Some(r) => self.judge_stat_listing(&entries, &r),
+                    None => self.check_stat_listing(&entries).await?,
+                }
             }
             entries
         };
@@ -273,6 +299,12 @@ impl FtpConnection {
     async fn check_stat_listing(&mut self, listed: &[RemoteEntry]) -> Result<(), FtpError> {
         self.ctrl.send(STAT_LIST).await?;
         let reply = self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?;
+        self.judge_stat_listing(listed, &reply);
+        Ok(())
+    }
+
+    /// The `STAT -a` reply of a directory against its `LIST -a` (see `check_stat_listing`).
+    fn judge_stat_listing(&mut self, listed: &[RemoteEntry], reply: &crate::stream::Reply) {
         let same = stat_entries(reply.code, &reply.text).is_some_and(|mut got| {
             let mut want = listed.to_vec();
             got.sort_by(|a, b| a.name.cmp(&b.name));
@@ -282,7 +314,16 @@ impl FtpConnection {
         tracing::debug!(server = %self.server(), same, "STAT listing compared with LIST");
         self.stat_listing = Some(same);
         self.listing.set(same);
-        Ok(())
+    }
+
+    /// A pipelined `STAT -a` reply: a listing (`211`-`213`) or a refusal; anything else
+    /// answers another command (out of step).
+    async fn read_stat_in_step(&mut self) -> Result<crate::stream::Reply, FtpError> {
+        let r = self.ctrl.read_reply_max(STAT_LIST, MAX_LISTING).await?;
+        if !fits(Expect::Stat, r.code) {
+            return Err(self.out_of_step(STAT_LIST, &r).await);
+        }
+        Ok(r)
     }
 
     /// CWD and `STAT -a` in one round trip (when the server works in order); the listing
