@@ -9,11 +9,12 @@
 //! - `delete_then_rmdir`: the owner file and its directory gone; a directory that is not
 //!   empty stays and says so; a missing file does not stop the directory's removal.
 
+mod common;
+
 use std::path::Path;
-use std::time::Duration;
 
 use secrecy::SecretString;
-use siteport_ftp::{ConnectOptions, FtpConnection, FtpErrorKind, TlsMode};
+use siteport_ftp::{ConnectOptions, FtpConnection, FtpErrorKind};
 use siteport_testsupport::{FtpServer, ProFtpd, ServerKind};
 
 struct Target {
@@ -28,20 +29,7 @@ struct Target {
 }
 
 fn options(t: &Target) -> ConnectOptions {
-    let mut o = ConnectOptions::new(
-        t.host.clone(),
-        t.port,
-        if t.tls {
-            TlsMode::Explicit
-        } else {
-            TlsMode::None
-        },
-        t.user.clone(),
-        t.password.clone(),
-    );
-    o.ca_file = t.ca.clone();
-    o.timeout = Duration::from_secs(15);
-    o
+    common::options(&t.host, t.port, t.tls, &t.user, &t.password, t.ca.clone())
 }
 
 fn target(s: &FtpServer) -> Target {

@@ -4,6 +4,8 @@
 //! one is recognised as working in order, so these run with pipelining on (and check that it
 //! stays on).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -74,20 +76,14 @@ impl Target {
 }
 
 fn options(server: &Target) -> ConnectOptions {
-    let mut o = ConnectOptions::new(
-        server.host.clone(),
+    common::options(
+        &server.host,
         server.port,
-        if server.tls {
-            TlsMode::Explicit
-        } else {
-            TlsMode::None
-        },
-        server.user.clone(),
-        server.password.clone(),
-    );
-    o.ca_file = server.ca.clone();
-    o.timeout = Duration::from_secs(15);
-    o
+        server.tls,
+        &server.user,
+        &server.password,
+        server.ca.clone(),
+    )
 }
 
 fn by_name(entries: Vec<RemoteEntry>) -> BTreeMap<String, RemoteEntry> {

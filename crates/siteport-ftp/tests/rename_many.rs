@@ -5,26 +5,20 @@
 //! renamed, each missing one fails as not found without taking its neighbours down, and the
 //! connection is still in step afterwards.
 
-use std::time::Duration;
+mod common;
 
-use siteport_ftp::{ConnectOptions, FtpConnection, FtpErrorKind, TlsMode};
+use siteport_ftp::{ConnectOptions, FtpConnection, FtpErrorKind};
 use siteport_testsupport::{FtpServer, ServerKind};
 
 fn options(server: &FtpServer) -> ConnectOptions {
-    let mut o = ConnectOptions::new(
-        server.host.clone(),
+    common::options(
+        &server.host,
         server.port,
-        if server.tls {
-            TlsMode::Explicit
-        } else {
-            TlsMode::None
-        },
-        server.user.clone(),
-        server.password.clone(),
-    );
-    o.ca_file = server.ca_path();
-    o.timeout = Duration::from_secs(15);
-    o
+        server.tls,
+        &server.user,
+        &server.password,
+        server.ca_path(),
+    )
 }
 
 const FILES: usize = 150;
