@@ -99,9 +99,10 @@ impl FtpConnection {
         let connected = tokio::time::timeout(timeout, TcpStream::connect(addr)).await;
         let tcp = match connected {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) if sent == Sent::Armed => {
+            Ok(Err(e)) if sent != Sent::No => {
                 // A server that refused the command at once may have closed the port before
-                // our connection reached it (pure-ftpd): its reply says so.
+                // our connection reached it (pure-ftpd; proftpd, where the command went out
+                // right behind its own EPSV): its reply says so.
                 return Err(self.armed_failed(command, addr, e).await);
             }
             failed => {
@@ -136,9 +137,11 @@ impl FtpConnection {
                 let after = self.after.take();
                 let mut batch = vec![command];
                 batch.extend(after.as_deref());
-                batch.push("EPSV");
+                if self.arm_behind {
+                    batch.push("EPSV");
+                }
                 self.send_in_step(&batch).await?;
-                self.owe_epsv = true;
+                self.owe_epsv = self.arm_behind;
                 self.owe_after = after;
             } else {
                 self.ctrl.send(command).await?;

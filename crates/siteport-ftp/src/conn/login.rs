@@ -133,6 +133,7 @@ impl FtpConnection {
             // Near (loopback, a LAN) the early close costs the server more than the round
             // trip it saves (see `close_early`).
             early_close: early_close && round_trip >= EARLY_CLOSE_FROM,
+            arm_behind: !banner.text.contains("ProFTPD"),
             announced: None,
             switch: opts.pipelining.clone(),
             armed: None,

@@ -112,6 +112,11 @@ pub struct FtpConnection {
     /// handshake. Others (libunftp) run some commands concurrently and answer out of order,
     /// and handshake before `150`.
     pipelining: bool,
+    /// An `EPSV` may ride behind a transfer command to arm the next transfer's port: not
+    /// with proftpd, which reads the control connection during a transfer and refuses the
+    /// `EPSV` there (`450 data transfer in progress`), its reply then coming before the
+    /// transfer's `226` (seen under load: the connection closed as out of step).
+    arm_behind: bool,
     /// A download's TLS data connection may send its `close_notify` at once (see
     /// `close_early`): vsftpd and pure-ftpd, at a distance (see `EARLY_CLOSE_FROM`).
     early_close: bool,

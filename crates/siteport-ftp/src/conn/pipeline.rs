@@ -127,13 +127,12 @@ impl FtpConnection {
     /// queued command, then the `EPSV`), and keeps the `EPSV`'s address armed for the next
     /// transfer (none when the server refused it: the next transfer asks again).
     pub(super) async fn settle(&mut self) -> Result<(), FtpError> {
-        let after = self.owe_after.take();
-        if !std::mem::take(&mut self.owe_epsv) {
-            return Ok(());
-        }
-        if let Some(cmd) = after {
+        if let Some(cmd) = self.owe_after.take() {
             let r = self.read_in_step(&cmd, Expect::Mfmt).await?;
             self.after_reply = Some(r.code);
+        }
+        if !std::mem::take(&mut self.owe_epsv) {
+            return Ok(());
         }
         let r = self.read_in_step("EPSV", Expect::Epsv).await?;
         self.armed = (r.code == 229)
@@ -147,7 +146,8 @@ impl FtpConnection {
     /// timeout): the control connection is out of step for good when an `EPSV` reply is owed
     /// behind it, so it is closed (the engine reconnects after any such failure).
     pub(super) async fn abandon(&mut self) {
-        if std::mem::take(&mut self.owe_epsv) {
+        let owed_after = self.owe_after.take().is_some();
+        if std::mem::take(&mut self.owe_epsv) | owed_after {
             self.armed = None;
             self.ctrl.close().await;
         }
@@ -165,16 +165,18 @@ impl FtpConnection {
         let after = self.after.take();
         let mut batch = vec![command];
         batch.extend(after.as_deref());
-        batch.push("EPSV");
+        if self.arm_behind {
+            batch.push("EPSV");
+        }
         if let Some(addr) = self.armed.take() {
             self.send_in_step(&batch).await?;
-            self.owe_epsv = true;
+            self.owe_epsv = self.arm_behind;
             self.owe_after = after;
             return Ok(Some((addr, Sent::Armed)));
         }
         batch.insert(0, "EPSV");
         self.send_in_step(&batch).await?;
-        self.owe_epsv = true;
+        self.owe_epsv = self.arm_behind;
         self.owe_after = after;
         let r = self.read_in_step("EPSV", Expect::Epsv).await?;
         let refused = match self.epsv_reply(r) {

@@ -641,7 +641,7 @@ impl FtpConnection {
             (Some(t), true) => Some(format!("MFMT {} {}", format_mdtm(t), self.abs(&tmp))),
             _ => None,
         };
-        self.after = mfmt.clone().filter(|_| self.pipelines());
+        self.after = mfmt.clone().filter(|_| self.pipelines() && self.arm_behind);
         self.after_reply = None;
         let sent = self.put(payload, &tmp).await;
         self.after = None;
