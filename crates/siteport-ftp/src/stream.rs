@@ -39,17 +39,6 @@ impl Stream {
             Stream::Tls(_) => false,
         }
     }
-
-    /// Whether this is a TLS 1.3 session, where `close_notify` closes the sender's
-    /// direction alone (RFC 8446 §6.1); under TLS 1.2 the peer answers it by closing.
-    pub(crate) fn is_tls13(&self) -> bool {
-        match self {
-            Stream::Plain(_) => false,
-            Stream::Tls(s) => {
-                s.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
-            }
-        }
-    }
 }
 
 impl AsyncRead for Stream {

@@ -367,7 +367,7 @@ impl FtpConnection {
         let Some(mut data) = started else {
             return Ok(Vec::new());
         };
-        let early = self.close_early(&data);
+        let early = self.close_early();
         data.half_close(early).await;
         let mut out = Vec::new();
         let mut chunk = vec![0u8; COPY_BUF];
@@ -407,13 +407,13 @@ impl FtpConnection {
     /// Whether a download's TLS data connection sends its `close_notify` as soon as the
     /// transfer started, as a plain one sends its FIN (see `Stream::half_close`): with
     /// vsftpd and pure-ftpd, which read nothing on a download's data connection until they
-    /// have sent the whole file and then wait for it. Under TLS 1.3 it closes our direction
-    /// alone. Under TLS 1.2 (vsftpd's choice) the RFC has the peer answer it by closing and
-    /// dropping what it had yet to send, which these servers do only once all is sent; so
-    /// only when the `150` announced the size, which [`check_announced`] holds the
-    /// transfer to: a server that cut it short fails the file rather than shortening it.
-    pub(super) fn close_early(&self, data: &Data) -> bool {
-        self.early_close && (data.is_tls13() || self.announced.is_some())
+    /// have sent the whole file and then wait for it. Only when the `150` announced the
+    /// size, which [`check_announced`](Self::check_announced) holds the transfer to: a
+    /// server that took the early close for the end of the transfer (TLS 1.2 has the peer
+    /// answer it by closing; even under TLS 1.3, where it closes our direction alone, a
+    /// server may misread it) fails the file rather than leaving it short with a `226`.
+    pub(super) fn close_early(&self) -> bool {
+        self.early_close && self.announced.is_some()
     }
 
     /// A transfer that brought fewer bytes than its `150` announced did not complete, even

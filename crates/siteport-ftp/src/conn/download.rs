@@ -47,7 +47,7 @@ impl FtpConnection {
         let Some(mut data) = self.start_transfer(&command).await? else {
             return Ok(0);
         };
-        let early = self.close_early(&data);
+        let early = self.close_early();
         let closed = data.half_close(early).await;
         let timeout = self.ctrl.timeout;
         let mut chunk = vec![0u8; COPY_BUF];

@@ -330,10 +330,10 @@ fn sequential_server(greeting: &str) -> bool {
 const EARLY_CLOSE_FROM: Duration = Duration::from_millis(2);
 
 /// Whether the greeting names a server that may be sent a download's `close_notify` as soon
-/// as the data connection's TLS 1.3 handshake is over (see `Stream::half_close`): vsftpd and
-/// pure-ftpd read nothing on a download's data connection until they have sent the file
-/// (tested in `tests/remote_suite.rs` and `tests/round_trips.rs`). A server that reads while
-/// it sends might take it for the end of the transfer.
+/// as the data connection's TLS handshake is over (see `FtpConnection::close_early`): vsftpd
+/// and pure-ftpd read nothing on a download's data connection until they have sent the file
+/// (tested in `tests/round_trips.rs`). A server that reads while it sends might take it for
+/// the end of the transfer.
 fn closes_early(greeting: &str) -> bool {
     greeting.contains("(vsFTPd ") || greeting.contains("Welcome to Pure-FTPd")
 }
